@@ -1,1 +1,63 @@
-"""elue-hf."""
+"""elue-hf: efficient NLP for the Hugging Face ecosystem.
+
+``import elue_hf`` registers ElasticBERT with the transformers Auto classes and LPT with PEFT. Nothing is downloaded
+at import time; sub-packages (``elue_hf.elue``, ``elue_hf.hashee``, ``elue_hf.lpt``, ...) load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .elasticbert import (
+    ElasticBertConfig,
+    ElasticBertForMaskedLM,
+    ElasticBertForPreTraining,
+    ElasticBertForSequenceClassification,
+    ElasticBertModel,
+    ElasticBertPreTrainedModel,
+    register_elasticbert,
+)
+
+__version__ = "0.1.0"
+
+register_elasticbert()
+
+
+def _register_lpt() -> None:
+    try:
+        lpt = importlib.import_module("elue_hf.lpt")
+    except ModuleNotFoundError as err:  # LPT not built in this checkout
+        if err.name and err.name.startswith(("elue_hf.lpt", "peft")):  # LEAD-TODO: strict once LPT lands
+            return
+        raise
+    register = getattr(lpt, "register_lpt", None)  # LEAD-TODO: make strict once LPT lands
+    if register is not None:
+        register()
+
+
+_register_lpt()
+
+_LAZY = {
+    "convert_bert_to_elasticbert": "elue_hf.elasticbert.convert",
+    "LPTConfig": "elue_hf.lpt",
+    "HashEEConfig": "elue_hf.hashee",
+    "apply_hashee": "elue_hf.hashee",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'elue_hf' has no attribute {name!r}")
+
+
+__all__ = [
+    "ElasticBertConfig",
+    "ElasticBertPreTrainedModel",
+    "ElasticBertModel",
+    "ElasticBertForSequenceClassification",
+    "ElasticBertForMaskedLM",
+    "ElasticBertForPreTraining",
+    "register_elasticbert",
+    *_LAZY,
+]

@@ -1,0 +1,49 @@
+"""What the ``make demo`` sections share (the demo itself is in :mod:`elue_hf.demo`).
+
+Each area contributes a section ``run(ctx: DemoContext) -> None`` that trains/evaluates on the embedded data,
+prints its own table and appends its operating points to ``ctx.points`` for the shared Pareto plot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+
+@dataclass
+class OperatingPoint:
+    """One (quality, cost) point of the demo's Pareto plot."""
+
+    method: str  # e.g. "ElasticBERT static", "ElasticBERT entropy", "HashEE", "LPT"
+    label: str  # the setting, e.g. "k=3", "H<0.3"
+    accuracy: float  # x100, on the held-out slice
+    mean_flops: float | None = None  # MFLOPs per instance (ELUE rules), if known
+    mean_exit_layer: float | None = None
+    params: int | None = None  # parameters the instance can use (ELUE definition)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DemoContext:
+    out_dir: Path
+    tokenizer: Any  # the MiniLM tokenizer (BERT uncased WordPiece)
+    data: Any  # datasets.DatasetDict with "train" / "validation" / "test" slices of the RT snippets
+    model: Any  # fine-tuned ElasticBertForSequenceClassification (all exits trained), eval mode
+    base_model_path: Path  # directory of the real MiniLM checkpoint
+    max_length: int = 64
+    seed: int = 0
+    points: list[OperatingPoint] = field(default_factory=list)
+    progress: Callable[..., Iterable] = lambda it, **kw: it  # tqdm-like
+    dataset_name: str = "RT snippets (Pang & Lee), SST-2-like"
+
+    def encode(self, texts: list[str], text_pairs: list[str] | None = None) -> dict:
+        """Tokenise a batch (dynamic padding, truncation at ``max_length``) into PyTorch tensors."""
+        return self.tokenizer(
+            texts,
+            text_pairs,
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )

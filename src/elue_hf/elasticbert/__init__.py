@@ -1,0 +1,38 @@
+"""ElasticBERT: a BERT that can exit at any layer (static or dynamic early exit)."""
+
+from .configuration_elasticbert import ElasticBertConfig
+from .modeling_elasticbert import (
+    ElasticBertForMaskedLM,
+    ElasticBertForPreTraining,
+    ElasticBertForSequenceClassification,
+    ElasticBertModel,
+    ElasticBertPreTrainedModel,
+    ExitPolicy,
+    exit_layers_from_logits,
+    gradient_rescale,
+    prediction_entropy,
+)
+from .registration import register_elasticbert
+
+__all__ = [
+    "ElasticBertConfig",
+    "ElasticBertPreTrainedModel",
+    "ElasticBertModel",
+    "ElasticBertForSequenceClassification",
+    "ElasticBertForMaskedLM",
+    "ElasticBertForPreTraining",
+    "ExitPolicy",
+    "exit_layers_from_logits",
+    "gradient_rescale",
+    "prediction_entropy",
+    "register_elasticbert",
+    "convert_bert_to_elasticbert",
+]
+
+
+def __getattr__(name):  # heavier helpers load on first use
+    if name == "convert_bert_to_elasticbert":
+        from .convert import convert_bert_to_elasticbert
+
+        return convert_bert_to_elasticbert
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
