@@ -9,6 +9,7 @@ import sys
 # Modules that expose ``register(subparsers)``; imported lazily so ``elue-hf --help`` stays fast.
 COMMAND_MODULES = (
     "elue_hf.demo",
+    "elue_hf.elasticbert.pretraining",
     "elue_hf.elue.cli",
     "elue_hf.leaderboard.cli",
 )

@@ -36,12 +36,13 @@ class DemoContext:
     points: list[OperatingPoint] = field(default_factory=list)
     progress: Callable[..., Iterable] = lambda it, **kw: it  # tqdm-like
     dataset_name: str = "RT snippets (Pang & Lee), SST-2-like"
+    quick: bool = False  # smoke-test mode (tests): sections should shrink their steps and slices
 
     def encode(self, texts: list[str], text_pairs: list[str] | None = None) -> dict:
         """Tokenise a batch (dynamic padding, truncation at ``max_length``) into PyTorch tensors."""
         return self.tokenizer(
-            texts,
-            text_pairs,
+            list(texts),
+            None if text_pairs is None else list(text_pairs),
             padding=True,
             truncation=True,
             max_length=self.max_length,
