@@ -15,7 +15,7 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: setup demo test bench clean
 
-setup: $(VENV)/.assets-ok
+setup: $(VENV)/.assets-ok $(VENV)/.browser-ok
 
 $(VENV)/.torch-ok:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ $(VENV)/.deps-ok: $(VENV)/.torch-ok pyproject.toml constraints.txt
 
 $(VENV)/.assets-ok: $(VENV)/.deps-ok
 	$(PIP) install -q --no-deps $(ASSETS)
+	touch $@
+
+# Headless Chromium + ChromeDriver (Debian packages) for the leaderboard's real-browser test.
+$(VENV)/.browser-ok: $(VENV)/.torch-ok
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then echo "chromium: present"; \
+	else (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; fi
 	touch $@
 
 demo: setup

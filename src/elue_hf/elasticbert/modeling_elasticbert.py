@@ -493,8 +493,20 @@ class ElasticBertForSequenceClassification(ElasticBertPreTrainedModel):
                 policy.select(keep)
                 if mask is not None and mask.shape[0] > 1:
                     mask = mask[keep]
+                hidden, mask = _trim_padding(hidden, mask, attention_mask, rows)
         loss = self._loss(logits_out, labels) if labels is not None else None
         return ElasticBertSequenceClassifierOutput(loss=loss, logits=logits_out, exit_layer=exit_layer)
+
+
+def _trim_padding(hidden, mask, attention_mask, rows):
+    """Drop trailing positions that are padding for every remaining row (they are masked keys; nothing reads them)."""
+    if mask is None or attention_mask is None or attention_mask.dim() != 2:
+        return hidden, mask
+    valid = attention_mask[rows].bool().any(0)
+    length = int(valid.nonzero().max()) + 1 if valid.any() else hidden.shape[1]
+    if length == hidden.shape[1]:
+        return hidden, mask
+    return hidden[:, :length], mask[..., :length, :length]
 
 
 class ExitPolicy:
