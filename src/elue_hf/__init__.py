@@ -37,6 +37,19 @@ def _register_lpt() -> None:
 
 _register_lpt()
 
+
+def _seed_elue_metric() -> None:
+    """Make bare ``evaluate.load("elue")`` work offline: copy the metric into evaluate's module cache if missing.
+
+    No ``evaluate`` import, never raises; opt out with ``ELUE_HF_NO_METRIC_INSTALL=1``.
+    """
+    from .metrics import ensure_metric_installed
+
+    ensure_metric_installed()
+
+
+_seed_elue_metric()
+
 _LAZY = {
     "convert_bert_to_elasticbert": "elue_hf.elasticbert.convert",
     "LPTConfig": "elue_hf.lpt",
