@@ -1,0 +1,59 @@
+"""HashEE: hash-based token-level early exit (Sun et al., 2022) for BERT-family encoders and seq2seq ``generate()``.
+
+>>> from elue_hf.hashee import HashEEConfig, build_hash_table, apply_hashee, hashee_config_for
+>>> config = hashee_config_for(model, tokenizer)                 # L = B = encoder depth, V = embedding rows
+>>> table = build_hash_table(config, train_ids, dev_ids)          # frequency hash (default)
+>>> apply_hashee(model, table)                                   # in place; Trainer / generate() work as usual
+>>> model.save_pretrained(out_dir); model = load_hashee_model(out_dir)
+"""
+
+from .config import HASH_FUNCTIONS, HashEEConfig
+from .flops import active_token_counts, classifier_flops, last_active_counts, modules_column, seq2seq_flops
+from .hashing import (
+    HashTable,
+    build_hash_table,
+    cluster_table,
+    frequency_table,
+    kmeans,
+    mi_table,
+    random_cons_table,
+    random_incons_table,
+    tokenize_texts,
+)
+from .model import (
+    apply_hashee,
+    get_hashee,
+    hashee_config_for,
+    hashee_table,
+    is_hashee_model,
+    load_hashee_model,
+    remove_hashee,
+    set_hashee_mode,
+)
+
+__all__ = [
+    "HASH_FUNCTIONS",
+    "HashEEConfig",
+    "HashTable",
+    "build_hash_table",
+    "random_cons_table",
+    "random_incons_table",
+    "frequency_table",
+    "mi_table",
+    "cluster_table",
+    "kmeans",
+    "tokenize_texts",
+    "apply_hashee",
+    "remove_hashee",
+    "get_hashee",
+    "is_hashee_model",
+    "hashee_table",
+    "hashee_config_for",
+    "set_hashee_mode",
+    "load_hashee_model",
+    "active_token_counts",
+    "last_active_counts",
+    "classifier_flops",
+    "modules_column",
+    "seq2seq_flops",
+]

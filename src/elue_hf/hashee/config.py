@@ -1,0 +1,121 @@
+"""``HashEEConfig``: what a HashEE exit table is and how it was built (spec ``hashee.md`` §2-§3).
+
+The config travels inside the model's ``config.json`` as a ``hashee`` block; the table itself is a persistent buffer
+saved with the weights (see :mod:`elue_hf.hashee.model`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["HASH_FUNCTIONS", "CLUSTER_ORDERS", "MODES", "RANDOM_EXIT", "HashEEConfig"]
+
+HASH_FUNCTIONS = ("random-cons", "random-incons", "frequency", "mi", "cluster")
+CLUSTER_ORDERS = ("sum", "mean")
+MODES = ("skip", "reference")
+
+#: Table value meaning "draw a fresh bucket for every occurrence" (``random-incons`` only).
+RANDOM_EXIT = 0
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"HashEEConfig.{name} must be a positive integer, got {value!r}")
+    return value
+
+
+@dataclass
+class HashEEConfig:
+    """Settings of a HashEE model (Sun et al., 2022).
+
+    Args:
+        num_layers: L, the number of backbone layers a token can pass (every token exits at a layer in 1..L).
+        num_buckets: B <= L; bucket ``b`` (0 = "easiest" ids) exits at layer ``1 + b * (L // B)``.
+        vocab_size: V, the length of the exit table (one entry per token id).
+        hash_function: one of ``random-cons``, ``random-incons`` (ablation), ``frequency`` (default), ``mi``,
+            ``cluster``.
+        special_ids: ids that always pass every layer (``tokenizer.all_special_ids``).
+        seed: seed of the random hashes and of k-means.
+        cluster_order: ``"sum"`` (original code) or ``"mean"`` (paper text) of the member norms, for ``cluster``.
+        fingerprint: short digest of the statistics the table was built from (token counts, MI counts or the
+            embedding matrix), so a result can be traced back to its table.
+        mode: ``"skip"`` (compute only active tokens; fast) or ``"reference"`` (compute every token, keep active ones).
+    """
+
+    num_layers: int
+    num_buckets: int
+    vocab_size: int
+    hash_function: str = "frequency"
+    special_ids: list[int] = field(default_factory=list)
+    seed: int = 0
+    cluster_order: str = "sum"
+    fingerprint: str | None = None
+    mode: str = "skip"
+
+    def __post_init__(self):
+        _positive_int("num_layers", self.num_layers)
+        _positive_int("num_buckets", self.num_buckets)
+        _positive_int("vocab_size", self.vocab_size)
+        if self.num_buckets > self.num_layers:
+            raise ValueError(
+                f"HashEEConfig.num_buckets ({self.num_buckets}) must not exceed num_layers ({self.num_layers}): "
+                "bucket b exits at layer 1 + b * (L // B)"
+            )
+        if self.hash_function not in HASH_FUNCTIONS:
+            raise ValueError(f"Unknown hash_function {self.hash_function!r}; expected one of {HASH_FUNCTIONS}")
+        if self.cluster_order not in CLUSTER_ORDERS:
+            raise ValueError(f"Unknown cluster_order {self.cluster_order!r}; expected one of {CLUSTER_ORDERS}")
+        if self.mode not in MODES:
+            raise ValueError(f"Unknown HashEE mode {self.mode!r}; expected one of {MODES}")
+        self.special_ids = sorted({int(i) for i in self.special_ids})
+        bad = [i for i in self.special_ids if not 0 <= i < self.vocab_size]
+        if bad:
+            raise ValueError(f"special_ids {bad} are outside the vocabulary (vocab_size={self.vocab_size})")
+
+    @property
+    def layer_step(self) -> int:
+        """``L // B``: how many layers separate two consecutive buckets."""
+        return self.num_layers // self.num_buckets
+
+    def bucket_exit_layer(self, bucket: int) -> int:
+        """Exit layer (1-based) of bucket ``bucket`` in 0..B-1."""
+        if not 0 <= bucket < self.num_buckets:
+            raise ValueError(f"bucket {bucket} is out of range 0..{self.num_buckets - 1}")
+        return 1 + bucket * self.layer_step
+
+    @property
+    def exit_layers(self) -> list[int]:
+        """Exit layer of every bucket, bucket 0 first."""
+        return [self.bucket_exit_layer(b) for b in range(self.num_buckets)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HashEEConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"Unknown HashEEConfig fields {unknown}; known fields are {sorted(known)}")
+        return cls(**data)
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json_string(cls, text: str) -> HashEEConfig:
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_model_config(cls, config) -> HashEEConfig:
+        """Read the ``hashee`` block of a transformers config (raises if the model is not a HashEE model)."""
+        block = getattr(config, "hashee", None)
+        if not block:
+            raise ValueError(
+                "This config has no `hashee` block: the checkpoint was not saved from a HashEE model "
+                "(build one with elue_hf.hashee.apply_hashee(model, table))"
+            )
+        return cls.from_dict(dict(block))

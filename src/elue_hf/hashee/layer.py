@@ -1,0 +1,377 @@
+"""Token-level early exit inside one encoder layer (spec ``hashee.md`` §4).
+
+At layer l (1-based) the active tokens of an example are its non-pad tokens t with exit e(t) >= l.
+
+- **skip mode** (fast): the active rows of the whole batch are packed into a (1, T, d) block (T = sum of active counts);
+  queries come from them only, keys and values from all n tokens of (batch, n, d) (pads masked as keys; exited
+  tokens contribute their frozen states re-projected by this layer), attention runs on a padded (batch, m_max) query
+  block, the attention output projection, LayerNorms and FFN run on the packed rows only, and the results are written
+  back to their original positions. No per-example Python loop.
+- **reference mode**: the unchanged layer computes every token; rows that are not active keep their input state
+  (``where(active, new, old)``). Same function at full cost.
+
+Architectures: BERT-style post-LN layers (BERT, RoBERTa, ElasticBERT, the bert2bert encoder), BART encoder layers
+(post-LN) and T5 encoder blocks (pre-RMSNorm, relative position bias, returning tuples).
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple
+
+import torch
+from torch import nn
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+__all__ = [
+    "TokenPlan",
+    "LayerStep",
+    "AttentionParts",
+    "ActiveTokenAttention",
+    "LAYER_KINDS",
+    "detect_layer_kind",
+    "make_layer_forward",
+]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Which tokens are active where
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LayerStep:
+    """Index sets of one layer: ``flat_index`` (T,) = row of each active token in the (batch*n, d) view, in
+    (example, rank) order; ``slot_index`` (T,) = its row in the (batch*m_max) query block; ``counts`` (batch,) active
+    tokens per example."""
+
+    layer: int
+    m_max: int
+    total: int
+    counts: torch.Tensor
+    flat_index: torch.Tensor
+    slot_index: torch.Tensor
+    positions: torch.Tensor  # (batch, m_max) original position of each query slot (padded slots: exited positions)
+
+
+@dataclass
+class TokenPlan:
+    """Exit decision of one forward: per-token exits (0 on pads), key mask and per-layer active sets."""
+
+    exits: torch.Tensor  # (batch, n) long, 0 = never active (padding)
+    key_mask: torch.Tensor | None  # (batch, n) bool, None = no padding
+    num_layers: int
+    order: torch.Tensor = field(init=False)  # positions sorted by exit, descending (stable)
+    counts: torch.Tensor = field(init=False)  # (num_layers, batch) active tokens per layer
+    m_max: list[int] = field(init=False)
+    totals: list[int] = field(init=False)
+    _steps: dict = field(init=False, default_factory=dict)
+    _masks: dict = field(init=False, default_factory=dict)
+
+    def __post_init__(self):
+        self.order = torch.argsort(self.exits, dim=1, descending=True, stable=True)
+        layers = torch.arange(1, self.num_layers + 1, device=self.exits.device)
+        self.counts = (self.exits[None, :, :] >= layers[:, None, None]).sum(-1)
+        stats = torch.stack([self.counts.max(1).values, self.counts.sum(1)]).tolist()  # one host sync
+        self.m_max, self.totals = stats
+
+    @classmethod
+    def build(cls, exits: torch.Tensor, attention_mask: torch.Tensor | None, num_layers: int) -> TokenPlan:
+        key_mask = None
+        if attention_mask is not None:
+            if attention_mask.dim() != 2 or attention_mask.shape != exits.shape:
+                raise ValueError(
+                    f"HashEE needs a 2-D attention_mask of shape {tuple(exits.shape)} (batch, seq), "
+                    f"got {tuple(attention_mask.shape)}"
+                )
+            key_mask = attention_mask.to(torch.bool)
+            exits = torch.where(key_mask, exits, torch.zeros_like(exits))
+            if bool(key_mask.all()):
+                key_mask = None
+        return cls(exits.clamp(max=num_layers), key_mask, num_layers)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.exits.shape)
+
+    def active(self, layer: int) -> torch.Tensor:
+        """(batch, n) bool: tokens updated by ``layer`` (1-based)."""
+        return self.exits >= layer
+
+    def step(self, layer: int) -> LayerStep:
+        if layer not in self._steps:
+            batch, n = self.shape
+            m_max = self.m_max[layer - 1]
+            counts = self.counts[layer - 1]
+            device = self.exits.device
+            ranks = torch.arange(m_max, device=device)[None, :]
+            valid = ranks < counts[:, None]
+            rows = torch.arange(batch, device=device)[:, None]
+            positions = self.order[:, :m_max]
+            self._steps[layer] = LayerStep(
+                layer=layer,
+                m_max=m_max,
+                total=self.totals[layer - 1],
+                counts=counts,
+                flat_index=(rows * n + positions)[valid],
+                slot_index=(rows * m_max + ranks).expand(batch, m_max)[valid],
+                positions=positions,
+            )
+        return self._steps[layer]
+
+    def attention_mask(self, implementation: str, dtype: torch.dtype) -> torch.Tensor | None:
+        """Key padding mask (batch, 1, 1, n): bool for SDPA, additive float for eager; None without padding."""
+        if self.key_mask is None:
+            return None
+        key = (implementation == "eager", dtype)
+        if key not in self._masks:
+            keys = self.key_mask | ~self.key_mask.any(1, keepdim=True)  # an all-pad row attends somewhere (no NaN)
+            mask = keys[:, None, None, :]
+            if implementation == "eager":
+                mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
+                    ~mask, torch.finfo(dtype).min
+                )
+            self._masks[key] = mask
+        return self._masks[key]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Attention over active queries
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class AttentionParts(NamedTuple):
+    """What the active-token attention needs from an architecture's self-attention module."""
+
+    module: nn.Module  # handed to the transformers attention interface (training flag, config)
+    query: nn.Module
+    key: nn.Module
+    value: nn.Module
+    heads: int
+    head_dim: int
+    scaling: float
+    dropout: float
+    implementation: str
+
+
+def _interface(parts: AttentionParts) -> Callable:
+    eager = sys.modules[type(parts.module).__module__].eager_attention_forward
+    if parts.implementation == "eager":
+        return eager
+    if parts.implementation != "sdpa":  # flash / flex kernels take no (m, n) key-padding masks here
+        return ALL_ATTENTION_FUNCTIONS["sdpa"]
+    return ALL_ATTENTION_FUNCTIONS.get_interface("sdpa", eager)
+
+
+class ActiveTokenAttention(nn.Module):
+    """Self-attention of the packed active tokens over all tokens of their example (no parameters of its own).
+
+    A module of its own so that the ELUE FLOPs counter can count it as one leaf with its true (m, n) shapes.
+    ``queries`` (1, T, d) are the packed active rows; returns their attention output before the output projection,
+    shape (1, T, heads * head_dim).
+    """
+
+    def forward(
+        self,
+        parts: AttentionParts,
+        queries: torch.Tensor,
+        states: torch.Tensor,
+        step: LayerStep,
+        plan: TokenPlan,
+        position_bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        batch, n, _ = states.shape
+        m_max, heads, head_dim = step.m_max, parts.heads, parts.head_dim
+        inner = heads * head_dim
+        q = parts.query(queries).reshape(-1, inner)
+        q_block = q.new_zeros(batch * m_max, inner).index_copy(0, step.slot_index, q)
+        q_block = q_block.view(batch, m_max, heads, head_dim).transpose(1, 2)
+        k = parts.key(states).view(batch, n, heads, head_dim).transpose(1, 2)
+        v = parts.value(states).view(batch, n, heads, head_dim).transpose(1, 2)
+        extra = {}
+        if position_bias is not None:  # (1 or batch, heads, n, n) -> rows of the query slots
+            bias = position_bias.expand(batch, heads, n, n)
+            index = step.positions[:, None, :, None].expand(batch, heads, m_max, n)
+            extra["position_bias"] = bias.gather(2, index)
+        out, _ = _interface(parts)(
+            parts.module,
+            q_block,
+            k,
+            v,
+            plan.attention_mask(parts.implementation, q.dtype),
+            dropout=parts.dropout if parts.module.training else 0.0,
+            scaling=parts.scaling,
+            is_causal=False,
+            **extra,
+        )
+        return out.reshape(batch * m_max, inner).index_select(0, step.slot_index)[None]
+
+
+def _implementation(config) -> str:
+    return getattr(config, "_attn_implementation", None) or "eager"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Architectures: what one layer does to its active rows
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _bert_parts(layer) -> AttentionParts:
+    sa = layer.attention.self
+    return AttentionParts(
+        sa, sa.query, sa.key, sa.value, sa.num_attention_heads, sa.attention_head_size, sa.scaling,
+        sa.dropout.p, _implementation(sa.config),
+    )  # fmt: skip
+
+
+def _bert_active(layer, hidden, rows, step, plan, extra) -> torch.Tensor:
+    attention = layer.hashee_attention(_bert_parts(layer), rows, hidden, step, plan)
+    attention = layer.attention.output(attention, rows)
+    return layer.output(layer.intermediate(attention), attention)
+
+
+def _bart_parts(layer) -> AttentionParts:
+    sa = layer.self_attn
+    return AttentionParts(
+        sa, sa.q_proj, sa.k_proj, sa.v_proj, sa.num_heads, sa.head_dim, sa.scaling, sa.dropout,
+        _implementation(sa.config),
+    )  # fmt: skip
+
+
+def _clamp_fp16(x: torch.Tensor) -> torch.Tensor:
+    if x.dtype == torch.float16 and not torch.isfinite(x).all():
+        limit = torch.finfo(x.dtype).max - 1000
+        x = x.clamp(-limit, limit)
+    return x
+
+
+def _bart_active(layer, hidden, rows, step, plan, extra) -> torch.Tensor:
+    drop = nn.functional.dropout
+    attention = layer.self_attn.out_proj(layer.hashee_attention(_bart_parts(layer), rows, hidden, step, plan))
+    x = layer.self_attn_layer_norm(rows + drop(attention, p=layer.dropout, training=layer.training))
+    y = drop(layer.activation_fn(layer.fc1(x)), p=layer.activation_dropout, training=layer.training)
+    y = drop(layer.fc2(y), p=layer.dropout, training=layer.training)
+    return _clamp_fp16(layer.final_layer_norm(x + y))
+
+
+def _t5_parts(layer) -> AttentionParts:
+    sa = layer.layer[0].SelfAttention
+    return AttentionParts(
+        sa, sa.q, sa.k, sa.v, sa.n_heads, sa.key_value_proj_dim, 1.0, sa.dropout, _implementation(sa.config)
+    )
+
+
+def _t5_position_bias(layer, n: int, position_bias, device) -> torch.Tensor:
+    if position_bias is not None:
+        return position_bias
+    sa = layer.layer[0].SelfAttention
+    if sa.has_relative_attention_bias:
+        return sa.compute_bias(n, n, device=device)
+    return torch.zeros((1, sa.n_heads, n, n), device=device, dtype=sa.q.weight.dtype)
+
+
+def _t5_active(layer, hidden, rows, step, plan, extra) -> torch.Tensor:
+    attention_layer = layer.layer[0]
+    normed = attention_layer.layer_norm(hidden)  # keys/values read the normalised states of all tokens
+    normed_rows = normed.reshape(-1, normed.shape[-1]).index_select(0, step.flat_index)[None]
+    bias = extra["position_bias"]
+    attention = layer.hashee_attention(_t5_parts(layer), normed_rows, normed, step, plan, position_bias=bias)
+    x = _clamp_fp16(rows + attention_layer.dropout(attention_layer.SelfAttention.o(attention)))
+    return _clamp_fp16(layer.layer[-1](x))
+
+
+class LayerKind(NamedTuple):
+    name: str
+    active_forward: Callable  # (layer, hidden, packed rows, step, plan, extra) -> new packed rows
+    returns_tuple: bool
+
+
+LAYER_KINDS = {
+    "bert": LayerKind("bert", _bert_active, False),
+    "bart": LayerKind("bart", _bart_active, False),
+    "t5": LayerKind("t5", _t5_active, True),
+}
+
+
+_POST_LN_BART_LAYERS = ("BartEncoderLayer", "PLBartEncoderLayer")
+_T5_BLOCKS = ("T5Block", "MT5Block")
+
+
+def detect_layer_kind(layer: nn.Module) -> LayerKind | None:
+    """Recognise a supported encoder layer by its structure (None if unsupported)."""
+    if hasattr(layer, "attention") and hasattr(getattr(layer.attention, "self", None), "query"):
+        if getattr(layer, "is_decoder", False) or getattr(layer, "add_cross_attention", False):
+            return None
+        return LAYER_KINDS["bert"]
+    name = type(layer).__name__
+    if name in _POST_LN_BART_LAYERS:  # the same modules in pre-LN order (mBART, Pegasus) would need another path
+        return LAYER_KINDS["bart"]
+    if name in _T5_BLOCKS and not layer.is_decoder:
+        return LAYER_KINDS["t5"]
+    return None
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The replacement forward of one layer
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _first(output):
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _with_first(output, hidden):
+    return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+
+def make_layer_forward(
+    layer: nn.Module, index: int, kind: LayerKind, get_plan: Callable[[], TokenPlan], get_mode: Callable[[], str]
+) -> Callable:
+    """The HashEE forward of encoder layer ``index`` (0-based), wrapping its original ``forward``."""
+    original = layer.forward
+    signature = inspect.signature(original)
+    number = index + 1
+
+    def reference(hidden, plan, args, kwargs):
+        output = original(hidden, *args, **kwargs)
+        new = torch.where(plan.active(number)[..., None], _first(output), hidden)
+        return _with_first(output, new)
+
+    def forward(hidden_states, *args, **kwargs):
+        plan = get_plan()
+        if plan is None:
+            raise RuntimeError(
+                f"HashEE layer {number} ran outside its encoder's forward, so the token ids (and their exit layers) "
+                "are unknown; call the model (or its encoder) with input_ids"
+            )
+        if tuple(hidden_states.shape[:2]) != plan.shape:
+            raise RuntimeError(
+                f"HashEE layer {number} got hidden states of shape {tuple(hidden_states.shape)} but the exit plan "
+                f"was made for input_ids of shape {plan.shape}"
+            )
+        step_total = plan.totals[number - 1]
+        if get_mode() == "reference" or step_total == plan.totals[0]:
+            return reference(hidden_states, plan, args, kwargs)  # every real token is active: the full layer
+        extra: dict[str, Any] = {}
+        if kind.name == "t5":
+            bound = signature.bind_partial(hidden_states, *args, **kwargs).arguments
+            extra["position_bias"] = _t5_position_bias(
+                layer, plan.shape[1], bound.get("position_bias"), hidden_states.device
+            )
+        if step_total == 0:
+            new = hidden_states
+        else:
+            step = plan.step(number)
+            flat = hidden_states.reshape(-1, hidden_states.shape[-1])
+            rows = flat.index_select(0, step.flat_index)[None]  # (1, T, d): the packed active rows
+            out = kind.active_forward(layer, hidden_states, rows, step, plan, extra)
+            new = flat.index_copy(0, step.flat_index, out[0].to(flat.dtype)).view_as(hidden_states)
+        if kind.returns_tuple:
+            return (new, extra["position_bias"], None)
+        return new
+
+    forward.__signature__ = signature
+    forward.hashee_original = original
+    return forward

@@ -1,0 +1,337 @@
+"""Turn a transformers model into its HashEE version, and save / load it.
+
+``apply_hashee(model, table)`` works in place on BERT, RoBERTa and (static) ElasticBERT models of any head, on the
+encoder of BART, T5 and ``EncoderDecoderModel`` (bert2bert) for ``generate()``, in training and inference alike:
+
+- the exit table becomes a persistent buffer ``hashee_exit_table`` of the model (saved with the weights) and the
+  :class:`HashEEConfig` a ``hashee`` block of ``model.config`` (saved in ``config.json``);
+- a forward pre-hook on the encoder stack looks the ``input_ids`` up in the table (one exit plan per forward);
+- each encoder layer's ``forward`` is replaced by the HashEE forward of :mod:`elue_hf.hashee.layer` (skip or reference
+  mode). Parameters, state-dict keys, the decoder, its cache and cross-attention are untouched; cross-attention reads
+  the final encoder states, in which exited tokens hold their copied states.
+
+``load_hashee_model(path)`` restores a saved HashEE model with exactly the saved table (never rebuilt).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import MODES, HashEEConfig
+from .hashing import HashTable, lookup_exits
+from .layer import ActiveTokenAttention, LayerKind, TokenPlan, detect_layer_kind, make_layer_forward
+
+__all__ = [
+    "TABLE_BUFFER",
+    "HashEEController",
+    "apply_hashee",
+    "remove_hashee",
+    "get_hashee",
+    "is_hashee_model",
+    "set_hashee_mode",
+    "hashee_table",
+    "hashee_config_for",
+    "find_encoder",
+    "load_hashee_model",
+]
+
+TABLE_BUFFER = "hashee_exit_table"
+_CONTROLLER = "_hashee_controller"
+_ATTENTION_CHILD = "hashee_attention"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Finding the encoder
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class EncoderParts:
+    stack: nn.Module  # the module that receives input_ids (BertModel, ElasticBertModel, BartEncoder, T5Stack, ...)
+    layers: nn.ModuleList
+    kind: LayerKind
+
+
+def _layers_of(stack: nn.Module) -> nn.ModuleList | None:
+    encoder = getattr(stack, "encoder", None)
+    if isinstance(getattr(encoder, "layer", None), nn.ModuleList):
+        return encoder.layer  # BERT, RoBERTa, ElasticBERT
+    for name in ("layers", "block"):  # BART encoder, T5 encoder stack
+        if isinstance(getattr(stack, name, None), nn.ModuleList):
+            return getattr(stack, name)
+    return None
+
+
+def find_encoder(model: nn.Module) -> EncoderParts:
+    """The encoder stack and layer list HashEE acts on (raises ``ValueError`` naming what is unsupported)."""
+    config = getattr(model, "config", None)
+    if getattr(config, "model_type", None) == "elasticbert" and hasattr(model, "classifiers"):
+        raise ValueError(
+            "HashEE runs on a static ElasticBERT (num_output_layers=1: one head on layer L). This model has "
+            f"{config.num_output_layers} exits; load it with from_pretrained(path, num_hidden_layers=L, "
+            "num_output_layers=1) or convert_bert_to_elasticbert(..., num_output_layers=1)"
+        )
+    if getattr(config, "is_encoder_decoder", False) and hasattr(model, "get_encoder"):
+        stack = model.get_encoder()
+    else:
+        stack = getattr(model, "base_model", model)
+    if getattr(getattr(stack, "config", None), "is_decoder", False):
+        raise ValueError(f"HashEE acts on encoders; {type(stack).__name__} is configured as a decoder")
+    layers = _layers_of(stack)
+    if layers is None or len(layers) == 0:
+        raise ValueError(
+            f"HashEE supports BERT, RoBERTa, ElasticBERT, BART, T5 and EncoderDecoderModel encoders; found no encoder "
+            f"layer list in {type(model).__name__}"
+        )
+    kinds = {detect_layer_kind(layer) for layer in layers}
+    if None in kinds or len(kinds) != 1:
+        raise ValueError(
+            f"HashEE does not support the encoder layers of {type(model).__name__} ({type(layers[0]).__name__}); "
+            "supported: BERT-style post-LN layers, BART encoder layers, T5 encoder blocks"
+        )
+    return EncoderParts(stack, layers, kinds.pop())
+
+
+def _vocab_rows(model: nn.Module, stack: nn.Module) -> int:
+    for owner in (model, stack):
+        getter = getattr(owner, "get_input_embeddings", None)
+        embeddings = getter() if getter is not None else None
+        if isinstance(embeddings, nn.Embedding):
+            return embeddings.num_embeddings
+    raise ValueError(f"Cannot find the input embedding matrix of {type(model).__name__}")
+
+
+def hashee_config_for(model: nn.Module, tokenizer=None, **kwargs: Any) -> HashEEConfig:
+    """A :class:`HashEEConfig` sized for ``model``: L = encoder layers, V = input embedding rows, B = L by default,
+    special ids from ``tokenizer.all_special_ids``. ``kwargs`` override any field."""
+    parts = find_encoder(model)
+    fields: dict[str, Any] = {
+        "num_layers": len(parts.layers),
+        "num_buckets": kwargs.pop("num_buckets", None) or len(parts.layers),
+        "vocab_size": _vocab_rows(model, parts.stack),
+    }
+    if tokenizer is not None:
+        fields["special_ids"] = list(tokenizer.all_special_ids)
+    fields.update(kwargs)
+    return HashEEConfig(**fields)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The controller: one exit plan per encoder forward
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class HashEEController:
+    """Holds the HashEE state of one model: config, mode, the current exit plan and the installed hooks."""
+
+    def __init__(self, model: nn.Module, parts: EncoderParts, config: HashEEConfig):
+        self.model = model
+        self.parts = parts
+        self.config = config
+        self.plan: TokenPlan | None = None
+        self._handles: list = []
+        self._signature = inspect.signature(parts.stack.forward)
+
+    @property
+    def mode(self) -> str:
+        return self.config.mode
+
+    @property
+    def table(self) -> torch.Tensor:
+        return getattr(self.model, TABLE_BUFFER)
+
+    def exit_layers(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Exit layer of each token (before padding is taken into account)."""
+        return lookup_exits(self.table, input_ids, self.config)
+
+    def make_plan(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> TokenPlan:
+        if input_ids.dim() != 2:
+            raise ValueError(f"HashEE needs input_ids of shape (batch, seq), got {tuple(input_ids.shape)}")
+        return TokenPlan.build(self.exit_layers(input_ids), attention_mask, self.config.num_layers)
+
+    def _pre_forward(self, module, args, kwargs):
+        arguments = self._signature.bind_partial(*args, **kwargs).arguments
+        input_ids = arguments.get("input_ids")
+        if input_ids is None:
+            raise ValueError(
+                "HashEE maps token ids to exit layers, so the encoder must be called with input_ids "
+                "(inputs_embeds alone cannot be hashed)"
+            )
+        self.plan = self.make_plan(input_ids, arguments.get("attention_mask"))
+
+    def install(self) -> None:
+        parts = self.parts
+        self._handles.append(parts.stack.register_forward_pre_hook(self._pre_forward, with_kwargs=True))
+        for index, layer in enumerate(parts.layers):
+            layer.add_module(_ATTENTION_CHILD, ActiveTokenAttention())
+            layer.forward = make_layer_forward(layer, index, parts.kind, lambda: self.plan, lambda: self.mode)
+
+    def uninstall(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        for layer in self.parts.layers:
+            layer.__dict__.pop("forward", None)
+            if _ATTENTION_CHILD in layer._modules:
+                del layer._modules[_ATTENTION_CHILD]
+        self.plan = None
+
+    def last_active_counts(self) -> torch.Tensor:
+        """(batch, L) active tokens per layer of the last encoder forward (for FLOPs)."""
+        if self.plan is None:
+            raise RuntimeError("No forward has run through the HashEE encoder yet")
+        return self.plan.counts.T
+
+
+def get_hashee(model: nn.Module) -> HashEEController:
+    controller = getattr(model, _CONTROLLER, None)
+    if controller is None:
+        raise ValueError(f"{type(model).__name__} is not a HashEE model (use apply_hashee(model, table) first)")
+    return controller
+
+
+def is_hashee_model(model: nn.Module) -> bool:
+    return getattr(model, _CONTROLLER, None) is not None
+
+
+def hashee_table(model: nn.Module) -> HashTable:
+    """The model's table and config as a :class:`HashTable`."""
+    controller = get_hashee(model)
+    return HashTable(controller.config, controller.table.detach().cpu())
+
+
+def set_hashee_mode(model: nn.Module, mode: str) -> None:
+    """Switch between ``"skip"`` (compute only active tokens) and ``"reference"`` (compute all, keep active)."""
+    if mode not in MODES:
+        raise ValueError(f"Unknown HashEE mode {mode!r}; expected one of {MODES}")
+    controller = get_hashee(model)
+    controller.config = dataclasses.replace(controller.config, mode=mode)
+    model.config.hashee = controller.config.to_dict()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# apply / remove
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def apply_hashee(model: nn.Module, table: HashTable, mode: str | None = None) -> nn.Module:
+    """Make ``model`` a HashEE model in place (and return it).
+
+    Args:
+        model: a transformers BERT / RoBERTa / static ElasticBERT model (any head), a BART or T5 model, or an
+            ``EncoderDecoderModel``; HashEE acts on its encoder.
+        table: the exit table (see :mod:`elue_hf.hashee.hashing`); its ``num_layers`` must equal the number of encoder
+            layers and its ``vocab_size`` the number of input embedding rows.
+        mode: ``"skip"`` (default of the config: compute only active tokens) or ``"reference"``.
+    """
+    if not isinstance(table, HashTable):
+        raise TypeError(f"table must be a HashTable (see elue_hf.hashee.hashing), got {type(table).__name__}")
+    if is_hashee_model(model):
+        raise ValueError("This model already runs HashEE; call remove_hashee(model) first to change its table")
+    parts = find_encoder(model)
+    config = table.config if mode is None else dataclasses.replace(table.config, mode=mode)
+    if config.num_layers != len(parts.layers):
+        raise ValueError(
+            f"The table was built for L={config.num_layers} layers but the encoder has {len(parts.layers)}; "
+            "build the table with num_layers equal to the encoder depth"
+        )
+    rows = _vocab_rows(model, parts.stack)
+    if config.vocab_size != rows:
+        raise ValueError(
+            f"The table covers vocab_size={config.vocab_size} ids but the model embeds {rows}; build it with "
+            f"vocab_size={rows} (e.g. hashee_config_for(model, tokenizer))"
+        )
+    device = next(model.parameters()).device
+    model.register_buffer(TABLE_BUFFER, table.exits.to(device), persistent=True)
+    model.config.hashee = config.to_dict()
+    controller = HashEEController(model, parts, config)
+    controller.install()
+    object.__setattr__(model, _CONTROLLER, controller)
+    return model
+
+
+def remove_hashee(model: nn.Module) -> nn.Module:
+    """Undo :func:`apply_hashee` (the plain model again, same parameters)."""
+    controller = get_hashee(model)
+    controller.uninstall()
+    object.__delattr__(model, _CONTROLLER)
+    del model._buffers[TABLE_BUFFER]
+    if hasattr(model.config, "hashee"):
+        del model.config.hashee
+    return model
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _read_saved_table(path: Path) -> torch.Tensor:
+    from safetensors import safe_open
+
+    index_file = path / "model.safetensors.index.json"
+    if index_file.exists():
+        weight_map = json.loads(index_file.read_text())["weight_map"]
+        files = sorted({f for k, f in weight_map.items() if k.split(".")[-1] == TABLE_BUFFER})
+    else:
+        files = ["model.safetensors"]
+    for name in files:
+        file = path / name
+        if not file.exists():
+            continue
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():
+                if key.split(".")[-1] == TABLE_BUFFER:
+                    return handle.get_tensor(key)
+    raise ValueError(f"{path} holds no {TABLE_BUFFER!r} tensor: it was not saved from a HashEE model in safetensors")
+
+
+def _model_class(config) -> type:
+    import transformers
+
+    architectures = getattr(config, "architectures", None) or []
+    for name in architectures:
+        if hasattr(transformers, name):
+            return getattr(transformers, name)
+        if getattr(config, "model_type", None) == "elasticbert":
+            from elue_hf import elasticbert
+
+            if hasattr(elasticbert, name):
+                return getattr(elasticbert, name)
+    raise ValueError(f"Cannot tell which model class to load (architectures={architectures}); pass model_class=")
+
+
+def load_hashee_model(path: str | os.PathLike, model_class: type | None = None, **kwargs: Any) -> nn.Module:
+    """Load a model saved from a HashEE model (``model.save_pretrained``) with exactly its saved table.
+
+    ``model_class`` defaults to the saved ``architectures`` entry; ``kwargs`` go to ``from_pretrained``. The table is
+    read from the checkpoint, never rebuilt.
+    """
+    from transformers import AutoConfig
+
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"No saved model directory at {path}")
+    raw = json.loads((path / "config.json").read_text())
+    if raw.get("model_type") == "elasticbert":
+        from elue_hf.elasticbert import register_elasticbert
+
+        register_elasticbert()
+    config = AutoConfig.from_pretrained(path)
+    hashee_config = HashEEConfig.from_model_config(config)
+    table = HashTable(hashee_config, _read_saved_table(path))
+    cls = model_class or _model_class(config)
+    ignore = set(getattr(cls, "_keys_to_ignore_on_load_unexpected", None) or []) | {rf"(^|\.){TABLE_BUFFER}$"}
+    loader = type(cls.__name__, (cls,), {"_keys_to_ignore_on_load_unexpected": sorted(ignore)})
+    model = loader.from_pretrained(path, **kwargs)
+    model.__class__ = cls  # the loader subclass only silenced the table key; the model is a plain `cls`
+    model.config.hashee = None
+    return apply_hashee(model, table)
