@@ -24,15 +24,9 @@ register_elasticbert()
 
 
 def _register_lpt() -> None:
-    try:
-        lpt = importlib.import_module("elue_hf.lpt")
-    except ModuleNotFoundError as err:  # LPT not built in this checkout
-        if err.name and err.name.startswith(("elue_hf.lpt", "peft")):  # LEAD-TODO: strict once LPT lands
-            return
-        raise
-    register = getattr(lpt, "register_lpt", None)  # LEAD-TODO: make strict once LPT lands
-    if register is not None:
-        register()
+    from .lpt import register_lpt  # imports peft
+
+    register_lpt()
 
 
 _register_lpt()

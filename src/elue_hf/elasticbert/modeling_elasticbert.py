@@ -499,14 +499,19 @@ class ElasticBertForSequenceClassification(ElasticBertPreTrainedModel):
 
 
 def _trim_padding(hidden, mask, attention_mask, rows):
-    """Drop trailing positions that are padding for every remaining row (they are masked keys; nothing reads them)."""
+    """Drop trailing positions that are padding for every remaining row (masked keys that nothing reads).
+
+    Trims from the end, so wrappers that prepend rows to ``hidden`` (LPT's prompt) stay aligned.
+    """
     if mask is None or attention_mask is None or attention_mask.dim() != 2:
         return hidden, mask
     valid = attention_mask[rows].bool().any(0)
-    length = int(valid.nonzero().max()) + 1 if valid.any() else hidden.shape[1]
-    if length == hidden.shape[1]:
+    length = int(valid.nonzero().max()) + 1 if valid.any() else mask.shape[-1]
+    drop = mask.shape[-1] - length
+    if drop <= 0:
         return hidden, mask
-    return hidden[:, :length], mask[..., :length, :length]
+    queries = mask.shape[-2]
+    return hidden[:, : hidden.shape[1] - drop], mask[..., : queries - drop if queries > 1 else 1, :length]
 
 
 class ExitPolicy:

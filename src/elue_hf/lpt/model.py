@@ -1,0 +1,216 @@
+"""``LPTModel``: the PEFT tuner (``BaseTuner``) that wraps the backbone's encoder in an :class:`LPTLayer`."""
+
+from __future__ import annotations
+
+import re
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from peft.tuners.tuners_utils import BaseTuner
+from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from .config import LPTConfig, check_prompt_layer
+from .layer import LPTLayer
+
+__all__ = ["LPTModel", "SUPPORTED_MODEL_TYPES", "masked_lm_parts", "mask_positions"]
+
+#: Backbones LPT knows how to wrap, and the name of their encoder module.
+SUPPORTED_MODEL_TYPES = {"bert": ["encoder"], "roberta": ["encoder"], "elasticbert": ["encoder"]}
+
+
+def mask_positions(input_ids: torch.Tensor, mask_token_id: int) -> torch.Tensor:
+    """(b,) index of the single [MASK] token in each row; a clear error when a row has none or several."""
+    is_mask = input_ids == mask_token_id
+    counts = is_mask.sum(dim=1)
+    if bool((counts != 1).any()):
+        bad = torch.nonzero(counts != 1).flatten().tolist()
+        raise ValueError(
+            f"Verbalizer mode needs exactly one mask token (id {mask_token_id}) per example; rows {bad[:10]} have "
+            f"{counts[bad[:10]].tolist()}. Encode inputs with elue_hf.lpt.templates.encode_with_template."
+        )
+    return is_mask.int().argmax(dim=1)
+
+
+def masked_lm_parts(model: nn.Module):
+    """(body, MLM head) of a masked-LM model: ``BertForMaskedLM`` (``cls``), ``RobertaForMaskedLM`` (``lm_head``) or
+    ``ElasticBertForMaskedLM`` (the top exit's ``predictions`` head).
+
+    The head maps (b, t, d) hidden states to (b, t, V) vocabulary logits.
+    """
+    body = getattr(model, "base_model", model)
+    head = None
+    if isinstance(getattr(model, "cls", None), nn.Module) and hasattr(model.cls, "predictions"):
+        head = model.cls
+    elif isinstance(getattr(model, "lm_head", None), nn.Module):
+        head = model.lm_head
+    elif hasattr(getattr(model, "predictions", None), "transforms"):  # ElasticBERT: per-layer MLM heads
+        top = body.encoder.exit_layer_indices[-1]
+        head = partial(model.predictions, top)
+    if head is None or body is model:
+        raise ValueError(
+            "head_mode='verbalizer' needs a masked-LM backbone whose frozen MLM head scores the label words (e.g. "
+            f"BertForMaskedLM, RobertaForMaskedLM, ElasticBertForMaskedLM); got {type(model).__name__}. Use "
+            "head_mode='cls' with a *ForSequenceClassification model otherwise (e.g. for the MiniLM, which ships no "
+            "MLM head)."
+        )
+    return body, head
+
+
+def _exit_classifier_names(model_config: dict) -> list[str]:
+    """modules_to_save entries for ElasticBERT's per-exit classifiers (the static ``classifier`` PEFT adds itself)."""
+    num_exits = int(model_config.get("num_output_layers") or 1)
+    return [f"classifiers.{j}" for j in range(num_exits)] if num_exits > 1 else []
+
+
+class LPTModel(BaseTuner):
+    """Late Prompt Tuning (Liu et al., 2022) as a PEFT tuner. Create it with ``get_peft_model(model, LPTConfig(...))``.
+
+    The backbone's encoder is replaced by an :class:`LPTLayer`; everything else stays in place and frozen. In
+    ``"verbalizer"`` head mode the forward scores the label words with the frozen MLM head at the [MASK] position
+    (training loss: cross-entropy over the full vocabulary with the label word as target; logits: restricted to the
+    label words). :meth:`unload` puts the original encoder back; merging is impossible (instance-dependent prompts).
+    """
+
+    prefix: str = "lpt_"
+    tuner_layer_cls = LPTLayer
+    target_module_mapping = SUPPORTED_MODEL_TYPES
+
+    # -- injection -----------------------------------------------------------------------------------------------------
+
+    def _pre_injection_hook(self, model: nn.Module, config: LPTConfig, adapter_name: str) -> None:
+        if config.head_mode == "verbalizer":
+            masked_lm_parts(model)
+
+    def _prepare_adapter_config(self, peft_config: LPTConfig, model_config: dict) -> LPTConfig:
+        model_type = model_config.get("model_type")
+        if peft_config.target_modules is None:
+            if model_type not in self.target_module_mapping:
+                raise ValueError(
+                    f"LPT supports BERT, RoBERTa and ElasticBERT backbones (model_type one of "
+                    f"{sorted(self.target_module_mapping)}); got model_type={model_type!r}. For another BERT-like "
+                    "encoder with a `layer` list, pass target_modules=['<name of the encoder module>']."
+                )
+            peft_config.target_modules = list(self.target_module_mapping[model_type])
+        hidden_size = model_config.get("hidden_size")
+        num_layers = model_config.get("num_hidden_layers")
+        if peft_config.token_dim is None:
+            peft_config.token_dim = hidden_size
+        elif hidden_size is not None and peft_config.token_dim != hidden_size:
+            raise ValueError(
+                f"LPTConfig.token_dim={peft_config.token_dim} but the model's hidden size is {hidden_size}."
+            )
+        if peft_config.token_dim is None:
+            raise ValueError("Cannot infer the hidden size: set LPTConfig.token_dim.")
+        peft_config.num_layers = num_layers
+        if peft_config.prompt_layer is None:
+            if num_layers is None:
+                raise ValueError("Cannot infer the number of layers: set LPTConfig.prompt_layer.")
+            peft_config.prompt_layer = num_layers // 2
+        if num_layers is not None:
+            check_prompt_layer(peft_config.prompt_layer, num_layers)
+        if model_type == "elasticbert" and peft_config.head_mode == "cls" and peft_config.task_type == "SEQ_CLS":
+            saved = list(peft_config.modules_to_save or [])
+            extra = [name for name in _exit_classifier_names(model_config) if name not in saved]
+            if extra:
+                peft_config.modules_to_save = saved + extra
+        if peft_config.prompt_dropout is None:
+            peft_config.prompt_dropout = float(model_config.get("hidden_dropout_prob", 0.0) or 0.0)
+        return peft_config
+
+    @staticmethod
+    def _check_target_module_exists(peft_config: LPTConfig, key: str):
+        targets = peft_config.target_modules
+        if isinstance(targets, str):
+            return re.fullmatch(targets, key) is not None
+        return key in targets or any(key.endswith(f".{t}") for t in targets)
+
+    def _create_and_replace(
+        self,
+        peft_config: LPTConfig,
+        adapter_name: str,
+        target: nn.Module,
+        target_name: str,
+        parent: nn.Module,
+        current_key: str,
+        parameter_name: str | None = None,
+    ) -> None:
+        if isinstance(target, LPTLayer):
+            target.update_layer(adapter_name, peft_config)
+            return
+        if not isinstance(getattr(target, "layer", None), nn.ModuleList):
+            raise ValueError(
+                f"LPT wraps an encoder module that owns a `layer` ModuleList; '{current_key}' is a "
+                f"{type(target).__name__}. Unsupported backbone: use BERT, RoBERTa or ElasticBERT."
+            )
+        new_module = LPTLayer(target, adapter_name, peft_config)
+        if adapter_name not in self.active_adapters:
+            new_module.requires_grad_(False)
+        self._replace_module(parent, target_name, new_module, target)
+
+    def _post_injection_hook(self, model: nn.Module, config: LPTConfig, adapter_name: str) -> None:
+        wrapped = [name for name, module in model.named_modules() if isinstance(module, LPTLayer)]
+        if len(wrapped) != 1:
+            raise ValueError(f"LPT must wrap exactly one encoder, but target_modules matched {wrapped}.")
+
+    def _replace_module(self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module) -> None:
+        # BaseTuner._replace_module assumes Linear-like children (``new_module.weight = child.weight``), which an
+        # encoder does not have; a plain swap is all LPT needs (the generator is created on the encoder's device).
+        setattr(parent, child_name, new_module)
+
+    @classmethod
+    def _remove_adapter_name_from_key(cls, key: str, adapter_name: str) -> str:
+        # generator weights sit deeper than LoRA's ``lora_A.<adapter>.weight``: drop the adapter name right after
+        # ``lpt_generator`` so checkpoints are independent of the adapter name (``...lpt_generator.proj_up.weight``)
+        marker = f".{LPTLayer.adapter_layer_names[0]}.{adapter_name}."
+        if marker in key:
+            return key.replace(marker, f".{LPTLayer.adapter_layer_names[0]}.", 1)
+        return super()._remove_adapter_name_from_key(key, adapter_name)
+
+    def _check_merge_allowed(self):
+        raise ValueError(
+            "LPT cannot be merged into the base weights: its prompt is generated per instance at run time. "
+            "Use unload() to get the base model back."
+        )
+
+    # -- forward -------------------------------------------------------------------------------------------------------
+
+    @property
+    def _active_config(self) -> LPTConfig:
+        return self.peft_config[self.active_adapters[0]]
+
+    def forward(self, *args, **kwargs):
+        if self._active_config.head_mode == "verbalizer":
+            return self._verbalizer_forward(*args, **kwargs)
+        return self.model(*args, **kwargs)
+
+    def _verbalizer_forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ):
+        config = self._active_config
+        if input_ids is None or inputs_embeds is not None:
+            raise ValueError("Verbalizer mode finds the [MASK] token in input_ids; pass input_ids, not inputs_embeds.")
+        body, head = masked_lm_parts(self.model)
+        positions = mask_positions(input_ids, config.mask_token_id)
+        outputs = body(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **kwargs)
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+        mask_states = outputs.last_hidden_state[rows, positions]
+        vocab_logits = head(mask_states[:, None, :])[:, 0]
+        words = torch.tensor(config.label_word_ids, device=vocab_logits.device)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(vocab_logits.float(), words[labels.to(words.device).long()])
+        output = SequenceClassifierOutput(
+            loss=loss,
+            logits=vocab_logits[:, words],
+            hidden_states=getattr(outputs, "hidden_states", None),
+            attentions=getattr(outputs, "attentions", None),
+        )
+        return output.to_tuple() if return_dict is False else output
