@@ -10,7 +10,7 @@ def test_import_registers_everything_and_stays_light(tmp_path):
     code = (
         "import sys, json, elue_hf\n"
         "from transformers import AutoConfig\n"
-        "from peft.utils import PEFT_TYPE_TO_CONFIG_MAPPING\n"
+        "from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING\n"
         "heavy = [m for m in ('gradio', 'evaluate', 'datasets', 'matplotlib', 'scattertext') if m in sys.modules]\n"
         "print(json.dumps({'heavy': heavy, 'auto': type(AutoConfig.for_model('elasticbert')).__name__,"
         " 'lpt': 'LPT' in PEFT_TYPE_TO_CONFIG_MAPPING}))\n"
