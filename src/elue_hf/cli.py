@@ -12,6 +12,7 @@ COMMAND_MODULES = (
     "elue_hf.elasticbert.pretraining",
     "elue_hf.elue.cli",
     "elue_hf.leaderboard.cli",
+    "elue_hf.hub.cli",
 )
 
 

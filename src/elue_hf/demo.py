@@ -21,7 +21,7 @@ from pathlib import Path
 from .demo_context import DemoContext, OperatingPoint
 
 # Sections contributed by other areas: module path -> ``run(ctx)``; skipped when the module does not exist.
-SECTIONS = ("elue_hf.elue.demo", "elue_hf.hashee.demo", "elue_hf.lpt.demo")
+SECTIONS = ("elue_hf.elue.demo", "elue_hf.leaderboard.demo", "elue_hf.hashee.demo", "elue_hf.lpt.demo")
 ENTROPY_SWEEP = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 PATIENCE_SWEEP = (1, 2, 3, 4)
 
@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("--learning-rate", type=float, default=1e-4)
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sections", default="all", help="comma-separated extra sections to run (elue,hashee,lpt) or 'none'")
+    p.add_argument("--sections", default="all", help="comma-separated extra sections to run (elue,leaderboard,hashee,lpt) or 'none'")
     p.add_argument("--quick", action="store_true", help="a tiny smoke run (tests): few steps, small slices")
     p.set_defaults(func=main)
 
@@ -189,7 +189,7 @@ def _wanted_sections(spec: str) -> list[str]:
     names = {s.strip() for s in spec.split(",") if s.strip()}
     unknown = names - {m.split(".")[1] for m in SECTIONS}
     if unknown:
-        raise ValueError(f"unknown demo sections {sorted(unknown)}; choose from elue, hashee, lpt, all, none")
+        raise ValueError(f"unknown demo sections {sorted(unknown)}; choose from elue, leaderboard, hashee, lpt, all, none")
     return [m for m in SECTIONS if m.split(".")[1] in names]
 
 
@@ -228,6 +228,9 @@ def build_context(args) -> DemoContext:
 def main(args) -> int:
     import torch
 
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     if args.quick:
         args.train_size, args.test_size, args.train_steps, args.batch_size = 64, 48, 2, 8
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))

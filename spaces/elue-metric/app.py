@@ -1,0 +1,8 @@
+"""ELUE metric Space: a small form around the `evaluate` metric (logic in `elue_hf.hub.metric_app`)."""
+
+from elue_hf.hub.metric_app import build_metric_app
+
+demo = build_metric_app()
+
+if __name__ == "__main__":
+    demo.launch()

@@ -1,0 +1,259 @@
+"""Rankings over leaderboard entries (pure functions; the gradio views only format what these return).
+
+- ELUE-score ranking (``elue.md`` §7): entries with all six task scores ranked by ELUE score; the others listed below
+  without a rank (published rows with a dash, partial submissions).
+- Parameter tracks (§8): operating-point groups of at most 40/55/70/110 MParams (inclusive), ranked by average
+  performance over the tasks; groups covering all six tasks are ranked, partial groups listed below them.
+- Task pages: every operating point of a task, with the Pareto frontier on FLOPs or on parameters.
+Ties share a rank (competition ranking: 1, 2, 2, 4); equal values keep submission order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..elue.plots import pareto_front
+from ..elue.score import TRACKS
+from ..elue.tasks import TASK_KEYS, get_task
+from .records import SOURCES, EntryRecord, PointRecord
+
+__all__ = [
+    "AXES",
+    "TRACK_NAMES",
+    "Filters",
+    "competition_ranks",
+    "filter_entries",
+    "elue_rows",
+    "operating_groups",
+    "track_rows",
+    "task_points",
+    "RankInfo",
+    "rank_of",
+    "track_limit",
+]
+
+#: Pareto x axes: mean MFLOPs per instance, or parameters (MParams).
+AXES = ("mflops", "params")
+TRACK_NAMES = tuple(name for name, _ in TRACKS)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the views show: a case-insensitive search over model name and submitter (every word must occur), the
+    entry sources, and optionally only submissions whose FLOPs were verified from ``modules``."""
+
+    search: str = ""
+    sources: frozenset[str] = frozenset(SOURCES)
+    verified_only: bool = False
+
+    def __post_init__(self):
+        unknown = set(self.sources) - set(SOURCES)
+        if unknown:
+            raise ValueError(f"unknown sources {sorted(unknown)}; choose from {SOURCES}")
+        object.__setattr__(self, "sources", frozenset(self.sources))
+
+    def accepts(self, entry: EntryRecord) -> bool:
+        if entry.source not in self.sources:
+            return False
+        if self.verified_only and entry.source == "submission" and not entry.verified:
+            return False
+        needle = self.search.strip().lower()
+        if not needle:
+            return True
+        haystack = f"{entry.model_name} {entry.submitter}".lower()
+        return all(word in haystack for word in needle.split())
+
+
+def filter_entries(entries: Iterable[EntryRecord], filters: Filters | None = None) -> list[EntryRecord]:
+    filters = filters or Filters()
+    return [e for e in entries if filters.accepts(e)]
+
+
+def competition_ranks(values: Sequence[float]) -> list[int]:
+    """Ranks for ``values`` sorted best (largest) first, ties sharing the smaller rank: [3, 2, 2, 1] -> [1, 2, 2, 4]."""
+    ranks, previous = [], None
+    for position, value in enumerate(values, start=1):
+        if previous is None or value != previous[0]:
+            previous = (value, position)
+        ranks.append(previous[1])
+    return ranks
+
+
+def _ranked(items: list[dict], key: str) -> list[dict]:
+    """Sort rows with a numeric ``key`` first (best first, stable), give them ranks; rows without it follow."""
+    scored = sorted((r for r in items if r[key] is not None), key=lambda r: -r[key])
+    for row, rank in zip(scored, competition_ranks([r[key] for r in scored])):
+        row["rank"] = rank
+    rest = [r for r in items if r[key] is None]
+    for row in rest:
+        row["rank"] = None
+    return scored + rest
+
+
+def _entry_notes(entry: EntryRecord) -> list[str]:
+    notes = []
+    if entry.source == "paper":
+        notes.append("from the paper")
+    elif entry.source == "reference":
+        notes.append("reference curve")
+    elif not entry.verified:
+        notes.append("self-reported FLOPs")
+    if entry.provisional:
+        notes.append("provisional IMDb FLOPs")
+    return notes
+
+
+def elue_rows(entries: Iterable[EntryRecord]) -> list[dict]:
+    """The ELUE-score ranking: one row per entry that has any ELUE score."""
+    rows = []
+    for e in entries:
+        if e.elue_score is None and e.partial_elue_score is None and not e.task_scores:
+            continue
+        notes = _entry_notes(e)
+        if e.elue_score is None and e.task_scores:
+            notes.append(f"{len(e.task_scores)}/{len(TASK_KEYS)} tasks")
+        rows.append({
+            "entry_id": e.entry_id, "model": e.model_name, "source": e.source, "citation": e.citation,
+            "elue_score": e.elue_score, "partial_elue_score": e.partial_elue_score if e.elue_score is None else None,
+            "task_scores": dict(e.task_scores), "params": e.params, "verified": e.verified,
+            "provisional": e.provisional, "created_at": e.created_at, "notes": notes,
+        })
+    return _ranked(rows, "elue_score")
+
+
+def _group_mflops(entry: EntryRecord, points: list[PointRecord]) -> float | None:
+    values = [p.mflops for p in points]
+    if all(v is not None for v in values):
+        return float(np.mean(values))
+    published = entry.extra.get("mean_mflops")
+    return float(published) if published is not None else None
+
+
+def operating_groups(entry: EntryRecord) -> list[dict]:
+    """An entry's operating points grouped by label (one group = one model configuration across tasks).
+
+    Each group: label, params (the largest of its points, else the entry's), mean MFLOPs (mean over its points, or
+    the published six-task mean), performance per task (the best point when a label repeats on a task), average,
+    number of tasks."""
+    groups: dict[str, list[PointRecord]] = {}
+    for p in entry.points:
+        groups.setdefault(p.label, []).append(p)
+    out = []
+    for label, points in groups.items():
+        perf: dict[str, float] = {}
+        for p in points:
+            perf[p.task] = max(perf.get(p.task, -np.inf), p.performance)
+        params = [p.params for p in points if p.params is not None]
+        out.append({
+            "entry_id": entry.entry_id, "model": entry.model_name, "label": label, "source": entry.source,
+            "params": max(params) if params else entry.params, "mflops": _group_mflops(entry, points),
+            "performance": {t: perf[t] for t in TASK_KEYS if t in perf},
+            "average": float(np.mean(list(perf.values()))), "n_tasks": len(perf),
+            "verified": all(p.verified for p in points), "notes": _entry_notes(entry),
+        })
+    return out
+
+
+def track_limit(track: str) -> float:
+    for name, limit in TRACKS:
+        if name == track:
+            return limit
+    raise ValueError(f"unknown track {track!r}; tracks are {', '.join(TRACK_NAMES)}")
+
+
+def track_rows(entries: Iterable[EntryRecord], track: str) -> list[dict]:
+    """Operating-point groups within the track's parameter cap, complete groups ranked by average performance.
+
+    The reference curve is not listed (its 6- and 12-layer points are the published ElasticBERT rows)."""
+    limit = track_limit(track)
+    rows = [
+        g for e in entries if e.source != "reference"
+        for g in operating_groups(e)
+        if g["params"] is not None and g["params"] / 1e6 <= limit
+    ]
+    for g in rows:
+        g["ranked_average"] = g["average"] if g["n_tasks"] == len(TASK_KEYS) else None
+        if g["n_tasks"] < len(TASK_KEYS):
+            g["notes"] = [*g["notes"], f"{g['n_tasks']}/{len(TASK_KEYS)} tasks"]
+    complete = _ranked([g for g in rows if g["ranked_average"] is not None], "ranked_average")
+    partial = sorted((g for g in rows if g["ranked_average"] is None), key=lambda g: -g["average"])
+    for g in partial:
+        g["rank"] = None
+    return complete + partial
+
+
+def _x(point: PointRecord, axis: str) -> float | None:
+    if axis == "mflops":
+        return point.mflops
+    if axis == "params":
+        return None if point.params is None else point.params / 1e6
+    raise ValueError(f"axis must be one of {AXES}, got {axis!r}")
+
+
+def task_points(entries: Iterable[EntryRecord], task: str, axis: str = "mflops") -> list[dict]:
+    """Every point on ``task``, best performance first, with ``x`` on ``axis`` (MFLOPs or MParams; None when
+    unknown) and ``pareto`` = on the frontier of the points that have an ``x``."""
+    task = get_task(task).key
+    rows = []
+    for e in entries:
+        for p in e.points:
+            if p.task != task:
+                continue
+            rows.append({
+                "entry_id": e.entry_id, "model": e.model_name, "label": p.label, "source": e.source,
+                "performance": p.performance, "mflops": p.mflops, "params": p.params, "x": _x(p, axis),
+                "residual": p.residual, "flops_source": p.flops_source, "note": p.note,
+                "provisional": e.provisional and task == "imdb", "pareto": False,
+            })
+    with_x = [r for r in rows if r["x"] is not None]
+    if with_x:
+        for i in pareto_front([r["x"] for r in with_x], [r["performance"] for r in with_x]):
+            with_x[int(i)]["pareto"] = True
+    return sorted(rows, key=lambda r: -r["performance"])
+
+
+@dataclass
+class RankInfo:
+    """Where one entry stands: ELUE rank (None when not all six tasks are scored), per-task ranks of its ELUE task
+    scores, and per-track ranks of its complete operating-point groups. Ranks are (rank, out of)."""
+
+    entry_id: str
+    elue: tuple[int, int] | None
+    tasks: dict[str, tuple[int, int]] = field(default_factory=dict)
+    tracks: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # track -> (rank, out of, group label)
+
+    def describe(self) -> str:
+        parts = []
+        if self.elue:
+            parts.append(f"ELUE rank {self.elue[0]} of {self.elue[1]}")
+        else:
+            parts.append("no ELUE rank (not all six tasks)")
+        parts += [f"{get_task(t).name} rank {r} of {n}" for t, (r, n) in self.tasks.items()]
+        parts += [f"{track} track rank {r} of {n} ({label})" for track, (r, n, label) in self.tracks.items()]
+        return "; ".join(parts)
+
+
+def rank_of(entries: Sequence[EntryRecord], entry_id: str) -> RankInfo:
+    """Ranks of ``entry_id`` among ``entries`` (everything stored, unfiltered)."""
+    if not any(e.entry_id == entry_id for e in entries):
+        raise KeyError(f"no entry {entry_id!r}")
+    elue = [r for r in elue_rows(entries) if r["rank"] is not None]
+    info = RankInfo(entry_id, None)
+    for r in elue:
+        if r["entry_id"] == entry_id:
+            info.elue = (r["rank"], len(elue))
+    entry = next(e for e in entries if e.entry_id == entry_id)
+    for task in entry.task_scores:
+        scores = sorted((e.task_scores[task] for e in entries if task in e.task_scores), reverse=True)
+        mine = entry.task_scores[task]
+        info.tasks[task] = (competition_ranks(scores)[scores.index(mine)], len(scores))
+    for track in TRACK_NAMES:
+        ranked = [g for g in track_rows(entries, track) if g["rank"] is not None]
+        mine = [g for g in ranked if g["entry_id"] == entry_id]
+        if mine:
+            best = min(mine, key=lambda g: g["rank"])
+            info.tracks[track] = (best["rank"], len(ranked), best["label"])
+    return info
