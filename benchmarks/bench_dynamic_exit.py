@@ -5,7 +5,7 @@ calibrated on the batch so that the mean exit layer lands in 4-6 of 12 (a full p
 outside the timed region). Targets: batched speed-up >= 0.8 x (12 / mean exit layer) over the full model, and
 >= 5x the throughput of the batch-1 loop (the only mode of the original code).
 
-    .venv/bin/python benchmarks/bench_dynamic_exit.py [--repeats 3] [--target-layer 5]
+    .venv/bin/python benchmarks/bench_dynamic_exit.py [--repeats 3] [--target-layer 5] [--device cuda]
 """
 
 from __future__ import annotations
@@ -43,12 +43,18 @@ def calibrate_threshold(all_logits: torch.Tensor, target_layer: float) -> tuple[
     return best
 
 
-def timed(fn, repeats: int) -> float:
+def timed(fn, repeats: int, device: str) -> float:
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
     fn()  # warm-up
     times = []
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -60,17 +66,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--target-layer", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    model = build_model()
+    model = build_model().to(args.device)
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(1000, 30000, (args.batch_size, args.seq_len), generator=g)
     ids[:, 0] = 101
+    ids = ids.to(args.device)
     mask = torch.ones_like(ids)
     with torch.no_grad():
         all_logits = model(input_ids=ids, attention_mask=mask).all_logits
-    threshold, expected_mean = calibrate_threshold(all_logits, args.target_layer)
+    threshold, expected_mean = calibrate_threshold(all_logits.cpu(), args.target_layer)
     exit_kwargs = dict(exit_criterion="entropy", entropy_threshold=threshold)
 
     def full():
@@ -88,14 +96,15 @@ def main() -> None:
 
     out = batched()
     mean_layer = float(out.exit_layer.float().mean())
-    t_full = timed(full, args.repeats)
-    t_batched = timed(batched, args.repeats)
-    t_loop = timed(loop, args.repeats)
+    t_full = timed(full, args.repeats, args.device)
+    t_batched = timed(batched, args.repeats, args.device)
+    t_loop = timed(loop, args.repeats, args.device)
     n = args.batch_size
     ideal = 12 / mean_layer
     speedup_full = t_full / t_batched
     speedup_loop = t_loop / t_batched
-    print(f"ElasticBERT-base shape, random weights, batch {n}, seq {args.seq_len}, {args.threads} CPU threads")
+    where = args.device if args.device != "cpu" else f"{args.threads} CPU threads"
+    print(f"ElasticBERT-base shape, random weights, batch {n}, seq {args.seq_len}, {where}")
     print(f"entropy threshold {threshold:.6f}: mean exit layer {mean_layer:.2f} (reference rule: {expected_mean:.2f})")
     print(f"exit layers: {sorted(out.exit_layer.tolist())}")
     print(f"{'mode':<28} {'seconds/batch':>14} {'instances/s':>12}")

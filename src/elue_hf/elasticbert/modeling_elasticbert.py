@@ -570,10 +570,6 @@ def exit_layers_from_logits(all_logits: torch.Tensor, exit_layers, criterion, **
     return chosen
 
 
-def _sum_over_group(per_exit: list[torch.Tensor | None]) -> torch.Tensor:
-    return torch.stack([loss for loss in per_exit if loss is not None]).sum()
-
-
 class ElasticBertForPreTraining(ElasticBertPreTrainedModel):
     """Multi-exit pre-training heads: masked LM and sentence-order prediction at every exit.
 
@@ -617,16 +613,6 @@ class ElasticBertForPreTraining(ElasticBertPreTrainedModel):
             )
         return [(j, i) for j, i in enumerate(layers) if i in wanted]
 
-    def _mlm_forward(self, out, labels, exit_group):
-        selected = self._selected_exits(exit_group)
-        exit_logits, mlm_losses = [], []
-        for j, i in selected:
-            scores = self.predictions(i, out.exit_hidden_states[j])
-            exit_logits.append(scores)
-            if labels is not None:
-                mlm_losses.append(F.cross_entropy(scores.view(-1, self.config.vocab_size), labels.view(-1)))
-        return selected, exit_logits, mlm_losses
-
     @can_return_tuple
     def forward(
         self,
@@ -648,17 +634,18 @@ class ElasticBertForPreTraining(ElasticBertPreTrainedModel):
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
         )
-        selected, exit_logits, mlm_losses = self._mlm_forward(out, labels, exit_group)
-        sop_logits, sop_losses = [], []
-        for j, i in selected:
-            sop_logits.append(self.sop_classifier(i, out.exit_pooled_outputs[j]))
-            if sentence_order_label is not None:
-                sop_losses.append(F.cross_entropy(sop_logits[-1], sentence_order_label.view(-1)))
-        loss = None
-        if mlm_losses or sop_losses:
-            loss = _sum_over_group(mlm_losses + sop_losses)
+        exit_logits, mlm_losses, sop_logits, sop_losses = [], [], [], []
+        for j, i in self._selected_exits(exit_group):
+            exit_logits.append(self.predictions(i, out.exit_hidden_states[j]))
+            if labels is not None:
+                mlm_losses.append(F.cross_entropy(exit_logits[-1].view(-1, self.config.vocab_size), labels.view(-1)))
+            if self.with_sop:
+                sop_logits.append(self.sop_classifier(i, out.exit_pooled_outputs[j]))
+                if sentence_order_label is not None:
+                    sop_losses.append(F.cross_entropy(sop_logits[-1], sentence_order_label.view(-1)))
+        losses = mlm_losses + sop_losses
         return ElasticBertForPreTrainingOutput(
-            loss=loss,
+            loss=torch.stack(losses).sum() if losses else None,
             logits=exit_logits[-1] if exit_logits else None,
             sop_logits=sop_logits[-1] if sop_logits else None,
             exit_mlm_losses=torch.stack(mlm_losses) if mlm_losses else None,
@@ -668,40 +655,15 @@ class ElasticBertForPreTraining(ElasticBertPreTrainedModel):
 
 
 class ElasticBertForMaskedLM(ElasticBertForPreTraining):
-    """Multi-exit masked LM (per-layer transforms, shared bias, tied decoder). Loss = sum over the selected exits."""
+    """Multi-exit masked LM (per-layer transforms, shared bias, tied decoder). Loss = sum over the selected exits.
+
+    ``forward`` takes the same arguments as :class:`ElasticBertForPreTraining` (no sentence-order head runs).
+    """
 
     _keys_to_ignore_on_load_unexpected = ElasticBertForPreTraining._keys_to_ignore_on_load_unexpected + [
         r"^sop_classifier\."
     ]
     with_sop = False
-
-    @can_return_tuple
-    def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
-        labels=None,
-        exit_group=None,
-        return_dict=None,
-        **kwargs,
-    ) -> ElasticBertForPreTrainingOutput:
-        out = self.elasticbert(
-            input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-        )
-        _, exit_logits, mlm_losses = self._mlm_forward(out, labels, exit_group)
-        return ElasticBertForPreTrainingOutput(
-            loss=_sum_over_group(mlm_losses) if mlm_losses else None,
-            logits=exit_logits[-1] if exit_logits else None,
-            exit_mlm_losses=torch.stack(mlm_losses) if mlm_losses else None,
-            exit_logits=tuple(exit_logits),
-        )
 
 
 __all__ = [
