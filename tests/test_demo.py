@@ -24,3 +24,17 @@ def test_demo_quick_runs_end_to_end(tmp_path, capsys):
 def test_demo_rejects_unknown_sections(tmp_path, capsys):
     assert main(["demo", "--quick", "--sections", "hashee,bogus", "--out-dir", str(tmp_path)]) == 2
     assert "unknown demo sections ['bogus']" in capsys.readouterr().err
+
+
+def test_pareto_front_and_plot_use_the_flops_axis(tmp_path):
+    from elue_hf.demo import pareto_front, save_pareto_plot
+    from elue_hf.demo_context import OperatingPoint
+
+    pts = [
+        OperatingPoint("A", "1", 70.0, mean_flops=100.0),
+        OperatingPoint("A", "2", 69.0, mean_flops=150.0),  # dominated
+        OperatingPoint("B", "1", 80.0, mean_flops=200.0),
+        OperatingPoint("C", "few-shot", 90.0),  # no FLOPs: not on the inference-cost axis
+    ]
+    assert [(p.method, p.label) for p in pareto_front(pts, "mean_flops")] == [("A", "1"), ("B", "1")]
+    assert save_pareto_plot(pts, tmp_path / "p.png", "t").read_bytes().startswith(b"\x89PNG")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import math
 import random
 import time
 from dataclasses import asdict
@@ -147,24 +146,25 @@ def _point(method, label, preds, labels, layers, lengths, mode) -> OperatingPoin
 
 
 def pareto_front(points: list[OperatingPoint], cost: str) -> list[OperatingPoint]:
-    """Points not dominated by a cheaper-or-equal point with higher accuracy (``cost`` = an OperatingPoint field)."""
-    usable = sorted((p for p in points if getattr(p, cost) is not None), key=lambda p: (getattr(p, cost), -p.accuracy))
-    front, best = [], -math.inf
-    for p in usable:
-        if p.accuracy > best:
-            front.append(p)
-            best = p.accuracy
-    return front
+    """Points no cheaper-or-equal point beats on accuracy (``cost`` = an OperatingPoint field), cheapest first."""
+    from .elue.plots import pareto_front as front_indices
+
+    usable = [p for p in points if getattr(p, cost) is not None]
+    return [usable[i] for i in front_indices([getattr(p, cost) for p in usable], [p.accuracy for p in usable])]
 
 
 def save_pareto_plot(points: list[OperatingPoint], path: Path, title: str) -> Path:
-    """Accuracy vs cost (MFLOPs when every point has them, otherwise mean exit layer), one series per method."""
+    """Accuracy vs cost, one series per method: MFLOPs (ELUE rules) for the points that have them, else mean exit layer."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cost = "mean_flops" if points and all(p.mean_flops is not None for p in points) else "mean_exit_layer"
+    with_flops = [p for p in points if p.mean_flops is not None]
+    if with_flops:  # inference cost on the ELUE axis; points without FLOPs (e.g. few-shot LPT) have their own table
+        points, cost = with_flops, "mean_flops"
+    else:
+        cost = "mean_exit_layer"
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for method in dict.fromkeys(p.method for p in points):
         series = sorted((p for p in points if p.method == method and getattr(p, cost) is not None), key=lambda p: getattr(p, cost))
