@@ -157,9 +157,10 @@ def test_mismatched_checkpoint_shapes_are_a_clear_error(original_checkpoint, tmp
         AutoModelForSequenceClassification.from_pretrained(tmp_path)
 
 
-def test_save_writes_auto_map_and_loads_without_elue_hf(tmp_path):
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_save_writes_auto_map_and_loads_without_elue_hf(tmp_path, pooling):
     torch.manual_seed(0)
-    model = ElasticBertForSequenceClassification(tiny_config()).eval()
+    model = ElasticBertForSequenceClassification(tiny_config(pooling=pooling)).eval()
     model.save_pretrained(tmp_path / "saved")
     config = json.loads((tmp_path / "saved" / "config.json").read_text())
     assert {"AutoConfig", "AutoModel", "AutoModelForSequenceClassification"} <= set(config["auto_map"])
@@ -192,7 +193,7 @@ def test_save_writes_auto_map_and_loads_without_elue_hf(tmp_path):
         with torch.no_grad():
             logits = model(input_ids=inputs["ids"], attention_mask=inputs["mask"]).logits
         torch.save(logits, d + "/remote_logits.pt")
-        print(type(model).__module__)
+        print(type(model).__module__, model.config.pooling)
         """
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home")}
@@ -200,7 +201,7 @@ def test_save_writes_auto_map_and_loads_without_elue_hf(tmp_path):
         [sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "transformers_modules" in done.stdout
+    assert "transformers_modules" in done.stdout and done.stdout.split()[-1] == pooling
     remote = torch.load(tmp_path / "remote_logits.pt", weights_only=True)
     assert torch.equal(remote, expected)
 

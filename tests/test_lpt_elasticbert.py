@@ -19,10 +19,10 @@ def _lpt(model, **overrides):
     return get_peft_model(model, LPTConfig(**options))
 
 
-def _varied(attn="sdpa", generator="npg", seed=0):
+def _varied(attn="sdpa", generator="npg", seed=0, pooling="cls"):
     """A dynamic ElasticBERT with LPT whose rows exit at different layers (wide init, eval mode)."""
     torch.manual_seed(seed)
-    model = ElasticBertForSequenceClassification(elasticbert_config(attn, initializer_range=0.3))
+    model = ElasticBertForSequenceClassification(elasticbert_config(attn, initializer_range=0.3, pooling=pooling))
     return _lpt(model, generator=generator).eval()
 
 
@@ -74,13 +74,17 @@ def _one_by_one(pm, ids, mask, **kwargs):
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 @pytest.mark.parametrize(
-    "kwargs",
-    [dict(exit_criterion="entropy", entropy_threshold=0.85), dict(exit_criterion="patience", patience=1)],
-    ids=["entropy", "patience"],
+    "kwargs, pooling",  # mean pooling: the prompt rows are stripped before the token mean
+    [
+        (dict(exit_criterion="entropy", entropy_threshold=0.85), "cls"),
+        (dict(exit_criterion="patience", patience=1), "cls"),
+        (dict(exit_criterion="entropy", entropy_threshold=0.85), "mean"),
+    ],
+    ids=["entropy", "patience", "entropy-mean-pooling"],
 )
 @pytest.mark.parametrize("generator", ["npg", "appg"])
-def test_batched_early_exit_equals_rows_one_at_a_time(attn, kwargs, generator):
-    pm = _varied(attn, generator)
+def test_batched_early_exit_equals_rows_one_at_a_time(attn, kwargs, pooling, generator):
+    pm = _varied(attn, generator, pooling=pooling)
     ids, mask = padded_batch(batch_size=12, seq_len=12, seed=1)
     ids[:, 0] = torch.randint(5, VOCAB, (12,), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

@@ -10,6 +10,7 @@ from .modeling_elasticbert import (
     ExitPolicy,
     exit_layers_from_logits,
     gradient_rescale,
+    masked_mean,
     prediction_entropy,
 )
 from .registration import register_elasticbert
@@ -24,6 +25,7 @@ __all__ = [
     "ExitPolicy",
     "exit_layers_from_logits",
     "gradient_rescale",
+    "masked_mean",
     "prediction_entropy",
     "register_elasticbert",
     "convert_bert_to_elasticbert",

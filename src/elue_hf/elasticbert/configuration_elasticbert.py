@@ -8,6 +8,7 @@ from transformers import PretrainedConfig
 
 EXIT_CRITERIA = ("entropy", "patience")
 MULTI_EXIT_TRAINING = ("gradient_equilibrium", "weighted", "two_stage")
+POOLING = ("cls", "mean")
 
 
 class ElasticBertConfig(PretrainedConfig):
@@ -37,6 +38,11 @@ class ElasticBertConfig(PretrainedConfig):
             the backbone and the top exit, stage 2 freezes them and trains the internal exits; see
             ``training_stage``).
         training_stage (`int`, defaults to 1): current stage when ``multi_exit_training == "two_stage"``.
+        pooling (`str`, defaults to ``"cls"``): what every exit's pooler reads: ``"cls"`` (the first token's state, as
+            in BERT and the original ElasticBERT checkpoints) or ``"mean"`` (the mean of the layer's states over the
+            non-padding tokens of ``attention_mask``; all tokens when no mask is given). ``"mean"`` is an elue-hf
+            option for backbones trained as mean-pooling sentence encoders (e.g. all-MiniLM-L6-v2); it adds no
+            weights, so checkpoints load unchanged either way.
     """
 
     model_type = "elasticbert"
@@ -66,6 +72,7 @@ class ElasticBertConfig(PretrainedConfig):
         multi_exit_training="gradient_equilibrium",
         training_stage=1,
         classifier_dropout=None,
+        pooling="cls",
         **kwargs,
     ):
         # Legacy fields of the 2021 checkpoints (accepted, unused).
@@ -94,6 +101,7 @@ class ElasticBertConfig(PretrainedConfig):
         self.multi_exit_training = multi_exit_training
         self.training_stage = training_stage
         self.classifier_dropout = classifier_dropout
+        self.pooling = pooling
         # BERT layer fields (transformers' BertLayer reads them).
         self.is_decoder = False
         self.add_cross_attention = False
@@ -121,6 +129,8 @@ class ElasticBertConfig(PretrainedConfig):
             raise ValueError(
                 f"Unknown multi_exit_training {self.multi_exit_training!r}; expected one of {MULTI_EXIT_TRAINING}"
             )
+        if self.pooling not in POOLING:
+            raise ValueError(f"Unknown pooling {self.pooling!r}; expected one of {POOLING}")
         if self.training_stage not in (1, 2):
             raise ValueError(f"training_stage must be 1 or 2, got {self.training_stage!r}")
 

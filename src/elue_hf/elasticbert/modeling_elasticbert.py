@@ -116,14 +116,46 @@ def _per_layer_list(config: ElasticBertConfig, factory) -> nn.ModuleList:
     return nn.ModuleList([factory() if i in exits else None for i in range(config.max_output_layers)])
 
 
+def masked_mean(hidden_states: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of ``hidden_states`` (batch, seq, d) over the tokens where ``token_mask`` (batch, seq) is non-zero.
+
+    Every token counts when ``token_mask`` is None; a row without any valid token gets zeros.
+    """
+    if token_mask is None:
+        return hidden_states.mean(1)
+    if token_mask.shape != hidden_states.shape[:2]:
+        raise ValueError(
+            f"token_mask of shape {tuple(token_mask.shape)} does not match hidden states of shape "
+            f"{tuple(hidden_states.shape)}: expected (batch, seq) = {tuple(hidden_states.shape[:2])}"
+        )
+    weights = token_mask.to(hidden_states.dtype).unsqueeze(-1)
+    return (hidden_states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+def pooling_token_mask(config: ElasticBertConfig, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """The (batch, seq) mask the exits' mean pooling reads, or None ([CLS] pooling, or no mask: every token)."""
+    if config.pooling != "mean" or attention_mask is None:
+        return None
+    if attention_mask.dim() != 2:
+        raise ValueError(
+            f'pooling="mean" averages over the tokens of a 2-D (batch, seq) attention_mask; got a '
+            f"{attention_mask.dim()}-D mask of shape {tuple(attention_mask.shape)}"
+        )
+    return attention_mask
+
+
 class ElasticBertPooler(nn.Module):
+    """Dense + tanh on the [CLS] state (``config.pooling="cls"``) or on the masked token mean (``"mean"``)."""
+
     def __init__(self, config: ElasticBertConfig):
         super().__init__()
+        self.pooling = config.pooling
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.activation = nn.Tanh()
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.dense(hidden_states[:, 0]))
+    def forward(self, hidden_states: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
+        summary = masked_mean(hidden_states, token_mask) if self.pooling == "mean" else hidden_states[:, 0]
+        return self.activation(self.dense(summary))
 
 
 class ElasticBertEncoder(nn.Module):
@@ -144,10 +176,13 @@ class ElasticBertEncoder(nn.Module):
     def layer_forward(self, i: int, hidden_states: torch.Tensor, attention_mask=None) -> torch.Tensor:
         return self.layer[i](hidden_states, attention_mask)
 
-    def pool(self, i: int, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.pooler[i](hidden_states)
+    def pool(self, i: int, hidden_states: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Pooler ``i``; ``token_mask`` (batch, seq) marks the tokens a mean pooling averages (ignored for [CLS])."""
+        return self.pooler[i](hidden_states, token_mask)
 
-    def forward(self, hidden_states, attention_mask=None, output_hidden_states=False) -> ElasticBertEncoderOutput:
+    def forward(
+        self, hidden_states, attention_mask=None, output_hidden_states=False, token_mask=None
+    ) -> ElasticBertEncoderOutput:
         num_layers = self.config.num_hidden_layers
         equilibrium = (
             self.training
@@ -163,7 +198,7 @@ class ElasticBertEncoder(nn.Module):
                 if equilibrium:
                     hidden_states = gradient_rescale(hidden_states, 1.0 / (num_layers - i))
                 exit_hidden.append(hidden_states)
-                exit_pooled.append(self.pool(i, hidden_states))
+                exit_pooled.append(self.pool(i, hidden_states, token_mask))
                 if output_hidden_states:
                     all_hidden += (hidden_states,)
                 if equilibrium:
@@ -313,7 +348,12 @@ class ElasticBertModel(ElasticBertPreTrainedModel):
         hidden_states, mask = self.embed(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
-        out = self.encoder(hidden_states, mask, output_hidden_states=bool(output_hidden_states))
+        out = self.encoder(
+            hidden_states,
+            mask,
+            output_hidden_states=bool(output_hidden_states),
+            token_mask=pooling_token_mask(self.config, attention_mask),
+        )
         return ElasticBertModelOutput(
             last_hidden_state=out.last_hidden_state,
             pooler_output=out.exit_pooled_outputs[-1],
@@ -477,11 +517,12 @@ class ElasticBertForSequenceClassification(ElasticBertPreTrainedModel):
         logits_out = hidden.new_zeros(batch_size, self.num_labels)
         exit_layer = torch.full((batch_size,), num_layers, dtype=torch.long, device=hidden.device)
         exits = {layer: j for j, layer in enumerate(encoder.exit_layer_indices)}
+        token_mask = pooling_token_mask(self.config, attention_mask)
         for i in range(num_layers):
             hidden = encoder.layer_forward(i, hidden, mask)
             if i not in exits:
                 continue
-            logits = self.exit_head(exits[i], encoder.pool(i, hidden))
+            logits = self.exit_head(exits[i], encoder.pool(i, hidden, token_mask))
             done = policy.step(logits, last=i == num_layers - 1)
             if done.any():
                 logits_out[rows[done]] = logits[done].to(logits_out.dtype)
@@ -494,6 +535,8 @@ class ElasticBertForSequenceClassification(ElasticBertPreTrainedModel):
                 if mask is not None and mask.shape[0] > 1:
                     mask = mask[keep]
                 hidden, mask = _trim_padding(hidden, mask, attention_mask, rows)
+                if token_mask is not None:  # the remaining rows, cut to the positions the trim kept
+                    token_mask = attention_mask[rows][:, : mask.shape[-1] if mask is not None else None]
         loss = self._loss(logits_out, labels) if labels is not None else None
         return ElasticBertSequenceClassifierOutput(loss=loss, logits=logits_out, exit_layer=exit_layer)
 
@@ -676,5 +719,6 @@ __all__ = [
     "ExitPolicy",
     "exit_layers_from_logits",
     "gradient_rescale",
+    "masked_mean",
     "prediction_entropy",
 ]

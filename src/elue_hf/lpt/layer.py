@@ -329,9 +329,10 @@ class LPTLayer(nn.Module, BaseTunerLayer):
             attention_mask = extend_attention_mask(attention_mask, l)
         return base.layer_forward(i, hidden_states, attention_mask)
 
-    def pool(self, i: int, hidden_states: torch.Tensor) -> torch.Tensor:
-        """Pooler ``i`` on the [CLS] row: index ``l`` once the prompt has been inserted (layers ``>= k``)."""
-        return self.get_base_layer().pool(i, self._strip(i, hidden_states))
+    def pool(self, i: int, hidden_states: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Pooler ``i`` on the input rows only: the prompt rows (layers ``>= k``) are stripped first, so [CLS] is at
+        index 0 and a mean pooling's ``token_mask`` (the input's own tokens) lines up."""
+        return self.get_base_layer().pool(i, self._strip(i, hidden_states), token_mask)
 
     def _strip(self, i: int, hidden_states: torch.Tensor) -> torch.Tensor:
         """Drop the prompt rows from the output of layer ``i`` (a no-op below the prompt layer or when disabled)."""
