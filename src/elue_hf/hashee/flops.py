@@ -1,4 +1,4 @@
-"""FLOPs of HashEE models under ELUE's rules (spec ``hashee.md`` §5-§6, ``elue.md`` §5-§6).
+"""FLOPs of HashEE models under ELUE's rules (docs/hashee.md, "FLOPs" and "Seq2seq").
 
 Everything maps HashEE's per-layer active-token counts onto :mod:`elue_hf.elue.flops` (no formula of its own for
 encoder classifiers): a layer with m of n tokens active costs ``layer_macs(n, d, d_ff, h, m)``. Also:
@@ -187,7 +187,7 @@ def seq2seq_flops(config, lengths, active_counts, target_lengths) -> dict[str, n
     """Per-instance MFLOPs of a seq2seq model with a HashEE encoder.
 
     Returns ``encoder`` / ``encoder_full`` (HashEE vs all tokens active), ``decoder`` (unchanged by HashEE) and
-    ``total`` / ``total_full``. Encoder layers follow hashee.md §5 (one embedding/final LayerNorm added).
+    ``total`` / ``total_full``. Encoder layers follow docs/hashee.md, "FLOPs" (one embedding/final LayerNorm added).
     """
     dims = seq2seq_dims(config)
     lengths = np.asarray(lengths, dtype=np.int64)

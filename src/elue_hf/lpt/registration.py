@@ -1,12 +1,11 @@
 """Register LPT as a PEFT method (``PeftType.LPT``), idempotently.
 
 PEFT 0.21's :func:`peft.utils.register_peft_method` only accepts names that are already members of the closed
-``PeftType`` enum. We therefore first add an ``LPT`` member to the enum *in place* (route 1 of
-``hf-notes`` §3: the member is built from the string, given its name, value and sort order, and inserted into the
-enum's member map, value map and name list), then call PEFT's own registration function. Should a future Python
-or PEFT make the enum extension impossible, :func:`register_lpt` falls back to route 2: the plain string key
-``"LPT"`` written into PEFT's three mappings (works because ``PeftType`` members are ``str`` and all lookups go
-by value).
+``PeftType`` enum. We therefore first add an ``LPT`` member to the enum *in place* (route 1 in docs/upstream-peft.md:
+the member is built from the string, given its name, value and sort order, and inserted into the enum's member map,
+value map and name list), then call PEFT's own registration function. Should a future Python or PEFT make the enum
+extension impossible, :func:`register_lpt` falls back to route 2: the plain string key ``"LPT"`` written into PEFT's
+three mappings (works because ``PeftType`` members are ``str`` and all lookups go by value).
 
 Registration is guarded: calling :func:`register_lpt` twice, or after a module reload, is harmless.
 """
@@ -108,7 +107,7 @@ def register_lpt() -> None:
 
 
 def _register_with_string_key(config_map, tuner_map, prefix_map, config_cls, model_cls) -> None:
-    """Route 2 of hf-notes §3: write the string key ``"LPT"`` into PEFT's mappings (no enum member needed)."""
+    """Route 2 in docs/upstream-peft.md: write the string key ``"LPT"`` into PEFT's mappings (no enum member needed)."""
     if model_cls.prefix in prefix_map.values():
         raise RuntimeError(f"The PEFT prefix {model_cls.prefix!r} is already used by another method.")
     config_map[LPT_PEFT_TYPE_VALUE] = config_cls
