@@ -1,4 +1,4 @@
-"""HashEE on encoders: compute-skipping = reference, exact semantics, save/load, Trainer (hashee.md §4, checks 2-3)."""
+"""HashEE on encoders: skip mode = reference mode, exact semantics, save/load, Trainer (docs/hashee.md)."""
 
 import logging
 

@@ -1,4 +1,4 @@
-"""Token-level early exit inside one encoder layer (spec ``hashee.md`` §4).
+"""Token-level early exit inside one encoder layer (docs/hashee.md, "Forward mechanics").
 
 At layer l (1-based) the active tokens of an example are its non-pad tokens t with exit e(t) >= l.
 
