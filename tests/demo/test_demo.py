@@ -12,6 +12,8 @@ def test_demo_quick_runs_end_to_end(tmp_path, capsys):
     assert main(["demo", "--quick", "--out-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "ElasticBERT static" in out and "ElasticBERT entropy" in out and "ElasticBERT patience" in out
+    assert "6 exits (mean pooling)" in out and 'ElasticBertConfig(pooling="mean")' in out  # default, with its caveat
+    assert "(mean pooling)" in out.split("=== hashee ===")[1]  # HashEE's model pools like the main one
     points = json.loads((tmp_path / "operating_points.json").read_text())
     methods = {p["method"] for p in points}
     assert {"ElasticBERT static", "ElasticBERT entropy", "ElasticBERT patience"} <= methods

@@ -49,3 +49,10 @@ def test_demo_section_runs_and_reports(tiny_context, capsys):
     tsv = next((out / "submission").rglob("*.tsv")).read_text().splitlines()
     assert tsv[0] == "index\tpred\tmodules" and len(tsv) == 11
     assert "HashEE on MiniLM-L6" in capsys.readouterr().out
+
+
+def test_demo_section_uses_the_context_pooling(tiny_context):
+    tiny_context.pooling = "mean"
+    demo.run(tiny_context)
+    summary = json.loads((tiny_context.out_dir / "hashee" / "summary.json").read_text())
+    assert summary["pooling"] == "mean" and 0 <= summary["accuracy"] <= 100

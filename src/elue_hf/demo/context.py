@@ -37,6 +37,7 @@ class DemoContext:
     progress: Callable[..., Iterable] = lambda it, **kw: it  # tqdm-like
     dataset_name: str = "RT snippets (Pang & Lee), SST-2-like"
     artifacts: dict[str, Path] = field(default_factory=dict)  # files sections hand on, e.g. "elue_submission_zip"
+    pooling: str = "cls"  # what the exits pool (ElasticBertConfig.pooling): "cls" or "mean" (the demo's default)
     quick: bool = False  # smoke-test mode (tests): sections should shrink their steps and slices
 
     def encode(self, texts: list[str], text_pairs: list[str] | None = None) -> dict:

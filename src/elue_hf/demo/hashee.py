@@ -1,6 +1,7 @@
 """``make demo`` section: HashEE (frequency hash, B = L = 6) on the embedded MiniLM converted to a static ElasticBERT.
 
-1. convert ``ctx.base_model_path`` (all-MiniLM-L6-v2) into a static 6-layer ElasticBERT (head on the layer-6 pooler);
+1. convert ``ctx.base_model_path`` (all-MiniLM-L6-v2) into a static 6-layer ElasticBERT (head on the layer-6 pooler,
+   with the main model's pooling: ``"mean"`` averages every token's final state, i.e. its state at its exit layer);
 2. build the frequency table from the train + validation token ids (same tokenizer and truncation as the model);
 3. apply HashEE and fine-tune briefly (AdamW, linear warm-up, grad-clip 1) on ``ctx.data["train"]``;
 4. score ``ctx.data["test"]``: accuracy, mean FLOPs per instance (ELUE rules, active tokens per layer), FLOPs
@@ -142,7 +143,7 @@ def _run(ctx: DemoContext) -> None:
     out_dir = ctx.out_dir / "hashee"
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(ctx.seed)
-    model = convert_bert_to_elasticbert(ctx.base_model_path, num_labels=2, num_output_layers=1)
+    model = convert_bert_to_elasticbert(ctx.base_model_path, num_labels=2, num_output_layers=1, pooling=ctx.pooling)
     config = hashee_config_for(model, ctx.tokenizer, hash_function="frequency")  # L = B = 6
     table = frequency_table(config, _token_ids(ctx, "train"), _token_ids(ctx, "validation"))
     apply_hashee(model, table)
@@ -161,6 +162,7 @@ def _run(ctx: DemoContext) -> None:
     token_layers = float(counts.sum() / lengths.sum())  # mean number of layers a token passes
     summary = {
         "setting": label,
+        "pooling": ctx.pooling,
         "accuracy": result["accuracy"],
         "mean_mflops": float(mflops.mean()),
         "mean_mflops_full_6L": float(full.mean()),
@@ -178,7 +180,7 @@ def _run(ctx: DemoContext) -> None:
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
 
-    print(f"HashEE on MiniLM-L6 -> static ElasticBERT, {ctx.dataset_name}; {steps} fine-tune steps "
+    print(f"HashEE on MiniLM-L6 -> static ElasticBERT ({ctx.pooling} pooling), {ctx.dataset_name}; {steps} steps "
           f"(loss {losses[0]:.3f} -> {losses[-1]:.3f}, {train_s:.0f} s)")  # fmt: skip
     print(f"{'setting':<14} {'acc %':>7} {'MFLOPs':>8} {'x vs 6L':>8} {'x vs BERT-base':>15} {'wall x':>7} "
           f"{'tok layers':>11}")  # fmt: skip

@@ -112,7 +112,10 @@ def layer_macs(n, d, d_ff, heads, m=None):
 
 
 def exit_macs(d, num_labels, pooler: bool = True):
-    """One exit on the [CLS] vector: pooler d^2 (if present) + classifier d x C."""
+    """One exit on the pooled vector: pooler d^2 (if present) + classifier d x C.
+
+    The same for ``ElasticBertConfig(pooling="mean")``: the token mean is additions only, which ELUE does not count.
+    """
     d = int(d)
     return (d * d if pooler else 0) + d * int(num_labels)
 

@@ -7,12 +7,9 @@ from transformers import AutoModelForSequenceClassification
 
 from elue_hf import ElasticBertConfig, ElasticBertForSequenceClassification, ElasticBertModel
 from elue_hf.elasticbert import masked_mean, prediction_entropy
-from elue_hf.elue.flops import ElueFlopsCounter, elasticbert_flops
-from elue_hf.elue.modules_spec import module_spec_from_config
-from elue_hf.elue.params import count_parameters
+from elue_hf.elue.flops import ElueFlopsCounter, count_parameters, elasticbert_flops, module_spec_from_config
 from elue_hf.hashee import apply_hashee, hashee_config_for, random_cons_table
-
-from _elasticbert_utils import padded_batch, tiny_config
+from tests.helpers.elasticbert import padded_batch, tiny_config
 
 
 def _classifier(attn="sdpa", **overrides):
