@@ -28,7 +28,7 @@ from ..hashee.model import apply_hashee, hashee_config_for, remove_hashee
 
 __all__ = ["run", "fine_tune", "evaluate"]
 
-STEPS, BATCH_SIZE, LEARNING_RATE = 60, 16, 3e-4
+STEPS, BATCH_SIZE, LEARNING_RATE = 300, 16, 3e-4
 
 
 def _token_ids(ctx: DemoContext, split: str) -> list[list[int]]:

@@ -280,7 +280,7 @@ def main(args) -> int:
                 print(f"\n(section {module_name} not available in this build)")
                 continue
             raise
-        print(f"\n=== {module_name.split('.')[1]} ===")
+        print(f"\n=== {module_name.rsplit('.', 1)[1]} ===")
         section.run(ctx)
     plot = save_pareto_plot(ctx.points, ctx.out_dir / "pareto.png", f"Efficiency vs accuracy on {ctx.dataset_name}")
     results = ctx.out_dir / "operating_points.json"
