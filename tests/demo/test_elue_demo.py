@@ -90,7 +90,7 @@ def test_evaluate_plain_bert_gives_one_full_depth_point(workspace, capsys):
                  "--output", str(root / "out_bert")]) == 0
     manifest = json.loads((root / "out_bert" / "submission" / "submission.json").read_text())
     assert [f["label"] for f in manifest["files"]] == ["static k=3"]
-    assert "verified" in capsys.readouterr().out
+    assert "consistent" in capsys.readouterr().out
     with pytest.raises(ValueError, match="needs an ElasticBERT"):
         _run(["evaluate", "--model", str(bert_dir), "--task", "sst-2", "--data-dir", str(data),
               "--exit", "entropy", "--sweep", "0.5", "--output", str(root / "x")])

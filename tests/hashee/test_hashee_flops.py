@@ -113,6 +113,6 @@ def test_modules_column_and_submission(tmp_path):
         {"hashee": PredictionFile(task="sst-2", predictions=preds.tolist(), modules=column)}, module_spec=spec,
     )  # fmt: skip
     parsed = read_submission(out)
-    assert parsed.files[0].verified and parsed.files[0].mean_mflops == pytest.approx(analytic.mean())
+    assert parsed.files[0].flops_tier == "consistent" and parsed.files[0].mean_mflops == pytest.approx(analytic.mean())
     with pytest.raises(ValueError, match="active_counts must have shape"):
         modules_column(model.config, lengths, counts[:, :2])

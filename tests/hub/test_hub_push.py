@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from unittest.mock import patch
 
 import pytest
 import torch
+from tests.helpers.hub_fake import FakeHub
 from tests.helpers.leaderboard import gold_labels, make_submission
-from huggingface_hub import HfApi, ModelCard, RepoUrl, SpaceCard
+from huggingface_hub import ModelCard, SpaceCard
 from huggingface_hub.errors import OfflineModeIsEnabled
 
 from elue_hf.elue.score import score_submission
@@ -18,37 +18,10 @@ from elue_hf.hub.push import PushError, check_remote_code, push_elasticbert, pus
 REPO = Path(__file__).resolve().parents[2]
 
 
-class Recorder:
-    """Captures create_repo / create_commit calls and the bytes of every uploaded file."""
-
-    def __init__(self):
-        self.repos, self.commits = [], []
-
-    def create_repo(self, api, repo_id, **kwargs):
-        self.repos.append((repo_id, kwargs))
-        return RepoUrl(f"https://huggingface.co/{repo_id}")
-
-    def create_commit(self, api, repo_id, operations, **kwargs):
-        files = {}
-        for op in operations:
-            source = op.path_or_fileobj
-            files[op.path_in_repo] = Path(source).read_bytes() if isinstance(source, str) else bytes(source)
-        self.commits.append({"repo_id": repo_id, "files": files, **kwargs})
-        return f"https://huggingface.co/{repo_id}/commit/0"
-
-    def materialize(self, folder: Path, commit: int = -1) -> Path:
-        for name, data in self.commits[commit]["files"].items():
-            (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            (folder / name).write_bytes(data)
-        return folder
-
-
 @pytest.fixture
-def hub():
-    rec = Recorder()
-    with patch.object(HfApi, "create_repo", lambda api, *a, **kw: rec.create_repo(api, *a, **kw)), \
-            patch.object(HfApi, "create_commit", lambda api, *a, **kw: rec.create_commit(api, *a, **kw)):
-        yield rec
+def hub(tmp_path):
+    with FakeHub(tmp_path / "downloads").patched() as fake:
+        yield fake
 
 
 def tiny_elasticbert():
@@ -71,7 +44,7 @@ def test_push_elasticbert_uploads_code_auto_map_and_a_card_in_one_commit(hub, tm
     score = score_submission(make_submission(tmp_path, gold), gold)
     result = push_elasticbert(model, "me/tiny-elasticbert", tokenizer=tokenizer, score=score)
     assert result == "https://huggingface.co/me/tiny-elasticbert/commit/0"
-    assert hub.repos == [("me/tiny-elasticbert", {"repo_type": "model", "private": False, "exist_ok": True})]
+    assert hub.repos == [{"repo_id": "me/tiny-elasticbert", "repo_type": "model", "private": False, "exist_ok": True}]
     (commit,) = hub.commits
     assert commit["repo_type"] == "model"
     files = commit["files"]
@@ -145,8 +118,8 @@ def test_push_lpt_adapter(hub, tmp_path):
 def test_push_space_folders(hub):
     for folder in ("leaderboard", "elue-metric"):
         push_space(REPO / "spaces" / folder, f"me/{folder}")
-    assert [r[1]["repo_type"] for r in hub.repos] == ["space", "space"]
-    assert all(r[1]["space_sdk"] == "gradio" for r in hub.repos)
+    assert [r["repo_type"] for r in hub.repos] == ["space", "space"]
+    assert all(r["space_sdk"] == "gradio" for r in hub.repos)
     leaderboard, metric = hub.commits
     assert set(leaderboard["files"]) == {"app.py", "requirements.txt", "README.md"}
     assert set(metric["files"]) == {"app.py", "elue.py", "requirements.txt", "README.md"}

@@ -39,7 +39,8 @@ def register(subparsers) -> None:
     sub.add_argument("submission", help="submission zip (or directory)")
     _store_args(sub)
     sub.add_argument("--submitter", default="", help="who submits (shown on the leaderboard)")
-    sub.add_argument("--validate-only", action="store_true", help="score without storing")
+    sub.add_argument("--validate-only", action="store_true",
+                     help="check format and FLOPs consistency only (no score: scores exist only for stored entries)")
     sub.set_defaults(func=cmd_submit)
 
 
@@ -65,17 +66,40 @@ def open_command(store, port: int = 7860, data_dir=None) -> str:
     return " ".join(parts)
 
 
+def check_port(host: str, port: int) -> None:
+    """Raise ``ValueError`` (one sentence) unless ``port`` on ``host`` can be listened on."""
+    import socket
+
+    if not 0 < port < 65536:
+        raise ValueError(f"--port must lie in 1..65535, got {port}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as err:
+        raise ValueError(f"cannot listen on host {host!r}: {err.strerror or err}") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(address)
+        except OSError as err:
+            raise ValueError(f"port {port} on {host} is not free ({err.strerror or err}); choose another with "
+                             "--port") from None
+
+
 def cmd_leaderboard(args) -> int:
     from ..spaces.leaderboard.app import build_app, launch
     from ..leaderboard.store import StoreError
 
+    check_port(args.host, args.port)
     try:
         store = _open(args)
     except StoreError as err:
         raise ValueError(str(err)) from None
     app = build_app(store, gold=_gold(args), reference=args.reference)
     print(f"ELUE leaderboard on http://{args.host}:{args.port}/ ({store.describe()})")
-    launch(app, host=args.host, port=args.port, block=True)
+    try:
+        launch(app, host=args.host, port=args.port, block=True)
+    except OSError as err:  # the port was taken between the check and the launch
+        raise ValueError(f"cannot serve on {args.host}:{args.port}: {err}") from None
     return 0
 
 
@@ -92,8 +116,11 @@ def cmd_submit(args) -> int:
     gold = _gold(args)
     if gold is None:
         raise ValueError("give --data-dir (or set ELUE_DATA_DIR): scoring needs the gold test labels")
-    outcome = submit_file(store, args.submission, gold, reference=args.reference, submitter=args.submitter,
-                          store_result=not args.validate_only)
+    try:
+        outcome = submit_file(store, args.submission, gold, reference=args.reference, submitter=args.submitter,
+                              store_result=not args.validate_only)
+    except StoreError as err:
+        raise ValueError(str(err)) from None
     print(outcome.summary())
     if outcome.stored or outcome.duplicate:
         print(f"open it with: {open_command(store, data_dir=gold)}")

@@ -10,10 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
-import numpy as np
-
 from .data import tokenize_examples
-from .flops import ModelDims, dims_from_config, model_flops
+from .flops import ModelDims, dims_from_config
 from .flops.module_spec import encoder_modules, module_spec_from_config
 from .flops.params import count_parameters
 from .submission import PredictionFile
@@ -153,13 +151,8 @@ def to_prediction_file(point: PointOutputs, task, dims: ModelDims, params: int |
                           params=params, max_seq_length=max_seq_length)
 
 
-def point_mflops(point: PointOutputs, config) -> np.ndarray:
-    """Per-instance MFLOPs of a point (analytic ELUE rule)."""
-    return np.asarray(model_flops(config, np.asarray(point.lengths), np.asarray(point.exit_layers), point.mode))
-
-
 def submission_spec(model) -> dict:
     return module_spec_from_config(model.config)
 
 
-__all__ += ["point_mflops", "submission_spec", "operating_point_params"]
+__all__ += ["submission_spec", "operating_point_params"]

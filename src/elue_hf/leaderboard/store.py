@@ -91,13 +91,23 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE points ADD COLUMN max_seq_length INTEGER",
         "CREATE INDEX points_by_task ON points (task)",
     ),
+    (  # v3: FLOPs tiers (self-reported / consistent / verified); older rows: recomputed from modules = consistent
+        "ALTER TABLE entries ADD COLUMN flops_tier TEXT CHECK (flops_tier IN ('self-reported', 'consistent', "
+        "'verified'))",
+        "UPDATE entries SET flops_tier = CASE WHEN verified = 1 THEN 'consistent' ELSE 'self-reported' END "
+        "WHERE source = 'submission'",
+        "ALTER TABLE points ADD COLUMN flops_tier TEXT",
+        "UPDATE points SET flops_tier = CASE flops_source WHEN 'modules' THEN 'consistent' "
+        "WHEN 'self-reported' THEN 'self-reported' END",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _ENTRY_COLUMNS = ("entry_id", "model_name", "source", "description", "citation", "params", "elue_score",
-                  "partial_elue_score", "provisional", "verified", "created_at", "submitter", "extra", "digest")
+                  "partial_elue_score", "provisional", "verified", "created_at", "submitter", "extra", "digest",
+                  "flops_tier")
 _POINT_COLUMNS = ("task", "label", "performance", "mflops", "params", "residual", "reference_performance",
-                  "flops_source", "metrics", "note", "max_seq_length")
+                  "flops_source", "metrics", "note", "max_seq_length", "flops_tier")
 
 
 class StoreError(RuntimeError):
@@ -121,13 +131,13 @@ def _entry_row(entry: EntryRecord) -> tuple:
     return (
         entry.entry_id, entry.model_name, entry.source, entry.description, entry.citation, entry.params,
         entry.elue_score, entry.partial_elue_score, int(entry.provisional), int(entry.verified), entry.created_at,
-        entry.submitter, json.dumps(entry.extra, sort_keys=True), entry.digest,
+        entry.submitter, json.dumps(entry.extra, sort_keys=True), entry.digest, entry.flops_tier,
     )
 
 
 def _point_row(entry_id: str, p: PointRecord) -> tuple:
     return (entry_id, p.task, p.label, p.performance, p.mflops, p.params, p.residual, p.reference_performance,
-            p.flops_source, json.dumps(dict(p.metrics), sort_keys=True), p.note, p.max_seq_length)
+            p.flops_source, json.dumps(dict(p.metrics), sort_keys=True), p.note, p.max_seq_length, p.flops_tier)
 
 
 class SQLiteStore:
@@ -149,6 +159,10 @@ class SQLiteStore:
 
     def describe(self) -> str:
         return f"SQLite database {self.path}"
+
+    def public_description(self) -> str:
+        """What the web page may show (no server paths)."""
+        return "SQLite database"
 
     # ------------------------------------------------------------------------------------------ connections
 
@@ -244,14 +258,33 @@ class SQLiteStore:
         """Store ``entry`` with all its points in one transaction; :class:`DuplicateEntryError` if its id or
         digest is already there."""
         try:
-            with self._transaction(write=True) as conn:
+            self._store_new(entry, keep=True)
+        except (sqlite3.Error, OverflowError) as err:
+            raise StoreError(f"could not store entry {entry.entry_id} in {self.path}: {err}") from None
+        return entry
+
+    def check_insertable(self, entry: EntryRecord) -> None:
+        """Insert ``entry`` in a transaction that is always rolled back: a :class:`StoreError` says why it could not
+        be stored (a clash, a value SQLite refuses); nothing is written either way."""
+        try:
+            self._store_new(entry, keep=False)
+        except (sqlite3.Error, OverflowError, ValueError, TypeError) as err:
+            raise StoreError(f"entry {entry.entry_id} cannot be stored: {err}") from None
+
+    def _store_new(self, entry: EntryRecord, keep: bool) -> None:
+        """Insert one new entry in one transaction; committed when ``keep``, rolled back otherwise."""
+        with closing(self._connect()) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
                 clash = self._clash(conn, entry)
                 if clash is not None:
                     raise clash
                 self._insert_entry(conn, entry, ignore_existing=False)
-        except sqlite3.Error as err:
-            raise StoreError(f"could not store entry {entry.entry_id} in {self.path}: {err}") from None
-        return entry
+                conn.execute("COMMIT" if keep else "ROLLBACK")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     @staticmethod
     def _clash(conn: sqlite3.Connection, entry: EntryRecord) -> DuplicateEntryError | None:
@@ -272,7 +305,7 @@ class SQLiteStore:
             with self._transaction(write=True) as conn:
                 for entry in entries:
                     added += self._insert_entry(conn, entry, ignore_existing=True)
-        except sqlite3.Error as err:
+        except (sqlite3.Error, OverflowError) as err:
             raise StoreError(f"could not add entries to {self.path}: {err}") from None
         return added
 
@@ -310,13 +343,14 @@ class SQLiteStore:
             entry_id=row["entry_id"], model_name=row["model_name"], source=row["source"],
             description=row["description"], citation=row["citation"], params=row["params"],
             elue_score=row["elue_score"], partial_elue_score=row["partial_elue_score"], task_scores=scores,
-            provisional=bool(row["provisional"]), verified=bool(row["verified"]), created_at=row["created_at"],
+            provisional=bool(row["provisional"]), flops_tier=row["flops_tier"], created_at=row["created_at"],
             digest=row["digest"], submitter=row["submitter"], extra=json.loads(row["extra"]),
             points=tuple(
                 PointRecord(task=p["task"], label=p["label"], performance=p["performance"], mflops=p["mflops"],
                             params=p["params"], residual=p["residual"],
                             reference_performance=p["reference_performance"], flops_source=p["flops_source"],
-                            metrics=json.loads(p["metrics"]), max_seq_length=p["max_seq_length"], note=p["note"])
+                            metrics=json.loads(p["metrics"]), max_seq_length=p["max_seq_length"], note=p["note"],
+                            flops_tier=p["flops_tier"])
                 for p in points
             ),
         )
@@ -398,6 +432,10 @@ class HubStore:
     def describe(self) -> str:
         return f"Hub dataset {self.repo_id} (local cache {self.cache.path})"
 
+    def public_description(self) -> str:
+        """What the web page may show (no server paths)."""
+        return f"Hub dataset {self.repo_id}"
+
     def _ensure_repo(self) -> None:
         if self._repo_ready or not self.create_repo:
             return
@@ -424,11 +462,27 @@ class HubStore:
                     self.skipped_files[name] = str(err)
                     logger.warning("skipping %s in %s: %s", name, self.repo_id, err)
                     continue
-                fresh.append(entry)
-            added = self.cache.ensure_entries(fresh)
+                fresh.append((name, entry))
+            added = self._cache_entries(fresh)
             self._last_sync = time.monotonic()
             self.last_sync_error = None
             return added
+
+    def _cache_entries(self, fresh: list[tuple[str, EntryRecord]]) -> int:
+        """Add synced entries to the cache in one transaction; if that fails, one by one, quarantining (in
+        ``skipped_files``) each file the cache refuses, so one bad remote file never blocks later syncs."""
+        try:
+            return self.cache.ensure_entries(entry for _, entry in fresh)
+        except StoreError:
+            pass
+        added = 0
+        for name, entry in fresh:
+            try:
+                added += self.cache.ensure_entries([entry])
+            except StoreError as err:
+                self.skipped_files[name] = f"quarantined: {err}"
+                logger.warning("quarantined %s in %s: %s", name, self.repo_id, err)
+        return added
 
     def _read_remote(self, name: str) -> EntryRecord:
         local = Path(self.api.hf_hub_download(self.repo_id, name, repo_type="dataset"))
@@ -457,6 +511,12 @@ class HubStore:
                 existing.entry_id)
         from huggingface_hub import CommitOperationAdd
 
+        try:  # validate before anything reaches the Hub: the JSON reads back, the cache accepts the row
+            if EntryRecord.from_json(entry.to_json()) != entry:
+                raise RecordError("does not survive its JSON form unchanged")
+        except RecordError as err:
+            raise StoreError(f"entry {entry.entry_id} is not valid: {err}") from None
+        self.cache.check_insertable(entry)
         try:
             self._ensure_repo()
             self.api.create_commit(

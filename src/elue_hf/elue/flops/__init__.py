@@ -43,7 +43,7 @@ from .module_spec import (
     modules_macs_column,
     encoder_modules,
 )
-from .params import count_parameters, mparams, encoder_classifier_params
+from .params import count_parameters, encoder_classifier_params
 
 __all__ = [
     "MFLOPS",
@@ -76,6 +76,5 @@ __all__ = [
     "modules_macs_column",
     "encoder_modules",
     "count_parameters",
-    "mparams",
     "encoder_classifier_params",
 ]

@@ -30,6 +30,7 @@ from .analytic import ModelDims, dims_from_config, exit_macs, layer_macs
 
 __all__ = [
     "MODULE_KINDS",
+    "MAX_INSTANCE_MACS",
     "ModulesError",
     "validate_module_spec",
     "module_spec_from_config",
@@ -52,6 +53,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
 _ENTRY = re.compile(r"\(\s*([0-9][0-9\s,]*)\)\s*,\s*(" + _NAME.pattern + r")")
 _MAX_DIM = 10**7  # any dimension beyond this is not a real model
 _MAX_ENTRIES = 4096
+MAX_INSTANCE_MACS = 10**15  # one instance: 2 PFLOPs; sums of a test set's worth stay far inside int64
 _ENTRIES = object()  # key of the per-entry memo inside a modules_macs_column cache
 
 
@@ -74,7 +76,7 @@ def validate_module_spec(spec: Mapping) -> dict[str, dict]:
         if not isinstance(entry, Mapping):
             raise ModulesError(f"module {name!r}: expected an object like {{'kind': 'layer', 'd': 768, ...}}")
         kind = entry.get("kind")
-        if kind not in MODULE_KINDS:
+        if not isinstance(kind, str) or kind not in MODULE_KINDS:
             raise ModulesError(f"module {name!r}: unknown kind {kind!r}; kinds are {', '.join(MODULE_KINDS)}")
         dims = MODULE_KINDS[kind]
         extra = set(entry) - set(dims) - {"kind"}
@@ -198,6 +200,8 @@ def modules_macs(text: str, spec: Mapping[str, dict], entry_cache: dict | None =
             if entry_cache is not None:
                 entry_cache[part] = value
         total += value
+        if total > MAX_INSTANCE_MACS:
+            raise ModulesError(f"the instance's MACs pass {MAX_INSTANCE_MACS:.0e} (not a real model)")
     return total
 
 

@@ -19,7 +19,6 @@ from .reference import (
     reference_curve_path,
     recompute_imdb_reference,
     ELASTICBERT_BASE_DIMS,
-    check_reference_complete,
 )
 from .elue_score import (
     TRACKS,
@@ -45,7 +44,6 @@ __all__ = [
     "reference_curve_path",
     "recompute_imdb_reference",
     "ELASTICBERT_BASE_DIMS",
-    "check_reference_complete",
     "TRACKS",
     "param_track",
     "FileScore",

@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .reference import ReferenceCurve, load_reference
-from ..submission import Submission, SubmissionError, SubmissionLimits, read_submission
+from ..submission import Submission, SubmissionError, SubmissionLimits, flops_tier_of, read_submission
 from .metrics import task_metric
 from ..tasks import TASK_KEYS, get_task
 
@@ -76,7 +76,7 @@ class SubmissionScore:
     partial_elue_score: float | None  # mean over the tasks present
     missing_tasks: list[str]
     provisional: bool  # some score leans on provisional reference FLOPs (IMDb)
-    verified: bool  # every file's FLOPs were recomputed from modules + module_spec
+    flops_tier: str  # "consistent" (every file's FLOPs recomputed from declared modules) or "self-reported"
     tracks: dict[str, list[dict]] = field(default_factory=dict)
 
     @property
@@ -191,7 +191,7 @@ def score_submission(
     return SubmissionScore(
         model_name=submission.model_name, params=submission.params, tasks=tasks, elue_score=elue,
         partial_elue_score=partial, missing_tasks=missing, provisional=any(ts.provisional for ts in tasks.values()),
-        verified=all(fs.flops_source == "modules" for fs in all_files), tracks=_tracks(all_files),
+        flops_tier=flops_tier_of(fs.flops_source for fs in all_files), tracks=_tracks(all_files),
     )
 
 
@@ -236,7 +236,7 @@ def format_score(result: SubmissionScore) -> str:
     lines += [header, "-" * len(header)]
     for ts in result.tasks.values():
         for fs in ts.files:
-            flag = "verified" if fs.flops_source == "modules" else "self-reported"
+            flag = flops_tier_of([fs.flops_source])
             lines.append(
                 f"{ts.task:<8} {fs.label[:30]:<30} {fs.performance:>8.2f} {fs.mean_mflops:>10.1f} "
                 f"{fs.reference_performance:>7.2f} {fs.residual:>+7.2f}  {flag}{' (provisional)' if fs.provisional else ''}"

@@ -6,6 +6,7 @@ modules it calls. ``app_from_env()`` builds the app the Space runs (configuratio
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -18,7 +19,7 @@ from ...leaderboard.ranking import AXES, TRACK_NAMES, Filters
 from ...leaderboard.seed import seed_store
 from ...leaderboard.store import StoreError, open_store
 from ...leaderboard.submit import DEFAULT_UPLOAD_LIMITS, SubmitError, UploadLimits, submit_file
-from .texts import SUBMIT_HELP, about_markdown
+from .texts import SUBMIT_HELP, about_markdown, escape_markdown
 from .views import (
     AXIS_TITLES,
     SERIES_COLORS,
@@ -28,7 +29,10 @@ from .views import (
     pareto_frames,
     task_frame,
     track_frame,
+    validation_frame,
 )
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["SOURCE_CHOICES", "AXIS_CHOICES", "Leaderboard", "build_app", "app_from_env", "launch", "DATA_DIR_ENV"]
 
@@ -68,10 +72,15 @@ class Leaderboard:
         scoring = "open" if self.gold is not None else "closed (no gold test labels configured)"
         note = ""
         if getattr(self.store, "last_sync_error", None):
-            note = f"\n\n**Hub sync failed, showing the local cache:** {self.store.last_sync_error}"
+            note += "\n\n**The Hub results repo could not be read; showing the local copy.**"
+        quarantined = len(getattr(self.store, "skipped_files", None) or ())
+        if quarantined:
+            note += (f"\n\n**{quarantined} file(s) in the Hub results repo were refused and quarantined** "
+                     "(invalid entries; the maintainers are told in the logs).")
+        store = escape_markdown(self.store.public_description())
         return (f"# ELUE leaderboard\nEfficient Language Understanding Evaluation: quality and FLOPs. "
                 f"{len(entries)} entries ({subs} submission{'s' * (subs != 1)}, {len(entries) - subs} from the "
-                f"papers and the reference curve). Store: {self.store.describe()}. Submissions: {scoring}.{note}")
+                f"papers and the reference curve). Store: {store}. Submissions: {scoring}.{note}")
 
     def task_view(self, entries, task: str, axis: str, filters: Filters):
         points, lines, hidden = pareto_frames(entries, task, axis, self.curves, filters)
@@ -98,8 +107,11 @@ class Leaderboard:
 
     # ----------------------------------------------------------------------------------------------- submit
 
-    def submit(self, upload, submitter: str = "", store_result: bool = True) -> tuple[str, pd.DataFrame]:
-        """(status markdown, the entry's points) for an uploaded file; errors become a plain message."""
+    def submit(self, upload, submitter: str = "", store_result: bool = True,
+               discard_upload: bool = False) -> tuple[str, pd.DataFrame]:
+        """(status markdown, the entry's points) for an uploaded file; errors become one plain sentence. Everything
+        from the upload is escaped before it is shown. ``discard_upload``: delete the uploaded file afterwards
+        (the app's temporary copy)."""
         if upload is None:
             return "**Nothing uploaded.** Choose a submission zip first.", entry_frame_empty()
         path = upload if isinstance(upload, (str, Path)) else getattr(upload, "name", None)
@@ -107,11 +119,29 @@ class Leaderboard:
             outcome = submit_file(self.store, path, self.gold, reference=self.curves, limits=self.limits,
                                   submitter=submitter or "", store_result=store_result)
         except SubmitError as err:
-            return f"**Submission refused:** {err}", entry_frame_empty()
+            return f"**Submission refused:** {escape_markdown(err)}", entry_frame_empty()
         except StoreError as err:
-            return f"**The leaderboard store failed:** {err}", entry_frame_empty()
-        status = outcome.summary().replace("\n", "  \n")
+            logger.error("leaderboard store failed: %s", err)
+            return "**The leaderboard store failed; nothing was stored. Please try again later.**", entry_frame_empty()
+        except Exception:  # a bug, not the user's fault: one plain sentence here, the traceback in the logs
+            logger.exception("unexpected error while processing an upload")
+            return "**The submission could not be processed (an internal error was logged).**", entry_frame_empty()
+        finally:
+            if discard_upload and path is not None:
+                discard(path)
+        status = "  \n".join(escape_markdown(line) for line in outcome.summary().split("\n"))
+        if outcome.entry is None:
+            return status, validation_frame(outcome.submission)
         return status, entry_frame(outcome.entry)
+
+
+def discard(path) -> None:
+    """Delete an uploaded file (never a directory); a file already gone is fine."""
+    try:
+        if Path(path).is_file():
+            Path(path).unlink()
+    except OSError as err:
+        logger.warning("could not delete the upload %s: %s", path, err)
 
 
 def entry_frame_empty() -> pd.DataFrame:
@@ -130,7 +160,7 @@ def build_app(store, gold=None, reference=None, limits: UploadLimits = DEFAULT_U
         with gr.Row():
             search = gr.Textbox(label="Search models", placeholder="e.g. ElasticBERT", scale=3)
             sources = gr.CheckboxGroup(list(SOURCE_CHOICES), value=list(SOURCE_CHOICES), label="Show", scale=3)
-            verified = gr.Checkbox(label="verified FLOPs only", value=False, scale=1)
+            verified = gr.Checkbox(label="verified FLOPs only (model re-run by the server)", value=False, scale=1)
         outputs = [header]
         with gr.Tabs():
             with gr.Tab("ELUE Score", id="elue"):
@@ -187,10 +217,10 @@ def build_app(store, gold=None, reference=None, limits: UploadLimits = DEFAULT_U
             return [gr.update(x_title=AXIS_TITLES[AXIS_CHOICES[axis_label]])] * len(plots)
 
         def do_submit(upload_path, who, *filter_values):
-            return [*board.submit(upload_path, who, store_result=True), *refresh(*filter_values)]
+            return [*board.submit(upload_path, who, store_result=True, discard_upload=True), *refresh(*filter_values)]
 
         def do_validate(upload_path, who):
-            return list(board.submit(upload_path, who, store_result=False))
+            return list(board.submit(upload_path, who, store_result=False, discard_upload=True))
 
         demo.load(refresh, filters, outputs, api_name="refresh")
         for trigger in (search.submit, sources.change, verified.change):
