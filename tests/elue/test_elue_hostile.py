@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import json
 import time
-import zipfile
 import tracemalloc
+import zipfile
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.helpers.leaderboard import DIMS, gold_labels, make_submission, manifest_of, write_zip, zip_members
 
 from elue_hf.elue.flops.module_spec import MAX_INSTANCE_MACS, ModulesError, modules_macs, validate_module_spec
 from elue_hf.elue.submission import SubmissionError, read_submission
 from elue_hf.elue.submission.format import _mean_from_macs
 from elue_hf.validators import MAX_JSON_DEPTH, json_depth, load_json
+from tests.helpers.leaderboard import DIMS, gold_labels, make_submission, manifest_of, write_zip, zip_members
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.helpers.leaderboard import gold_labels, make_submission, write_zip
 
 from elue_hf.cli import build_parser, main
 from elue_hf.elue.data import load_test_labels
-from tests.helpers.elue_fixtures import write_synthetic_elue
 from elue_hf.elue.tasks import TASK_KEYS
-from elue_hf.spaces.leaderboard.app import Leaderboard, app_from_env, build_app, launch
 from elue_hf.leaderboard.store import SQLiteStore
+from elue_hf.spaces.leaderboard.app import Leaderboard, app_from_env, build_app, launch
+from tests.helpers.elue_fixtures import write_synthetic_elue
+from tests.helpers.leaderboard import gold_labels, make_submission, write_zip
 
 REPO = Path(__file__).resolve().parents[2]
 

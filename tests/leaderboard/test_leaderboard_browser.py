@@ -12,6 +12,7 @@ import shutil
 import socket
 
 import pytest
+
 from tests.helpers.leaderboard import gold_labels, make_submission, write_zip
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -30,8 +31,8 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from elue_hf.spaces.leaderboard.app import build_app, launch  # noqa: E402
 from elue_hf.leaderboard.store import SQLiteStore  # noqa: E402
+from elue_hf.spaces.leaderboard.app import build_app, launch  # noqa: E402
 
 CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -10,12 +10,12 @@ import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from tests.helpers.leaderboard import gold_labels, make_submission, write_zip, zip_members
 
 from elue_hf.cli import main
 from elue_hf.leaderboard.store import SQLiteStore
 from elue_hf.leaderboard.submit import SubmitError, UploadLimits, submit_file
 from elue_hf.spaces.leaderboard.app import Leaderboard
+from tests.helpers.leaderboard import gold_labels, make_submission, write_zip, zip_members
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,9 @@ import threading
 from unittest.mock import patch
 
 import pytest
+from huggingface_hub.errors import OfflineModeIsEnabled
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.helpers.hub_fake import FakeHub
-from tests.helpers.leaderboard import failing_point_insert
-from huggingface_hub.errors import OfflineModeIsEnabled
 
 from elue_hf.leaderboard.records import EntryRecord, PointRecord, RecordError
 from elue_hf.leaderboard.store import (
@@ -27,6 +25,8 @@ from elue_hf.leaderboard.store import (
     StoreError,
     open_store,
 )
+from tests.helpers.hub_fake import FakeHub
+from tests.helpers.leaderboard import failing_point_insert
 
 
 def make_entry(i: int, digest: bool = True, tasks=("sst-2", "mrpc")) -> EntryRecord:

@@ -12,6 +12,11 @@ from pathlib import Path
 from unittest.mock import patch
 
 import pytest
+
+from elue_hf.elue.submission import SubmissionLimits
+from elue_hf.leaderboard.seed import seed_store
+from elue_hf.leaderboard.store import SQLiteStore
+from elue_hf.leaderboard.submit import SubmitError, UploadLimits, submit_file
 from tests.helpers.leaderboard import (
     failing_point_insert,
     gold_labels,
@@ -20,11 +25,6 @@ from tests.helpers.leaderboard import (
     write_zip,
     zip_members,
 )
-
-from elue_hf.elue.submission import SubmissionLimits
-from elue_hf.leaderboard.seed import seed_store
-from elue_hf.leaderboard.store import SQLiteStore
-from elue_hf.leaderboard.submit import SubmitError, UploadLimits, submit_file
 
 
 @pytest.fixture

@@ -1,4 +1,6 @@
-"""The ELUE score and the parameter tracks (``../shared/spec/elue.md`` §7-§8).
+"""The ELUE score and the parameter tracks.
+
+See docs/elue.md, "ELUE score and the reference curve" and "Parameter tracks".
 
 Per file: the task metric (x100) of its predictions and its mean FLOPs; per task: the mean residual
 ``p_i - p_EB(f_i)`` over its files against the ElasticBERT reference curve; ELUE score: the mean over the six tasks
@@ -15,10 +17,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .reference import ReferenceCurve, load_reference
 from ..submission import Submission, SubmissionError, SubmissionLimits, flops_tier_of, read_submission
-from .metrics import task_metric
 from ..tasks import TASK_KEYS, get_task
+from .metrics import task_metric
+from .reference import ReferenceCurve, load_reference
 
 __all__ = [
     "TRACKS",
@@ -31,7 +33,7 @@ __all__ = [
     "format_score",
 ]
 
-#: Parameter tracks (MParams, inclusive), ranked by average performance (elue.md §8).
+#: Parameter tracks (MParams, inclusive), ranked by average performance (docs/elue.md, "Parameter tracks").
 TRACKS: tuple[tuple[str, float], ...] = (("40M", 40.0), ("55M", 55.0), ("70M", 70.0), ("110M", 110.0))
 
 
@@ -116,7 +118,8 @@ def _gold_for(task: str, gold, cache: dict) -> np.ndarray:
 def _file_score(f, gold: np.ndarray, curve: ReferenceCurve) -> FileScore:
     if f.predictions.shape[0] != gold.shape[0]:
         raise SubmissionError(
-            f"{f.path}: wrong row count: {f.predictions.shape[0]} predictions for {gold.shape[0]} {f.task} test instances"
+            f"{f.path}: wrong row count: {f.predictions.shape[0]} predictions for {gold.shape[0]} {f.task} test "
+            "instances"
         )
     metrics = task_metric(f.task, f.predictions, gold)
     if not math.isfinite(metrics["score"]):
@@ -239,7 +242,8 @@ def format_score(result: SubmissionScore) -> str:
             flag = flops_tier_of([fs.flops_source])
             lines.append(
                 f"{ts.task:<8} {fs.label[:30]:<30} {fs.performance:>8.2f} {fs.mean_mflops:>10.1f} "
-                f"{fs.reference_performance:>7.2f} {fs.residual:>+7.2f}  {flag}{' (provisional)' if fs.provisional else ''}"
+                f"{fs.reference_performance:>7.2f} {fs.residual:>+7.2f}  {flag}"
+                f"{' (provisional)' if fs.provisional else ''}"
             )
     lines.append("-" * len(header))
     for t in TASK_KEYS:

@@ -12,13 +12,22 @@ from typing import Mapping
 
 import numpy as np
 
+from ...validators import MAX_MFLOPS, finite_positive, load_json, positive_int, require
 from ..flops.analytic import MFLOPS
 from ..flops.module_spec import ModulesError, modules_macs_column, validate_module_spec
-from ...validators import MAX_MFLOPS, finite_positive, load_json, positive_int, require
 from ..tasks import EluTask, get_task
 from .format import (
-    _HEADERS, _SAFE_PATH, FLOPS_TOLERANCE, MANIFEST, FORMAT, Submission, SubmissionError, SubmissionFile,
-    SubmissionLimits, _mean_from_macs, exact_mean,
+    _HEADERS,
+    _SAFE_PATH,
+    FLOPS_TOLERANCE,
+    FORMAT,
+    MANIFEST,
+    Submission,
+    SubmissionError,
+    SubmissionFile,
+    SubmissionLimits,
+    _mean_from_macs,
+    exact_mean,
 )
 
 __all__ = ["read_submission", "parse_predictions_tsv"]

@@ -11,8 +11,8 @@ import pandas as pd
 from ...elue.flops.params import encoder_classifier_params
 from ...elue.score.reference import ReferenceCurve
 from ...elue.tasks import TASK_KEYS, get_task
-from ...leaderboard.records import EntryRecord
 from ...leaderboard.ranking import AXES, Filters, elue_rows, filter_entries, task_points, track_rows
+from ...leaderboard.records import EntryRecord
 
 __all__ = [
     "TASK_COLUMNS",
