@@ -15,7 +15,14 @@ from elue_hf.elue.tasks import TASK_KEYS
 from elue_hf.leaderboard.store import SQLiteStore
 from elue_hf.spaces.leaderboard.app import Leaderboard, app_from_env, build_app, launch
 from tests.helpers.elue_fixtures import write_synthetic_elue
-from tests.helpers.leaderboard import gold_labels, make_submission, write_zip
+from tests.helpers.leaderboard import (
+    TOKENIZER_ID,
+    gold_labels,
+    make_submission,
+    tokenizer_root,
+    true_lengths,
+    write_zip,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -128,12 +135,16 @@ def test_cli_registers_leaderboard_commands():
 def test_cli_submit_against_an_elue_data_dir(tmp_path, capsys):
     data = write_synthetic_elue(tmp_path / "ELUE", tasks=("sst-2", "sts-b"), sizes={"test": 30})
     gold = {t: load_test_labels(data, t) for t in ("sst-2", "sts-b")}
-    z = make_submission(tmp_path, gold, name="cli-model")
+    roots = tokenizer_root(tmp_path / "tokenizers")
+    z = make_submission(tmp_path, gold, name="cli-model", lengths=true_lengths(data, gold, roots),
+                        tokenizer=TOKENIZER_ID)
     db = tmp_path / "cli.db"
-    assert main(["leaderboard-submit", str(z), "--db", str(db), "--data-dir", str(data), "--submitter", "dan"]) == 0
+    assert main(["leaderboard-submit", str(z), "--db", str(db), "--data-dir", str(data), "--submitter", "dan",
+                 "--tokenizer-dir", str(roots)]) == 0
     out = capsys.readouterr().out
     assert "Stored cli-model" in out and f"elue-hf leaderboard --db {db}" in out
-    assert main(["leaderboard-submit", str(z), "--db", str(db), "--data-dir", str(data)]) == 0
+    assert main(["leaderboard-submit", str(z), "--db", str(db), "--data-dir", str(data), "--tokenizer-dir",
+                 str(roots)]) == 0
     assert "nothing new was stored" in capsys.readouterr().out
     assert SQLiteStore(db).count() == 32
     assert main(["leaderboard-submit", str(tmp_path / "missing.zip"), "--db", str(db), "--data-dir", str(data)]) == 2

@@ -18,6 +18,9 @@ def _store_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None, help=_GOLD_HELP)
     parser.add_argument("--reference", default=None,
                         help="reference-curve JSON (default: shipped / $ELUE_HF_REFERENCE)")
+    parser.add_argument("--tokenizer-dir", default=None,
+                        help="folder of tokenizers by Hub id (owner--name) for the token-length check, tried before "
+                             "the Hub (default $ELUE_TOKENIZER_DIR)")
 
 
 def register(subparsers) -> None:
@@ -52,6 +55,11 @@ def _open(args):
 
 def _gold(args):
     return args.data_dir or os.environ.get("ELUE_DATA_DIR") or None
+
+
+def _tokenizer_roots(args) -> list[str]:
+    root = args.tokenizer_dir or os.environ.get("ELUE_TOKENIZER_DIR")
+    return [root] if root else []
 
 
 def open_command(store, port: int = 7860, data_dir=None) -> str:
@@ -94,7 +102,7 @@ def cmd_leaderboard(args) -> int:
         store = _open(args)
     except StoreError as err:
         raise ValueError(str(err)) from None
-    app = build_app(store, gold=_gold(args), reference=args.reference)
+    app = build_app(store, gold=_gold(args), reference=args.reference, tokenizer_roots=_tokenizer_roots(args))
     print(f"ELUE leaderboard on http://{args.host}:{args.port}/ ({store.describe()})")
     try:
         launch(app, host=args.host, port=args.port, block=True)
@@ -118,7 +126,7 @@ def cmd_submit(args) -> int:
         raise ValueError("give --data-dir (or set ELUE_DATA_DIR): scoring needs the gold test labels")
     try:
         outcome = submit_file(store, args.submission, gold, reference=args.reference, submitter=args.submitter,
-                              store_result=not args.validate_only)
+                              store_result=not args.validate_only, tokenizer_roots=_tokenizer_roots(args))
     except StoreError as err:
         raise ValueError(str(err)) from None
     print(outcome.summary())

@@ -295,5 +295,6 @@ def entry_from_score(score, submission, *, digest: str | None = None, submitter:
         digest=digest if digest is not None else submission_digest(submission),
         submitter=submitter[:100],
         points=points,
-        extra={"missing_tasks": list(score.missing_tasks)},
+        extra={"missing_tasks": list(score.missing_tasks),
+               **({"checks_skipped": submission.checks["skipped"]} if submission.checks.get("skipped") else {})},
     )

@@ -19,6 +19,7 @@ from typing import Mapping
 
 from ..elue.score import SubmissionScore, score_submission
 from ..elue.submission import Submission, SubmissionError, SubmissionLimits, flops_tier_of, read_submission
+from ..elue.submission.checks import cross_check
 from ..elue.tasks import TASK_KEYS, get_task
 from .ranking import RankInfo, rank_of
 from .records import EntryRecord, RecordError, entry_from_score, submission_digest
@@ -146,13 +147,28 @@ def _recent_submissions(store, submitter: str, now: datetime) -> int:
     return count
 
 
-def _read(path: Path, gold, limits: UploadLimits) -> Submission:
+def server_texts(gold):
+    """``task -> text columns`` of the server's test sets when ``gold`` is an ELUE data directory, else None."""
+    if gold is None or isinstance(gold, Mapping):
+        return None
+    from ..elue.data import SPLIT_FILES, read_elue_tsv, task_dir
+
+    def texts(task) -> dict:
+        task = get_task(task)
+        columns = read_elue_tsv(task_dir(gold, task) / SPLIT_FILES["test_full"], task, "test_full")
+        return {name: columns[name] for name in task.text_fields}
+
+    return texts
+
+
+def _read(path: Path, gold, limits: UploadLimits, tokenizer_roots=()) -> Submission:
     rows = expected_rows(gold)
     try:
         submission = read_submission(path, limits.submission_limits(), expected_rows=rows)
         lacking = sorted({f.task for f in submission.files} - set(rows))
         if lacking:
             raise SubmissionError(f"this leaderboard holds no gold labels for {', '.join(lacking)}")
+        submission.checks = cross_check(submission, server_texts(gold), tokenizer_roots)
         return submission
     except SubmissionError as err:
         raise SubmitError(str(err)) from None
@@ -163,13 +179,15 @@ def _read(path: Path, gold, limits: UploadLimits) -> Submission:
 
 
 def submit_file(store, path, gold, *, reference=None, limits: UploadLimits = DEFAULT_UPLOAD_LIMITS,
-                submitter: str = "", store_result: bool = True, now: datetime | None = None) -> SubmitOutcome:
+                submitter: str = "", store_result: bool = True, now: datetime | None = None,
+                tokenizer_roots=()) -> SubmitOutcome:
     """Validate, then (unless ``store_result=False``) score and store the submission at ``path`` (a zip, or a
     directory).
 
     ``gold``: gold test labels as the ELUE core takes them (task -> labels, or an ELUE data directory); None refuses
     the upload (this leaderboard cannot check it). Validation (``store_result=False``) checks format and FLOPs
-    consistency and reports nothing computed from the gold labels. Raises :class:`SubmitError` with a plain message
+    consistency (with the cross-checks of :mod:`elue_hf.elue.submission.checks`; ``tokenizer_roots``: server folders
+    holding tokenizers by Hub id) and reports nothing computed from the gold labels. Raises :class:`SubmitError` with a plain message
     for anything wrong.
     """
     if gold is None:
@@ -177,7 +195,7 @@ def submit_file(store, path, gold, *, reference=None, limits: UploadLimits = DEF
                           "(start it with --data-dir pointing at the ELUE data with <Task>/test_full.tsv)")
     path = Path(path)
     _check_upload(path, limits)
-    submission = _read(path, gold, limits)
+    submission = _read(path, gold, limits, tokenizer_roots)
     if not store_result:
         return SubmitOutcome(None, None, None, stored=False, submission=submission)
     who = submitter.strip()[:100]

@@ -51,6 +51,8 @@ MODULE_KINDS: dict[str, tuple[str, ...]] = {
     "linear": ("in", "out"),
     "layer_norm": ("d",),
 }
+#: Optional dimensions (needed to count parameters): the embedding's vocabulary, positions and token types.
+OPTIONAL_DIMS: dict[str, tuple[str, ...]] = {"embedding": ("vocab", "positions", "token_types")}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
 _ENTRY = re.compile(r"\(\s*([0-9][0-9\s,]*)\)\s*,\s*(" + _NAME.pattern + r")")
 _MAX_DIM = 10**7  # any dimension beyond this is not a real model
@@ -81,11 +83,12 @@ def validate_module_spec(spec: Mapping) -> dict[str, dict]:
         if not isinstance(kind, str) or kind not in MODULE_KINDS:
             raise ModulesError(f"module {name!r}: unknown kind {kind!r}; kinds are {', '.join(MODULE_KINDS)}")
         dims = MODULE_KINDS[kind]
-        extra = set(entry) - set(dims) - {"kind"}
+        optional = OPTIONAL_DIMS.get(kind, ())
+        extra = set(entry) - set(dims) - set(optional) - {"kind"}
         if extra:
             raise ModulesError(f"module {name!r} ({kind}): unknown fields {sorted(extra)}; expected {list(dims)}")
         clean: dict = {"kind": kind}
-        for dim in dims:
+        for dim in (*dims, *(o for o in optional if o in entry)):
             value = entry.get(dim, True if dim == "pooler" else None)
             if dim == "pooler":
                 if not isinstance(value, bool):
@@ -103,6 +106,9 @@ def module_spec_from_config(config, num_labels: int | None = None, emb: str = "e
     """Spec for a BERT / RoBERTa / ElasticBERT classifier: ``emb``, ``layer_1..L``, ``exit_<layer>`` per exit."""
     dims = config if isinstance(config, ModelDims) else dims_from_config(config, num_labels)
     spec: dict[str, dict] = {emb: {"kind": "embedding", "d": dims.hidden}}
+    sizes = {"vocab": "vocab_size", "positions": "max_position_embeddings", "token_types": "type_vocab_size"}
+    if all(isinstance(getattr(config, attr, None), int) for attr in sizes.values()):
+        spec[emb].update({dim: getattr(config, attr) for dim, attr in sizes.items()})
     for i in range(1, dims.num_layers + 1):
         spec[f"layer_{i}"] = {"kind": "layer", "d": dims.hidden, "d_ff": dims.intermediate, "heads": dims.heads}
     for i in dims.exit_layers:

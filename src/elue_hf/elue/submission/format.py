@@ -115,6 +115,7 @@ class Submission:
     files: list[SubmissionFile]
     module_spec: dict | None = None
     manifest: dict = field(default_factory=dict)
+    checks: dict = field(default_factory=dict)  # what the cross-checks covered (see .checks.cross_check)
 
     def by_task(self) -> dict[str, list[SubmissionFile]]:
         out: dict[str, list[SubmissionFile]] = {}

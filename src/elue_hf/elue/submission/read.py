@@ -313,7 +313,8 @@ def parse_predictions_tsv(
         data += b"\n"
     header, _, body = data.partition(b"\n")
     columns = _HEADERS.get(header)
-    _require(columns is not None, f"{path}: header must be 'index<TAB>pred<TAB>modules[<TAB>flops]', got {header[:80]!r}")
+    _require(columns is not None,
+             f"{path}: header must be 'index<TAB>pred<TAB>modules[<TAB>flops]', got {header[:80]!r}")
     _require(len(body) > 0, f"{path} has a header but no rows")
     n_rows = body.count(b"\n")
     _require(n_rows <= max_rows, f"{path} has {n_rows:,} rows; the limit is {max_rows:,}")

@@ -48,11 +48,12 @@ class Leaderboard:
     """What the app does, without gradio: read the store, build every view, submit uploads."""
 
     def __init__(self, store, gold=None, reference=None, limits: UploadLimits = DEFAULT_UPLOAD_LIMITS,
-                 seed: bool = True):
+                 seed: bool = True, tokenizer_roots=()):
         self.store = store
         self.gold = gold
         self.curves = reference if isinstance(reference, Mapping) else load_reference(reference)
         self.limits = limits
+        self.tokenizer_roots = list(tokenizer_roots)
         if seed:
             seed_store(store, self.curves)
 
@@ -117,7 +118,8 @@ class Leaderboard:
         path = upload if isinstance(upload, (str, Path)) else getattr(upload, "name", None)
         try:
             outcome = submit_file(self.store, path, self.gold, reference=self.curves, limits=self.limits,
-                                  submitter=submitter or "", store_result=store_result)
+                                  submitter=submitter or "", store_result=store_result,
+                                  tokenizer_roots=self.tokenizer_roots)
         except SubmitError as err:
             return f"**Submission refused:** {escape_markdown(err)}", entry_frame_empty()
         except StoreError as err:
@@ -149,11 +151,11 @@ def entry_frame_empty() -> pd.DataFrame:
 
 
 def build_app(store, gold=None, reference=None, limits: UploadLimits = DEFAULT_UPLOAD_LIMITS, seed: bool = True,
-              title: str = "ELUE leaderboard"):
+              title: str = "ELUE leaderboard", tokenizer_roots=()):
     """The gradio app over ``store`` (see :class:`Leaderboard` for the arguments)."""
     import gradio as gr
 
-    board = Leaderboard(store, gold, reference, limits, seed)
+    board = Leaderboard(store, gold, reference, limits, seed, tokenizer_roots)
     views = board.views()
     with gr.Blocks(title=title) as demo:
         header = gr.Markdown(views[0])
@@ -242,7 +244,8 @@ def app_from_env(env: Mapping[str, str] | None = None):
     env = os.environ if env is None else env
     store = open_store(env.get("ELUE_LEADERBOARD_DB"), env.get("ELUE_RESULTS_REPO"), token=env.get("HF_TOKEN"))
     gold = env.get(DATA_DIR_ENV) or None
-    return build_app(store, gold=gold, reference=env.get("ELUE_HF_REFERENCE") or None)
+    roots = [env["ELUE_TOKENIZER_DIR"]] if env.get("ELUE_TOKENIZER_DIR") else []
+    return build_app(store, gold=gold, reference=env.get("ELUE_HF_REFERENCE") or None, tokenizer_roots=roots)
 
 
 def launch(app, host: str = "127.0.0.1", port: int | None = None, block: bool = True, quiet: bool = False,
