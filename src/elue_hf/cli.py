@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "elue_hf.commands.evaluate",
     "elue_hf.commands.leaderboard",
     "elue_hf.commands.hub",
+    "elue_hf.commands.verify",
 )
 
 

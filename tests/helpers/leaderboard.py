@@ -74,11 +74,7 @@ def make_submission(folder: Path, gold: dict, name: str = "tiny-model", depths=(
                 point["module_spec"] = spec
             files[f"{task.key}-k{k}"] = PredictionFile(**point)
     total = params or spec_params(bert_base_spec())
-    sub = write_submission(folder / name, name, f"test submission {name}", total, files,
-                           extra=None)
-    if tokenizer is not None:
-        manifest = json.loads((sub / "submission.json").read_text())
-        (sub / "submission.json").write_text(json.dumps({**manifest, "tokenizer": tokenizer}, indent=1))
+    sub = write_submission(folder / name, name, f"test submission {name}", total, files, tokenizer=tokenizer)
     return zip_submission(sub, folder / f"{name}.zip")
 
 

@@ -364,7 +364,7 @@ def test_a_v2_database_migrates_to_tiers(tmp_path):
         conn.execute("INSERT INTO points (entry_id, task, label, performance, flops_source) VALUES "
                      "('sub-a', 'sst-2', 'x', 1.0, 'modules'), ('sub-b', 'sst-2', 'y', 1.0, 'self-reported')")
     store = SQLiteStore(path)
-    assert store.schema_version() == 3
+    assert store.schema_version() == SCHEMA_VERSION
     tiers = {e.entry_id: (e.flops_tier, [p.flops_tier for p in e.points]) for e in store.entries()}
     assert tiers == {"sub-a": ("consistent", ["consistent"]), "sub-b": ("self-reported", ["self-reported"]),
                      "paper-c": (None, [])}

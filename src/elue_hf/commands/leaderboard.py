@@ -21,6 +21,9 @@ def _store_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer-dir", default=None,
                         help="folder of tokenizers by Hub id (owner--name) for the token-length check, tried before "
                              "the Hub (default $ELUE_TOKENIZER_DIR)")
+    parser.add_argument("--verify-dir", default=None,
+                        help="keep stored submissions that name their model here and queue their re-run "
+                             "(elue-hf verify-worker runs the queue; default $ELUE_VERIFY_DIR)")
 
 
 def register(subparsers) -> None:
@@ -60,6 +63,10 @@ def _gold(args):
 def _tokenizer_roots(args) -> list[str]:
     root = args.tokenizer_dir or os.environ.get("ELUE_TOKENIZER_DIR")
     return [root] if root else []
+
+
+def _verify_dir(args):
+    return args.verify_dir or os.environ.get("ELUE_VERIFY_DIR") or None
 
 
 def open_command(store, port: int = 7860, data_dir=None) -> str:
@@ -102,7 +109,8 @@ def cmd_leaderboard(args) -> int:
         store = _open(args)
     except StoreError as err:
         raise ValueError(str(err)) from None
-    app = build_app(store, gold=_gold(args), reference=args.reference, tokenizer_roots=_tokenizer_roots(args))
+    app = build_app(store, gold=_gold(args), reference=args.reference, tokenizer_roots=_tokenizer_roots(args),
+                    verify_dir=_verify_dir(args))
     print(f"ELUE leaderboard on http://{args.host}:{args.port}/ ({store.describe()})")
     try:
         launch(app, host=args.host, port=args.port, block=True)
@@ -126,7 +134,8 @@ def cmd_submit(args) -> int:
         raise ValueError("give --data-dir (or set ELUE_DATA_DIR): scoring needs the gold test labels")
     try:
         outcome = submit_file(store, args.submission, gold, reference=args.reference, submitter=args.submitter,
-                              store_result=not args.validate_only, tokenizer_roots=_tokenizer_roots(args))
+                              store_result=not args.validate_only, tokenizer_roots=_tokenizer_roots(args),
+                              verify_dir=_verify_dir(args))
     except StoreError as err:
         raise ValueError(str(err)) from None
     print(outcome.summary())

@@ -20,6 +20,7 @@ import sqlite3
 import threading
 import time
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -27,6 +28,8 @@ from .records import EntryRecord, PointRecord, RecordError
 
 __all__ = [
     "SCHEMA_VERSION",
+    "JOB_STATES",
+    "VerificationJob",
     "MIGRATIONS",
     "StoreError",
     "DuplicateEntryError",
@@ -100,7 +103,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "UPDATE points SET flops_tier = CASE flops_source WHEN 'modules' THEN 'consistent' "
         "WHEN 'self-reported' THEN 'self-reported' END",
     ),
+    (  # v4: the verification queue (a server re-run of a named model), like the Open LLM Leaderboard's requests
+        """CREATE TABLE verification_jobs (
+            entry_id TEXT PRIMARY KEY REFERENCES entries(entry_id) ON DELETE CASCADE,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'verified', 'failed')),
+            submission TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            report TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX jobs_by_state ON verification_jobs (state, created_at)",
+    ),
 )
+#: States of a verification job: waiting, being re-run, and the two outcomes.
+JOB_STATES = ("pending", "running", "verified", "failed")
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _ENTRY_COLUMNS = ("entry_id", "model_name", "source", "description", "citation", "params", "elue_score",
@@ -108,6 +125,17 @@ _ENTRY_COLUMNS = ("entry_id", "model_name", "source", "description", "citation",
                   "flops_tier")
 _POINT_COLUMNS = ("task", "label", "performance", "mflops", "params", "residual", "reference_performance",
                   "flops_source", "metrics", "note", "max_seq_length", "flops_tier")
+
+
+@dataclass(frozen=True)
+class VerificationJob:
+    entry_id: str
+    state: str
+    submission: str  # server path of the kept submission zip
+    attempts: int
+    created_at: str
+    updated_at: str
+    report: dict
 
 
 class StoreError(RuntimeError):
@@ -375,6 +403,55 @@ class SQLiteStore:
         with self._transaction(write=False) as conn:
             return int(conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
 
+    # ------------------------------------------------------------------------------------------ verification queue
+
+    def enqueue_verification(self, entry_id: str, submission: str, now: str) -> bool:
+        """Queue a re-run of a stored entry (idempotent: an entry is queued once); True if newly queued."""
+        with self._transaction(write=True) as conn:
+            return conn.execute(
+                "INSERT OR IGNORE INTO verification_jobs (entry_id, state, submission, created_at, updated_at) "
+                "VALUES (?, 'pending', ?, ?, ?)", (entry_id, str(submission), now, now)).rowcount > 0
+
+    def claim_verification(self, now: str, max_attempts: int = 3) -> VerificationJob | None:
+        """Take the oldest job to run, in one transaction: a pending one, or one left ``running`` by a worker that
+        died (only one worker runs at a time, so a running job seen at claim time is orphaned). A job that was
+        claimed ``max_attempts`` times is marked failed instead of being run again."""
+        with self._transaction(write=True) as conn:
+            conn.execute("UPDATE verification_jobs SET state = 'failed', updated_at = ?, report = ? WHERE state IN "
+                         "('pending', 'running') AND attempts >= ?",
+                         (now, json.dumps({"error": f"gave up after {max_attempts} attempts"}), max_attempts))
+            row = conn.execute("SELECT entry_id FROM verification_jobs WHERE state IN ('pending', 'running') "
+                               "ORDER BY state = 'pending', created_at, entry_id LIMIT 1").fetchone()
+            if row is None:
+                return None
+            conn.execute("UPDATE verification_jobs SET state = 'running', attempts = attempts + 1, updated_at = ? "
+                         "WHERE entry_id = ?", (now, row[0]))
+            return self._job(conn, row[0])
+
+    def finish_verification(self, entry_id: str, verified: bool, report: dict, now: str) -> None:
+        """Record a job's outcome; a verified entry and all its points move to the ``verified`` tier, in the same
+        transaction (so a kill never leaves one without the other)."""
+        state = "verified" if verified else "failed"
+        with self._transaction(write=True) as conn:
+            conn.execute("UPDATE verification_jobs SET state = ?, updated_at = ?, report = ? WHERE entry_id = ?",
+                         (state, now, json.dumps(report, sort_keys=True, default=float), entry_id))
+            if verified:
+                conn.execute("UPDATE entries SET flops_tier = 'verified', verified = 1 WHERE entry_id = ?", (entry_id,))
+                conn.execute("UPDATE points SET flops_tier = 'verified' WHERE entry_id = ?", (entry_id,))
+
+    def verification_jobs(self, state: str | None = None) -> list[VerificationJob]:
+        """Every job (or those in ``state``), oldest first."""
+        with self._transaction(write=False) as conn:
+            ids = conn.execute("SELECT entry_id FROM verification_jobs" + (" WHERE state = ?" if state else "")
+                               + " ORDER BY created_at, entry_id", (state,) if state else ()).fetchall()
+            return [self._job(conn, r[0]) for r in ids]
+
+    @staticmethod
+    def _job(conn: sqlite3.Connection, entry_id: str) -> VerificationJob:
+        row = conn.execute("SELECT entry_id, state, submission, attempts, created_at, updated_at, report FROM "
+                           "verification_jobs WHERE entry_id = ?", (entry_id,)).fetchone()
+        return VerificationJob(*row[:6], report=json.loads(row[6]))
+
     def integrity_check(self) -> list[str]:
         """SQLite's integrity and foreign-key checks plus ours (every entry has its points); empty when healthy."""
         problems = []
@@ -535,6 +612,33 @@ class HubStore:
     def ensure_entries(self, entries: Iterable[EntryRecord]) -> int:
         """Seed rows (reference curve, published tables): kept in the local cache only."""
         return self.cache.ensure_entries(entries)
+
+    # The verification queue lives in this replica's cache (one worker per Space); a verified entry's JSON on the Hub
+    # is rewritten with its new tier so other replicas see it when they first sync it.
+
+    def enqueue_verification(self, entry_id: str, submission: str, now: str) -> bool:
+        return self.cache.enqueue_verification(entry_id, submission, now)
+
+    def claim_verification(self, now: str, max_attempts: int = 3):
+        return self.cache.claim_verification(now, max_attempts)
+
+    def verification_jobs(self, state: str | None = None):
+        return self.cache.verification_jobs(state)
+
+    def finish_verification(self, entry_id: str, verified: bool, report: dict, now: str) -> None:
+        self.cache.finish_verification(entry_id, verified, report, now)
+        if not verified:
+            return
+        from huggingface_hub import CommitOperationAdd
+
+        entry = self.cache.get_entry(entry_id)
+        try:
+            self.api.create_commit(
+                self.repo_id, repo_type="dataset", commit_message=f"Verified ELUE entry {entry_id}",
+                operations=[CommitOperationAdd(path_in_repo=f"entries/{entry_id}.json",
+                                               path_or_fileobj=entry.to_json().encode("utf-8"))])
+        except Exception as err:  # the cache has it; the Hub copy catches up on the next verification write
+            logger.warning("could not write the verified tier of %s to %s: %s", entry_id, self.repo_id, err)
 
     def entries(self) -> list[EntryRecord]:
         self._maybe_sync()

@@ -21,6 +21,7 @@ from ..elue.score import SubmissionScore, score_submission
 from ..elue.submission import Submission, SubmissionError, SubmissionLimits, flops_tier_of, read_submission
 from ..elue.submission.checks import cross_check
 from ..elue.tasks import TASK_KEYS, get_task
+from ..elue.verify.request import verify_request
 from .ranking import RankInfo, rank_of
 from .records import EntryRecord, RecordError, entry_from_score, submission_digest
 from .store import DuplicateEntryError, StoreError
@@ -61,6 +62,7 @@ class SubmitOutcome:
     stored: bool
     duplicate: bool = False
     submission: Submission | None = None
+    queued: bool = False  # a re-run of the named model was queued (the entry becomes verified if it agrees)
 
     def summary(self) -> str:
         if self.entry is None:
@@ -75,6 +77,9 @@ class SubmitOutcome:
         if e.elue_score is None and e.partial_elue_score is not None:
             lines.append(f"Partial: {len(e.task_scores)}/6 tasks, mean {e.partial_elue_score:+.2f}")
         lines.append(f"FLOPs tier: {e.flops_tier} ({TIER_MEANING[e.flops_tier]})")
+        if self.queued:
+            lines.append("Verification: queued; the server will re-run the named model and mark the entry "
+                         "verified if it agrees")
         if self.rank is not None:
             lines.append("Rank: " + self.rank.describe())
         return "\n".join(lines)
@@ -169,6 +174,8 @@ def _read(path: Path, gold, limits: UploadLimits, tokenizer_roots=()) -> Submiss
         if lacking:
             raise SubmissionError(f"this leaderboard holds no gold labels for {', '.join(lacking)}")
         submission.checks = cross_check(submission, server_texts(gold), tokenizer_roots)
+        if submission.manifest.get("model") is not None:
+            verify_request(submission)  # a malformed re-run request is refused now, not after storing
         return submission
     except SubmissionError as err:
         raise SubmitError(str(err)) from None
@@ -180,15 +187,16 @@ def _read(path: Path, gold, limits: UploadLimits, tokenizer_roots=()) -> Submiss
 
 def submit_file(store, path, gold, *, reference=None, limits: UploadLimits = DEFAULT_UPLOAD_LIMITS,
                 submitter: str = "", store_result: bool = True, now: datetime | None = None,
-                tokenizer_roots=()) -> SubmitOutcome:
+                tokenizer_roots=(), verify_dir=None) -> SubmitOutcome:
     """Validate, then (unless ``store_result=False``) score and store the submission at ``path`` (a zip, or a
     directory).
 
     ``gold``: gold test labels as the ELUE core takes them (task -> labels, or an ELUE data directory); None refuses
     the upload (this leaderboard cannot check it). Validation (``store_result=False``) checks format and FLOPs
     consistency (with the cross-checks of :mod:`elue_hf.elue.submission.checks`; ``tokenizer_roots``: server folders
-    holding tokenizers by Hub id) and reports nothing computed from the gold labels. Raises :class:`SubmitError` with a plain message
-    for anything wrong.
+    holding tokenizers by Hub id) and reports nothing computed from the gold labels. ``verify_dir``: where a stored
+    submission that names its model is kept for the verification queue (None: no re-runs on this server).
+    Raises :class:`SubmitError` with a plain message for anything wrong.
     """
     if gold is None:
         raise SubmitError("this leaderboard has no gold test labels configured, so it cannot score submissions "
@@ -226,4 +234,18 @@ def submit_file(store, path, gold, *, reference=None, limits: UploadLimits = DEF
                              duplicate=True, submission=submission)
     except StoreError as err:
         raise SubmitError(f"the submission is valid but could not be stored: {err}") from None
-    return SubmitOutcome(entry, score, rank_of(store.entries(), entry.entry_id), stored=True, submission=submission)
+    queued = verify_dir is not None and submission.manifest.get("model") is not None
+    if queued:
+        _queue_verification(store, entry, path, Path(verify_dir))
+    return SubmitOutcome(entry, score, rank_of(store.entries(), entry.entry_id), stored=True, submission=submission,
+                         queued=queued)
+
+
+def _queue_verification(store, entry: EntryRecord, path: Path, verify_dir: Path) -> None:
+    """Keep a copy of the submission (the upload itself is deleted) and queue its re-run."""
+    from ..elue.submission import submission_bytes
+
+    verify_dir.mkdir(parents=True, exist_ok=True)
+    kept = verify_dir / f"{entry.entry_id}.zip"
+    kept.write_bytes(submission_bytes(path))
+    store.enqueue_verification(entry.entry_id, str(kept), entry.created_at)

@@ -81,6 +81,7 @@ class PredictionFile:
     params: int | None = None  # parameters of this operating point if it differs from the submission's
     max_seq_length: int | None = None
     module_spec: Mapping | None = None  # overrides the submission's spec for this file (e.g. other label count)
+    settings: Mapping | None = None  # exit settings to re-run it: {"exit": "static", "layers": 3} (docs/elue.md)
 
 
 @dataclass

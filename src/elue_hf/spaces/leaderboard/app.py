@@ -48,12 +48,13 @@ class Leaderboard:
     """What the app does, without gradio: read the store, build every view, submit uploads."""
 
     def __init__(self, store, gold=None, reference=None, limits: UploadLimits = DEFAULT_UPLOAD_LIMITS,
-                 seed: bool = True, tokenizer_roots=()):
+                 seed: bool = True, tokenizer_roots=(), verify_dir=None):
         self.store = store
         self.gold = gold
         self.curves = reference if isinstance(reference, Mapping) else load_reference(reference)
         self.limits = limits
         self.tokenizer_roots = list(tokenizer_roots)
+        self.verify_dir = verify_dir
         if seed:
             seed_store(store, self.curves)
 
@@ -119,7 +120,7 @@ class Leaderboard:
         try:
             outcome = submit_file(self.store, path, self.gold, reference=self.curves, limits=self.limits,
                                   submitter=submitter or "", store_result=store_result,
-                                  tokenizer_roots=self.tokenizer_roots)
+                                  tokenizer_roots=self.tokenizer_roots, verify_dir=self.verify_dir)
         except SubmitError as err:
             return f"**Submission refused:** {escape_markdown(err)}", entry_frame_empty()
         except StoreError as err:
@@ -151,11 +152,11 @@ def entry_frame_empty() -> pd.DataFrame:
 
 
 def build_app(store, gold=None, reference=None, limits: UploadLimits = DEFAULT_UPLOAD_LIMITS, seed: bool = True,
-              title: str = "ELUE leaderboard", tokenizer_roots=()):
+              title: str = "ELUE leaderboard", tokenizer_roots=(), verify_dir=None):
     """The gradio app over ``store`` (see :class:`Leaderboard` for the arguments)."""
     import gradio as gr
 
-    board = Leaderboard(store, gold, reference, limits, seed, tokenizer_roots)
+    board = Leaderboard(store, gold, reference, limits, seed, tokenizer_roots, verify_dir)
     views = board.views()
     with gr.Blocks(title=title) as demo:
         header = gr.Markdown(views[0])
@@ -240,12 +241,22 @@ def app_from_env(env: Mapping[str, str] | None = None):
 
     ``ELUE_RESULTS_REPO`` (Hub dataset store; ``HF_TOKEN`` for writing), ``ELUE_LEADERBOARD_DB`` (SQLite path, or the
     Hub store's cache), ``ELUE_DATA_DIR`` (gold labels: ELUE data with ``<Task>/test_full.tsv``; without it
-    submissions are closed), ``ELUE_HF_REFERENCE`` (reference-curve JSON)."""
+    submissions are closed), ``ELUE_HF_REFERENCE`` (reference-curve JSON), ``ELUE_TOKENIZER_DIR`` (tokenizers by Hub
+    id for the token-length check), ``ELUE_VERIFY_DIR`` (where submissions naming a model are kept and re-run by a
+    background worker; unset: no re-runs), ``ELUE_MODEL_DIR`` (models by Hub id, tried before the Hub)."""
     env = os.environ if env is None else env
     store = open_store(env.get("ELUE_LEADERBOARD_DB"), env.get("ELUE_RESULTS_REPO"), token=env.get("HF_TOKEN"))
     gold = env.get(DATA_DIR_ENV) or None
     roots = [env["ELUE_TOKENIZER_DIR"]] if env.get("ELUE_TOKENIZER_DIR") else []
-    return build_app(store, gold=gold, reference=env.get("ELUE_HF_REFERENCE") or None, tokenizer_roots=roots)
+    verify_dir = env.get("ELUE_VERIFY_DIR") or None
+    if verify_dir and gold:  # re-runs in a background thread, one at a time
+        from ...elue.verify.worker import start_background_worker
+
+        models = [env["ELUE_MODEL_DIR"]] if env.get("ELUE_MODEL_DIR") else []
+        start_background_worker(store, gold, lock_path=Path(verify_dir) / "worker.lock", model_roots=models,
+                                tokenizer_roots=roots)
+    return build_app(store, gold=gold, reference=env.get("ELUE_HF_REFERENCE") or None, tokenizer_roots=roots,
+                     verify_dir=verify_dir)
 
 
 def launch(app, host: str = "127.0.0.1", port: int | None = None, block: bool = True, quiet: bool = False,
