@@ -49,7 +49,7 @@ Returns (one task):
     the task metrics (acc / f1 / acc_and_f1 / pearson / spearmanr / corr), "score" (main metric), "mean_flops",
     "reference_score" (ElasticBERT at that FLOPs), "elue_residual" (score - reference), "provisional".
 Returns (submission): the SubmissionScore as a dict (tasks, elue_score, partial_elue_score, missing_tasks,
-    provisional, verified, tracks).
+    provisional, flops_tier, tracks).
 Examples:
     >>> elue = evaluate.load(elue_hf.metrics.METRIC_PATH)
     >>> elue.compute(predictions=[0, 1, 1], references=[0, 1, 0], flops=[1000.0, 1100.0, 900.0], task="sst-2")
