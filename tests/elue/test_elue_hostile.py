@@ -125,7 +125,7 @@ def test_row_count_is_enforced_while_streaming(valid, tmp_path):
     header, body = tsv.split(b"\n", 1)
     many = header + b"\n" + body * 200  # 8,000 rows for a 40-instance test set
     zipped = rewrite(valid, tmp_path, **{path: many})
-    with pytest.raises(SubmissionError, match=r"larger than allowed \(167,977 bytes: 40 rows of at most 4,096"):
+    with pytest.raises(SubmissionError, match=r"larger than allowed \(63,017 bytes: 40 rows of at most 1,536"):
         read_submission(zipped, expected_rows={"sst-2": 40})  # the byte cap implied by the rows trips first
     double = rewrite(valid, tmp_path, **{path: header + b"\n" + body * 2})
     with pytest.raises(SubmissionError, match="has more than 40 rows; its task has 40 test instances"):
@@ -143,8 +143,8 @@ def test_overlong_rows_are_refused(valid, tmp_path):
     path = manifest["files"][0]["path"]
     lines = zip_members(valid)[path].decode().splitlines()
     i, pred, modules = lines[1].split("\t")
-    lines[1] = "\t".join([i, pred, "; ".join([modules] * 80)])
-    with pytest.raises(SubmissionError, match="line 2: a row of [0-9,]+ bytes; the limit is 4,096"):
+    lines[1] = "\t".join([i, pred, "; ".join([modules] * 30)])
+    with pytest.raises(SubmissionError, match="line 2: a row of [0-9,]+ bytes; the limit is 1,536"):
         read_submission(rewrite(valid, tmp_path, **{path: ("\n".join(lines) + "\n").encode()}))
 
 

@@ -65,7 +65,7 @@ class SubmissionLimits:
     max_entries: int = 512  # zip members
     max_files: int = 256  # prediction files in the manifest
     max_rows: int = 1_000_000  # rows per prediction file (also capped by the task's test-set size)
-    max_line_bytes: int = 4096  # one TSV row (a 12-layer token-level modules string is ~600 bytes)
+    max_line_bytes: int = 1536  # one TSV row (a 12-layer token-level dynamic modules string is ~600 bytes)
     max_compression_ratio: float = 200.0  # uncompressed / compressed, per zip member (real TSVs: ~10-30)
 
 
