@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from transformers import (
+    AutoModelForSequenceClassification,
     BertConfig,
     BertForSequenceClassification,
     BertModel,
@@ -326,6 +327,9 @@ def test_load_from_a_hub_repo_id_offline(tmp_path, monkeypatch):
     assert torch.equal(hashee_table(loaded).exits, table.exits)
     ids, mask = batch(2)
     assert torch.equal(loaded(input_ids=ids, attention_mask=mask).logits, model(input_ids=ids, attention_mask=mask).logits)
+    auto = AutoModelForSequenceClassification.from_pretrained("someone/tiny-hashee", cache_dir=str(cache)).eval()
+    assert is_hashee_model(auto) and torch.equal(hashee_table(auto).exits, table.exits)
+    assert torch.equal(auto(input_ids=ids, attention_mask=mask).logits, model(input_ids=ids, attention_mask=mask).logits)
     with pytest.raises(OSError, match="someone/missing"):
         load_hashee_model("someone/missing")
     with pytest.raises(FileNotFoundError, match="No saved model directory"):

@@ -18,6 +18,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from ...hashee.auto import base_model_type
 from ...hashee.layer import ActiveTokenAttention
 from ...hashee.model import get_hashee
 from .analytic import (
@@ -142,7 +143,7 @@ class Seq2SeqDims:
 
 def seq2seq_dims(config) -> Seq2SeqDims:
     """Dimensions of a BART, T5 or ``EncoderDecoderModel`` (BERT/BERT) config."""
-    if getattr(config, "model_type", None) == "encoder-decoder":
+    if base_model_type(config) == "encoder-decoder":  # also a HashEE model's "hashee_encoder-decoder"
         enc, dec = config.encoder, config.decoder
         if enc.hidden_size != dec.hidden_size:
             raise ValueError("encoder and decoder widths differ; the seq2seq FLOPs formula assumes one width")
