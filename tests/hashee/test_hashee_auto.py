@@ -78,8 +78,9 @@ def test_auto_loading_keeps_hashee(name, tmp_path):
 
 def test_auto_model_loads_the_hashee_backbone(tmp_path):
     model, _, ids, mask = saved("bert", tmp_path)
-    backbone = AutoModel.from_pretrained(tmp_path).eval()
-    assert type(backbone) is BertModel and is_hashee_model(backbone)
+    backbone, info = AutoModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert type(backbone) is BertModel and is_hashee_model(backbone.eval())
+    assert set(info["unexpected_keys"]) == {"classifier.weight", "classifier.bias"}  # the head; the table is used
     expected = model.bert(input_ids=ids, attention_mask=mask).last_hidden_state
     assert torch.equal(backbone(input_ids=ids, attention_mask=mask).last_hidden_state, expected)
     assert AutoConfig.from_pretrained(tmp_path).model_type == "hashee_bert"
