@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .auto import base_model_type, ensure_hashee_model_type, to_base_config, to_hashee_config
+from .auto import ensure_hashee_model_type, to_base_config, to_hashee_config
 from .config import MODES, HashEEConfig
 from .hashing import HashTable, lookup_exits
 from .layer import HashEEState, LayerKind, TokenPlan, detect_layer_kind, hashee_layer
@@ -80,7 +80,7 @@ def _layers_of(stack: nn.Module) -> nn.ModuleList | None:
 def find_encoder(model: nn.Module) -> EncoderParts:
     """The encoder stack and layer list HashEE acts on (raises ``ValueError`` naming what is unsupported)."""
     config = getattr(model, "config", None)
-    if base_model_type(config) == "elasticbert" and hasattr(model, "classifiers"):
+    if getattr(config, "model_type", None) == "elasticbert" and hasattr(model, "classifiers"):
         raise ValueError(
             "HashEE runs on a static ElasticBERT (num_output_layers=1: one head on layer L). This model has "
             f"{config.num_output_layers} exits; load it with from_pretrained(path, num_hidden_layers=L, "
