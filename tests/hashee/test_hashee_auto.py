@@ -121,6 +121,15 @@ def test_hashee_config_classes_are_declared_once_per_base():
         hashee_config_class(dict)
 
 
+def test_other_bases_are_registered_on_first_use():
+    from elue_hf.hashee.auto import ensure_hashee_model_type
+
+    assert not ensure_hashee_model_type("bert") and not ensure_hashee_model_type(None)
+    assert ensure_hashee_model_type("hashee_camembert")  # what load_hashee_model does with a saved model type
+    config = AutoConfig.for_model("hashee_camembert")
+    assert type(config).__name__ == "HashEECamembertConfig" and base_model_type(config) == "camembert"
+
+
 _PLAIN_TRANSFORMERS = textwrap.dedent(
     """
     import sys
