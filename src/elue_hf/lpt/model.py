@@ -12,12 +12,32 @@ from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .config import LPTConfig, check_prompt_layer
+from .backbones import (
+    BACKBONES,
+    CausalDecoderBackbone,
+    backbone_for,
+    backbone_for_model_type,
+    context_source_from_labels,
+)
 from .layer import LPTLayer
 
 __all__ = ["LPTModel", "SUPPORTED_MODEL_TYPES", "masked_lm_parts", "mask_positions"]
 
-#: Backbones LPT knows how to wrap, and the name of their encoder module.
-SUPPORTED_MODEL_TYPES = {"bert": ["encoder"], "roberta": ["encoder"], "elasticbert": ["encoder"]}
+#: Backbones LPT knows how to wrap, and the name of the module it wraps (the encoder, or the decoder stack).
+SUPPORTED_MODEL_TYPES = {
+    "bert": ["encoder"],
+    "roberta": ["encoder"],
+    "elasticbert": ["encoder"],
+    **{model_type: [backbone.target_module] for backbone in BACKBONES for model_type in backbone.model_types},
+}
+
+#: Task types per family: encoders classify; decoders classify or model language.
+_DECODER_TASKS = ("SEQ_CLS", "CAUSAL_LM")
+
+
+def _config_value(model_config: dict, *names: str):
+    """The first of ``names`` present (not None) in a model config dict (GPT-2 says ``n_embd``, others ``hidden_size``)."""
+    return next((model_config[name] for name in names if model_config.get(name) is not None), None)
 
 
 def mask_positions(input_ids: torch.Tensor, mask_token_id: int) -> torch.Tensor:
@@ -58,6 +78,18 @@ def masked_lm_parts(model: nn.Module):
     return body, head
 
 
+def _check_task_type(config: LPTConfig, model_type: str | None) -> None:
+    """Decoders run ``SEQ_CLS`` or ``CAUSAL_LM``; the encoders ``SEQ_CLS`` (or no task type, for a bare encoder)."""
+    task = None if config.task_type is None else str(config.task_type)
+    if isinstance(backbone_for_model_type(model_type), CausalDecoderBackbone):
+        if task not in _DECODER_TASKS:
+            raise ValueError(
+                f"LPT on the decoder {model_type!r} needs task_type 'SEQ_CLS' or 'CAUSAL_LM', got {task!r}."
+            )
+    elif task == "CAUSAL_LM":
+        raise ValueError(f"task_type='CAUSAL_LM' needs a decoder backbone (GPT-2, Llama, ...); got {model_type!r}.")
+
+
 def _exit_classifier_names(model_config: dict) -> list[str]:
     """modules_to_save entries for ElasticBERT's per-exit classifiers (the static ``classifier`` PEFT adds itself)."""
     num_exits = int(model_config.get("num_output_layers") or 1)
@@ -88,13 +120,15 @@ class LPTModel(BaseTuner):
         if peft_config.target_modules is None:
             if model_type not in self.target_module_mapping:
                 raise ValueError(
-                    f"LPT supports BERT, RoBERTa and ElasticBERT backbones (model_type one of "
-                    f"{sorted(self.target_module_mapping)}); got model_type={model_type!r}. For another BERT-like "
-                    "encoder with a `layer` list, pass target_modules=['<name of the encoder module>']."
+                    f"LPT supports BERT, RoBERTa and ElasticBERT encoders, DeBERTa-v2/v3, GPT-2 and Llama-style "
+                    f"decoders (model_type one of {sorted(self.target_module_mapping)}); got "
+                    f"model_type={model_type!r}. For another BERT-like encoder with a `layer` list, pass "
+                    "target_modules=['<name of the encoder module>']."
                 )
             peft_config.target_modules = list(self.target_module_mapping[model_type])
-        hidden_size = model_config.get("hidden_size")
-        num_layers = model_config.get("num_hidden_layers")
+        _check_task_type(peft_config, model_type)
+        hidden_size = _config_value(model_config, "hidden_size", "n_embd")
+        num_layers = _config_value(model_config, "num_hidden_layers", "n_layer")
         if peft_config.token_dim is None:
             peft_config.token_dim = hidden_size
         elif hidden_size is not None and peft_config.token_dim != hidden_size:
@@ -115,8 +149,14 @@ class LPTModel(BaseTuner):
             extra = [name for name in _exit_classifier_names(model_config) if name not in saved]
             if extra:
                 peft_config.modules_to_save = saved + extra
+        if model_type == "deberta-v2" and peft_config.head_mode == "cls" and peft_config.task_type == "SEQ_CLS":
+            # DeBERTa's ContextPooler is not pre-trained (created with the classifier): it trains with the head
+            saved = list(peft_config.modules_to_save or [])
+            peft_config.modules_to_save = saved if "pooler" in saved else saved + ["pooler"]
         if peft_config.prompt_dropout is None:
-            peft_config.prompt_dropout = float(model_config.get("hidden_dropout_prob", 0.0) or 0.0)
+            # BERT-likes: hidden_dropout_prob; GPT-2: embd_pdrop (the LPT code's choice); Llama-likes have none
+            dropout = _config_value(model_config, "hidden_dropout_prob", "embd_pdrop")
+            peft_config.prompt_dropout = float(dropout or 0.0)
         return peft_config
 
     @staticmethod
@@ -139,10 +179,11 @@ class LPTModel(BaseTuner):
         if isinstance(target, LPTLayer):
             target.update_layer(adapter_name, peft_config)
             return
-        if not isinstance(getattr(target, "layer", None), nn.ModuleList):
+        if backbone_for(target) is None and not isinstance(getattr(target, "layer", None), nn.ModuleList):
             raise ValueError(
-                f"LPT wraps an encoder module that owns a `layer` ModuleList; '{current_key}' is a "
-                f"{type(target).__name__}. Unsupported backbone: use BERT, RoBERTa or ElasticBERT."
+                f"LPT wraps an encoder module that owns a `layer` ModuleList, or a supported decoder stack; "
+                f"'{current_key}' is a {type(target).__name__}. Unsupported backbone: use BERT, RoBERTa, "
+                "ElasticBERT, DeBERTa-v2/v3, GPT-2 or a Llama-style decoder."
             )
         new_module = LPTLayer(target, adapter_name, peft_config)
         if adapter_name not in self.active_adapters:
@@ -183,7 +224,22 @@ class LPTModel(BaseTuner):
     def forward(self, *args, **kwargs):
         if self._active_config.head_mode == "verbalizer":
             return self._verbalizer_forward(*args, **kwargs)
+        labels = kwargs.get("labels")
+        if str(self._active_config.task_type) == "CAUSAL_LM" and labels is not None and not args:
+            # causal-LM training: the prompt is generated from the context, i.e. the tokens before the first label
+            keep = kwargs.get("attention_mask")
+            keep = torch.ones_like(labels, dtype=torch.bool) if keep is None else keep.bool()
+            with self._lpt_layer().context_source(context_source_from_labels(labels, keep)):
+                return self.model(*args, **kwargs)
         return self.model(*args, **kwargs)
+
+    def generate(self, *args, **kwargs):
+        """``generate()`` of the wrapped model; the late prompt is built once from the context (the prompt ids)."""
+        with self._lpt_layer().generation_session():
+            return self.model.generate(*args, **kwargs)
+
+    def _lpt_layer(self) -> LPTLayer:
+        return next(module for module in self.model.modules() if isinstance(module, LPTLayer))
 
     def _verbalizer_forward(
         self,

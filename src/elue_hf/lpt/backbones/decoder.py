@@ -1,0 +1,175 @@
+"""Decoder-only causal LMs: GPT-2 and the rotary families (Llama, Qwen2/Qwen3, Mistral, Gemma/Gemma2/Gemma3).
+
+Decisions (see ``docs/lpt-backbones.md``):
+
+* **Placement.** After layer ``k`` the ``l`` prompt vectors are prepended to the sequence, as in the LPT code's GPT-2
+  variant: every token of layers ``> k`` may attend to them. Among themselves the prompt rows are causal (row ``j`` sees
+  prompt rows ``<= j``, no tokens), exactly the causal triangle over the concatenation.
+* **Generator input.** The prompt is generated from the **last valid context token** at layer ``k`` (``source``), found
+  from the 2D padding mask, so left and right padding give the same rows. Pooling generators pool the valid tokens up to
+  the source. With ``labels`` (causal-LM training) the context ends before the first labelled token
+  (:func:`context_source_from_labels`), so the prompt never reads a token whose prediction is in the loss.
+* **Positions.** Absolute-position models (GPT-2) add positions at the embeddings: the prompt has none. Rotary models
+  give the prompt rows the position of their source token (``cos``/``sin`` and ``position_ids`` are copied from it).
+* **Cache.** The prompt's keys and values live in the cache of layers ``> k`` only; a decoding step (prompt already
+  cached) only prepends ``l`` visible key columns to the mask. Positions come from layer 0's cache, which holds tokens
+  only, so token positions are those of the base model.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import nn
+
+from .base import HookedBackbone, LatePromptCall, call_argument, repeat_at_source, set_call_argument
+
+__all__ = [
+    "CausalDecoderBackbone",
+    "GPT2Backbone",
+    "RotaryDecoderBackbone",
+    "context_source_from_labels",
+    "extend_causal_mask",
+    "last_valid_index",
+]
+
+SUPPORTED_ATTENTION = ("eager", "sdpa")
+
+
+def extend_causal_mask(mask: torch.Tensor | None, num_tokens: int, prompt_rows: bool) -> torch.Tensor | None:
+    """Extend a decoder's 4D attention mask (b, h, q, K) for ``num_tokens`` prompt keys prepended to the key axis.
+
+    Every query row may attend to the prompt keys. With ``prompt_rows`` (the prompt is in this call's query) ``l``
+    leading query rows are added, row ``j`` seeing prompt keys ``0..j`` and no token. Boolean (``True`` = attend, SDPA)
+    and additive float (``0`` = attend, eager) masks keep their form; ``None`` stays ``None`` (SDPA's ``is_causal`` over
+    the concatenated sequence is exactly this mask).
+    """
+    if mask is None:
+        return None
+    if not isinstance(mask, torch.Tensor) or mask.dim() != 4:
+        raise ValueError(
+            "LPT needs the decoder's 4D attention mask (None, bool or additive float, shape (b, h, q, K)); got "
+            f"{type(mask).__name__} {tuple(getattr(mask, 'shape', ()))}. Use attn_implementation='sdpa' or 'eager'."
+        )
+    b, h, q, keys = mask.shape
+    is_bool = mask.dtype == torch.bool
+    keep = True if is_bool else 0.0
+    drop = False if is_bool else torch.finfo(mask.dtype).min
+    extended = torch.cat([mask.new_full((b, h, q, num_tokens), keep), mask], dim=-1)
+    if not prompt_rows:
+        return extended
+    causal = torch.ones(num_tokens, num_tokens, dtype=torch.bool, device=mask.device).tril()
+    prompt_part = torch.where(causal, keep, drop).to(mask.dtype).expand(b, h, num_tokens, num_tokens)
+    rows = torch.cat([prompt_part, mask.new_full((b, h, num_tokens, keys), drop)], dim=-1)
+    return torch.cat([rows, extended], dim=-2)
+
+
+def last_valid_index(keep: torch.Tensor) -> torch.Tensor:
+    """(b,) index of the last ``True`` of each row of a (b, n) bool mask (any padding side); 0 for an empty row."""
+    positions = torch.arange(keep.shape[1], device=keep.device)
+    return torch.where(keep, positions, -1).amax(dim=1).clamp(min=0)
+
+
+def context_source_from_labels(labels: torch.Tensor, keep: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """(b,) prompt source for causal-LM training: the last valid token **before** the first labelled position.
+
+    Labels are aligned with the inputs (the model shifts them), so the first labelled token ``f`` is predicted at
+    ``f - 1``: the context is ``[0, f)`` and the prompt is generated from its last valid token. A row without labels uses
+    its last valid token; a row labelled from its first valid token on uses that first token.
+    """
+    if labels.shape != keep.shape:
+        raise ValueError(f"labels {tuple(labels.shape)} and attention mask {tuple(keep.shape)} differ in shape.")
+    positions = torch.arange(keep.shape[1], device=keep.device)
+    labelled = (labels != ignore_index) & keep
+    first_label = torch.where(labelled, positions, keep.shape[1]).amin(dim=1)
+    before = keep & (positions[None, :] < first_label[:, None])
+    first_valid = keep.int().argmax(dim=1)
+    return torch.where(before.any(dim=1), last_valid_index(before), first_valid)
+
+
+def _cache_length(cache, layer_idx: int) -> int:
+    if cache is None:
+        return 0
+    try:
+        return int(cache.get_seq_length(layer_idx))
+    except (IndexError, KeyError):
+        return 0
+
+
+class CausalDecoderBackbone(HookedBackbone):
+    """Shared logic of the decoder stacks: context, source token, cache state, mask and positions."""
+
+    prompt_source = "last"
+    target_module = "model"
+    layer_attr = "layers"
+
+    def check(self, module: nn.Module, prompt_layer: int) -> None:
+        attention = getattr(module.config, "_attn_implementation", None) or "eager"
+        if attention not in SUPPORTED_ATTENTION:
+            raise ValueError(
+                f"LPT on {type(module).__name__} needs attn_implementation 'sdpa' or 'eager' (it extends the 4D "
+                f"attention mask for the prompt); the model uses {attention!r}."
+            )
+
+    def begin(self, module: nn.Module, bound: inspect.BoundArguments, k: int, num_tokens: int):
+        ids = call_argument(bound, "input_ids")
+        embeds = call_argument(bound, "inputs_embeds")
+        reference = ids if ids is not None else embeds
+        if reference is None:
+            raise ValueError("LPT: the decoder needs input_ids or inputs_embeds.")
+        b, n = reference.shape[0], reference.shape[1]
+        cache = call_argument(bound, "past_key_values")
+        cached_tokens, prompt_keys = _cache_length(cache, 0), _cache_length(cache, k)
+        cached = prompt_keys > 0
+        if (cached_tokens or prompt_keys) and prompt_keys != cached_tokens + num_tokens:
+            raise ValueError(
+                f"The KV cache holds {cached_tokens} tokens at layer 0 and {prompt_keys} entries at layer {k}; LPT "
+                f"expects its {num_tokens} prompt entries in front of the tokens from layer {k} on: the cache was not "
+                "built through this LPT adapter (or a sliding-window cache evicted the prompt)."
+            )
+        mask = call_argument(bound, "attention_mask")
+        if mask is None:
+            keep = torch.ones(b, n, dtype=torch.bool, device=reference.device)
+        elif isinstance(mask, torch.Tensor) and mask.dim() == 2:
+            keep = mask[:, -n:].bool()
+        else:
+            raise ValueError(
+                "LPT on a decoder reads the context from the 2D padding mask (b, n); got "
+                f"{type(mask).__name__} {tuple(getattr(mask, 'shape', ()))}."
+            )
+        return keep, last_valid_index(keep), cached
+
+    def rewrite_layer_call(self, call: LatePromptCall, bound: inspect.BoundArguments) -> None:
+        mask = call_argument(bound, "attention_mask")
+        set_call_argument(bound, "attention_mask", extend_causal_mask(mask, call.num_tokens, call.inserted))
+        if not call.inserted:
+            return
+        position_ids = call_argument(bound, "position_ids")
+        if isinstance(position_ids, torch.Tensor):
+            set_call_argument(bound, "position_ids", repeat_at_source(position_ids, call.source, call.num_tokens))
+        embeddings = call_argument(bound, "position_embeddings")
+        if embeddings is not None:
+            if not isinstance(embeddings, (tuple, list)):
+                raise ValueError(f"Unsupported position_embeddings of type {type(embeddings).__name__} (want cos, sin).")
+            rotated = tuple(repeat_at_source(t, call.source, call.num_tokens) for t in embeddings)
+            set_call_argument(bound, "position_embeddings", rotated)
+
+
+class RotaryDecoderBackbone(CausalDecoderBackbone):
+    """Llama-style stacks (``model.layers``; rotary ``position_embeddings`` passed to each layer)."""
+
+    model_types = ("llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "gemma3_text")
+
+
+class GPT2Backbone(CausalDecoderBackbone):
+    """GPT-2 (``transformer.h``; absolute positions added at the embeddings, so the prompt carries none)."""
+
+    model_types = ("gpt2",)
+    target_module = "transformer"
+    layer_attr = "h"
+
+    def check(self, module: nn.Module, prompt_layer: int) -> None:
+        super().check(module, prompt_layer)
+        if getattr(module.config, "add_cross_attention", False):
+            raise ValueError("LPT supports GPT-2 as a decoder-only LM, not with cross-attention layers.")

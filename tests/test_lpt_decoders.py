@@ -1,0 +1,253 @@
+"""LPT on decoder-only causal LMs (GPT-2, Llama, Qwen2, Qwen3, Mistral, Gemma, Gemma2, Gemma3): hand-inserted reference,
+padding sides, generation with and without cache, LM loss, parameter counts, save/load, unload."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from peft import AutoPeftModelForCausalLM, PeftModel, get_peft_model
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+from elue_hf.lpt import LPTConfig, LPTLayer, generator_parameter_count
+from elue_hf.lpt.backbones import context_source_from_labels, extend_causal_mask, last_valid_index
+
+from _lpt_backbone_utils import (
+    DECODER_FAMILIES,
+    decoder_config,
+    padded,
+    positions_from_mask,
+    real_rows,
+    reference_decoder_hidden,
+)
+
+L_PROMPT = 3
+LENGTHS = (7, 5, 3)
+
+
+def _lpt(task="CAUSAL_LM", **overrides):
+    options = dict(task_type=task, num_prompt_tokens=L_PROMPT, bottleneck_size=8, prompt_layer=2)
+    return LPTConfig(**{**options, **overrides})
+
+
+def _causal_lm(family, attn="sdpa", seed=0, **lpt):
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(decoder_config(family, attn)).eval()
+    torch.manual_seed(seed + 1)
+    return get_peft_model(model, _lpt(**lpt)).eval()
+
+
+def _body(pm):
+    model = pm.get_base_model()
+    return model.transformer if hasattr(model, "transformer") else model.model
+
+
+def _generator(pm):
+    return _body(pm).lpt_generator["default"]
+
+
+@pytest.mark.parametrize("family", DECODER_FAMILIES)
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_tuner_equals_the_hand_inserted_prompt(family, side):
+    pm = _causal_lm(family)
+    ids, mask = padded(LENGTHS, 8, side)
+    positions = positions_from_mask(mask)
+    body = _body(pm)
+    with torch.no_grad():
+        got = body(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state
+        source = last_valid_index(mask.bool())
+        expected = reference_decoder_hidden(
+            body.get_base_layer(), _generator(pm), ids, mask, positions, 2, L_PROMPT, source
+        )
+    assert got.shape == ids.shape + (32,)
+    for g, e in zip(real_rows(got, mask), real_rows(expected, mask)):
+        torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "mistral"])
+def test_eager_and_sdpa_masks_agree(family):
+    ids, mask = padded(LENGTHS, 8, "left")
+    outputs = []
+    for attn in ("sdpa", "eager"):
+        pm = _causal_lm(family, attn=attn)
+        with torch.no_grad():
+            outputs.append(pm(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask)).logits)
+    for a, b in zip(real_rows(outputs[0], mask), real_rows(outputs[1], mask)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", DECODER_FAMILIES)
+def test_left_and_right_padding_give_the_same_rows(family):
+    pm = _causal_lm(family, generator="mppg")
+    results = {}
+    for side in ("right", "left"):
+        ids, mask = padded(LENGTHS, 8, side)
+        with torch.no_grad():
+            logits = pm(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask)).logits
+        results[side] = real_rows(logits, mask)
+    for a, b in zip(results["right"], results["left"]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gpt2", "gemma"])
+def test_sequence_classification_rows_and_padding(family):
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(decoder_config(family)).eval()
+    pm = get_peft_model(model, _lpt("SEQ_CLS", generator="appg")).eval()
+    logits = {}
+    for side in ("right", "left"):
+        ids, mask = padded(LENGTHS, 8, side)
+        with torch.no_grad():
+            logits[side] = pm(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask)).logits
+        for r, n in enumerate(LENGTHS):  # each row alone, unpadded
+            alone = ids[r][mask[r].bool()][None]
+            with torch.no_grad():
+                torch.testing.assert_close(pm(input_ids=alone).logits[0], logits[side][r], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits["right"], logits["left"], atol=1e-5, rtol=1e-5)
+    head = {n for n, p in pm.named_parameters() if p.requires_grad and "lpt_generator" not in n}
+    assert head and all(".score." in n for n in head)
+
+
+@pytest.mark.parametrize("family", DECODER_FAMILIES)
+@pytest.mark.parametrize("kind", ["npg", "appg", "none"])
+def test_generate_cached_equals_uncached(family, kind):
+    pm = _causal_lm(family, generator=kind)
+    ids, mask = padded(LENGTHS, 8, "left")
+    options = dict(input_ids=ids, attention_mask=mask, max_new_tokens=6, do_sample=False, pad_token_id=0,
+                   output_scores=True, return_dict_in_generate=True)
+    with torch.no_grad():
+        cached = pm.generate(**options, use_cache=True)
+        uncached = pm.generate(**options, use_cache=False)
+        with pm.disable_adapter():
+            plain = pm.generate(**options, use_cache=True)
+    assert cached.sequences.shape == (3, 14)
+    assert torch.equal(cached.sequences, uncached.sequences)
+    for a, b in zip(cached.scores, uncached.scores):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(cached.scores[0], plain.scores[0], atol=1e-4)  # the late prompt changes the scores
+
+
+def test_generation_prompt_is_built_once_from_the_context():
+    pm = _causal_lm("llama")
+    ids, mask = padded(LENGTHS, 8, "left")
+    calls = []
+    generator = _generator(pm)
+    generator.register_forward_hook(lambda mod, args, out: calls.append(args[0].shape[1]))
+    with torch.no_grad():
+        pm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=False, use_cache=False)
+    assert calls == [8]  # once, on the 8 context positions; later uncached steps reuse it
+    # the first generated token is the argmax of a plain forward over the context
+    with torch.no_grad():
+        first = pm(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask)).logits[:, -1]
+        out = pm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=1, do_sample=False)
+    assert torch.equal(out[:, -1], first.argmax(-1))
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "qwen3"])
+def test_lm_loss_covers_tokens_only_and_the_prompt_reads_the_context(family):
+    pm = _causal_lm(family, generator="appg")
+    ids, mask = padded((8, 8), 8, "right", seed=3)
+    labels = ids.clone()
+    labels[:, :5] = -100  # context: 5 tokens; the generator reads token 4 (and pools 0..4)
+    out = pm(input_ids=ids, attention_mask=mask, labels=labels)
+    assert out.logits.shape == (2, 8, 60)  # prompt positions carry no logits
+    expected = F.cross_entropy(out.logits[:, :-1].reshape(-1, 60).float(), labels[:, 1:].reshape(-1))
+    torch.testing.assert_close(out.loss, expected)
+    # changing the labelled continuation changes nothing at the context positions: no future token reaches the prompt
+    changed = ids.clone()
+    changed[:, 6:] = (changed[:, 6:] + 7) % 57 + 3
+    with torch.no_grad():
+        again = pm(input_ids=changed, attention_mask=mask, labels=labels).logits
+        torch.testing.assert_close(again[:, :6], out.logits[:, :6].detach(), atol=1e-6, rtol=1e-6)
+        # and the prompt is the one generated at inference from the context alone
+        context = pm(input_ids=ids[:, :5], attention_mask=mask[:, :5]).logits
+    torch.testing.assert_close(context, out.logits[:, :5].detach(), atol=1e-5, rtol=1e-5)
+    out.loss.backward()
+    with_grad = {n for n, p in pm.named_parameters() if p.grad is not None}
+    assert with_grad and all(".lpt_generator." in n for n in with_grad)
+
+
+def test_context_source_from_labels():
+    keep = torch.tensor([[1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 0, 0]]).bool()
+    labels = torch.tensor(
+        [[-100, -100, 5, 6, 7, -100], [-100, -100, -100, -100, 8, 9], [-100] * 6, [4, 5, 6, 7, -100, -100]]
+    )
+    assert context_source_from_labels(labels, keep).tolist() == [1, 3, 2, 0]
+
+
+def test_extend_causal_mask_forms():
+    keep = torch.tensor([[False, True, True]])
+    causal = torch.ones(3, 3, dtype=torch.bool).tril() & keep[:, None, :]
+    bool_mask = causal[:, None]
+    ext = extend_causal_mask(bool_mask, 2, prompt_rows=True)
+    assert ext.shape == (1, 1, 5, 5)
+    assert ext[0, 0, :2].tolist() == [[True, False, False, False, False], [True, True, False, False, False]]
+    assert ext[0, 0, 2:, :2].all() and torch.equal(ext[0, 0, 2:, 2:], causal[0])
+    additive = torch.zeros(bool_mask.shape).masked_fill(~bool_mask, torch.finfo(torch.float32).min)
+    ext_f = extend_causal_mask(additive, 2, prompt_rows=True)
+    assert torch.equal(ext_f == 0, ext)
+    step = extend_causal_mask(bool_mask[:, :, -1:], 2, prompt_rows=False)  # a decoding step: keys only
+    assert step.shape == (1, 1, 1, 5) and step[0, 0, 0].tolist() == [True, True, False, True, True]
+    assert extend_causal_mask(None, 2, prompt_rows=True) is None
+    with pytest.raises(ValueError, match="4D attention mask"):
+        extend_causal_mask(torch.ones(1, 3), 2, prompt_rows=False)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+@pytest.mark.parametrize("kind", ["npg", "appg", "mppg", "none"])
+def test_parameter_counts(family, kind):
+    pm = _causal_lm(family, generator=kind)
+    trainable, _ = pm.get_nb_trainable_parameters()
+    assert trainable == generator_parameter_count(kind, 32, 8, L_PROMPT)
+    assert all(".lpt_generator." in n for n, p in pm.named_parameters() if p.requires_grad)
+
+
+def test_paper_counts_for_gpt2_large():
+    # lpt.md §4: GPT2-large (d = 1280), m = 128; NPG l = 5, PPG independent of l, w/o PG l = 20
+    assert generator_parameter_count("npg", 1280, 128, 5) == 989_568
+    assert generator_parameter_count("appg", 1280, 128, 10) == 329_088
+    assert generator_parameter_count("none", 1280, 128, 20) == 25_600
+
+
+def test_save_load_auto_class_and_unload(tmp_path):
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(decoder_config("llama")).save_pretrained(tmp_path / "base")
+    base = AutoModelForCausalLM.from_pretrained(tmp_path / "base").eval()
+    ids, mask = padded(LENGTHS, 8, "left")
+    with torch.no_grad():
+        plain = base(input_ids=ids, attention_mask=mask).logits
+    torch.manual_seed(1)
+    pm = get_peft_model(base, _lpt(generator="mppg"))
+    optimizer = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=1e-2)
+    pm(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss.backward()
+    optimizer.step()
+    pm.eval()
+    with torch.no_grad():
+        expected = pm(input_ids=ids, attention_mask=mask).logits
+    pm.save_pretrained(tmp_path / "adapter")
+    reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tmp_path / "base"), tmp_path / "adapter")
+    auto = AutoPeftModelForCausalLM.from_pretrained(tmp_path / "adapter")
+    for model in (reloaded, auto):
+        model.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(model(input_ids=ids, attention_mask=mask).logits, expected, atol=0, rtol=0)
+    unloaded = pm.unload()
+    assert type(unloaded.model).__name__ == "LlamaModel"
+    assert not any(isinstance(m, LPTLayer) for m in unloaded.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(unloaded(input_ids=ids, attention_mask=mask).logits, plain, atol=0, rtol=0)
+    assert set(unloaded.state_dict()) == set(AutoModelForCausalLM.from_pretrained(tmp_path / "base").state_dict())
+
+
+def test_bad_settings_are_named():
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(decoder_config("llama"))
+    with pytest.raises(ValueError, match="task_type 'SEQ_CLS' or 'CAUSAL_LM'"):
+        get_peft_model(model, _lpt(task="TOKEN_CLS"))
+    flex = AutoModelForCausalLM.from_config(decoder_config("llama", attn="flex_attention"))
+    with pytest.raises(ValueError, match="attn_implementation 'sdpa' or 'eager'"):
+        get_peft_model(flex, _lpt())
+    pm = _causal_lm("llama")
+    ids, mask = padded(LENGTHS, 8, "left")
+    with torch.no_grad(), pm.disable_adapter():  # a cache built without the prompt
+        cache = pm(input_ids=ids, attention_mask=mask, use_cache=True).past_key_values
+    with pytest.raises(ValueError, match="not built through this LPT adapter"):
+        pm(input_ids=ids[:, :1], attention_mask=torch.cat([mask, mask[:, :1]], 1), past_key_values=cache)
