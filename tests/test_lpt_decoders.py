@@ -251,3 +251,27 @@ def test_bad_settings_are_named():
         cache = pm(input_ids=ids, attention_mask=mask, use_cache=True).past_key_values
     with pytest.raises(ValueError, match="not built through this LPT adapter"):
         pm(input_ids=ids[:, :1], attention_mask=torch.cat([mask, mask[:, :1]], 1), past_key_values=cache)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_generative_label_mode_scores_label_words_after_the_context(family):
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(decoder_config(family)).eval()
+    words = [7, 11, 13]
+    pm = get_peft_model(model, _lpt("SEQ_CLS", head_mode="generative", label_word_ids=words)).eval()
+    assert {n for n, p in pm.named_parameters() if p.requires_grad} == {
+        n for n, _ in pm.named_parameters() if ".lpt_generator." in n
+    }
+    ids, mask = padded(LENGTHS, 8, "right")
+    labels = torch.tensor([0, 2, 1])
+    out = pm(input_ids=ids, attention_mask=mask, labels=labels)
+    with torch.no_grad():
+        vocab = pm.get_base_model()(input_ids=ids, attention_mask=mask).logits[torch.arange(3), torch.tensor([6, 4, 2])]
+    torch.testing.assert_close(out.logits.detach(), vocab[:, words])
+    torch.testing.assert_close(out.loss.detach(), F.cross_entropy(vocab, torch.tensor(words)[labels]))
+    out.loss.backward()
+    with pytest.raises(ValueError, match="causal-LM model"):
+        get_peft_model(AutoModelForSequenceClassification.from_config(decoder_config(family)),
+                       _lpt("SEQ_CLS", head_mode="generative", label_word_ids=words))
+    with pytest.raises(ValueError, match="needs label_word_ids"):
+        _lpt("SEQ_CLS", head_mode="generative")

@@ -18,6 +18,7 @@ from .backbones import (
     backbone_for,
     backbone_for_model_type,
     context_source_from_labels,
+    last_valid_index,
 )
 from .layer import LPTLayer
 
@@ -54,7 +55,8 @@ def mask_positions(input_ids: torch.Tensor, mask_token_id: int) -> torch.Tensor:
 
 
 def masked_lm_parts(model: nn.Module):
-    """(body, MLM head) of a masked-LM model: ``BertForMaskedLM`` (``cls``), ``RobertaForMaskedLM`` (``lm_head``) or
+    """(body, MLM head) of a masked-LM model: ``BertForMaskedLM`` and legacy ``DebertaV2ForMaskedLM`` (``cls``),
+    ``RobertaForMaskedLM`` (``lm_head``), non-legacy ``DebertaV2ForMaskedLM`` (``lm_predictions``) or
     ``ElasticBertForMaskedLM`` (the top exit's ``predictions`` head).
 
     The head maps (b, t, d) hidden states to (b, t, V) vocabulary logits.
@@ -65,6 +67,8 @@ def masked_lm_parts(model: nn.Module):
         head = model.cls
     elif isinstance(getattr(model, "lm_head", None), nn.Module):
         head = model.lm_head
+    elif isinstance(getattr(model, "lm_predictions", None), nn.Module):  # DeBERTa-v2, non-legacy head
+        head = partial(model.lm_predictions, word_embeddings=body.embeddings.word_embeddings)
     elif hasattr(getattr(model, "predictions", None), "transforms"):  # ElasticBERT: per-layer MLM heads
         top = body.encoder.exit_layer_indices[-1]
         head = partial(model.predictions, top)
@@ -114,6 +118,15 @@ class LPTModel(BaseTuner):
     def _pre_injection_hook(self, model: nn.Module, config: LPTConfig, adapter_name: str) -> None:
         if config.head_mode == "verbalizer":
             masked_lm_parts(model)
+        model_type = getattr(getattr(model, "config", None), "model_type", None)
+        if config.head_mode == "generative" and (
+            not isinstance(backbone_for_model_type(model_type), CausalDecoderBackbone)
+            or model.get_output_embeddings() is None
+        ):
+            raise ValueError(
+                "head_mode='generative' scores the label words with a decoder's frozen LM head: use a causal-LM model "
+                f"(GPT2LMHeadModel, LlamaForCausalLM, ...); got {type(model).__name__}."
+            )
 
     def _prepare_adapter_config(self, peft_config: LPTConfig, model_config: dict) -> LPTConfig:
         model_type = model_config.get("model_type")
@@ -224,6 +237,8 @@ class LPTModel(BaseTuner):
     def forward(self, *args, **kwargs):
         if self._active_config.head_mode == "verbalizer":
             return self._verbalizer_forward(*args, **kwargs)
+        if self._active_config.head_mode == "generative":
+            return self._generative_forward(*args, **kwargs)
         labels = kwargs.get("labels")
         if str(self._active_config.task_type) == "CAUSAL_LM" and labels is not None and not args:
             # causal-LM training: the prompt is generated from the context, i.e. the tokens before the first label
@@ -259,14 +274,38 @@ class LPTModel(BaseTuner):
         rows = torch.arange(input_ids.shape[0], device=input_ids.device)
         mask_states = outputs.last_hidden_state[rows, positions]
         vocab_logits = head(mask_states[:, None, :])[:, 0]
-        words = torch.tensor(config.label_word_ids, device=vocab_logits.device)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(vocab_logits.float(), words[labels.to(words.device).long()])
-        output = SequenceClassifierOutput(
-            loss=loss,
-            logits=vocab_logits[:, words],
-            hidden_states=getattr(outputs, "hidden_states", None),
-            attentions=getattr(outputs, "attentions", None),
-        )
-        return output.to_tuple() if return_dict is False else output
+        return _label_word_output(vocab_logits, config.label_word_ids, labels, outputs, return_dict)
+
+    def _generative_forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ):
+        """Decoders: the frozen LM head's next-token logits at the last real token, restricted to the label words."""
+        if input_ids is None:
+            raise ValueError("Generative mode reads the context from input_ids; pass input_ids.")
+        keep = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        last = last_valid_index(keep)
+        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **kwargs)
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+        return _label_word_output(outputs.logits[rows, last], self._active_config.label_word_ids, labels, outputs,
+                                  return_dict)
+
+
+def _label_word_output(vocab_logits, label_word_ids, labels, outputs, return_dict):
+    """Label-word classification: loss = cross-entropy over the full vocabulary with the label word as target (lpt.md
+    §5); logits = the vocabulary logits restricted to the label words, in label order."""
+    words = torch.tensor(label_word_ids, device=vocab_logits.device)
+    loss = None
+    if labels is not None:
+        loss = F.cross_entropy(vocab_logits.float(), words[labels.to(words.device).long()])
+    output = SequenceClassifierOutput(
+        loss=loss,
+        logits=vocab_logits[:, words],
+        hidden_states=getattr(outputs, "hidden_states", None),
+        attentions=getattr(outputs, "attentions", None),
+    )
+    return output.to_tuple() if return_dict is False else output
