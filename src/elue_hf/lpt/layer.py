@@ -13,9 +13,9 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 
-from .config import LPTConfig, check_prompt_layer, normalize_generator_kind
 from .backbones import HookedBackbone, LatePromptCall, backbone_for
 from .backbones.base import bind_call
+from .config import LPTConfig, check_prompt_layer, normalize_generator_kind
 from .masks import extend_attention_mask, token_keep_mask
 
 __all__ = [

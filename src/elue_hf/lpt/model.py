@@ -11,7 +11,6 @@ from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from .config import LPTConfig, check_prompt_layer
 from .backbones import (
     BACKBONES,
     CausalDecoderBackbone,
@@ -20,6 +19,7 @@ from .backbones import (
     context_source_from_labels,
     last_valid_index,
 )
+from .config import LPTConfig, check_prompt_layer
 from .layer import LPTLayer
 
 __all__ = ["LPTModel", "SUPPORTED_MODEL_TYPES", "masked_lm_parts", "mask_positions"]

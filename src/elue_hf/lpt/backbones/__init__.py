@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..masks import extend_causal_mask
 from .base import HookedBackbone, LatePromptCall, repeat_at_source
 from .deberta import DebertaV2Backbone
 from .decoder import (
@@ -16,7 +17,6 @@ from .decoder import (
     GPT2Backbone,
     RotaryDecoderBackbone,
     context_source_from_labels,
-    extend_causal_mask,
     last_valid_index,
 )
 

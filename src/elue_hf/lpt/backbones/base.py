@@ -17,14 +17,15 @@ The hooks exist only while one forward runs; the backbone's parameters, state di
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache, partial
-from typing import Any, Callable, Optional
+from functools import cache, partial
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["HookedBackbone", "LatePromptCall", "call_argument", "set_call_argument", "repeat_at_source"]
+__all__ = ["HookedBackbone", "LatePromptCall", "bind_call", "call_argument", "repeat_at_source", "set_call_argument"]
 
 
 @dataclass
@@ -44,12 +45,12 @@ class LatePromptCall:
     k: int
     num_tokens: int
     make_prompt: Callable[[torch.Tensor], torch.Tensor]
-    source: Optional[torch.Tensor] = None
+    source: torch.Tensor | None = None
     cached: bool = False
     inserted: bool = False
 
 
-@lru_cache(maxsize=None)
+@cache
 def _signature(function) -> inspect.Signature:
     return inspect.signature(function)
 

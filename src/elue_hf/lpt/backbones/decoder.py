@@ -23,46 +23,24 @@ import inspect
 import torch
 from torch import nn
 
-from .base import HookedBackbone, LatePromptCall, call_argument, repeat_at_source, set_call_argument
+from ..masks import extend_causal_mask
+from .base import (
+    HookedBackbone,
+    LatePromptCall,
+    call_argument,
+    repeat_at_source,
+    set_call_argument,
+)
 
 __all__ = [
     "CausalDecoderBackbone",
     "GPT2Backbone",
     "RotaryDecoderBackbone",
     "context_source_from_labels",
-    "extend_causal_mask",
     "last_valid_index",
 ]
 
 SUPPORTED_ATTENTION = ("eager", "sdpa")
-
-
-def extend_causal_mask(mask: torch.Tensor | None, num_tokens: int, prompt_rows: bool) -> torch.Tensor | None:
-    """Extend a decoder's 4D attention mask (b, h, q, K) for ``num_tokens`` prompt keys prepended to the key axis.
-
-    Every query row may attend to the prompt keys. With ``prompt_rows`` (the prompt is in this call's query) ``l``
-    leading query rows are added, row ``j`` seeing prompt keys ``0..j`` and no token. Boolean (``True`` = attend, SDPA)
-    and additive float (``0`` = attend, eager) masks keep their form; ``None`` stays ``None`` (SDPA's ``is_causal`` over
-    the concatenated sequence is exactly this mask).
-    """
-    if mask is None:
-        return None
-    if not isinstance(mask, torch.Tensor) or mask.dim() != 4:
-        raise ValueError(
-            "LPT needs the decoder's 4D attention mask (None, bool or additive float, shape (b, h, q, K)); got "
-            f"{type(mask).__name__} {tuple(getattr(mask, 'shape', ()))}. Use attn_implementation='sdpa' or 'eager'."
-        )
-    b, h, q, keys = mask.shape
-    is_bool = mask.dtype == torch.bool
-    keep = True if is_bool else 0.0
-    drop = False if is_bool else torch.finfo(mask.dtype).min
-    extended = torch.cat([mask.new_full((b, h, q, num_tokens), keep), mask], dim=-1)
-    if not prompt_rows:
-        return extended
-    causal = torch.ones(num_tokens, num_tokens, dtype=torch.bool, device=mask.device).tril()
-    prompt_part = torch.where(causal, keep, drop).to(mask.dtype).expand(b, h, num_tokens, num_tokens)
-    rows = torch.cat([prompt_part, mask.new_full((b, h, num_tokens, keys), drop)], dim=-1)
-    return torch.cat([rows, extended], dim=-2)
 
 
 def last_valid_index(keep: torch.Tensor) -> torch.Tensor:
