@@ -9,6 +9,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from elue_hf.lpt import LPTConfig, LPTLayer, generator_parameter_count
 from elue_hf.lpt.backbones import context_source_from_labels, extend_causal_mask, last_valid_index
+from elue_hf.lpt.backbones.decoder import decoding_step_mask
 
 from _lpt_backbone_utils import (
     DECODER_FAMILIES,
@@ -275,3 +276,49 @@ def test_generative_label_mode_scores_label_words_after_the_context(family):
                        _lpt("SEQ_CLS", head_mode="generative", label_word_ids=words))
     with pytest.raises(ValueError, match="needs label_word_ids"):
         _lpt("SEQ_CLS", head_mode="generative")
+
+
+@pytest.mark.parametrize(
+    "layer_types",
+    [
+        ["sliding_attention", "sliding_attention", "full_attention", "full_attention"],
+        ["full_attention", "full_attention", "sliding_attention", "sliding_attention"],
+    ],
+)
+def test_cached_decoding_with_mixed_layer_types(layer_types):
+    # HF sizes each mask type from its first layer; here that layer carries the prompt (index >= k) for one type
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(decoder_config("gemma3_text", layer_types=layer_types)).eval()
+    pm = get_peft_model(model, _lpt()).eval()
+    ids, mask = padded(LENGTHS, 8, "left")
+    options = dict(input_ids=ids, attention_mask=mask, max_new_tokens=6, do_sample=False, output_scores=True,
+                   return_dict_in_generate=True)
+    with torch.no_grad():
+        cached, uncached = (pm.generate(**options, use_cache=flag) for flag in (True, False))
+    assert torch.equal(cached.sequences, uncached.sequences)
+    for a, b in zip(cached.scores, uncached.scores):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_a_sliding_window_cache_that_drops_the_prompt_is_refused():
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(decoder_config("mistral", sliding_window=8)).eval()
+    pm = get_peft_model(model, _lpt()).eval()
+    ids, mask = padded(LENGTHS, 8, "left")
+    options = dict(input_ids=ids, attention_mask=mask, max_new_tokens=3, do_sample=False)
+    with torch.no_grad():
+        assert pm.generate(**options, use_cache=False).shape == (3, 11)
+        with pytest.raises(ValueError, match="dropped the late prompt"):
+            pm.generate(**options, use_cache=True)
+
+
+def test_decoding_step_mask():
+    padding = torch.tensor([[False, True, True, True, True]])
+    got = decoding_step_mask(padding, 2, 2)
+    assert got.shape == (1, 1, 2, 7)
+    assert got[0, 0].tolist() == [
+        [True, True, False, True, True, True, False],
+        [True, True, False, True, True, True, True],
+    ]
+    windowed = decoding_step_mask(padding, 1, 2, window=2)
+    assert windowed[0, 0, 0].tolist() == [True, True, False, False, False, True, True]

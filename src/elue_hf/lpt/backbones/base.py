@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, partial
 from typing import Any
 
@@ -39,6 +39,7 @@ class LatePromptCall:
         source: (b,) index of the token each row's prompt is generated from (decoders read its positions), or None.
         cached: the prompt's keys and values are already in the KV cache (a decoding step): no prompt rows this call.
         inserted: set once the prompt rows are in the sequence (then stripped after the last layer).
+        extra: what the family adapter's :meth:`HookedBackbone.begin` noted for its layer calls.
     """
 
     module: nn.Module
@@ -48,6 +49,7 @@ class LatePromptCall:
     source: torch.Tensor | None = None
     cached: bool = False
     inserted: bool = False
+    extra: dict = field(default_factory=dict)
 
 
 @cache
@@ -138,14 +140,15 @@ class HookedBackbone:
     # -- one forward -------------------------------------------------------------------------------------------------
 
     def begin(self, module: nn.Module, bound: inspect.BoundArguments, k: int, num_tokens: int):
-        """``(keep (b, n) bool, source (b,) or None, cached)`` for this call of the body (see :class:`LatePromptCall`).
+        """``(keep (b, n) bool, source (b,) or None, cached, extra)`` for this call of the body.
 
-        ``keep`` marks the tokens the generator may read (pooling generators pool them).
+        ``keep`` marks the tokens the generator may read (pooling generators pool them); ``source``, ``cached`` and
+        ``extra`` go to the :class:`LatePromptCall` of this forward.
         """
         raise NotImplementedError
 
-    def rewrite_layer_call(self, call: LatePromptCall, bound: inspect.BoundArguments) -> None:
-        """Adapt the mask / position arguments of a layer ``>= k`` call to the sequence with the prompt."""
+    def rewrite_layer_call(self, call: LatePromptCall, bound: inspect.BoundArguments, index: int) -> None:
+        """Adapt the mask / position arguments of the call of layer ``index >= k`` to the sequence with the prompt."""
         raise NotImplementedError
 
     def run(self, call: LatePromptCall, args: tuple, kwargs: dict):
@@ -169,7 +172,7 @@ class HookedBackbone:
             hidden = bound.arguments[hidden_name]
             bound.arguments[hidden_name] = torch.cat([call.make_prompt(hidden), hidden], dim=1)
             call.inserted = True
-        self.rewrite_layer_call(call, bound)
+        self.rewrite_layer_call(call, bound, index)
         return _unbind(bound)
 
 

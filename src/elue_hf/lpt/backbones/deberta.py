@@ -48,9 +48,9 @@ class DebertaV2Backbone(HookedBackbone):
             raise ValueError("LPT on DeBERTa-v2 does not support query_states / relative_pos overrides.")
         b, n = hidden.shape[0], hidden.shape[1]
         keep = token_keep_mask(_as_keep(call_argument(bound, "attention_mask")), b, n, hidden.device)
-        return keep, None, False
+        return keep, None, False, {}
 
-    def rewrite_layer_call(self, call: LatePromptCall, bound: inspect.BoundArguments) -> None:
+    def rewrite_layer_call(self, call: LatePromptCall, bound: inspect.BoundArguments, index: int) -> None:
         mask = call_argument(bound, "attention_mask")
         set_call_argument(bound, "attention_mask", extend_attention_mask(_as_keep(mask), call.num_tokens))
         if call_argument(bound, "relative_pos") is not None:

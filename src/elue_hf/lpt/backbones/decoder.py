@@ -37,7 +37,9 @@ __all__ = [
     "GPT2Backbone",
     "RotaryDecoderBackbone",
     "context_source_from_labels",
+    "decoding_step_mask",
     "last_valid_index",
+    "layer_windows",
 ]
 
 SUPPORTED_ATTENTION = ("eager", "sdpa")
@@ -104,21 +106,30 @@ class CausalDecoderBackbone(HookedBackbone):
             raise ValueError(
                 f"The KV cache holds {cached_tokens} tokens at layer 0 and {prompt_keys} entries at layer {k}; LPT "
                 f"expects its {num_tokens} prompt entries in front of the tokens from layer {k} on: the cache was not "
-                "built through this LPT adapter (or a sliding-window cache evicted the prompt)."
+                "built through this LPT adapter."
             )
         mask = call_argument(bound, "attention_mask")
         if mask is None:
-            keep = torch.ones(b, n, dtype=torch.bool, device=reference.device)
-        elif isinstance(mask, torch.Tensor) and mask.dim() == 2:
-            keep = mask[:, -n:].bool()
+            padding = torch.ones(b, cached_tokens + n, dtype=torch.bool, device=reference.device)
+        elif isinstance(mask, torch.Tensor) and mask.dim() == 2 and mask.shape[1] == cached_tokens + n:
+            padding = mask.bool()
         else:
             raise ValueError(
-                "LPT on a decoder reads the context from the 2D padding mask (b, n); got "
+                "LPT on a decoder reads the context from the 2D padding mask (b, cached + new tokens); got "
                 f"{type(mask).__name__} {tuple(getattr(mask, 'shape', ()))}."
             )
-        return keep, last_valid_index(keep), cached
+        windows = layer_windows(module.config, len(self.layers(module)))
+        if cached:
+            _check_prompt_kept(cache, windows, k, num_tokens)
+        keep = padding[:, -n:]
+        extra = {"padding": padding, "windows": windows, "eager": module.config._attn_implementation == "eager"}
+        return keep, last_valid_index(keep), cached, extra
 
-    def rewrite_layer_call(self, call: LatePromptCall, bound: inspect.BoundArguments) -> None:
+    def rewrite_layer_call(self, call: LatePromptCall, bound: inspect.BoundArguments, index: int) -> None:
+        if call.cached:  # a decoding step: the mask over [prompt; cached tokens; new tokens], built here
+            hidden = bound.arguments[list(bound.signature.parameters)[1]]
+            set_call_argument(bound, "attention_mask", _decoding_mask(call, index, hidden))
+            return
         mask = call_argument(bound, "attention_mask")
         set_call_argument(bound, "attention_mask", extend_causal_mask(mask, call.num_tokens, call.inserted))
         if not call.inserted:
@@ -132,6 +143,52 @@ class CausalDecoderBackbone(HookedBackbone):
                 raise ValueError(f"Unsupported position_embeddings of type {type(embeddings).__name__} (want cos, sin).")
             rotated = tuple(repeat_at_source(t, call.source, call.num_tokens) for t in embeddings)
             set_call_argument(bound, "position_embeddings", rotated)
+
+
+def layer_windows(config, num_layers: int) -> list[int | None]:
+    """Per layer, the sliding-window size (None: full attention), from ``layer_types`` or Mistral's ``sliding_window``."""
+    window = getattr(config, "sliding_window", None)
+    types = getattr(config, "layer_types", None)
+    if types is None:
+        return [window] * num_layers
+    return [window if kind == "sliding_attention" else None for kind in types[:num_layers]]
+
+
+def _check_prompt_kept(cache, windows: list[int | None], k: int, num_tokens: int) -> None:
+    """A sliding-window cache keeps ``window - 1`` entries: refuse to decode once it may have dropped the prompt."""
+    for i in range(k, len(windows)):
+        if windows[i] is not None and _cache_length(cache, i) > windows[i] - 1:
+            raise ValueError(
+                f"Layer {i} attends within a sliding window of {windows[i]} and its cache now holds "
+                f"{_cache_length(cache, i)} entries ({num_tokens} prompt + tokens): it has dropped the late prompt. "
+                "Decode without the cache (use_cache=False) or keep the sequence within the window."
+            )
+
+
+def _decoding_mask(call: LatePromptCall, index: int, hidden: torch.Tensor) -> torch.Tensor:
+    extra = call.extra
+    allowed = decoding_step_mask(extra["padding"], hidden.shape[1], call.num_tokens, extra["windows"][index])
+    if not extra["eager"]:
+        return allowed
+    return torch.zeros(allowed.shape, dtype=hidden.dtype, device=hidden.device).masked_fill(
+        ~allowed, torch.finfo(hidden.dtype).min
+    )
+
+
+def decoding_step_mask(padding: torch.Tensor, query_length: int, num_tokens: int, window: int | None = None):
+    """(b, 1, q, l + T) bool mask of a cached decoding step with the prompt's ``l`` entries in front of the cache.
+
+    ``padding`` (b, T) marks the real tokens among the ``T`` cached + new tokens; the ``q`` new tokens are the last ``q``.
+    A new token sees every prompt entry and the real tokens up to itself (within ``window`` for sliding layers).
+    """
+    b, total = padding.shape
+    positions = torch.arange(total, device=padding.device)
+    queries = positions[total - query_length :]
+    allowed = (positions[None, :] <= queries[:, None]) & padding[:, None, :]
+    if window is not None:
+        allowed = allowed & (queries[:, None] - positions[None, :] < window)
+    prompt = torch.ones(b, query_length, num_tokens, dtype=torch.bool, device=padding.device)
+    return torch.cat([prompt, allowed], dim=-1)[:, None]
 
 
 class RotaryDecoderBackbone(CausalDecoderBackbone):
