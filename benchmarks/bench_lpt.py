@@ -251,7 +251,8 @@ def main(argv=None) -> int:
     memory_label = "peak MB" if args.device.startswith("cuda") else "added MB"
     for shape in shapes:
         dims = _dims(args, shape)
-        print(f"\n== {SHAPES[shape]['label']} shape: {dims['layers']} layers, d={dims['hidden']}, {dims['heads']} heads")
+        label = SHAPES[shape]["label"]
+        print(f"\n== {label} shape: {dims['layers']} layers, d={dims['hidden']}, {dims['heads']} heads")
         results = []
         for method in wanted:
             shape_args = argparse.Namespace(**{**vars(args), **dims, "shape": shape})

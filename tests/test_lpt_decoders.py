@@ -322,3 +322,28 @@ def test_decoding_step_mask():
     ]
     windowed = decoding_step_mask(padding, 1, 2, window=2)
     assert windowed[0, 0, 0].tolist() == [True, True, False, False, False, True, True]
+
+
+def test_beam_search_cached_equals_uncached_and_hidden_state_lengths():
+    pm = _causal_lm("qwen2", generator="mppg")
+    ids, mask = padded(LENGTHS, 8, "left")
+    options = dict(input_ids=ids, attention_mask=mask, max_new_tokens=5, do_sample=False, num_beams=3,
+                   num_return_sequences=2)
+    with torch.no_grad():
+        cached, uncached = (pm.generate(**options, use_cache=flag) for flag in (True, False))
+        hidden = pm(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    assert cached.shape == (6, 13) and torch.equal(cached, uncached)
+    # embeddings and layers 1-2 (before the prompt): n; layer 3: l + n; the final state is stripped
+    assert [h.shape[1] for h in hidden] == [8, 8, 8, 8 + L_PROMPT, 8]
+
+
+def test_layers_below_the_prompt_run_without_autograd():
+    pm = _causal_lm("llama")
+    pm.train()
+    flags = []
+    for layer in _body(pm).get_base_layer().layers:
+        layer.register_forward_hook(lambda mod, args, out: flags.append(out.requires_grad))
+    ids, mask = padded(LENGTHS, 8, "right")
+    pm(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss.backward()
+    assert flags == [False, False, True, True]
+    assert all(p.grad is None for n, p in pm.named_parameters() if ".lpt_generator." not in n)

@@ -74,9 +74,9 @@ class LPTConfig(PeftConfig):
         prompt_dropout (`float`, *optional*): Dropout after the generator; default the backbone's
             ``hidden_dropout_prob``.
         token_dim (`int`, *optional*): Hidden size ``d``; filled from the model config.
-        num_layers (`int`, *optional*): Number of encoder layers ``L``; filled from the model config.
-        target_modules (`list[str]` or `str`, *optional*): Name of the encoder module to wrap; inferred for BERT,
-            RoBERTa and ElasticBERT.
+        num_layers (`int`, *optional*): Number of layers ``L`` (encoder or decoder); filled from the model config.
+        target_modules (`list[str]` or `str`, *optional*): Name of the module to wrap (the encoder or the decoder
+            stack); inferred for BERT, RoBERTa, ElasticBERT, DeBERTa-v2/v3, GPT-2 and the Llama-style decoders.
         modules_to_save (`list[str]`, *optional*): Extra trainable modules (the classification head is added
             automatically for ``task_type="SEQ_CLS"``).
     """
@@ -96,9 +96,9 @@ class LPTConfig(PeftConfig):
         default=None, metadata={"help": "Dropout on the generated prompt; default hidden_dropout_prob."}
     )
     token_dim: Optional[int] = field(default=None, metadata={"help": "Hidden size d (filled from the model)."})
-    num_layers: Optional[int] = field(default=None, metadata={"help": "Number of encoder layers (filled)."})
+    num_layers: Optional[int] = field(default=None, metadata={"help": "Number of layers L (filled)."})
     target_modules: Optional[Union[list[str], str]] = field(
-        default=None, metadata={"help": "Encoder module to wrap; inferred for bert, roberta and elasticbert."}
+        default=None, metadata={"help": "Module to wrap (encoder / decoder stack); inferred for supported models."}
     )
     modules_to_save: Optional[list[str]] = field(
         default=None, metadata={"help": "Additional trainable modules saved with the adapter."}

@@ -1,4 +1,4 @@
-"""LPT tuner layer: prompt generators, attention-mask extension and the encoder wrapper :class:`LPTLayer`.
+"""LPT tuner layer: prompt generators and the wrapper :class:`LPTLayer` of the encoder or decoder stack.
 
 Shapes: ``b`` batch, ``n`` input length, ``d`` hidden size, ``m`` bottleneck, ``l`` prompt length.
 """
@@ -161,6 +161,10 @@ class LPTLayer(nn.Module, BaseTunerLayer):
       stripped from ``last_hidden_state`` so [CLS] stays at index 0 and [MASK] at its original index.
     * ElasticBERT encoders (with ``layer_forward``/``pool``): the same three entry points are provided, so the
       multi-exit heads (including early exit, which indexes finished rows out of the batch) drive the loop unchanged.
+    * DeBERTa-v2/v3 encoders, GPT-2 and Llama-style decoder stacks: a family adapter from
+      :mod:`elue_hf.lpt.backbones` runs the body's own forward with call-scoped hooks on layers ``k..L-1`` (insert
+      the prompt, rewrite masks and positions, strip the prompt rows after the last layer). Decoders generate the
+      prompt from the last context token; :meth:`generation_session` keeps it fixed during ``generate()``.
     """
 
     adapter_layer_names = ("lpt_generator",)

@@ -1,4 +1,4 @@
-"""``LPTModel``: the PEFT tuner (``BaseTuner``) that wraps the backbone's encoder in an :class:`LPTLayer`."""
+"""``LPTModel``: the PEFT tuner (``BaseTuner``) wrapping the backbone's encoder or decoder stack in an ``LPTLayer``."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ _DECODER_TASKS = ("SEQ_CLS", "CAUSAL_LM")
 
 
 def _config_value(model_config: dict, *names: str):
-    """The first of ``names`` present (not None) in a model config dict (GPT-2 says ``n_embd``, others ``hidden_size``)."""
+    """The first of ``names`` set in a model config dict (GPT-2 says ``n_embd``, the others ``hidden_size``)."""
     return next((model_config[name] for name in names if model_config.get(name) is not None), None)
 
 
@@ -75,7 +75,8 @@ def masked_lm_parts(model: nn.Module):
     if head is None or body is model:
         raise ValueError(
             "head_mode='verbalizer' needs a masked-LM backbone whose frozen MLM head scores the label words (e.g. "
-            f"BertForMaskedLM, RobertaForMaskedLM, ElasticBertForMaskedLM); got {type(model).__name__}. Use "
+            "BertForMaskedLM, RobertaForMaskedLM, DebertaV2ForMaskedLM, ElasticBertForMaskedLM); got "
+            f"{type(model).__name__}. Use "
             "head_mode='cls' with a *ForSequenceClassification model otherwise (e.g. for the MiniLM, which ships no "
             "MLM head)."
         )
@@ -103,10 +104,13 @@ def _exit_classifier_names(model_config: dict) -> list[str]:
 class LPTModel(BaseTuner):
     """Late Prompt Tuning (Liu et al., 2022) as a PEFT tuner. Create it with ``get_peft_model(model, LPTConfig(...))``.
 
-    The backbone's encoder is replaced by an :class:`LPTLayer`; everything else stays in place and frozen. In
-    ``"verbalizer"`` head mode the forward scores the label words with the frozen MLM head at the [MASK] position
-    (training loss: cross-entropy over the full vocabulary with the label word as target; logits: restricted to the
-    label words). :meth:`unload` puts the original encoder back; merging is impossible (instance-dependent prompts).
+    The backbone's encoder (or decoder stack) is replaced by an :class:`LPTLayer`; everything else stays in place and
+    frozen. In ``"verbalizer"`` head mode the forward scores the label words with the frozen MLM head at the [MASK]
+    position, in ``"generative"`` mode (decoders) with the frozen LM head after the last token (training loss:
+    cross-entropy over the full vocabulary with the label word as target; logits: restricted to the label words).
+    With ``task_type="CAUSAL_LM"`` and ``labels`` the prompt is generated from the context before the first labelled
+    token; :meth:`generate` builds it once from the prompt ids. :meth:`unload` puts the original module back; merging
+    is impossible (instance-dependent prompts).
     """
 
     prefix: str = "lpt_"

@@ -1,8 +1,8 @@
 """The backbone-adapter interface: how LPT finds a family's layer list and rewrites its layer calls.
 
 LPT wraps one module of the backbone (the *body*: an encoder or a decoder stack) in an :class:`~elue_hf.lpt.LPTLayer`.
-For the families in this package the wrapper runs the body's **own** ``forward`` and installs call-scoped hooks on layers
-``k .. L-1`` (``k`` = ``prompt_layer``):
+For the families in this package the wrapper runs the body's **own** ``forward`` and installs call-scoped hooks on
+layers ``k .. L-1`` (``k`` = ``prompt_layer``):
 
 * before layer ``k``: the prompt is generated from that layer's input (the output of layer ``k - 1``) and prepended to
   the sequence (``(b, n, d) -> (b, l + n, d)``);
@@ -98,7 +98,7 @@ def repeat_at_source(x: torch.Tensor, source: torch.Tensor, num_tokens: int) -> 
     """Prepend ``num_tokens`` copies of each row's entry at ``source`` along dim 1.
 
     ``x`` is (B, n, ...) with B = 1 (shared by the batch) or b; returns (b, l + n, ...). Used for per-token position
-    tensors (rotary ``cos``/``sin``, ``position_ids``): the prompt takes the position of the token it was generated from.
+    tensors (rotary ``cos``/``sin``, ``position_ids``): the prompt takes the position of its source token.
     """
     b = source.shape[0]
     x = x.expand(b, *x.shape[1:])

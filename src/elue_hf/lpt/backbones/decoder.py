@@ -55,8 +55,8 @@ def context_source_from_labels(labels: torch.Tensor, keep: torch.Tensor, ignore_
     """(b,) prompt source for causal-LM training: the last valid token **before** the first labelled position.
 
     Labels are aligned with the inputs (the model shifts them), so the first labelled token ``f`` is predicted at
-    ``f - 1``: the context is ``[0, f)`` and the prompt is generated from its last valid token. A row without labels uses
-    its last valid token; a row labelled from its first valid token on uses that first token.
+    ``f - 1``: the context is ``[0, f)`` and the prompt is generated from its last valid token. A row without labels
+    uses its last valid token; a row labelled from its first valid token on uses that first token.
     """
     if labels.shape != keep.shape:
         raise ValueError(f"labels {tuple(labels.shape)} and attention mask {tuple(keep.shape)} differ in shape.")
@@ -140,13 +140,13 @@ class CausalDecoderBackbone(HookedBackbone):
         embeddings = call_argument(bound, "position_embeddings")
         if embeddings is not None:
             if not isinstance(embeddings, (tuple, list)):
-                raise ValueError(f"Unsupported position_embeddings of type {type(embeddings).__name__} (want cos, sin).")
+                raise ValueError(f"Unsupported position_embeddings {type(embeddings).__name__} (want (cos, sin)).")
             rotated = tuple(repeat_at_source(t, call.source, call.num_tokens) for t in embeddings)
             set_call_argument(bound, "position_embeddings", rotated)
 
 
 def layer_windows(config, num_layers: int) -> list[int | None]:
-    """Per layer, the sliding-window size (None: full attention), from ``layer_types`` or Mistral's ``sliding_window``."""
+    """Per layer, the sliding window (None: full attention), from ``layer_types`` or Mistral's ``sliding_window``."""
     window = getattr(config, "sliding_window", None)
     types = getattr(config, "layer_types", None)
     if types is None:
@@ -178,7 +178,7 @@ def _decoding_mask(call: LatePromptCall, index: int, hidden: torch.Tensor) -> to
 def decoding_step_mask(padding: torch.Tensor, query_length: int, num_tokens: int, window: int | None = None):
     """(b, 1, q, l + T) bool mask of a cached decoding step with the prompt's ``l`` entries in front of the cache.
 
-    ``padding`` (b, T) marks the real tokens among the ``T`` cached + new tokens; the ``q`` new tokens are the last ``q``.
+    ``padding`` (b, T) marks the real tokens among the ``T`` cached + new tokens; the new tokens are the last ``q``.
     A new token sees every prompt entry and the real tokens up to itself (within ``window`` for sliding layers).
     """
     b, total = padding.shape
