@@ -4,7 +4,7 @@ padding sides, generation with and without cache, LM loss, parameter counts, sav
 import pytest
 import torch
 import torch.nn.functional as F
-from peft import AutoPeftModelForCausalLM, PeftModel, get_peft_model
+from peft import AutoPeftModelForCausalLM, AutoPeftModelForSequenceClassification, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from elue_hf.lpt import LPTConfig, LPTLayer, generator_parameter_count
@@ -208,34 +208,41 @@ def test_paper_counts_for_gpt2_large():
     assert generator_parameter_count("none", 1280, 128, 20) == 25_600
 
 
-def test_save_load_auto_class_and_unload(tmp_path):
+@pytest.mark.parametrize(
+    ("family", "task"), [("llama", "CAUSAL_LM"), ("gemma3_text", "CAUSAL_LM"), ("gpt2", "SEQ_CLS"), ("qwen3", "SEQ_CLS")]
+)
+def test_save_load_auto_class_and_unload(tmp_path, family, task):
+    auto_model = AutoModelForCausalLM if task == "CAUSAL_LM" else AutoModelForSequenceClassification
+    auto_peft = AutoPeftModelForCausalLM if task == "CAUSAL_LM" else AutoPeftModelForSequenceClassification
     torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(decoder_config("llama")).save_pretrained(tmp_path / "base")
-    base = AutoModelForCausalLM.from_pretrained(tmp_path / "base").eval()
+    auto_model.from_config(decoder_config(family)).save_pretrained(tmp_path / "base")
+    base = auto_model.from_pretrained(tmp_path / "base").eval()
     ids, mask = padded(LENGTHS, 8, "left")
     with torch.no_grad():
         plain = base(input_ids=ids, attention_mask=mask).logits
     torch.manual_seed(1)
-    pm = get_peft_model(base, _lpt(generator="mppg"))
+    pm = get_peft_model(base, _lpt(task, generator="mppg"))
     optimizer = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=1e-2)
-    pm(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss.backward()
+    labels = ids.masked_fill(mask == 0, -100) if task == "CAUSAL_LM" else torch.tensor([0, 1, 1])
+    pm(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
     optimizer.step()
     pm.eval()
     with torch.no_grad():
         expected = pm(input_ids=ids, attention_mask=mask).logits
+    assert not torch.allclose(expected, plain)
     pm.save_pretrained(tmp_path / "adapter")
-    reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tmp_path / "base"), tmp_path / "adapter")
-    auto = AutoPeftModelForCausalLM.from_pretrained(tmp_path / "adapter")
+    reloaded = PeftModel.from_pretrained(auto_model.from_pretrained(tmp_path / "base"), tmp_path / "adapter")
+    auto = auto_peft.from_pretrained(tmp_path / "adapter")
     for model in (reloaded, auto):
         model.eval()
         with torch.no_grad():
             torch.testing.assert_close(model(input_ids=ids, attention_mask=mask).logits, expected, atol=0, rtol=0)
-    unloaded = pm.unload()
-    assert type(unloaded.model).__name__ == "LlamaModel"
+    unloaded = (pm if task == "CAUSAL_LM" else reloaded).unload()  # (PEFT's unload keeps a trained score head)
     assert not any(isinstance(m, LPTLayer) for m in unloaded.modules())
-    with torch.no_grad():
-        torch.testing.assert_close(unloaded(input_ids=ids, attention_mask=mask).logits, plain, atol=0, rtol=0)
-    assert set(unloaded.state_dict()) == set(AutoModelForCausalLM.from_pretrained(tmp_path / "base").state_dict())
+    assert set(unloaded.state_dict()) == set(auto_model.from_pretrained(tmp_path / "base").state_dict())
+    if task == "CAUSAL_LM":
+        with torch.no_grad():
+            torch.testing.assert_close(unloaded(input_ids=ids, attention_mask=mask).logits, plain, atol=0, rtol=0)
 
 
 def test_bad_settings_are_named():
