@@ -209,7 +209,8 @@ def test_paper_counts_for_gpt2_large():
 
 
 @pytest.mark.parametrize(
-    ("family", "task"), [("llama", "CAUSAL_LM"), ("gemma3_text", "CAUSAL_LM"), ("gpt2", "SEQ_CLS"), ("qwen3", "SEQ_CLS")]
+    ("family", "task"),
+    [("llama", "CAUSAL_LM"), ("gemma3_text", "CAUSAL_LM"), ("gpt2", "SEQ_CLS"), ("qwen3", "SEQ_CLS")],
 )
 def test_save_load_auto_class_and_unload(tmp_path, family, task):
     auto_model = AutoModelForCausalLM if task == "CAUSAL_LM" else AutoModelForSequenceClassification
@@ -354,3 +355,18 @@ def test_layers_below_the_prompt_run_without_autograd():
     pm(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss.backward()
     assert flags == [False, False, True, True]
     assert all(p.grad is None for n, p in pm.named_parameters() if ".lpt_generator." not in n)
+
+
+def test_gradient_checkpointing_gives_the_same_generator_gradients():
+    ids, mask = padded(LENGTHS, 8, "right")
+    labels = ids.masked_fill(mask == 0, -100)
+    grads = []
+    for checkpointing in (False, True):
+        pm = _causal_lm("llama").train()
+        if checkpointing:
+            pm.get_base_model().gradient_checkpointing_enable()
+        pm(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).loss.backward()
+        grads.append([p.grad for n, p in pm.named_parameters() if ".lpt_generator." in n])
+    assert len(grads[0]) == 4
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
