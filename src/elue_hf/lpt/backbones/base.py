@@ -112,14 +112,13 @@ class HookedBackbone:
 
     Class attributes:
         model_types: ``config.model_type`` values served; ``target_module``: the module LPT wraps (relative name);
-        layer_attr: the attribute holding the layer ``ModuleList``; ``prompt_source``: ``"first"`` (encoders:
-        [CLS]) or ``"last"`` (decoders: the last context token).
+        layer_attr: the attribute holding the layer ``ModuleList``. What the generator reads (encoders: [CLS],
+        decoders: the last context token) is decided in :meth:`begin`.
     """
 
     model_types: tuple[str, ...] = ()
     target_module: str = ""
     layer_attr: str = ""
-    prompt_source: str = "first"
 
     # -- description -----------------------------------------------------------------------------------------------
 

@@ -31,7 +31,6 @@ class DebertaV2Backbone(HookedBackbone):
     model_types = ("deberta-v2",)
     target_module = "encoder"
     layer_attr = "layer"
-    prompt_source = "first"
 
     def _matches(self, module: nn.Module) -> bool:
         return type(module).__name__ == "DebertaV2Encoder"

@@ -80,7 +80,6 @@ def _cache_length(cache, layer_idx: int) -> int:
 class CausalDecoderBackbone(HookedBackbone):
     """Shared logic of the decoder stacks: context, source token, cache state, mask and positions."""
 
-    prompt_source = "last"
     target_module = "model"
     layer_attr = "layers"
 
