@@ -370,3 +370,10 @@ def test_gradient_checkpointing_gives_the_same_generator_gradients():
     assert len(grads[0]) == 4
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b)
+
+
+def test_a_static_cache_is_refused():
+    pm = _causal_lm("llama")
+    ids, mask = padded(LENGTHS, 8, "left")
+    with pytest.raises(ValueError, match="DynamicCache"):
+        pm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=2, cache_implementation="static")

@@ -22,6 +22,7 @@ import inspect
 
 import torch
 from torch import nn
+from transformers.cache_utils import DynamicCache
 
 from ..masks import extend_causal_mask
 from .base import (
@@ -99,6 +100,11 @@ class CausalDecoderBackbone(HookedBackbone):
             raise ValueError("LPT: the decoder needs input_ids or inputs_embeds.")
         b, n = reference.shape[0], reference.shape[1]
         cache = call_argument(bound, "past_key_values")
+        if cache is not None and not isinstance(cache, DynamicCache):
+            raise ValueError(
+                f"LPT keeps the prompt's keys and values in a DynamicCache; got {type(cache).__name__} (e.g. a static "
+                "cache from cache_implementation='static'). Use the default dynamic cache."
+            )
         cached_tokens, prompt_keys = _cache_length(cache, 0), _cache_length(cache, k)
         cached = prompt_keys > 0
         if (cached_tokens or prompt_keys) and prompt_keys != cached_tokens + num_tokens:
