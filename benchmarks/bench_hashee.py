@@ -12,8 +12,8 @@ Lengths sit in narrow bands so that padding (which the plain model computes and 
 percent. Each setting times the same instances at batch 1, 8 and 32 (32 instances; IMDb-like: 8 at batch 1 and 8),
 dynamically padded after sorting by length; the plain model and its HashEE version (compute-skipping mode) are timed
 alternately and the best of 3 repeats is kept (IMDb-like: 2, and 1 at batch 32). FLOPs follow ELUE's rules per
-instance at the unpadded length (hashee.md §5). Wall-clock figures depend on the machine and its load: compare
-ratios within one run. One torch thread by default (on shared cores extra threads spin-wait); ``--threads N``.
+instance at the unpadded length (docs/hashee.md, "FLOPs"). Wall-clock figures depend on the machine and its load:
+compare ratios within one run. One torch thread by default (on shared cores extra threads spin-wait); ``--threads N``.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_hashee.py            # full run (~5 min on 2 CPU cores)
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_hashee.py --quick    # a smoke run (~1 min)
@@ -32,12 +32,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from elue_hf.assets import load_rotten_tomatoes, minilm_path  # noqa: E402
+from elue_hf.elue.flops.token_exit import classifier_flops, last_active_counts  # noqa: E402
 from elue_hf.hashee import (  # noqa: E402
     apply_hashee,
-    classifier_flops,
     frequency_table,
     hashee_config_for,
-    last_active_counts,
     remove_hashee,
     tokenize_texts,
 )
@@ -118,7 +117,11 @@ def measure(model, table, sequences, batch_size, pad_id, repeats):
 
 
 def build_models(quick: bool):
-    from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+    from transformers import (
+        AutoModelForSequenceClassification,
+        BertConfig,
+        BertForSequenceClassification,
+    )
 
     torch.manual_seed(0)
     if quick:

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..elue.flops import encoder_classifier_macs, macs_to_mflops
-from ..elue.params import encoder_classifier_params
+from ..elue.flops.params import encoder_classifier_params
 from ..elue.tasks import get_task
-from .citations import bibtex
+from ..citations import bibtex
 
 __all__ = [
     "TEMPLATES_ENV",
@@ -57,7 +57,7 @@ class ElasticBertVariant:
     params_note: str = ""
 
 
-#: The three released checkpoints (``../shared/spec/elasticbert.md`` §2, §9).
+#: The three released checkpoints (docs/elasticbert.md, "Config fields", "Published numbers").
 ELASTICBERT_VARIANTS: dict[str, ElasticBertVariant] = {
     "base": ElasticBertVariant("fnlp/elasticbert-base", 12, 768, 12, 3072, 30522, 1e-8, "en",
                                ("eb-elasticbert-base", "eb-elasticbert-6l"), "109M as a 12-layer classifier"),
