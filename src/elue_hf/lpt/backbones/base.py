@@ -179,7 +179,7 @@ def _strip_prompt_rows(call: LatePromptCall, layer: nn.Module, args: tuple, outp
     """Forward hook of the last layer: drop the ``l`` leading prompt rows from its hidden-state output."""
     if not call.inserted:
         return None
-    l = call.num_tokens
+    num = call.num_tokens
     if isinstance(output, tuple):
-        return (output[0][:, l:],) + tuple(output[1:])
-    return output[:, l:]
+        return (output[0][:, num:],) + tuple(output[1:])
+    return output[:, num:]

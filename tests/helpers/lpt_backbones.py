@@ -126,16 +126,16 @@ def causal_allowed(keep: torch.Tensor, num_prompt: int, window: int | None = Non
     ``<= a``; a padding row sees itself only (its output is never read).
     """
     b, n = keep.shape
-    l = num_prompt
+    p = num_prompt
     i = torch.arange(n)
     tokens = (i[None, :] <= i[:, None]) & keep[:, None, :]
     if window is not None:
         tokens = tokens & (i[:, None] - i[None, :] < window)
     tokens = tokens | (torch.eye(n, dtype=torch.bool) & ~keep[:, :, None])
-    allowed = torch.zeros(b, l + n, l + n, dtype=torch.bool)
-    allowed[:, :l, :l] = torch.ones(l, l, dtype=torch.bool).tril()
-    allowed[:, l:, :l] = True
-    allowed[:, l:, l:] = tokens
+    allowed = torch.zeros(b, p + n, p + n, dtype=torch.bool)
+    allowed[:, :p, :p] = torch.ones(p, p, dtype=torch.bool).tril()
+    allowed[:, p:, :p] = True
+    allowed[:, p:, p:] = tokens
     return allowed[:, None]
 
 
@@ -146,7 +146,7 @@ def reference_decoder_hidden(body, generator, ids, mask, position_ids, k: int, n
     layers = body.h if hasattr(body, "h") else body.layers
     keep = mask.bool()
     b, n = ids.shape
-    l = num_prompt
+    p = num_prompt
     rows = torch.arange(b)
     if hasattr(body, "wte"):
         h = body.wte(ids) + body.wpe(position_ids)
@@ -167,17 +167,17 @@ def reference_decoder_hidden(body, generator, ids, mask, position_ids, k: int, n
 
     def allowed_for(i, prompt):
         w = window if layer_types[i] == "sliding_attention" else None
-        full = causal_allowed(keep, l, w)
-        return full if prompt else full[:, :, l:, l:]
+        full = causal_allowed(keep, p, w)
+        return full if prompt else full[:, :, p:, p:]
 
     for i in range(k):
         h = run(i, h, allowed_for(i, False), position_ids)
     h = torch.cat([_npg(generator, h, source), h], dim=1)
-    pos = torch.cat([position_ids[rows, source][:, None].expand(b, l), position_ids.expand(b, n)], dim=1)
+    pos = torch.cat([position_ids[rows, source][:, None].expand(b, p), position_ids.expand(b, n)], dim=1)
     for i in range(k, len(layers)):
         h = run(i, h, allowed_for(i, True), pos)
     norm = body.ln_f if hasattr(body, "ln_f") else body.norm
-    return norm(h[:, l:])
+    return norm(h[:, p:])
 
 
 def reference_deberta_hidden(model, generator, ids, mask, k: int, num_prompt: int):
@@ -187,7 +187,7 @@ def reference_deberta_hidden(model, generator, ids, mask, k: int, num_prompt: in
     h = deberta.embeddings(input_ids=ids, mask=mask)
     keep = mask.bool()
     rel = encoder.get_rel_embedding()
-    l = num_prompt
+    p = num_prompt
 
     def run(layer, h, key_ok):
         rp = build_relative_position(h, h, encoder.position_buckets, encoder.max_relative_positions)
@@ -197,7 +197,7 @@ def reference_deberta_hidden(model, generator, ids, mask, k: int, num_prompt: in
     for layer in encoder.layer[:k]:
         h = run(layer, h, keep)
     h = torch.cat([_npg(generator, h, torch.zeros(len(ids), dtype=torch.long)), h], dim=1)
-    keep_big = torch.cat([torch.ones(len(ids), l, dtype=torch.bool), keep], dim=1)
+    keep_big = torch.cat([torch.ones(len(ids), p, dtype=torch.bool), keep], dim=1)
     for layer in encoder.layer[k:]:
         h = run(layer, h, keep_big)
-    return h[:, l:]
+    return h[:, p:]

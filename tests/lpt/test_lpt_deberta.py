@@ -8,8 +8,7 @@ from transformers import DebertaV2ForMaskedLM, DebertaV2ForSequenceClassificatio
 from transformers.models.deberta_v2.modeling_deberta_v2 import DebertaV2Encoder
 
 from elue_hf.lpt import LPTConfig, LPTLayer, generator_parameter_count
-
-from _lpt_backbone_utils import deberta_config, padded, real_rows, reference_deberta_hidden
+from tests.helpers.lpt_backbones import deberta_config, padded, real_rows, reference_deberta_hidden
 
 LENGTHS = (9, 6, 3)
 MASK_ID = 2
@@ -65,7 +64,7 @@ def test_trainable_parameters_gradients_and_counts():
     trainable, _ = pm.get_nb_trainable_parameters()
     assert head == pooler_and_classifier
     assert trainable == generator_parameter_count("npg", 32, 8, 3) + pooler_and_classifier
-    # paper (lpt.md §4): DeBERTa-large d = 1024, m = 128: NPG (l = 5) 791,680, PPG 263,296, w/o PG (l = 20) 20,480
+    # paper (docs/lpt.md, "Parameter counts"): DeBERTa-large d = 1024, m = 128: NPG (l = 5) 791,680, PPG 263,296, w/o PG (l = 20) 20,480
     assert [generator_parameter_count(k, 1024, 128, n) for k, n in (("npg", 5), ("mppg", 10), ("none", 20))] == [
         791_680,
         263_296,

@@ -10,8 +10,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from elue_hf.lpt import LPTConfig, LPTLayer, generator_parameter_count
 from elue_hf.lpt.backbones import context_source_from_labels, extend_causal_mask, last_valid_index
 from elue_hf.lpt.backbones.decoder import decoding_step_mask
-
-from _lpt_backbone_utils import (
+from tests.helpers.lpt_backbones import (
     DECODER_FAMILIES,
     decoder_config,
     padded,
@@ -202,7 +201,7 @@ def test_parameter_counts(family, kind):
 
 
 def test_paper_counts_for_gpt2_large():
-    # lpt.md §4: GPT2-large (d = 1280), m = 128; NPG l = 5, PPG independent of l, w/o PG l = 20
+    # docs/lpt.md, "Parameter counts": GPT2-large (d = 1280), m = 128; NPG l = 5, PPG independent of l, w/o PG l = 20
     assert generator_parameter_count("npg", 1280, 128, 5) == 989_568
     assert generator_parameter_count("appg", 1280, 128, 10) == 329_088
     assert generator_parameter_count("none", 1280, 128, 20) == 25_600
