@@ -64,6 +64,22 @@ def decoder_config(family: str, attn: str = "sdpa", **overrides):
 
 DECODER_FAMILIES = ("llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "gemma3_text", "gpt2")
 
+#: Further Llama-style families LPT lists as supported (configs from ``AutoConfig.for_model``).
+MORE_DECODER_FAMILIES = (
+    "apertus", "arcee", "bitnet", "cohere", "cohere2", "doge", "ernie4_5", "exaone4", "glm", "glm4", "granite",
+    "helium", "hunyuan_v1_dense", "ministral", "mixtral", "nemotron", "olmo", "olmo2", "olmo3", "phi3", "qwen2_moe",
+    "qwen3_moe", "seed_oss", "smollm3", "stablelm", "starcoder2",
+)  # fmt: skip
+
+
+def more_decoder_config(model_type: str, attn: str = "sdpa"):
+    """A tiny config of one of :data:`MORE_DECODER_FAMILIES` (4 layers, d = 32, head size 8)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model(model_type, **{**_ROTARY, "head_dim": 8})
+    config._attn_implementation = attn
+    return config
+
 
 def deberta_config(attn: str = "eager", **overrides) -> DebertaV2Config:
     fields = dict(

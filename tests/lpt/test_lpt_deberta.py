@@ -64,7 +64,8 @@ def test_trainable_parameters_gradients_and_counts():
     trainable, _ = pm.get_nb_trainable_parameters()
     assert head == pooler_and_classifier
     assert trainable == generator_parameter_count("npg", 32, 8, 3) + pooler_and_classifier
-    # paper (docs/lpt.md, "Parameter counts"): DeBERTa-large d = 1024, m = 128: NPG (l = 5) 791,680, PPG 263,296, w/o PG (l = 20) 20,480
+    # docs/lpt.md, "Parameter counts": DeBERTa-large d = 1024, m = 128: NPG (l = 5) 791,680, PPG 263,296,
+    # w/o PG (l = 20) 20,480
     assert [generator_parameter_count(k, 1024, 128, n) for k, n in (("npg", 5), ("mppg", 10), ("none", 20))] == [
         791_680,
         263_296,

@@ -9,10 +9,12 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from elue_hf.lpt import LPTConfig, LPTLayer, generator_parameter_count
 from elue_hf.lpt.backbones import context_source_from_labels, extend_causal_mask, last_valid_index
-from elue_hf.lpt.backbones.decoder import decoding_step_mask
+from elue_hf.lpt.backbones.decoder import ROTARY_MODEL_TYPES, decoding_step_mask
 from tests.helpers.lpt_backbones import (
     DECODER_FAMILIES,
+    MORE_DECODER_FAMILIES,
     decoder_config,
+    more_decoder_config,
     padded,
     positions_from_mask,
     real_rows,
@@ -376,3 +378,25 @@ def test_a_static_cache_is_refused():
     ids, mask = padded(LENGTHS, 8, "left")
     with pytest.raises(ValueError, match="DynamicCache"):
         pm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=2, cache_implementation="static")
+
+
+@pytest.mark.parametrize("model_type", MORE_DECODER_FAMILIES)
+def test_more_llama_style_families(model_type):
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(more_decoder_config(model_type)).eval()
+    assert model.config.model_type in ROTARY_MODEL_TYPES
+    torch.manual_seed(1)
+    pm = get_peft_model(model, _lpt()).eval()
+    ids, mask = padded(LENGTHS, 8, "left")
+    positions = positions_from_mask(mask)
+    body = _body(pm)
+    options = dict(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=False)
+    with torch.no_grad():
+        got = body(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state
+        expected = reference_decoder_hidden(
+            body.get_base_layer(), _generator(pm), ids, mask, positions, 2, L_PROMPT, last_valid_index(mask.bool())
+        )
+        cached, uncached = (pm.generate(**options, use_cache=flag) for flag in (True, False))
+    for g, e in zip(real_rows(got, mask), real_rows(expected, mask)):
+        torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-5)
+    assert torch.equal(cached, uncached)

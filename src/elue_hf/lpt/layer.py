@@ -275,8 +275,8 @@ class LPTLayer(nn.Module, BaseTunerLayer):
 
     def _hooked_forward(self, backbone: HookedBackbone, adapter: str, args: tuple, kwargs: dict):
         base = self.get_base_layer()
-        k, l = self.lpt_prompt_layer[adapter], self.lpt_num_tokens[adapter]
-        keep, source, cached, extra = backbone.begin(base, bind_call(base, args, kwargs), k, l)
+        k, num = self.lpt_prompt_layer[adapter], self.lpt_num_tokens[adapter]
+        keep, source, cached, extra = backbone.begin(base, bind_call(base, args, kwargs), k, num)
         if self._source_override is not None and not cached:
             source = self._source_override.to(keep.device)
         stored = None if self._generation_prompts is None else self._generation_prompts.get(adapter)
@@ -295,7 +295,7 @@ class LPTLayer(nn.Module, BaseTunerLayer):
                 self._generation_prompts[adapter] = (prompt, source)
             return prompt
 
-        call = LatePromptCall(base, k, l, make_prompt, source=source, cached=cached, extra=extra)
+        call = LatePromptCall(base, k, num, make_prompt, source=source, cached=cached, extra=extra)
         return backbone.run(call, args, kwargs)
 
     @contextmanager

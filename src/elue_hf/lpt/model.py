@@ -301,7 +301,7 @@ class LPTModel(BaseTuner):
 
 def _label_word_output(vocab_logits, label_word_ids, labels, outputs, return_dict):
     """Label-word classification: loss = cross-entropy over the full vocabulary with the label word as target
-    (docs/lpt.md, "Classification heads"); logits = the vocabulary logits restricted to the label words, in label order."""
+    (docs/lpt.md, "Classification heads"); logits = the vocabulary logits restricted to the label words (in order)."""
     words = torch.tensor(label_word_ids, device=vocab_logits.device)
     loss = None
     if labels is not None:

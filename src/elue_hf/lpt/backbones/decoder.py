@@ -36,6 +36,7 @@ from .base import (
 __all__ = [
     "CausalDecoderBackbone",
     "GPT2Backbone",
+    "ROTARY_MODEL_TYPES",
     "RotaryDecoderBackbone",
     "context_source_from_labels",
     "decoding_step_mask",
@@ -196,10 +197,22 @@ def decoding_step_mask(padding: torch.Tensor, query_length: int, num_tokens: int
     return torch.cat([prompt, allowed], dim=-1)[:, None]
 
 
+#: Llama-style families of transformers 5.23 whose decoder layers take ``attention_mask``, ``position_embeddings``
+#: (cos, sin) and ``position_ids`` and whose stack is ``model.layers``; each is tested against the hand-inserted
+#: reference and for cached == uncached generation (tests/lpt/test_lpt_decoders.py).
+ROTARY_MODEL_TYPES = (
+    "llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "gemma3_text",
+    # the same layer interface, verified the same way
+    "apertus", "arcee", "bitnet", "cohere", "cohere2", "doge", "ernie4_5", "exaone4", "glm", "glm4", "granite",
+    "helium", "hunyuan_v1_dense", "ministral", "mixtral", "nemotron", "olmo", "olmo2", "olmo3", "phi3", "qwen2_moe",
+    "qwen3_moe", "seed_oss", "smollm3", "stablelm", "starcoder2",
+)  # fmt: skip
+
+
 class RotaryDecoderBackbone(CausalDecoderBackbone):
     """Llama-style stacks (``model.layers``; rotary ``position_embeddings`` passed to each layer)."""
 
-    model_types = ("llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "gemma3_text")
+    model_types = ROTARY_MODEL_TYPES
 
 
 class GPT2Backbone(CausalDecoderBackbone):
