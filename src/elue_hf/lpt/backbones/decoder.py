@@ -11,9 +11,11 @@ Decisions (see ``docs/lpt-backbones.md``):
   (:func:`context_source_from_labels`), so the prompt never reads a token whose prediction is in the loss.
 * **Positions.** Absolute-position models (GPT-2) add positions at the embeddings: the prompt has none. Rotary models
   give the prompt rows the position of their source token (``cos``/``sin`` and ``position_ids`` are copied from it).
-* **Cache.** The prompt's keys and values live in the cache of layers ``> k`` only; a decoding step (prompt already
-  cached) only prepends ``l`` visible key columns to the mask. Positions come from layer 0's cache, which holds tokens
-  only, so token positions are those of the base model.
+* **Cache.** The prompt's keys and values live in the cache of the layers after the insertion only. Positions come
+  from layer 0's cache, which holds tokens only, so token positions are those of the base model. A decoding step
+  (prompt already cached) builds the mask of those layers from the 2D padding mask, over [prompt; cached tokens; new
+  tokens] (:func:`decoding_step_mask`): transformers sizes each mask type from its first layer, which may itself hold
+  the prompt or not, so its masks cannot simply be extended there.
 """
 
 from __future__ import annotations
