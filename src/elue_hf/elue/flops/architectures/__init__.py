@@ -24,6 +24,7 @@ __all__ = [
     "registered_model_types",
     "encoder_shape",
     "architecture_rules",
+    "flops_shape",
     *_shape.__all__,
 ]
 
@@ -69,6 +70,25 @@ def encoder_shape(config, num_labels: int | None = None) -> EncoderShape:
             "use the generic route (elue_hf.elue.flops.architectures.generic)"
         )
     return arch.shape_from_config(config, num_labels)
+
+
+def flops_shape(model):
+    """How ELUE counts ``model`` (or a config): BERT / RoBERTa / ElasticBERT -> :class:`..analytic.ModelDims`; a
+    registered family -> :class:`EncoderShape`; anything else (a model is then needed) -> a
+    :class:`.generic.GenericShape` (``route == "generic"``: FlopCounterMode + ELUE's extra terms)."""
+    from ..analytic import dims_from_config, needs_encoder_shape
+
+    config = getattr(model, "config", model)
+    if needs_encoder_shape(config):
+        return encoder_shape(config)
+    if get_architecture(getattr(config, "model_type", None)) is not None:
+        return dims_from_config(config)
+    if config is model:
+        raise UnsupportedArchitecture(f"no ELUE FLOPs rule for model_type {getattr(config, 'model_type', None)!r}; "
+                                      "the generic route needs the model itself")
+    from .generic import GenericShape
+
+    return GenericShape(model)
 
 
 def architecture_rules() -> dict:
