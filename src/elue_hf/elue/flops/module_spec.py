@@ -221,7 +221,8 @@ def parse_modules(text: str) -> list[tuple[str, tuple[int, ...]]]:
 
 
 def format_modules(entries: Iterable[tuple[str, Sequence[int]]]) -> str:
-    """Inverse of :func:`parse_modules`: ``[("emb", (15,)), ("layer_1", (15, 768))]`` -> ``"(15),emb; (15,768),layer_1"``."""
+    """Inverse of :func:`parse_modules`:
+    ``[("emb", (15,)), ("layer_1", (15, 768))]`` -> ``"(15),emb; (15,768),layer_1"``."""
     parts = []
     for name, shape in entries:
         shape = tuple(int(v) for v in np.atleast_1d(shape))

@@ -15,6 +15,7 @@ from typing import Callable
 
 from . import shape as _shape
 from .shape import *  # noqa: F401,F403  (EncoderShape, LayerShape, ExitShape and the MACs functions)
+from .shape import EncoderShape
 
 __all__ = [
     "Architecture",
