@@ -13,10 +13,14 @@ from transformers import (
     DebertaV2ForSequenceClassification,
     DistilBertConfig,
     DistilBertForSequenceClassification,
+    ElectraConfig,
+    ElectraForSequenceClassification,
     MobileBertConfig,
     MobileBertForSequenceClassification,
     ModernBertConfig,
     ModernBertForSequenceClassification,
+    XLMRobertaConfig,
+    XLMRobertaForSequenceClassification,
 )
 
 from elue_hf.elue.flops import (
@@ -75,8 +79,19 @@ def _modernbert():
     return cfg, ModernBertForSequenceClassification
 
 
+def _electra():
+    return ElectraConfig(embedding_size=16, num_hidden_layers=2, **SMALL, **COMMON), ElectraForSequenceClassification
+
+
+def _xlm_roberta():
+    cfg = XLMRobertaConfig(num_hidden_layers=2, pad_token_id=1, **SMALL, **COMMON)
+    return cfg, XLMRobertaForSequenceClassification
+
+
 FAMILIES = {
     "distilbert": _distilbert,
+    "electra": _electra,
+    "xlm-roberta": _xlm_roberta,
     "albert": _albert,
     "deberta-v3": _deberta_v3,
     "deberta-v2-c2p": _deberta_v2_c2p,
@@ -130,11 +145,54 @@ def test_module_spec_and_modules_reproduce_analytic(family):
 # ------------------------------------------------------------------------------- family rules, spelled out
 
 
+def _deberta_v3_base():
+    return DebertaV2Config(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                           relative_attention=True, position_buckets=256, max_relative_positions=-1,
+                           pos_att_type="p2c|c2p", share_att_key=True, norm_rel_ebd="layer_norm", type_vocab_size=0,
+                           position_biased_input=False, max_position_embeddings=512, num_labels=2)
+
+
+@pytest.mark.parametrize("name, config, lengths, expected", [
+    ("distilbert-base", lambda: DistilBertConfig(num_labels=2), [128], [11184.638976]),
+    ("albert-base-v2", lambda: AlbertConfig(embedding_size=128, hidden_size=768, num_attention_heads=12,
+                                            intermediate_size=3072, num_labels=2), [128], [22392.54016]),
+    ("modernbert-base", lambda: ModernBertConfig(hidden_size=768, intermediate_size=1152, num_hidden_layers=22,
+                                                 num_attention_heads=12, local_attention=128, num_labels=2),
+     [128, 512], [29203.41504, 122262.564864]),
+])
+def test_worked_values_real_shapes_hooked_on_meta(name, config, lengths, expected):
+    from transformers import AutoModelForSequenceClassification
+
+    cfg = config()
+    cfg._attn_implementation = "eager"
+    np.testing.assert_allclose(model_flops(cfg, np.array(lengths)), expected, rtol=1e-12)
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(cfg)
+    np.testing.assert_allclose(hooked_flops_by_length(model, lengths), expected, rtol=1e-12)
+
+
+def test_deberta_v3_base_worked_values():
+    cfg = _deberta_v3_base()
+    np.testing.assert_allclose(model_flops(cfg, np.array([27, 128])), [19624.424544, 39287.786496], rtol=1e-12)
+    projections = 2 * 512 * 768**2 * 12  # share_att_key: query_proj and key_proj on the 512 relative rows
+    shape = encoder_shape(cfg)
+    assert shape.layers[0].rel_positions == 512 and shape.shared_norm_rows == 512
+    assert 2 * projections / 1e6 == pytest.approx(14495.514624)
+
+
 def test_distilbert_equals_bert_of_the_same_shape():
     cfg, _ = _distilbert()
     bert = BertConfig(hidden_size=32, num_attention_heads=4, intermediate_size=48, num_hidden_layers=2, num_labels=3)
     lengths = np.array([1, 5, 64])
     np.testing.assert_allclose(model_flops(cfg, lengths), bert_classifier_flops(bert, lengths), rtol=1e-15)
+
+
+def test_electra_is_bert_with_an_embedding_projection():
+    cfg, _ = _electra()
+    bert = BertConfig(hidden_size=32, num_attention_heads=4, intermediate_size=48, num_hidden_layers=2, num_labels=3)
+    n = 9
+    extra = n * 16 * 32 + 2 * n * 16 - 2 * n * 32  # E -> d projection; embedding LayerNorm over E = 16, not d
+    assert model_flops(cfg, n) == pytest.approx(bert_classifier_flops(bert, n) + 2 * extra / 1e6, rel=1e-15)
 
 
 def test_albert_counts_shared_layers_per_use_and_the_projection():

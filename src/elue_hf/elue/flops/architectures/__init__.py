@@ -5,7 +5,8 @@ route and the module spec) and ``hook_rules`` (module classes -> counting rules 
 :class:`..hooks.ElueFlopsCounter`). Families: BERT / RoBERTa / ElasticBERT (:mod:`.bert`), DistilBERT
 (:mod:`.distilbert`), ALBERT (:mod:`.albert`), DeBERTa-v2 (:mod:`.deberta_v2`), ModernBERT (:mod:`.modernbert`).
 Any other encoder goes through the generic route (:mod:`.generic`: ``FlopCounterMode`` + ELUE's extra terms),
-flagged ``route="generic"``.
+flagged ``route="generic"``. XLM-RoBERTa and CamemBERT share the BERT rule; ELECTRA (:mod:`.electra`) is BERT with an
+embedding projection.
 """
 
 from __future__ import annotations
@@ -101,9 +102,9 @@ def architecture_rules() -> dict:
 
 
 def _register_builtin() -> None:
-    from . import albert, bert, deberta_v2, distilbert, modernbert
+    from . import albert, bert, deberta_v2, distilbert, electra, modernbert
 
-    for module in (bert, distilbert, albert, deberta_v2, modernbert):
+    for module in (bert, distilbert, albert, electra, deberta_v2, modernbert):
         register_architecture(module.ARCHITECTURE)
 
 

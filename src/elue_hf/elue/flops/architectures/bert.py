@@ -1,10 +1,11 @@
-"""BERT, RoBERTa and ElasticBERT (post-LN layers, pooler on [CLS]): the original ELUE rule (docs/elue.md).
-
-The hooked rules of this family live in :mod:`..hooks` (``BertSelfAttention`` and ``RobertaSelfAttention``)."""
+"""BERT, RoBERTa, ElasticBERT, XLM-RoBERTa and CamemBERT (post-LN layers, pooler on [CLS]): the original ELUE rule
+(docs/elue.md). ``BertSelfAttention`` and ``RobertaSelfAttention`` are counted by :mod:`..hooks`; the copies in the
+XLM-RoBERTa and CamemBERT modules (not subclasses) get the same rule here."""
 
 from __future__ import annotations
 
 from . import Architecture
+from ._common import attention_leaf_rule, import_class
 from .shape import EncoderShape, ExitShape, LayerShape
 
 __all__ = ["ARCHITECTURE", "bert_like_shape", "shape_from_dims"]
@@ -30,4 +31,11 @@ def _shape(config, num_labels=None) -> EncoderShape:
     return shape_from_dims(dims_from_config(config, num_labels), getattr(config, "model_type", "bert"))
 
 
-ARCHITECTURE = Architecture("bert", ("bert", "roberta", "elasticbert"), _shape, lambda: {})
+def _rules() -> dict:
+    rule = attention_leaf_rule(heads=lambda m: m.num_attention_heads, inner=lambda m: m.all_head_size)
+    classes = (import_class("xlm_roberta.modeling_xlm_roberta", "XLMRobertaSelfAttention"),
+               import_class("camembert.modeling_camembert", "CamembertSelfAttention"))
+    return {klass: rule for klass in classes if klass is not None}
+
+
+ARCHITECTURE = Architecture("bert", ("bert", "roberta", "elasticbert", "xlm-roberta", "camembert"), _shape, _rules)
