@@ -324,6 +324,16 @@ def test_variant_specs_are_checked():
         validate_module_spec({"c": {"kind": "conv1d", "in": 30, "out": 30, "kernel": 3, "groups": 4}})
 
 
+def test_flops_shape_dispatch():
+    from elue_hf.elue.flops import flops_shape
+    from elue_hf.elue.flops.analytic import ModelDims
+
+    assert isinstance(flops_shape(BertConfig()), ModelDims)
+    assert flops_shape(_modernbert()[0]).family == "modernbert"
+    with pytest.raises(UnsupportedArchitecture, match="needs the model"):
+        flops_shape(MobileBertConfig())
+
+
 def test_dims_from_config_refuses_other_families_and_token_exit_is_bert_only():
     cfg, _ = _modernbert()
     with pytest.raises(ValueError, match="encoder_shape"):
