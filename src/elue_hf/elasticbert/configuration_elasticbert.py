@@ -7,6 +7,16 @@ people who never installed elue-hf.
 from transformers import PretrainedConfig
 
 EXIT_CRITERIA = ("entropy", "patience")
+#: ``auto_map`` of every ElasticBERT configuration: with the two files that ``save_pretrained`` copies next to the
+#: weights (classes registered with ``register_for_auto_class``), a saved directory loads with
+#: ``trust_remote_code=True`` through any of these Auto classes, without elue-hf.
+AUTO_MAP = {
+    "AutoConfig": "configuration_elasticbert.ElasticBertConfig",
+    "AutoModel": "modeling_elasticbert.ElasticBertModel",
+    "AutoModelForSequenceClassification": "modeling_elasticbert.ElasticBertForSequenceClassification",
+    "AutoModelForMaskedLM": "modeling_elasticbert.ElasticBertForMaskedLM",
+    "AutoModelForPreTraining": "modeling_elasticbert.ElasticBertForPreTraining",
+}
 MULTI_EXIT_TRAINING = ("gradient_equilibrium", "weighted", "two_stage")
 
 
@@ -71,6 +81,7 @@ class ElasticBertConfig(PretrainedConfig):
         # Legacy fields of the 2021 checkpoints (accepted, unused).
         kwargs.pop("gradient_checkpointing", None)
         kwargs.setdefault("tie_word_embeddings", True)  # the MLM decoder shares the word embeddings
+        kwargs["auto_map"] = {**AUTO_MAP, **(kwargs.get("auto_map") or {})}
         super().__init__(pad_token_id=pad_token_id, **kwargs)
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
@@ -131,4 +142,4 @@ class ElasticBertConfig(PretrainedConfig):
         return list(range(start, self.num_hidden_layers))
 
 
-__all__ = ["ElasticBertConfig"]
+__all__ = ["AUTO_MAP", "ElasticBertConfig"]
