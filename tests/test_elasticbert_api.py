@@ -15,7 +15,9 @@ from elue_hf.elasticbert import convert_bert_to_elasticbert
 
 from _elasticbert_utils import padded_batch, tiny_config
 
-ALL_CLASSES = [ElasticBertModel, ElasticBertForSequenceClassification, ElasticBertForMaskedLM, ElasticBertForPreTraining]
+ALL_CLASSES = [
+    ElasticBertModel, ElasticBertForSequenceClassification, ElasticBertForMaskedLM, ElasticBertForPreTraining,
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("cls", ALL_CLASSES)
@@ -38,7 +40,8 @@ def test_attentions_and_hidden_states_as_in_bert(cls):
 def test_unknown_keyword_arguments_are_rejected(cls):
     model = cls(tiny_config()).eval()
     ids, mask = padded_batch(batch_size=2)
-    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['add_pooling_layer', 'outputattentions'\]"):
+    unknown = r"unexpected keyword argument\(s\) \['add_pooling_layer', 'outputattentions'\]"
+    with pytest.raises(TypeError, match=unknown):
         model(input_ids=ids, attention_mask=mask, outputattentions=True, add_pooling_layer=False)
 
 

@@ -16,7 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 
-TESTS_DIR = Path(os.environ.get("ELUE_HF_TRANSFORMERS_TESTS", Path(__file__).resolve().parents[1] / ".venv" / "transformers_tests"))
+
+def _repo_root() -> Path:
+    here = Path(__file__).resolve()
+    return next((p for p in here.parents if (p / "pyproject.toml").is_file()), here.parent)
+
+
+TESTS_DIR = Path(os.environ.get("ELUE_HF_TRANSFORMERS_TESTS", _repo_root() / ".venv" / "transformers_tests"))
 if not (TESTS_DIR / "transformers_common_tests" / "test_modeling_common.py").is_file():
     pytest.skip(
         f"transformers' common model tests are not extracted at {TESTS_DIR} (run `make setup`, which downloads the "
@@ -26,7 +32,11 @@ if not (TESTS_DIR / "transformers_common_tests" / "test_modeling_common.py").is_
 pytest.importorskip("parameterized", reason="transformers' common tests need `parameterized` (dev extra)")
 sys.path.insert(0, str(TESTS_DIR))
 
-from transformers_common_tests.test_modeling_common import ModelTesterMixin, ids_tensor, random_attention_mask  # noqa: E402
+from transformers_common_tests.test_modeling_common import (  # noqa: E402
+    ModelTesterMixin,
+    ids_tensor,
+    random_attention_mask,
+)
 
 from elue_hf import (  # noqa: E402
     ElasticBertConfig,

@@ -23,7 +23,7 @@ PACKAGE = "transformers_common_tests"
 FILES = ("test_modeling_common.py", "test_configuration_common.py")
 PLACEHOLDERS = {
     "exporters/test_export.py": (
-        '"""Placeholder: the transformers sdist does not ship tests/exporters/test_export.py (no export tests)."""\n\n\n'
+        '"""Placeholder: the transformers sdist lacks tests/exporters/test_export.py (no export tests)."""\n\n\n'
         "class ExportTesterMixin:\n    pass\n"
     ),
     "generation/test_utils.py": (

@@ -20,7 +20,8 @@ A *multi-exit model* (the backbone, e.g. ``ElasticBertModel``) holds such an ``e
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn

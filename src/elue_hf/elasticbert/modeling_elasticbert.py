@@ -63,7 +63,7 @@ def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
 # Outputs
 # --------------------------------------------------------------------------------------------------------------------
 
-_HIDDEN_STATES_DOC = """hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True`):
+_HIDDEN_STATES_DOC = """hidden_states (`tuple(torch.FloatTensor)`, *optional*, with `output_hidden_states=True`):
             The embeddings' output and every layer's output, each (batch, seq_len, hidden_size), as in BERT.
         attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True` with the eager
             attention): every layer's attention probabilities, each (batch, num_heads, seq_len, seq_len)."""
@@ -191,7 +191,8 @@ class ElasticBertPooler(nn.Module):
 class ElasticBertEncoder(nn.Module):
     """The layer stack plus one pooler per exit layer, driven one layer at a time.
 
-    It is a *multi-exit encoder*: ``num_layers``, ``exit_layer_indices`` (0-based layers with an exit),
+    It is a *multi-exit encoder* (it implements ``elue_hf.multi_exit.MultiExitEncoder`` structurally, since this
+    file imports nothing from elue-hf): ``num_layers``, ``exit_layer_indices`` (0-based layers with an exit),
     ``run_layer(i, hidden_states, attention_mask)``, ``exit_states(i, hidden_states)`` (what exit ``i``'s heads read
     from layer ``i``'s output) and ``pool(i, states)``. The models only use these, so a module wrapping the encoder
     and offering the same methods (e.g. one that inserts extra rows into the sequence) drives every head unchanged.
@@ -238,7 +239,9 @@ def run_exits(encoder, config, hidden_states, attention_mask=None, pool: bool = 
     without ``hidden_states`` / ``attentions`` (the model records those).
     """
     num_layers = encoder.num_layers
-    equilibrium = encoder.training and config.num_output_layers > 1 and config.multi_exit_training == "gradient_equilibrium"
+    equilibrium = (
+        encoder.training and config.num_output_layers > 1 and config.multi_exit_training == "gradient_equilibrium"
+    )
     exits = set(encoder.exit_layer_indices)
     exit_hidden, exit_pooled = [], []
     for i in range(num_layers):
