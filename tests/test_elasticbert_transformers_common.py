@@ -127,6 +127,27 @@ class ElasticBertCommonModelTest(ModelTesterMixin, unittest.TestCase):
         with _head_classes_only(self):
             super().check_training_gradient_checkpointing(gradient_checkpointing_kwargs)
 
+    # RoPE checks (transformers skips them saying the tester has no `base_model_class`, i.e. no model in its mapping)
+    _NO_ROPE = "ElasticBERT uses BERT's absolute position embeddings: no rotary embedding to test"
+
+    def test_model_rope_scaling_from_config_0_linear(self):
+        self.skipTest(self._NO_ROPE)
+
+    def test_model_rope_scaling_from_config_1_dynamic(self):
+        self.skipTest(self._NO_ROPE)
+
+    def test_model_rope_scaling_from_config_2_yarn(self):
+        self.skipTest(self._NO_ROPE)
+
+    def test_model_rope_scaling_frequencies(self):
+        self.skipTest(self._NO_ROPE)
+
+    def test_vision_axial_rope(self):
+        self.skipTest(self._NO_ROPE)
+
+    def test_model_rope_with_partial_rotation(self):
+        self.skipTest(self._NO_ROPE)
+
 
 @contextlib.contextmanager
 def _head_classes_only(test: ElasticBertCommonModelTest):
