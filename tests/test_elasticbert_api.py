@@ -1,8 +1,11 @@
 """ElasticBERT follows transformers' conventions: output options, keyword arguments, output types, loading."""
 
+import json
+import math
+
 import pytest
 import torch
-from transformers import AutoModelForMaskedLM, AutoModelForPreTraining, BertConfig, BertModel
+from transformers import AutoModelForMaskedLM, AutoModelForPreTraining, BertConfig, BertModel, PreTrainedModel
 from transformers.modeling_outputs import MaskedLMOutput
 
 from elue_hf import (
@@ -116,12 +119,32 @@ def test_heads_missing_from_a_checkpoint_are_initialised(converted_dir, auto):
 
 
 @pytest.mark.slow
-def test_pretrain_runs_on_a_converted_elasticbert(converted_dir, tmp_path):
-    from argparse import Namespace
+def test_pretrain_cli_runs_on_a_converted_elasticbert(converted_dir, tmp_path, capsys):
+    from elue_hf.cli import main
 
-    from elue_hf.elasticbert.pretraining import run
+    out = tmp_path / "out"
+    argv = ["pretrain", "--model", str(converted_dir), "--output-dir", str(out), "--max-steps", "2",
+            "--batch-size", "4", "--max-length", "32"]  # fmt: skip
+    assert main(argv) == 0
+    assert "step 1 exits [2]" in capsys.readouterr().out  # groups {1, 2}, {2} alternate
+    log = json.loads((out / "pretraining_log.json").read_text())
+    assert len(log) == 2 and all(math.isfinite(entry["loss"]) for entry in log)
+    reloaded, info = AutoModelForPreTraining.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"]  # the heads initialised on load were trained and saved
 
-    args = Namespace(model=str(converted_dir), text_file=None, output_dir=str(tmp_path / "out"), max_steps=2,
-                     batch_size=4, learning_rate=1e-4, max_length=32, num_groups=1, seed=0)  # fmt: skip
-    result = run(args)
-    assert result["steps"] == 2 and all(torch.isfinite(torch.tensor(result["losses"])))
+
+def test_mismatched_shapes_load_the_checkpoint_once(tmp_path, monkeypatch):
+    ElasticBertForSequenceClassification(tiny_config()).save_pretrained(tmp_path)
+    calls = []
+    original = PreTrainedModel.from_pretrained.__func__
+
+    def counting(cls, *args, **kwargs):
+        calls.append(cls.__name__)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainedModel, "from_pretrained", classmethod(counting))
+    with pytest.raises(ValueError, match=r"intermediate\.dense\.weight: checkpoint \(64, 32\) vs model \(48, 32\)"):
+        ElasticBertForSequenceClassification.from_pretrained(tmp_path, intermediate_size=48)
+    assert len(calls) == 1
+    model, info = ElasticBertForSequenceClassification.from_pretrained(tmp_path, output_loading_info=True)
+    assert len(calls) == 2 and not info["mismatched_keys"] and isinstance(model, ElasticBertForSequenceClassification)
