@@ -179,7 +179,7 @@ def test_save_writes_auto_map_and_loads_without_elue_hf(tmp_path):
                     raise ImportError("elue_hf is blocked in this test")
         sys.meta_path.insert(0, BlockEluE())
         import torch
-        from transformers import AutoModelForSequenceClassification
+        from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
         d = sys.argv[1]
         inputs = torch.load(d + "/inputs.pt", weights_only=True)
         model = AutoModelForSequenceClassification.from_pretrained(d + "/saved", trust_remote_code=True).eval()
@@ -192,6 +192,10 @@ def test_save_writes_auto_map_and_loads_without_elue_hf(tmp_path):
         with torch.no_grad():
             logits = model(input_ids=inputs["ids"], attention_mask=inputs["mask"]).logits
         torch.save(logits, d + "/remote_logits.pt")
+        # the classifier checkpoint has no MLM head: remote code initialises it (never left on the meta device)
+        mlm = AutoModelForMaskedLM.from_pretrained(d + "/saved", trust_remote_code=True)
+        assert {p.device.type for p in mlm.parameters()} == {"cpu"}
+        mlm(input_ids=inputs["ids"], attention_mask=inputs["mask"], labels=inputs["ids"]).loss.backward()
         print(type(model).__module__)
         """
     )
