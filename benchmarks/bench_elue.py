@@ -131,9 +131,9 @@ def bench_flops():
 
 def build_submission(path):
     from elue_hf.elue.flops import ModelDims
-    from elue_hf.elue.modules_spec import encoder_modules, module_spec_from_config
-    from elue_hf.elue.params import encoder_classifier_params
-    from elue_hf.elue.reference import load_reference
+    from elue_hf.elue.flops.module_spec import encoder_modules, module_spec_from_config
+    from elue_hf.elue.flops.params import encoder_classifier_params
+    from elue_hf.elue.score.reference import load_reference
     from elue_hf.elue.submission import PredictionFile, write_submission, zip_submission
     from elue_hf.elue.tasks import TASKS
 

@@ -32,12 +32,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from elue_hf.assets import load_rotten_tomatoes, minilm_path  # noqa: E402
+from elue_hf.elue.flops.token_exit import classifier_flops, last_active_counts  # noqa: E402
 from elue_hf.hashee import (  # noqa: E402
     apply_hashee,
-    classifier_flops,
     frequency_table,
     hashee_config_for,
-    last_active_counts,
     remove_hashee,
     tokenize_texts,
 )
@@ -118,7 +117,11 @@ def measure(model, table, sequences, batch_size, pad_id, repeats):
 
 
 def build_models(quick: bool):
-    from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+    from transformers import (
+        AutoModelForSequenceClassification,
+        BertConfig,
+        BertForSequenceClassification,
+    )
 
     torch.manual_seed(0)
     if quick:

@@ -1,6 +1,6 @@
-"""ELUE metric Space: a small form around the `evaluate` metric (logic in `elue_hf.hub.metric_app`)."""
+"""ELUE metric Space: a small form around the `evaluate` metric (logic in `elue_hf.spaces.metric.app`)."""
 
-from elue_hf.hub.metric_app import build_metric_app
+from elue_hf.spaces.metric.app import build_metric_app
 
 demo = build_metric_app()
 

@@ -10,7 +10,7 @@ Thin on purpose: everything (store, ranking, plots, submission checks) lives in 
 - ``ELUE_HF_REFERENCE``  optional reference-curve JSON (e.g. with recomputed IMDb FLOPs).
 """
 
-from elue_hf.leaderboard.app import app_from_env, launch
+from elue_hf.spaces.leaderboard.app import app_from_env, launch
 
 demo = app_from_env()
 

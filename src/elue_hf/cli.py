@@ -8,11 +8,11 @@ import sys
 
 # Modules that expose ``register(subparsers)``; imported lazily so ``elue-hf --help`` stays fast.
 COMMAND_MODULES = (
-    "elue_hf.demo",
+    "elue_hf.demo.runner",
     "elue_hf.elasticbert.pretraining",
-    "elue_hf.elue.cli",
-    "elue_hf.leaderboard.cli",
-    "elue_hf.hub.cli",
+    "elue_hf.commands.evaluate",
+    "elue_hf.commands.leaderboard",
+    "elue_hf.commands.hub",
 )
 
 

@@ -3,13 +3,16 @@
 Sub-modules load on first use (``elue_hf.elue.flops`` needs only NumPy; torch/transformers are imported when a model
 is counted):
 
-- :mod:`.tasks` / :mod:`.task_metrics` — the six tasks, metrics x100;
+- :mod:`.tasks` — the six tasks (fields, labels, metrics, sizes, file layouts, Hub sources);
 - :mod:`.data` — ELUE TSV layout, Hub copies, tokenisation;
-- :mod:`.flops` — analytic ELUE FLOPs and the hooked :class:`~elue_hf.elue.flops.ElueFlopsCounter`;
-- :mod:`.params` — parameter counts;
-- :mod:`.modules_spec` / :mod:`.submission` — the ``modules`` column, declarative module spec, safe read/write/zip;
-- :mod:`.reference` / :mod:`.score` — the ElasticBERT reference curve, ELUE score, parameter tracks;
-- :mod:`.plots`, :mod:`.cli`, :mod:`.demo`.
+- :mod:`.flops` — ELUE FLOPs (analytic and hooked), the declarative module spec, parameter counts;
+- :mod:`.submission` — the submission format, writing, safe reading;
+- :mod:`.score` — task metrics x100, the ElasticBERT reference curve, the ELUE score and parameter tracks;
+- :mod:`.inference` — run a classifier over a test set and turn its outputs into operating points;
+- :mod:`.plots` — the Pareto plot.
+
+Data flows one way: tasks/data -> flops -> submission -> score; inference and plots use them. The command line is in
+:mod:`elue_hf.commands`, the leaderboard in :mod:`elue_hf.leaderboard`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ _EXPORTS = {
     "TASKS": "tasks",
     "TASK_KEYS": "tasks",
     "get_task": "tasks",
-    "task_metric": "task_metrics",
+    "task_metric": "score.metrics",
     "load_elue_task": "data",
     "load_elue_split": "data",
     "load_test_labels": "data",
@@ -33,19 +36,19 @@ _EXPORTS = {
     "model_flops": "flops",
     "ElueFlopsCounter": "flops",
     "register_rule": "flops",
-    "count_parameters": "params",
-    "module_spec_from_config": "modules_spec",
-    "encoder_modules": "modules_spec",
-    "format_modules": "modules_spec",
-    "parse_modules": "modules_spec",
+    "count_parameters": "flops",
+    "module_spec_from_config": "flops",
+    "encoder_modules": "flops",
+    "format_modules": "flops",
+    "parse_modules": "flops",
     "PredictionFile": "submission",
     "SubmissionError": "submission",
     "SubmissionLimits": "submission",
     "write_submission": "submission",
     "read_submission": "submission",
     "zip_submission": "submission",
-    "load_reference": "reference",
-    "ReferenceCurve": "reference",
+    "load_reference": "score",
+    "ReferenceCurve": "score",
     "score_submission": "score",
     "score_points": "score",
     "param_track": "score",

@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .reference import ReferenceCurve, load_reference
+from .score.reference import ReferenceCurve, load_reference
 from .tasks import get_task
 
 __all__ = ["pareto_front", "pareto_plot"]

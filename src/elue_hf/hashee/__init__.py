@@ -5,10 +5,11 @@
 >>> table = build_hash_table(config, train_ids, dev_ids)          # frequency hash (default)
 >>> apply_hashee(model, table)                                   # in place; Trainer / generate() work as usual
 >>> model.save_pretrained(out_dir); model = load_hashee_model(out_dir)
+
+Their ELUE FLOPs (token-level rule) are counted by :mod:`elue_hf.elue.flops.token_exit`.
 """
 
 from .config import HASH_FUNCTIONS, HashEEConfig
-from .flops import active_token_counts, classifier_flops, last_active_counts, modules_column, seq2seq_flops
 from .hashing import (
     HashTable,
     build_hash_table,
@@ -51,9 +52,4 @@ __all__ = [
     "hashee_config_for",
     "set_hashee_mode",
     "load_hashee_model",
-    "active_token_counts",
-    "last_active_counts",
-    "classifier_flops",
-    "modules_column",
-    "seq2seq_flops",
 ]

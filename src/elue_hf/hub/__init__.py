@@ -1,5 +1,5 @@
 """Hugging Face Hub integration: model cards with ELUE results, push helpers (ElasticBERT with ``auto_map``, LPT
-adapters, Spaces), Space cards and the ELUE metric Space app.
+adapters, Spaces) and Space cards. The Space apps themselves are in :mod:`elue_hf.spaces`.
 
 Nothing here touches the network until a push helper is called; with ``HF_HUB_OFFLINE=1`` those fail at once.
 ``huggingface_hub`` and ``gradio`` are imported inside the functions that need them.
@@ -18,8 +18,7 @@ from .cards import (
     metric_space_card,
     space_card,
 )
-from .citations import CITATIONS, bibtex
-from .metric_app import build_metric_app
+from ..citations import CITATIONS, bibtex
 from .push import PushError, push_elasticbert, push_lpt_adapter, push_space
 
 __all__ = [
@@ -38,5 +37,4 @@ __all__ = [
     "push_lpt_adapter",
     "push_space",
     "PushError",
-    "build_metric_app",
 ]

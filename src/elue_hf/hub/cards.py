@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..elue.flops import encoder_classifier_macs, macs_to_mflops
-from ..elue.params import encoder_classifier_params
+from ..elue.flops.params import encoder_classifier_params
 from ..elue.tasks import get_task
-from .citations import bibtex
+from ..citations import bibtex
 
 __all__ = [
     "TEMPLATES_ENV",

@@ -1,11 +1,9 @@
-"""The ELUE leaderboard: a store of entries (SQLite, or a Hub dataset), rankings, the gradio app and its CLI.
+"""The ELUE leaderboard's logic: a store of entries (SQLite, or a Hub dataset), records, rankings, seed rows and
+the submit pipeline. No gradio here: the web app is :mod:`elue_hf.spaces.leaderboard`.
 
->>> from elue_hf.leaderboard import SQLiteStore, build_app, submit_file
+>>> from elue_hf.leaderboard import SQLiteStore, submit_file
 >>> store = SQLiteStore("leaderboard.db")
 >>> outcome = submit_file(store, "submission.zip", gold="path/to/ELUE")   # validate -> score -> store -> rank
->>> build_app(store, gold="path/to/ELUE").launch()                       # or: elue-hf leaderboard --db ...
-
-The app (gradio, pandas) loads on first use of ``Leaderboard`` / ``build_app`` / ``app_from_env``.
 """
 
 from __future__ import annotations
@@ -15,17 +13,6 @@ from .records import EntryRecord, PointRecord, RecordError
 from .seed import seed_entries, seed_store
 from .store import DuplicateEntryError, HubStore, SQLiteStore, StoreError, open_store
 from .submit import SubmitError, UploadLimits, submit_file
-
-_APP = ("Leaderboard", "build_app", "app_from_env")
-
-
-def __getattr__(name):
-    if name in _APP:
-        from . import app
-
-        return getattr(app, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 __all__ = [
     "EntryRecord",
@@ -43,5 +30,4 @@ __all__ = [
     "submit_file",
     "SubmitError",
     "UploadLimits",
-    *_APP,
 ]

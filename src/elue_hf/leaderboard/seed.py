@@ -16,8 +16,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Mapping
 
-from ..elue.params import encoder_classifier_params
-from ..elue.reference import ReferenceCurve, load_reference
+from ..elue.flops.params import encoder_classifier_params
+from ..elue.score.reference import ReferenceCurve, load_reference
 from ..elue.score import score_points
 from ..elue.tasks import TASK_KEYS
 from .records import EntryRecord, PointRecord

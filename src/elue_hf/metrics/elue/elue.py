@@ -9,9 +9,9 @@ import datasets
 import evaluate
 import numpy as np
 
-from elue_hf.elue.reference import load_reference
+from elue_hf.elue.score.reference import load_reference
 from elue_hf.elue.score import score_submission
-from elue_hf.elue.task_metrics import task_metric
+from elue_hf.elue.score.metrics import task_metric
 from elue_hf.elue.tasks import TASK_KEYS, get_task
 
 _CITATION = """\

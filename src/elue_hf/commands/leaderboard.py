@@ -1,0 +1,100 @@
+"""``elue-hf leaderboard`` (launch the app locally) and ``elue-hf leaderboard-submit`` (registered by elue_hf.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+__all__ = ["register", "cmd_leaderboard", "cmd_submit", "open_command"]
+
+_STORE_HELP = "SQLite database (default $ELUE_LEADERBOARD_DB or elue_hf_outputs/leaderboard/leaderboard.db)"
+_REPO_HELP = "Hub dataset repo holding the results instead of SQLite (default $ELUE_RESULTS_REPO; --db is its cache)"
+_GOLD_HELP = "ELUE data directory with <Task>/test_full.tsv: the gold test labels (default $ELUE_DATA_DIR)"
+
+
+def _store_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", default=None, help=_STORE_HELP)
+    parser.add_argument("--results-repo", default=None, help=_REPO_HELP)
+    parser.add_argument("--data-dir", default=None, help=_GOLD_HELP)
+    parser.add_argument("--reference", default=None,
+                        help="reference-curve JSON (default: shipped / $ELUE_HF_REFERENCE)")
+
+
+def register(subparsers) -> None:
+    lb = subparsers.add_parser(
+        "leaderboard", help="launch the ELUE leaderboard web app locally",
+        description="Serve the ELUE leaderboard (rankings, parameter tracks, Pareto plots per task, submissions) "
+        "with gradio. Without gold labels (--data-dir) the Submit tab refuses uploads.",
+    )
+    lb.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    lb.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    _store_args(lb)
+    lb.set_defaults(func=cmd_leaderboard)
+
+    sub = subparsers.add_parser(
+        "leaderboard-submit", help="validate, score and store a submission zip in the leaderboard store",
+        description="What the Submit tab does, from the command line: validate (no code is executed), score "
+        "against the gold labels, store in one transaction, print the rank.",
+    )
+    sub.add_argument("submission", help="submission zip (or directory)")
+    _store_args(sub)
+    sub.add_argument("--submitter", default="", help="who submits (shown on the leaderboard)")
+    sub.add_argument("--validate-only", action="store_true", help="score without storing")
+    sub.set_defaults(func=cmd_submit)
+
+
+def _open(args):
+    from ..leaderboard.store import open_store
+
+    return open_store(args.db, args.results_repo)
+
+
+def _gold(args):
+    return args.data_dir or os.environ.get("ELUE_DATA_DIR") or None
+
+
+def open_command(store, port: int = 7860, data_dir=None) -> str:
+    """The shell command that opens the leaderboard on ``store`` (a SQLite or Hub store)."""
+    if getattr(store, "kind", None) == "hub":
+        parts = ["elue-hf", "leaderboard", "--results-repo", store.repo_id, "--db", str(store.cache.path)]
+    else:
+        parts = ["elue-hf", "leaderboard", "--db", str(store.path)]
+    parts += ["--port", str(port)]
+    if data_dir:
+        parts += ["--data-dir", str(data_dir)]
+    return " ".join(parts)
+
+
+def cmd_leaderboard(args) -> int:
+    from ..spaces.leaderboard.app import build_app, launch
+    from ..leaderboard.store import StoreError
+
+    try:
+        store = _open(args)
+    except StoreError as err:
+        raise ValueError(str(err)) from None
+    app = build_app(store, gold=_gold(args), reference=args.reference)
+    print(f"ELUE leaderboard on http://{args.host}:{args.port}/ ({store.describe()})")
+    launch(app, host=args.host, port=args.port, block=True)
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from ..leaderboard.seed import seed_store
+    from ..leaderboard.store import StoreError
+    from ..leaderboard.submit import submit_file
+
+    try:
+        store = _open(args)
+    except StoreError as err:
+        raise ValueError(str(err)) from None
+    seed_store(store, args.reference)
+    gold = _gold(args)
+    if gold is None:
+        raise ValueError("give --data-dir (or set ELUE_DATA_DIR): scoring needs the gold test labels")
+    outcome = submit_file(store, args.submission, gold, reference=args.reference, submitter=args.submitter,
+                          store_result=not args.validate_only)
+    print(outcome.summary())
+    if outcome.stored or outcome.duplicate:
+        print(f"open it with: {open_command(store, data_dir=gold)}")
+    return 0

@@ -1,0 +1,201 @@
+"""``make demo`` section: HashEE (frequency hash, B = L = 6) on the embedded MiniLM converted to a static ElasticBERT.
+
+1. convert ``ctx.base_model_path`` (all-MiniLM-L6-v2) into a static 6-layer ElasticBERT (head on the layer-6 pooler);
+2. build the frequency table from the train + validation token ids (same tokenizer and truncation as the model);
+3. apply HashEE and fine-tune briefly (AdamW, linear warm-up, grad-clip 1) on ``ctx.data["train"]``;
+4. score ``ctx.data["test"]``: accuracy, mean FLOPs per instance (ELUE rules, active tokens per layer), FLOPs
+   speed-up vs the same 6-layer model and vs BERT-base (the ELUE convention), and the measured wall-clock speed-up
+   of the same weights with and without HashEE (the section runs on one torch thread, restored afterwards);
+5. write the table, a summary JSON and an ELUE submission whose ``modules`` column lists shrinking ``(m,n,d)`` layers
+   (data: the RT snippets stand-in, not SST-2) under ``ctx.out_dir / "hashee"``; append a ``HashEE`` point.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from contextlib import contextmanager
+
+import numpy as np
+
+from .context import DemoContext, OperatingPoint
+from ..elue.flops.params import count_parameters
+from ..elue.flops.token_exit import classifier_flops, last_active_counts, module_spec, modules_column
+from ..hashee.hashing import frequency_table, tokenize_texts
+from ..hashee.model import apply_hashee, hashee_config_for, remove_hashee
+
+__all__ = ["run", "fine_tune", "evaluate"]
+
+STEPS, BATCH_SIZE, LEARNING_RATE = 60, 16, 3e-4
+
+
+def _token_ids(ctx: DemoContext, split: str) -> list[list[int]]:
+    return tokenize_texts(ctx.tokenizer, list(ctx.data[split]["sentence"]), max_length=ctx.max_length)
+
+
+def fine_tune(model, ctx: DemoContext, steps: int, batch_size: int, learning_rate: float) -> list[float]:
+    """A short fine-tune of the HashEE model (hashing applies in training exactly as at inference)."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    train = ctx.data["train"]
+    order = list(range(len(train)))
+    random.Random(ctx.seed).shuffle(order)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01, eps=1e-8)
+    schedule = get_linear_schedule_with_warmup(optimizer, max(1, steps // 10), steps)
+    model.train()
+    losses = []
+    for step in ctx.progress(range(steps), desc="HashEE fine-tune", unit="step"):
+        rows = train[[order[(step * batch_size + i) % len(order)] for i in range(batch_size)]]
+        loss = model(**ctx.encode(rows["sentence"]), labels=torch.tensor(list(rows["label"]))).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+    model.eval()
+    return losses
+
+
+def _encoded_batches(ctx: DemoContext, dataset, batch_size: int) -> list[dict]:
+    return [ctx.encode(dataset[i : i + batch_size]["sentence"]) for i in range(0, len(dataset), batch_size)]
+
+
+def _timed_pass(model, batches, progress, desc, hashee: bool):
+    """Predictions (and active-token counts when ``hashee``) of every batch, and the seconds the pass took."""
+    import torch
+
+    outputs = []
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for batch in progress(batches, desc=desc, unit="batch", leave=False):
+            preds = model(**batch).logits.argmax(-1)
+            outputs.append((preds, last_active_counts(model) if hashee else None))
+    return time.perf_counter() - start, outputs
+
+
+def evaluate(model, table, ctx: DemoContext, batch_size: int = 64) -> dict:
+    """Accuracy, per-instance active counts and wall-clock times (HashEE vs the same weights without it)."""
+    import torch
+
+    batches = _encoded_batches(ctx, ctx.data["test"], batch_size)
+    with torch.inference_mode():
+        model(**batches[0])  # warm-up
+    hashee_s, outputs = _timed_pass(model, batches, ctx.progress, "HashEE test", hashee=True)
+    remove_hashee(model)
+    plain_s, _ = _timed_pass(model, batches, ctx.progress, "plain test", hashee=False)
+    apply_hashee(model, table)
+    preds = torch.cat([p for p, _ in outputs]).numpy()
+    labels = np.asarray(ctx.data["test"]["label"])
+    return {
+        "predictions": preds,
+        "accuracy": float(100.0 * np.mean(preds == labels)),
+        "lengths": np.concatenate([b["attention_mask"].sum(1).numpy() for b in batches]),
+        "counts": np.concatenate([c for _, c in outputs]),
+        "hashee_seconds": hashee_s,
+        "plain_seconds": plain_s,
+    }
+
+
+def _write_submission(out_dir, model, result, ctx: DemoContext, label: str):
+    from elue_hf.elue.submission import PredictionFile, read_submission, write_submission
+
+    modules = modules_column(model.config, result["lengths"], result["counts"])
+    path = write_submission(
+        out_dir / "submission", "elue-hf demo: HashEE on MiniLM-L6 (static ElasticBERT)",
+        f"HashEE {label}; SST-2-like data: {ctx.dataset_name} test slice, not the ELUE SST-2 test set",
+        count_parameters(model),
+        {"hashee-frequency": PredictionFile("sst-2", result["predictions"].tolist(), modules=modules,
+                                            label=f"HashEE {label}", max_seq_length=ctx.max_length)},
+        module_spec=module_spec(model.config),
+    )  # fmt: skip
+    return path, read_submission(path).files[0].mean_mflops
+
+
+@contextmanager
+def _one_thread():
+    """One torch thread: on the shared 2-core CPU, two threads spin-wait and the wall-clock A/B becomes noise."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def run(ctx: DemoContext) -> None:
+    with _one_thread():
+        _run(ctx)
+
+
+def _run(ctx: DemoContext) -> None:
+    import torch
+    from transformers import BertConfig
+
+    from elue_hf.elasticbert.convert import convert_bert_to_elasticbert
+
+    steps, batch_size = (2, 8) if getattr(ctx, "quick", False) else (STEPS, BATCH_SIZE)
+    out_dir = ctx.out_dir / "hashee"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(ctx.seed)
+    model = convert_bert_to_elasticbert(ctx.base_model_path, num_labels=2, num_output_layers=1)
+    config = hashee_config_for(model, ctx.tokenizer, hash_function="frequency")  # L = B = 6
+    table = frequency_table(config, _token_ids(ctx, "train"), _token_ids(ctx, "validation"))
+    apply_hashee(model, table)
+    table.save(out_dir)
+    start = time.perf_counter()
+    losses = fine_tune(model, ctx, steps, batch_size, LEARNING_RATE)
+    train_s = time.perf_counter() - start
+    result = evaluate(model, table, ctx)
+
+    lengths, counts = result["lengths"], result["counts"]
+    mflops = classifier_flops(model.config, lengths, counts)
+    full = classifier_flops(model.config, lengths)
+    bert_base = classifier_flops(BertConfig(num_labels=2), lengths)
+    label = f"freq B=L={config.num_layers}"
+    submission, submitted_mflops = _write_submission(out_dir, model, result, ctx, label)
+    token_layers = float(counts.sum() / lengths.sum())  # mean number of layers a token passes
+    summary = {
+        "setting": label,
+        "accuracy": result["accuracy"],
+        "mean_mflops": float(mflops.mean()),
+        "mean_mflops_full_6L": float(full.mean()),
+        "flops_speedup_vs_6L": float(full.mean() / mflops.mean()),
+        "flops_speedup_vs_bert_base": float(bert_base.mean() / mflops.mean()),
+        "wall_speedup_vs_6L": result["plain_seconds"] / result["hashee_seconds"],
+        "mean_token_layers": token_layers,
+        "active_share_per_layer": (counts.sum(0) / lengths.sum()).round(4).tolist(),
+        "table_types_per_layer": table.layer_type_counts(),
+        "train_steps": steps,
+        "train_seconds": train_s,
+        "loss_first_last": [losses[0], losses[-1]],
+        "submission": str(submission),
+        "submission_mean_mflops": submitted_mflops,
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+
+    print(f"HashEE on MiniLM-L6 -> static ElasticBERT, {ctx.dataset_name}; {steps} fine-tune steps "
+          f"(loss {losses[0]:.3f} -> {losses[-1]:.3f}, {train_s:.0f} s)")  # fmt: skip
+    print(f"{'setting':<14} {'acc %':>7} {'MFLOPs':>8} {'x vs 6L':>8} {'x vs BERT-base':>15} {'wall x':>7} "
+          f"{'tok layers':>11}")  # fmt: skip
+    print(
+        f"{label:<14} {result['accuracy']:7.2f} {mflops.mean():8.1f} {summary['flops_speedup_vs_6L']:8.2f} "
+        f"{summary['flops_speedup_vs_bert_base']:15.2f} {summary['wall_speedup_vs_6L']:7.2f} {token_layers:11.2f}"
+    )
+    print(f"share of tokens active per layer: {summary['active_share_per_layer']}")
+    print(f"saved {out_dir / 'summary.json'}, {out_dir / 'hashee_table.safetensors'} and the submission {submission}")
+    ctx.points.append(
+        OperatingPoint(
+            method="HashEE",
+            label=label,
+            accuracy=result["accuracy"],
+            mean_flops=float(mflops.mean()),
+            mean_exit_layer=token_layers,
+            params=count_parameters(model),
+            extra={k: summary[k] for k in ("flops_speedup_vs_6L", "flops_speedup_vs_bert_base", "wall_speedup_vs_6L")},
+        )
+    )

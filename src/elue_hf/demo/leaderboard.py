@@ -1,0 +1,63 @@
+"""``make demo`` section: the ELUE section's submission goes into a local leaderboard store and gets its rank.
+
+The demo's data are RT snippets (Pang & Lee), an SST-2-like task, not the ELUE SST-2 test set: the entry is scored
+against the demo's own held-out labels (``ctx.data["test"]["label"]``) and says so in its description.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .context import DemoContext
+from ..elue.tasks import get_task
+from ..commands.leaderboard import open_command
+from ..leaderboard.ranking import competition_ranks
+from ..leaderboard.seed import seed_store
+from ..leaderboard.store import SQLiteStore
+from ..leaderboard.submit import submit_file
+
+__all__ = ["run", "find_submission_zip", "task_ranking_table"]
+
+ARTIFACT = "elue_submission_zip"
+
+
+def find_submission_zip(ctx: DemoContext) -> Path | None:
+    """The ELUE section's zip: ``ctx.artifacts["elue_submission_zip"]``, else the newest ``*.zip`` under ``out_dir``."""
+    path = ctx.artifacts.get(ARTIFACT)
+    if path is not None and Path(path).is_file():
+        return Path(path)
+    zips = [p for p in Path(ctx.out_dir).rglob("*.zip") if p.is_file()]
+    return max(zips, key=lambda p: p.stat().st_mtime) if zips else None
+
+
+def task_ranking_table(entries, task: str, highlight: str, top: int = 6) -> str:
+    """Plain-text ranking of per-task ELUE scores: the ``top`` best and the highlighted entry."""
+    task = get_task(task)
+    scored = sorted(((e.task_scores[task.key], e) for e in entries if task.key in e.task_scores),
+                    key=lambda item: -item[0])
+    ranks = competition_ranks([s for s, _ in scored])
+    lines = [f"{'rank':>4}  {'model':<44} {task.name + ' score':>12}  source"]
+    for rank, (score, e) in zip(ranks, scored):
+        if rank <= top or e.entry_id == highlight:
+            mark = "  <- this demo" if e.entry_id == highlight else ""
+            lines.append(f"{rank:>4}  {e.model_name[:44]:<44} {score:>+12.2f}  {e.source}{mark}")
+    return "\n".join(lines)
+
+
+def run(ctx: DemoContext) -> None:
+    zipped = find_submission_zip(ctx)
+    if zipped is None:
+        print("no ELUE submission zip found under", ctx.out_dir, "- run the elue section first (elue-hf demo)")
+        return
+    store = SQLiteStore(Path(ctx.out_dir) / "leaderboard" / "leaderboard.db")
+    seed_store(store)
+    gold = {"sst-2": np.asarray(ctx.data["test"]["label"])}
+    outcome = submit_file(store, zipped, gold, submitter="make demo")
+    entry = outcome.entry
+    print(f"\nLeaderboard ({store.describe()}), submission {zipped.name}:")
+    print(outcome.summary())
+    print(f"\nSST-2 task scores on the leaderboard (this entry: {ctx.dataset_name}, not the ELUE SST-2 test set)")
+    print(task_ranking_table(store.entries(), "sst-2", entry.entry_id))
+    print(f"\nOpen the leaderboard: {open_command(store)}")

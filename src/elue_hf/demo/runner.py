@@ -1,0 +1,281 @@
+"""``elue-hf demo`` (``make demo``): the main job end to end on the embedded real assets, offline, on CPU.
+
+1. convert the real all-MiniLM-L6-v2 BERT into a 6-exit ElasticBERT;
+2. fine-tune every exit (gradient equilibrium) on a training slice of the Rotten Tomatoes snippets;
+3. evaluate on a held-out slice: accuracy per static depth 1..6, entropy and patience sweeps (batched early exit);
+4. run the other areas' sections (ELUE FLOPs + submission + score, HashEE, LPT) when they are installed;
+5. print the tables and save a Pareto plot PNG and a JSON of every operating point.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from .context import DemoContext, OperatingPoint
+
+# Sections contributed by other areas: module path -> ``run(ctx)``; skipped when the module does not exist.
+SECTIONS = ("elue_hf.demo.elue", "elue_hf.demo.leaderboard", "elue_hf.demo.hashee", "elue_hf.demo.lpt")
+ENTROPY_SWEEP = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+PATIENCE_SWEEP = (1, 2, 3, 4)
+CLS_CAVEAT = (
+    "Note: all-MiniLM-L6-v2 is a mean-pooling sentence encoder, not an ElasticBERT checkpoint. Its [CLS] state after\n"
+    "layers 1-5 barely varies across inputs, so the low [CLS] exits start without signal and need far more training\n"
+    "than this CPU demo gives (they stay near the majority class); the real fnlp/elasticbert-base was pre-trained\n"
+    "with every exit. Read the low exits as a pipeline check, not as ElasticBERT's accuracy."
+)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("demo", help="the main job on the embedded MiniLM and Rotten Tomatoes data (offline)")
+    p.add_argument("--out-dir", default="elue_hf_outputs/demo", help="where the plot, tables and submission go")
+    p.add_argument("--train-size", type=int, default=3200, help="training examples (RT snippets)")
+    p.add_argument("--test-size", type=int, default=800, help="held-out examples")
+    p.add_argument("--train-steps", type=int, default=200, help="optimiser steps fine-tuning every exit")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=3e-4)
+    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sections", default="all", help="comma-separated extra sections to run (elue,leaderboard,hashee,lpt) or 'none'")
+    p.add_argument("--quick", action="store_true", help="a tiny smoke run (tests): few steps, small slices")
+    p.set_defaults(func=main)
+
+
+def _progress(iterable, **kwargs):
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, **kwargs)
+
+
+def _slice(dataset, size: int, seed: int):
+    size = min(size, len(dataset))
+    return dataset.shuffle(seed=seed).select(range(size))
+
+
+def fine_tune_exits(
+    model, ctx: DemoContext, steps: int, batch_size: int, learning_rate: float, head_lr_scale: float = 5.0
+) -> list[float]:
+    """Fine-tune every exit together (the model's multi-exit loss, gradient equilibrium by default)."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    train = ctx.data["train"]
+    order = list(range(len(train)))
+    rng = random.Random(ctx.seed)
+    rng.shuffle(order)
+    # Exit heads (poolers, classifiers) start untrained (only the top pooler exists in MiniLM): a larger step size.
+    heads = [p for n, p in model.named_parameters() if ".pooler." in n or n.startswith(("classifier", "classifiers"))]
+    head_ids = {id(p) for p in heads}
+    body = [p for p in model.parameters() if id(p) not in head_ids]
+    groups = [{"params": body, "lr": learning_rate}, {"params": heads, "lr": learning_rate * head_lr_scale}]
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.01, eps=1e-8)
+    schedule = get_linear_schedule_with_warmup(optimizer, max(1, int(0.06 * steps)), steps)
+    model.train()
+    losses = []
+    bar = ctx.progress(range(steps), desc="fine-tune all exits", unit="step")
+    for step in bar:
+        start = (step * batch_size) % len(order)
+        idx = [order[(start + i) % len(order)] for i in range(batch_size)]
+        rows = train.select(idx)
+        batch = ctx.encode(rows["sentence"])
+        out = model(**batch, labels=torch.tensor(list(rows["label"])))
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(out.loss.detach()))
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    model.eval()
+    return losses
+
+
+def _batches(ctx: DemoContext, dataset, batch_size: int, desc: str):
+    for start in ctx.progress(range(0, len(dataset), batch_size), desc=desc, unit="batch", leave=False):
+        rows = dataset[start : start + batch_size]
+        yield rows, ctx.encode(rows["sentence"])
+
+
+def evaluate_exits(ctx: DemoContext, batch_size: int = 64) -> list[OperatingPoint]:
+    """Static depths 1..L and the entropy / patience sweeps of ``ctx.model`` on ``ctx.data["test"]``."""
+    import torch
+
+    model, test = ctx.model, ctx.data["test"]
+    labels = torch.tensor(list(test["label"]))
+    all_logits, lengths = [], []
+    with torch.no_grad():
+        for _, batch in _batches(ctx, test, batch_size, "static depths"):
+            all_logits.append(model(**batch).all_logits)
+            lengths += batch["attention_mask"].sum(-1).tolist()
+    all_logits = torch.cat(all_logits)
+    num_layers = all_logits.shape[1]
+    points = []
+    for k in range(1, num_layers + 1):
+        preds = all_logits[:, k - 1].argmax(-1)
+        points.append(_point("ElasticBERT static", f"k={k}", preds, labels, [k] * len(labels), lengths, "static"))
+    sweeps = [("entropy", "entropy_threshold", t, f"H<{t}") for t in ENTROPY_SWEEP]
+    sweeps += [("patience", "patience", p, f"p={p}") for p in PATIENCE_SWEEP if p < num_layers]
+    for criterion, key, value, label in sweeps:
+        preds, layers = [], []
+        start = time.perf_counter()
+        with torch.no_grad():
+            for _, batch in _batches(ctx, test, batch_size, f"{criterion} {label}"):
+                out = model(**batch, exit_criterion=criterion, **{key: value})
+                preds.append(out.logits.argmax(-1))
+                layers += out.exit_layer.tolist()
+        point = _point(f"ElasticBERT {criterion}", label, torch.cat(preds), labels, layers, lengths, "dynamic")
+        point.extra["seconds"] = time.perf_counter() - start
+        points.append(point)
+    return points
+
+
+def _point(method, label, preds, labels, layers, lengths, mode) -> OperatingPoint:
+    return OperatingPoint(
+        method=method,
+        label=label,
+        accuracy=float((preds == labels).float().mean() * 100),
+        mean_exit_layer=sum(layers) / len(layers),
+        extra={"predictions": preds.tolist(), "exit_layers": list(layers), "lengths": list(lengths), "mode": mode},
+    )
+
+
+def pareto_front(points: list[OperatingPoint], cost: str) -> list[OperatingPoint]:
+    """Points no cheaper-or-equal point beats on accuracy (``cost`` = an OperatingPoint field), cheapest first."""
+    from ..elue.plots import pareto_front as front_indices
+
+    usable = [p for p in points if getattr(p, cost) is not None]
+    return [usable[i] for i in front_indices([getattr(p, cost) for p in usable], [p.accuracy for p in usable])]
+
+
+def save_pareto_plot(points: list[OperatingPoint], path: Path, title: str) -> Path:
+    """Accuracy vs cost, one series per method: MFLOPs (ELUE rules) for the points that have them, else mean exit layer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with_flops = [p for p in points if p.mean_flops is not None]
+    if with_flops:  # inference cost on the ELUE axis; points without FLOPs (e.g. few-shot LPT) have their own table
+        points, cost = with_flops, "mean_flops"
+    else:
+        cost = "mean_exit_layer"
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for method in dict.fromkeys(p.method for p in points):
+        series = sorted((p for p in points if p.method == method and getattr(p, cost) is not None), key=lambda p: getattr(p, cost))
+        if series:
+            ax.plot([getattr(p, cost) for p in series], [p.accuracy for p in series], marker="o", label=method)
+    front = pareto_front(points, cost)
+    ax.plot([getattr(p, cost) for p in front], [p.accuracy for p in front], "k--", lw=1, alpha=0.6, label="Pareto front")
+    ax.set_xlabel("MFLOPs per instance (ELUE rules)" if cost == "mean_flops" else "mean exit layer")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def format_table(points: list[OperatingPoint]) -> str:
+    lines = [f"{'method':<24} {'setting':<10} {'acc %':>7} {'mean layer':>10} {'MFLOPs':>10} {'params':>11}"]
+    for p in points:
+        flops = f"{p.mean_flops:10.1f}" if p.mean_flops is not None else f"{'-':>10}"
+        layer = f"{p.mean_exit_layer:10.2f}" if p.mean_exit_layer is not None else f"{'-':>10}"
+        params = f"{p.params:11,d}" if p.params is not None else f"{'-':>11}"
+        lines.append(f"{p.method:<24} {p.label:<10} {p.accuracy:7.2f} {layer} {flops} {params}")
+    return "\n".join(lines)
+
+
+def _wanted_sections(spec: str) -> list[str]:
+    if spec == "none":
+        return []
+    if spec == "all":
+        return list(SECTIONS)
+    names = {s.strip() for s in spec.split(",") if s.strip()}
+    unknown = names - {m.rsplit(".", 1)[1] for m in SECTIONS}
+    if unknown:
+        raise ValueError(f"unknown demo sections {sorted(unknown)}; choose from elue, leaderboard, hashee, lpt, all, none")
+    return [m for m in SECTIONS if m.rsplit(".", 1)[1] in names]
+
+
+def build_context(args) -> DemoContext:
+    import torch
+    from transformers import AutoTokenizer
+
+    from ..assets import RT_DATASET_NAME, load_rotten_tomatoes, minilm_path
+    from ..elasticbert.convert import convert_bert_to_elasticbert
+
+    torch.manual_seed(args.seed)
+    base = minilm_path()
+    data = load_rotten_tomatoes(seed=args.seed)
+    data["train"] = _slice(data["train"], args.train_size, args.seed)
+    data["test"] = _slice(data["test"], args.test_size, args.seed)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = convert_bert_to_elasticbert(base, num_labels=2)
+    print(
+        f"MiniLM ({base.name}) -> ElasticBERT: {model.config.num_hidden_layers} layers, "
+        f"{model.config.num_output_layers} exits, {model.num_parameters():,} parameters"
+    )
+    print(f"data: {RT_DATASET_NAME}: train {len(data['train'])}, held-out {len(data['test'])}")
+    return DemoContext(
+        out_dir=Path(args.out_dir),
+        tokenizer=tokenizer,
+        data=data,
+        model=model,
+        base_model_path=base,
+        max_length=args.max_length,
+        seed=args.seed,
+        progress=_progress,
+        quick=args.quick,
+    )
+
+
+def main(args) -> int:
+    import torch
+
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    if args.quick:
+        args.train_size, args.test_size, args.train_steps, args.batch_size = 64, 48, 2, 8
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
+    sections = _wanted_sections(args.sections)
+    t0 = time.perf_counter()
+    ctx = build_context(args)
+    ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    losses = fine_tune_exits(ctx.model, ctx, args.train_steps, args.batch_size, args.learning_rate)
+    print(f"multi-exit loss (sum over exits): first {losses[0]:.3f}, last {losses[-1]:.3f}")
+    ctx.points.extend(evaluate_exits(ctx))
+    print("\nElasticBERT on " + ctx.dataset_name)
+    print(format_table(ctx.points))
+    print(CLS_CAVEAT)
+    for module_name in sections:
+        try:
+            section = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name and module_name.startswith(err.name):
+                print(f"\n(section {module_name} not available in this build)")
+                continue
+            raise
+        print(f"\n=== {module_name.split('.')[1]} ===")
+        section.run(ctx)
+    plot = save_pareto_plot(ctx.points, ctx.out_dir / "pareto.png", f"Efficiency vs accuracy on {ctx.dataset_name}")
+    results = ctx.out_dir / "operating_points.json"
+    results.write_text(json.dumps([_summary(p) for p in ctx.points], indent=1))
+    print("\nAll operating points")
+    print(format_table(ctx.points))
+    print(f"\nPareto plot: {plot}\nOperating points: {results}\nTotal time: {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def _summary(point: OperatingPoint) -> dict:
+    out = asdict(point)
+    out["extra"] = {k: v for k, v in point.extra.items() if not isinstance(v, list)}
+    return out

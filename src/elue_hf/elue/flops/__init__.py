@@ -1,0 +1,81 @@
+"""ELUE FLOPs and parameter counts (docs/elue.md, "FLOPs rules" and "Parameters").
+
+- :mod:`.analytic`: closed-form MACs/FLOPs of encoder classifiers, vectorised over instances;
+- :mod:`.hooks`: the same numbers from forward hooks on a running model;
+- :mod:`.module_spec`: the ``modules`` column of a submission and the declarative module spec;
+- :mod:`.params`: parameter counts.
+"""
+
+from __future__ import annotations
+
+from .analytic import (
+    MFLOPS,
+    macs_to_mflops,
+    linear_macs,
+    layer_norm_macs,
+    embedding_macs,
+    attention_macs,
+    layer_macs,
+    exit_macs,
+    encoder_classifier_macs,
+    ModelDims,
+    dims_from_config,
+    elasticbert_flops,
+    bert_classifier_flops,
+    model_flops,
+)
+from .hooks import (
+    ElueFlopsCounter,
+    HookCall,
+    register_rule,
+    default_rules,
+    hooked_flops_by_length,
+)
+from .module_spec import (
+    MODULE_KINDS,
+    ModulesError,
+    validate_module_spec,
+    module_spec_from_config,
+    parse_modules,
+    format_modules,
+    entry_macs,
+    modules_macs,
+    modules_macs_column,
+    encoder_modules,
+)
+from .params import count_parameters, mparams, encoder_classifier_params
+
+__all__ = [
+    "MFLOPS",
+    "macs_to_mflops",
+    "linear_macs",
+    "layer_norm_macs",
+    "embedding_macs",
+    "attention_macs",
+    "layer_macs",
+    "exit_macs",
+    "encoder_classifier_macs",
+    "ModelDims",
+    "dims_from_config",
+    "elasticbert_flops",
+    "bert_classifier_flops",
+    "model_flops",
+    "ElueFlopsCounter",
+    "HookCall",
+    "register_rule",
+    "default_rules",
+    "hooked_flops_by_length",
+    "MODULE_KINDS",
+    "ModulesError",
+    "validate_module_spec",
+    "module_spec_from_config",
+    "parse_modules",
+    "format_modules",
+    "entry_macs",
+    "modules_macs",
+    "modules_macs_column",
+    "encoder_modules",
+    "count_parameters",
+    "mparams",
+    "encoder_classifier_params",
+]

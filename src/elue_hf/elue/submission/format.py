@@ -1,0 +1,130 @@
+"""Write and read ELUE submissions, safely (``../shared/spec/elue.md`` §6).
+
+Layout (a directory or one zip of it)::
+
+    submission.json            manifest: model name, description, parameter count, module spec, files
+    <task>/<point>.tsv         one file per operating point: index<TAB>pred<TAB>modules[<TAB>flops]
+
+Reading never executes anything: the manifest is JSON, the TSVs are parsed as text, per-instance FLOPs are recomputed
+from the ``modules`` shapes and the declarative ``module_spec``; a claimed mean that disagrees by more than 1% is
+rejected with both numbers. Every problem raises :class:`SubmissionError` naming the file and row; explicit
+:class:`SubmissionLimits` bound what is read (sizes, entries, rows, compression ratio).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..flops.analytic import MFLOPS
+
+__all__ = [
+    "FORMAT",
+    "MANIFEST",
+    "FLOPS_TOLERANCE",
+    "SubmissionError",
+    "SubmissionLimits",
+    "PredictionFile",
+    "SubmissionFile",
+    "Submission",
+    "exact_mean",
+]
+
+FORMAT = "elue-hf-submission/1"
+MANIFEST = "submission.json"
+FLOPS_TOLERANCE = 0.01  # relative disagreement allowed between claimed and recomputed mean FLOPs
+_HEADERS = {
+    b"index\tpred\tmodules": ("modules",),
+    b"index\tpred\tmodules\tflops": ("modules", "flops"),
+}
+_SAFE_PATH = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=+\-]{0,99}(/[A-Za-z0-9][A-Za-z0-9_.=+\-]{0,99}){0,3}")
+
+
+class SubmissionError(ValueError):
+    """The submission is invalid; nothing of it is scored."""
+
+
+@dataclass(frozen=True)
+class SubmissionLimits:
+    """Hard limits applied while reading (defaults fit a 6-task x 12-point submission with room to spare)."""
+
+    max_archive_bytes: int = 512 * 2**20  # the zip (or directory total) as uploaded
+    max_file_bytes: int = 256 * 2**20  # one uncompressed TSV
+    max_total_bytes: int = 2 * 2**30  # all uncompressed members together
+    max_manifest_bytes: int = 2**20
+    max_entries: int = 512  # zip members
+    max_files: int = 256  # prediction files in the manifest
+    max_rows: int = 1_000_000  # rows per prediction file
+    max_compression_ratio: float = 200.0  # uncompressed / compressed, per zip member (real TSVs: ~10-30)
+
+
+@dataclass
+class PredictionFile:
+    """One operating point to write: predictions plus ``modules`` strings and/or self-reported MFLOPs per instance."""
+
+    task: str
+    predictions: Sequence
+    modules: Sequence[str] | None = None
+    flops: Sequence[float] | None = None  # self-reported MFLOPs per instance (methods the spec cannot express)
+    label: str = ""
+    params: int | None = None  # parameters of this operating point if it differs from the submission's
+    max_seq_length: int | None = None
+    module_spec: Mapping | None = None  # overrides the submission's spec for this file (e.g. other label count)
+
+
+@dataclass
+class SubmissionFile:
+    """One parsed prediction file (rows sorted by index)."""
+
+    path: str
+    task: str
+    label: str
+    predictions: np.ndarray
+    mflops: np.ndarray  # per instance
+    mean_mflops: float
+    flops_source: str  # "modules" (verified) or "self-reported"
+    params: int
+    claimed_mean_mflops: float | None = None
+    max_seq_length: int | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.flops_source == "modules"
+
+
+@dataclass
+class Submission:
+    model_name: str
+    description: str
+    params: int
+    files: list[SubmissionFile]
+    module_spec: dict | None = None
+    manifest: dict = field(default_factory=dict)
+
+    def by_task(self) -> dict[str, list[SubmissionFile]]:
+        out: dict[str, list[SubmissionFile]] = {}
+        for f in self.files:
+            out.setdefault(f.task, []).append(f)
+        return out
+
+def exact_mean(values) -> float:
+    """Correctly rounded mean of floats (exact rational sum), so N copies of x average to exactly x."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        raise SubmissionError("cannot average zero values")
+    if np.all(values == values[0]):
+        return float(values[0])
+    total = sum(map(Fraction, values.tolist()), Fraction(0))
+    return float(total / values.size)
+
+
+def _mean_from_macs(macs: np.ndarray) -> float:
+    """Mean MFLOPs from integer MACs, exactly rounded: 2 * sum / (N * 1e6)."""
+    total = int(np.sum(macs.astype(np.int64), dtype=np.int64)) if macs.dtype.kind in "iu" else None
+    if total is None:
+        return exact_mean(2.0 * macs / MFLOPS)
+    return float(Fraction(2 * total, int(macs.size) * int(MFLOPS)))

@@ -1,0 +1,223 @@
+"""The leaderboard web app (gradio 6): rankings, parameter tracks, a Pareto page per task, submissions, About.
+
+``build_app(store)`` returns a ``gr.Blocks``; all logic is in :class:`Leaderboard` (plain methods, unit-tested) and the
+modules it calls. ``app_from_env()`` builds the app the Space runs (configuration from environment variables).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import pandas as pd
+
+from ...elue.score.reference import load_reference
+from ...elue.tasks import TASK_KEYS, get_task
+from ...leaderboard.ranking import AXES, TRACK_NAMES, Filters
+from ...leaderboard.seed import seed_store
+from ...leaderboard.store import StoreError, open_store
+from ...leaderboard.submit import DEFAULT_UPLOAD_LIMITS, SubmitError, UploadLimits, submit_file
+from .texts import SUBMIT_HELP, about_markdown
+from .views import (
+    AXIS_TITLES,
+    SERIES_COLORS,
+    elue_frame,
+    entry_frame,
+    metric_title,
+    pareto_frames,
+    task_frame,
+    track_frame,
+)
+
+__all__ = ["SOURCE_CHOICES", "AXIS_CHOICES", "Leaderboard", "build_app", "app_from_env", "launch", "DATA_DIR_ENV"]
+
+DATA_DIR_ENV = "ELUE_DATA_DIR"
+#: Source filter labels shown in the UI -> entry sources.
+SOURCE_CHOICES = {"submissions": "submission", "from the papers": "paper", "reference curve": "reference"}
+AXIS_CHOICES = {"FLOPs": "mflops", "Parameters": "params"}
+#: Position of the first task view in :meth:`Leaderboard.views` (header, ELUE table, four track tables first).
+TASK_VIEWS = 2 + len(TRACK_NAMES)
+
+
+class Leaderboard:
+    """What the app does, without gradio: read the store, build every view, submit uploads."""
+
+    def __init__(self, store, gold=None, reference=None, limits: UploadLimits = DEFAULT_UPLOAD_LIMITS,
+                 seed: bool = True):
+        self.store = store
+        self.gold = gold
+        self.curves = reference if isinstance(reference, Mapping) else load_reference(reference)
+        self.limits = limits
+        if seed:
+            seed_store(store, self.curves)
+
+    # ------------------------------------------------------------------------------------------------ views
+
+    @staticmethod
+    def filters(search: str = "", sources: Sequence[str] | None = None, verified_only: bool = False) -> Filters:
+        labels = list(SOURCE_CHOICES) if sources is None else list(sources)
+        unknown = [s for s in labels if s not in SOURCE_CHOICES]
+        if unknown:
+            raise ValueError(f"unknown source filter {unknown}; choose from {list(SOURCE_CHOICES)}")
+        return Filters(search=search or "", sources=frozenset(SOURCE_CHOICES[s] for s in labels),
+                       verified_only=bool(verified_only))
+
+    def header(self, entries) -> str:
+        subs = sum(e.source == "submission" for e in entries)
+        scoring = "open" if self.gold is not None else "closed (no gold test labels configured)"
+        note = ""
+        if getattr(self.store, "last_sync_error", None):
+            note = f"\n\n**Hub sync failed, showing the local cache:** {self.store.last_sync_error}"
+        return (f"# ELUE leaderboard\nEfficient Language Understanding Evaluation: quality and FLOPs. "
+                f"{len(entries)} entries ({subs} submission{'s' * (subs != 1)}, {len(entries) - subs} from the "
+                f"papers and the reference curve). Store: {self.store.describe()}. Submissions: {scoring}.{note}")
+
+    def task_view(self, entries, task: str, axis: str, filters: Filters):
+        points, lines, hidden = pareto_frames(entries, task, axis, self.curves, filters)
+        caption = f"{metric_title(task)} x100 vs {AXIS_TITLES[axis]} on {get_task(task).name}."
+        if hidden:
+            caption += f" {hidden} point(s) without a value on this axis are listed in the table only."
+        if axis == "mflops" and self.curves[get_task(task).key].provisional:
+            caption += " IMDb reference FLOPs are provisional."
+        return points, lines, task_frame(entries, task, axis, filters), caption
+
+    def views(self, search: str = "", sources=None, verified_only: bool = False, axis_label: str = "FLOPs") -> list:
+        """Every view, in the order of :func:`build_app`'s outputs: header, ELUE table, four track tables, then per
+        task (points, lines, table, caption)."""
+        axis = AXIS_CHOICES.get(axis_label, axis_label)
+        if axis not in AXES:
+            raise ValueError(f"unknown axis {axis_label!r}; choose from {list(AXIS_CHOICES)}")
+        filters = self.filters(search, sources, verified_only)
+        entries = self.store.entries()
+        out = [self.header(entries), elue_frame(entries, filters)]
+        out += [track_frame(entries, track, filters) for track in TRACK_NAMES]
+        for task in TASK_KEYS:
+            out += list(self.task_view(entries, task, axis, filters))
+        return out
+
+    # ----------------------------------------------------------------------------------------------- submit
+
+    def submit(self, upload, submitter: str = "", store_result: bool = True) -> tuple[str, pd.DataFrame]:
+        """(status markdown, the entry's points) for an uploaded file; errors become a plain message."""
+        if upload is None:
+            return "**Nothing uploaded.** Choose a submission zip first.", entry_frame_empty()
+        path = upload if isinstance(upload, (str, Path)) else getattr(upload, "name", None)
+        try:
+            outcome = submit_file(self.store, path, self.gold, reference=self.curves, limits=self.limits,
+                                  submitter=submitter or "", store_result=store_result)
+        except SubmitError as err:
+            return f"**Submission refused:** {err}", entry_frame_empty()
+        except StoreError as err:
+            return f"**The leaderboard store failed:** {err}", entry_frame_empty()
+        status = outcome.summary().replace("\n", "  \n")
+        return status, entry_frame(outcome.entry)
+
+
+def entry_frame_empty() -> pd.DataFrame:
+    return pd.DataFrame(columns=["Task", "Point", "Metric", "MFLOPs", "Reference", "vs reference", "MParams", "FLOPs"])
+
+
+def build_app(store, gold=None, reference=None, limits: UploadLimits = DEFAULT_UPLOAD_LIMITS, seed: bool = True,
+              title: str = "ELUE leaderboard"):
+    """The gradio app over ``store`` (see :class:`Leaderboard` for the arguments)."""
+    import gradio as gr
+
+    board = Leaderboard(store, gold, reference, limits, seed)
+    views = board.views()
+    with gr.Blocks(title=title) as demo:
+        header = gr.Markdown(views[0])
+        with gr.Row():
+            search = gr.Textbox(label="Search models", placeholder="e.g. ElasticBERT", scale=3)
+            sources = gr.CheckboxGroup(list(SOURCE_CHOICES), value=list(SOURCE_CHOICES), label="Show", scale=3)
+            verified = gr.Checkbox(label="verified FLOPs only", value=False, scale=1)
+        outputs = [header]
+        with gr.Tabs():
+            with gr.Tab("ELUE Score", id="elue"):
+                outputs.append(gr.Dataframe(views[1], interactive=False, show_search="filter", pinned_columns=2,
+                                            label="Ranked by ELUE score (mean over the six tasks of performance "
+                                                  "minus ElasticBERT-base at the same FLOPs)"))
+            for i, track in enumerate(TRACK_NAMES):
+                with gr.Tab(f"ELUE ({track} params)", id=f"track-{track}"):
+                    outputs.append(gr.Dataframe(views[2 + i], interactive=False, show_search="filter",
+                                                pinned_columns=3, label=f"At most {track} parameters, ranked by "
+                                                                        "average performance"))
+            with gr.Tab("Tasks", id="tasks"):
+                axis = gr.Radio(list(AXIS_CHOICES), value="FLOPs", label="Pareto x axis")
+                with gr.Tabs():
+                    for j, task in enumerate(TASK_KEYS):
+                        name = get_task(task).name
+                        points, lines, table, caption = views[TASK_VIEWS + 4 * j: TASK_VIEWS + 4 * j + 4]
+                        with gr.Tab(name, id=f"task-{task}"):
+                            outputs.append(gr.ScatterPlot(
+                                points, x="x", y="performance", color="series", color_map=SERIES_COLORS,
+                                tooltip=["model", "point", "source"], title=f"{name}: operating points",
+                                x_title=AXIS_TITLES["mflops"], y_title=metric_title(task), height=360,
+                                elem_id=f"points-{task}"))
+                            outputs.append(gr.LinePlot(
+                                lines, x="x", y="performance", color="line", color_map=SERIES_COLORS,
+                                title=f"{name}: reference curve and Pareto frontier",
+                                x_title=AXIS_TITLES["mflops"], y_title=metric_title(task), height=300,
+                                elem_id=f"lines-{task}"))
+                            outputs.append(gr.Dataframe(table, interactive=False, show_search="filter",
+                                                        label=f"{name} operating points"))
+                            outputs.append(gr.Markdown(caption))
+            with gr.Tab("Submit", id="submit"):
+                gr.Markdown(SUBMIT_HELP)
+                upload = gr.File(label="Submission zip", file_types=[".zip"], type="filepath",
+                                 elem_id="submission-file")
+                submitter = gr.Textbox(label="Submitter (optional)", max_length=100)
+                with gr.Row():
+                    submit_btn = gr.Button("Submit", variant="primary")
+                    validate_btn = gr.Button("Validate only")
+                status = gr.Markdown(elem_id="submit-status")
+                result = gr.Dataframe(entry_frame_empty(), interactive=False, label="Your operating points")
+            with gr.Tab("About", id="about"):
+                gr.Markdown(about_markdown())
+
+        filters = [search, sources, verified, axis]
+
+        plots = [outputs[TASK_VIEWS + 4 * k + j] for k in range(len(TASK_KEYS)) for j in (0, 1)]
+
+        def refresh(search_text, source_labels, verified_only, axis_label):
+            return board.views(search_text, source_labels, verified_only, axis_label)
+
+        def retitle(axis_label):
+            # A separate event: gradio 6.31 drops a new value sent together with a new x_title.
+            return [gr.update(x_title=AXIS_TITLES[AXIS_CHOICES[axis_label]])] * len(plots)
+
+        def do_submit(upload_path, who, *filter_values):
+            return [*board.submit(upload_path, who, store_result=True), *refresh(*filter_values)]
+
+        def do_validate(upload_path, who):
+            return list(board.submit(upload_path, who, store_result=False))
+
+        demo.load(refresh, filters, outputs, api_name="refresh")
+        for trigger in (search.submit, sources.change, verified.change):
+            trigger(refresh, filters, outputs, api_visibility="private")
+        axis.change(refresh, filters, outputs, api_visibility="private").then(
+            retitle, [axis], plots, api_visibility="private")
+        submit_btn.click(do_submit, [upload, submitter, *filters], [status, result, *outputs], api_name="submit")
+        validate_btn.click(do_validate, [upload, submitter], [status, result], api_name="validate")
+    demo.board = board  # for tests and scripts
+    return demo
+
+
+def app_from_env(env: Mapping[str, str] | None = None):
+    """The app configured from the environment, as the Space runs it.
+
+    ``ELUE_RESULTS_REPO`` (Hub dataset store; ``HF_TOKEN`` for writing), ``ELUE_LEADERBOARD_DB`` (SQLite path, or the
+    Hub store's cache), ``ELUE_DATA_DIR`` (gold labels: ELUE data with ``<Task>/test_full.tsv``; without it
+    submissions are closed), ``ELUE_HF_REFERENCE`` (reference-curve JSON)."""
+    env = os.environ if env is None else env
+    store = open_store(env.get("ELUE_LEADERBOARD_DB"), env.get("ELUE_RESULTS_REPO"), token=env.get("HF_TOKEN"))
+    gold = env.get(DATA_DIR_ENV) or None
+    return build_app(store, gold=gold, reference=env.get("ELUE_HF_REFERENCE") or None)
+
+
+def launch(app, host: str = "127.0.0.1", port: int | None = None, block: bool = True, quiet: bool = False,
+           limits: UploadLimits = DEFAULT_UPLOAD_LIMITS):
+    """Queue and launch ``app``; uploads above the limit are refused by gradio before they reach the app."""
+    app.queue(default_concurrency_limit=1)
+    return app.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=quiet,
+                      max_file_size=limits.max_upload_bytes, show_error=True)

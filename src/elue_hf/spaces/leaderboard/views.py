@@ -1,0 +1,169 @@
+"""Tables and plot data for the leaderboard views, as pandas DataFrames (what ``gr.Dataframe`` / ``gr.ScatterPlot`` /
+``gr.LinePlot`` display). Formatting only: every ranking decision is in :mod:`.ranking`."""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ...elue.flops.params import encoder_classifier_params
+from ...elue.score.reference import ReferenceCurve
+from ...elue.tasks import TASK_KEYS, get_task
+from ...leaderboard.records import EntryRecord
+from ...leaderboard.ranking import AXES, Filters, elue_rows, filter_entries, task_points, track_rows
+
+__all__ = [
+    "TASK_COLUMNS",
+    "AXIS_TITLES",
+    "SERIES_COLORS",
+    "elue_frame",
+    "track_frame",
+    "task_frame",
+    "pareto_frames",
+    "frontier_steps",
+    "entry_frame",
+    "metric_title",
+]
+
+TASK_COLUMNS = tuple(get_task(t).name for t in TASK_KEYS)
+AXIS_TITLES = {"mflops": "MFLOPs per instance", "params": "MParams"}
+REFERENCE_SERIES = "ElasticBERT-base reference"
+FRONTIER_SERIES = "Pareto frontier"
+OTHER_SERIES = "dominated"
+REFERENCE_LINE = REFERENCE_SERIES + " (interpolated)"
+SERIES_COLORS = {REFERENCE_SERIES: "#7f7f7f", REFERENCE_LINE: "#7f7f7f", FRONTIER_SERIES: "#d62728",
+                 OTHER_SERIES: "#1f77b4"}
+_METRIC_TITLES = {"acc": "Accuracy", "acc_and_f1": "(Acc+F1)/2", "corr": "(Pearson+Spearman)/2"}
+
+
+def metric_title(task) -> str:
+    return _METRIC_TITLES[get_task(task).metric]
+
+
+def _r(value, digits: int = 2):
+    return None if value is None else round(float(value), digits)
+
+
+def _mparams(params) -> float | None:
+    return None if params is None else round(params / 1e6, 2)
+
+
+def _source(row: Mapping) -> str:
+    if row["source"] == "paper":
+        return "paper: " + row.get("citation", "").split(":")[0]
+    return row["source"]
+
+
+def _frame(rows: list[dict], columns: Sequence[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(columns), dtype=object)
+    return frame.where(frame.notna(), None)
+
+
+def elue_frame(entries: Iterable[EntryRecord], filters: Filters | None = None) -> pd.DataFrame:
+    """The ELUE-score ranking table."""
+    entries = filter_entries(entries, filters)
+    citation = {e.entry_id: e.citation for e in entries}
+    columns = ["Rank", "Model", "ELUE score", *TASK_COLUMNS, "MParams", "Source", "Notes", "Entry"]
+    rows = []
+    for r in elue_rows(entries):
+        notes = list(r["notes"])
+        if r["partial_elue_score"] is not None:
+            notes.append(f"mean over {len(r['task_scores'])} tasks {r['partial_elue_score']:+.2f}")
+        row = {"Rank": r["rank"], "Model": r["model"], "ELUE score": _r(r["elue_score"]),
+               "MParams": _mparams(r["params"]), "Source": _source({**r, "citation": citation[r["entry_id"]]}),
+               "Notes": "; ".join(notes), "Entry": r["entry_id"]}
+        for key, name in zip(TASK_KEYS, TASK_COLUMNS):
+            row[name] = _r(r["task_scores"].get(key))
+        rows.append(row)
+    return _frame(rows, columns)
+
+
+def track_frame(entries: Iterable[EntryRecord], track: str, filters: Filters | None = None) -> pd.DataFrame:
+    """A parameter track (``"40M"`` ... ``"110M"``): operating points ranked by average performance."""
+    entries = filter_entries(entries, filters)
+    citation = {e.entry_id: e.citation for e in entries}
+    columns = ["Rank", "Model", "Point", *TASK_COLUMNS, "Average", "MParams", "MFLOPs", "Source", "Notes"]
+    rows = []
+    for g in track_rows(entries, track):
+        row = {"Rank": g["rank"], "Model": g["model"], "Point": g["label"], "Average": _r(g["average"]),
+               "MParams": _mparams(g["params"]), "MFLOPs": _r(g["mflops"], 1),
+               "Source": _source({**g, "citation": citation[g["entry_id"]]}), "Notes": "; ".join(g["notes"])}
+        for key, name in zip(TASK_KEYS, TASK_COLUMNS):
+            row[name] = _r(g["performance"].get(key), 1)
+        rows.append(row)
+    return _frame(rows, columns)
+
+
+def task_frame(entries: Iterable[EntryRecord], task: str, axis: str = "mflops",
+               filters: Filters | None = None) -> pd.DataFrame:
+    """Every operating point of one task, best first; ``Pareto`` marks the frontier on ``axis``."""
+    entries = filter_entries(entries, filters)
+    citation = {e.entry_id: e.citation for e in entries}
+    metric = metric_title(task)
+    columns = ["Model", "Point", metric, "MFLOPs", "MParams", "vs reference", "FLOPs", "Pareto", "Source", "Notes"]
+    rows = [{
+        "Model": r["model"], "Point": r["label"], metric: _r(r["performance"]), "MFLOPs": _r(r["mflops"], 1),
+        "MParams": _mparams(r["params"]), "vs reference": _r(r["residual"]), "FLOPs": r["flops_source"],
+        "Pareto": "*" if r["pareto"] else "", "Source": _source({**r, "citation": citation[r["entry_id"]]}),
+        "Notes": r["note"],
+    } for r in task_points(entries, task, axis)]
+    return _frame(rows, columns)
+
+
+def _reference_line(curve: ReferenceCurve, axis: str, lo: float | None, hi: float | None) -> list[dict]:
+    xs = np.asarray(curve.mflops, dtype=np.float64)
+    if axis == "params":  # the published depths only: the score is not defined on the parameter axis
+        layers = [lay for lay in curve.layers if isinstance(lay, int)]
+        return [{"x": encoder_classifier_params(lay) / 1e6, "performance": float(p), "line": REFERENCE_SERIES}
+                for lay, p in zip(layers, curve.performance)]
+    lo = xs[0] if lo is None else min(lo, xs[0])
+    hi = xs[-1] if hi is None else max(hi, xs[-1])
+    grid = np.unique(np.concatenate([xs, np.linspace(lo, hi, 24)]))
+    return [{"x": float(x), "performance": float(curve(x)), "line": REFERENCE_LINE}
+            for x in grid]
+
+
+def pareto_frames(entries: Iterable[EntryRecord], task: str, axis: str, curves: Mapping[str, ReferenceCurve],
+                  filters: Filters | None = None) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """(points, lines, hidden) for one task page.
+
+    points: one row per operating point with an ``x`` on ``axis`` — ``series`` is the reference, the Pareto frontier
+    or dominated; lines: the reference curve (interpolated and extrapolated as the score does, on the FLOPs axis) and
+    the frontier; hidden: how many points have no value on ``axis`` (e.g. paper rows without per-task FLOPs)."""
+    if axis not in AXES:
+        raise ValueError(f"axis must be one of {AXES}, got {axis!r}")
+    rows = task_points(filter_entries(entries, filters), task, axis)
+    shown = [r for r in rows if r["x"] is not None]
+    points = pd.DataFrame([{
+        "x": r["x"], "performance": r["performance"],
+        "series": REFERENCE_SERIES if r["source"] == "reference" else FRONTIER_SERIES if r["pareto"] else OTHER_SERIES,
+        "model": r["model"], "point": r["label"], "source": r["source"],
+    } for r in shown], columns=["x", "performance", "series", "model", "point", "source"])
+    xs = [r["x"] for r in shown]
+    lines = _reference_line(curves[get_task(task).key], axis, min(xs, default=None), max(xs, default=None))
+    lines += frontier_steps([(r["x"], r["performance"]) for r in shown if r["pareto"]])
+    return points, pd.DataFrame(lines, columns=["x", "performance", "line"]), len(rows) - len(shown)
+
+
+def frontier_steps(front: Sequence[tuple[float, float]]) -> list[dict]:
+    """The Pareto frontier as a staircase: a point's performance holds until the next point's cost."""
+    front = sorted(front)
+    out = []
+    for i, (x, y) in enumerate(front):
+        if i:
+            out.append({"x": x, "performance": front[i - 1][1], "line": FRONTIER_SERIES})
+        out.append({"x": x, "performance": y, "line": FRONTIER_SERIES})
+    return out
+
+
+def entry_frame(entry: EntryRecord) -> pd.DataFrame:
+    """One entry's operating points (the Submit tab's result table)."""
+    columns = ["Task", "Point", "Metric", "MFLOPs", "Reference", "vs reference", "MParams", "FLOPs"]
+    rows = [{
+        "Task": get_task(p.task).name, "Point": p.label, "Metric": _r(p.performance), "MFLOPs": _r(p.mflops, 1),
+        "Reference": _r(p.reference_performance), "vs reference": _r(p.residual), "MParams": _mparams(p.params),
+        "FLOPs": "verified" if p.verified else p.flops_source,
+    } for p in entry.points]
+    return _frame(rows, columns)

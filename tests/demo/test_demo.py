@@ -1,0 +1,40 @@
+"""The main job (`make demo` = `elue-hf demo`) end to end on the real embedded assets, in quick mode."""
+
+import json
+
+import pytest
+
+from elue_hf.cli import main
+
+
+@pytest.mark.slow
+def test_demo_quick_runs_end_to_end(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "ElasticBERT static" in out and "ElasticBERT entropy" in out and "ElasticBERT patience" in out
+    points = json.loads((tmp_path / "operating_points.json").read_text())
+    methods = {p["method"] for p in points}
+    assert {"ElasticBERT static", "ElasticBERT entropy", "ElasticBERT patience"} <= methods
+    assert [p["mean_exit_layer"] for p in points if p["method"] == "ElasticBERT static"] == [1, 2, 3, 4, 5, 6]
+    assert all(0 <= p["accuracy"] <= 100 for p in points)
+    png = (tmp_path / "pareto.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+
+
+def test_demo_rejects_unknown_sections(tmp_path, capsys):
+    assert main(["demo", "--quick", "--sections", "hashee,bogus", "--out-dir", str(tmp_path)]) == 2
+    assert "unknown demo sections ['bogus']" in capsys.readouterr().err
+
+
+def test_pareto_front_and_plot_use_the_flops_axis(tmp_path):
+    from elue_hf.demo.runner import pareto_front, save_pareto_plot
+    from elue_hf.demo.context import OperatingPoint
+
+    pts = [
+        OperatingPoint("A", "1", 70.0, mean_flops=100.0),
+        OperatingPoint("A", "2", 69.0, mean_flops=150.0),  # dominated
+        OperatingPoint("B", "1", 80.0, mean_flops=200.0),
+        OperatingPoint("C", "few-shot", 90.0),  # no FLOPs: not on the inference-cost axis
+    ]
+    assert [(p.method, p.label) for p in pareto_front(pts, "mean_flops")] == [("A", "1"), ("B", "1")]
+    assert save_pareto_plot(pts, tmp_path / "p.png", "t").read_bytes().startswith(b"\x89PNG")

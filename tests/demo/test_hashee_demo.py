@@ -1,0 +1,51 @@
+"""The HashEE ``make demo`` section on a tiny context (tiny BERT checkpoint + tokenizer, a few rows)."""
+
+import json
+
+import datasets
+import pytest
+import torch
+from transformers import BertConfig, BertModel, BertTokenizer
+
+from elue_hf.demo.context import DemoContext
+from elue_hf.demo import hashee as demo
+from elue_hf.hashee import HashTable
+
+WORDS = "a the film movie is was good bad great dull fun boring plot acting and but not very".split()
+
+
+@pytest.fixture()
+def tiny_context(tmp_path):
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
+    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(vocab)})
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=64)  # fmt: skip
+    BertModel(config).save_pretrained(tmp_path / "bert")
+    g = torch.Generator().manual_seed(1)
+
+    def rows(n):
+        sentences = [" ".join(WORDS[int(i)] for i in torch.randint(0, len(WORDS), (int(k),), generator=g))
+                     for k in torch.randint(3, 12, (n,), generator=g)]  # fmt: skip
+        return datasets.Dataset.from_dict({"sentence": sentences, "label": [len(s) % 2 for s in sentences]})
+
+    data = datasets.DatasetDict(train=rows(24), validation=rows(8), test=rows(10))
+    return DemoContext(out_dir=tmp_path / "out", tokenizer=tokenizer, data=data, model=None,
+                       base_model_path=tmp_path / "bert", max_length=16, quick=True)  # fmt: skip
+
+
+def test_demo_section_runs_and_reports(tiny_context, capsys):
+    demo.run(tiny_context)
+    (point,) = tiny_context.points
+    assert point.method == "HashEE" and point.label == "freq B=L=3"
+    assert 0 <= point.accuracy <= 100 and point.mean_flops > 0 and 1 <= point.mean_exit_layer <= 3
+    assert point.extra["flops_speedup_vs_6L"] >= 1 and point.extra["flops_speedup_vs_bert_base"] > 1
+    out = tiny_context.out_dir / "hashee"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["submission_mean_mflops"] == pytest.approx(point.mean_flops)
+    assert summary["active_share_per_layer"][0] == 1.0
+    table = HashTable.load(out / "hashee_table.safetensors")
+    assert table.config.hash_function == "frequency" and table.config.num_buckets == 3
+    tsv = next((out / "submission").rglob("*.tsv")).read_text().splitlines()
+    assert tsv[0] == "index\tpred\tmodules" and len(tsv) == 11
+    assert "HashEE on MiniLM-L6" in capsys.readouterr().out

@@ -1,0 +1,97 @@
+"""Shared helpers for the leaderboard / hub tests: gold labels, real submissions built with the ELUE core, bad zips."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from elue_hf.elue.flops import ModelDims
+from elue_hf.elue.flops.module_spec import encoder_modules, module_spec_from_config
+from elue_hf.elue.submission import PredictionFile, write_submission, zip_submission
+from elue_hf.elue.tasks import TASK_KEYS, get_task
+
+# BERT-base shape, so the FLOPs land on the ELUE reference curve's axis; 12 exits (dynamic ElasticBERT-like).
+DIMS = ModelDims(hidden=768, intermediate=3072, heads=12, num_layers=12, num_labels=2,
+                 exit_layers=tuple(range(1, 13)))
+N_TEST = 40
+
+
+def gold_labels(tasks=TASK_KEYS, n: int = N_TEST, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for t in tasks:
+        task = get_task(t)
+        out[task.key] = rng.uniform(0, 5, n).round(3) if task.is_regression else rng.integers(0, task.num_labels, n)
+    return out
+
+
+def _predictions(task, gold: np.ndarray, accuracy: float, rng) -> list:
+    if task.is_regression:
+        return (gold + rng.normal(0, 5 * (1 - accuracy), gold.size)).tolist()
+    preds = gold.copy()
+    flip = rng.random(gold.size) > accuracy
+    preds[flip] = (preds[flip] + 1) % task.num_labels
+    return preds.tolist()
+
+
+def make_submission(folder: Path, gold: dict, name: str = "tiny-model", depths=(3, 6), accuracy: float = 0.9,
+                    seed: int = 0, params: int = 60_000_000, self_reported: bool = False) -> Path:
+    """A real submission zip (written and zipped by the ELUE core) with static points at ``depths`` per task."""
+    rng = np.random.default_rng(seed)
+    files = {}
+    for t, labels in gold.items():
+        task = get_task(t)
+        dims = ModelDims(**{**DIMS.__dict__, "num_labels": task.num_labels})
+        lengths = rng.integers(10, 60, labels.size)
+        for k in depths:
+            preds = _predictions(task, np.asarray(labels), accuracy, rng)
+            modules = [encoder_modules(dims, int(n), k, "dynamic") for n in lengths]
+            point = {"task": task.key, "predictions": preds, "label": f"k={k}", "params": params}
+            if self_reported:
+                point["flops"] = [100.0 * k + float(n) for n in lengths]
+            else:
+                point["modules"] = modules
+                point["module_spec"] = module_spec_from_config(dims)
+            files[f"{task.key}-k{k}"] = PredictionFile(**point)
+    sub = write_submission(folder / name, name, f"test submission {name}", params, files)
+    return zip_submission(sub, folder / f"{name}.zip")
+
+
+def write_zip(path: Path, members: dict[str, bytes | str], compression=zipfile.ZIP_DEFLATED) -> Path:
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def zip_members(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as zf:
+        return {n: zf.read(n) for n in zf.namelist()}
+
+
+def manifest_of(path: Path) -> dict:
+    return json.loads(zip_members(path)["submission.json"])
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+def failing_point_insert(message: str):
+    """A stand-in for ``SQLiteStore._insert_points`` that writes one point row, then fails like a broken disk."""
+    import sqlite3
+
+    def insert(self, conn, entry):
+        conn.execute("INSERT INTO points (entry_id, task, label, performance, flops_source) "
+                     "VALUES (?, 'sst-2', 'half', 1.0, 'modules')", (entry.entry_id,))
+        raise sqlite3.OperationalError(message)
+
+    return insert
