@@ -7,6 +7,7 @@ people who never installed elue-hf.
 from transformers import PretrainedConfig
 
 EXIT_CRITERIA = ("entropy", "patience")
+MULTI_EXIT_TRAINING = ("gradient_equilibrium", "weighted", "two_stage")
 #: ``auto_map`` of every ElasticBERT configuration: with the two files that ``save_pretrained`` copies next to the
 #: weights (classes registered with ``register_for_auto_class``), a saved directory loads with
 #: ``trust_remote_code=True`` through any of these Auto classes, without elue-hf.
@@ -17,7 +18,6 @@ AUTO_MAP = {
     "AutoModelForMaskedLM": "modeling_elasticbert.ElasticBertForMaskedLM",
     "AutoModelForPreTraining": "modeling_elasticbert.ElasticBertForPreTraining",
 }
-MULTI_EXIT_TRAINING = ("gradient_equilibrium", "weighted", "two_stage")
 
 
 class ElasticBertConfig(PretrainedConfig):
