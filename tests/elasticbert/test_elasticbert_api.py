@@ -15,7 +15,6 @@ from elue_hf import (
     ElasticBertModel,
 )
 from elue_hf.elasticbert import convert_bert_to_elasticbert
-
 from tests.helpers.elasticbert import padded_batch, tiny_config
 
 ALL_CLASSES = [

@@ -14,14 +14,13 @@ from transformers import AutoModel, AutoModelForMaskedLM, AutoModelForPreTrainin
 
 from elue_hf import ElasticBertForSequenceClassification
 from elue_hf.elasticbert import convert_bert_to_elasticbert
-
 from tests.helpers.elasticbert import padded_batch, tiny_config
 
 LAYERS = 4
 
 
 def _original_layout_state_dict(cfg) -> dict[str, torch.Tensor]:
-    """Random weights under exactly the key names of fnlp/elasticbert-base's pytorch_model.bin (after its MLM update)."""
+    """Random weights under the exact key names of fnlp/elasticbert-base's pytorch_model.bin (after its MLM update)."""
     g = torch.Generator().manual_seed(0)
     d, ff, v = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
 
@@ -153,7 +152,8 @@ def test_mismatched_checkpoint_shapes_are_a_clear_error(original_checkpoint, tmp
     bad["elasticbert.encoder.layer.1.intermediate.dense.weight"] = torch.zeros(48, 32)
     save_file({k: v.contiguous() for k, v in bad.items()}, str(tmp_path / "model.safetensors"))
     (tmp_path / "config.json").write_text((path / "config.json").read_text())
-    with pytest.raises(ValueError, match=r"layer\.1\.intermediate\.dense\.weight: checkpoint \(48, 32\) vs model \(64, 32\)"):
+    mismatch = r"layer\.1\.intermediate\.dense\.weight: checkpoint \(48, 32\) vs model \(64, 32\)"
+    with pytest.raises(ValueError, match=mismatch):
         AutoModelForSequenceClassification.from_pretrained(tmp_path)
 
 
@@ -233,7 +233,9 @@ def test_convert_real_minilm_matches_bert(minilm_dir, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**batch).all_logits, model(**batch).all_logits)
     # static 3-layer view of the converted checkpoint, straight from the saved directory
-    static = AutoModelForSequenceClassification.from_pretrained(tmp_path / "eb", num_hidden_layers=3, num_output_layers=1)
+    static = AutoModelForSequenceClassification.from_pretrained(
+        tmp_path / "eb", num_hidden_layers=3, num_output_layers=1
+    )
     assert len(static.elasticbert.encoder.layer) == 3
 
 

@@ -23,7 +23,6 @@ from elue_hf import (
 )
 from elue_hf.elasticbert import exit_layers_from_logits, gradient_rescale, prediction_entropy
 from elue_hf.elasticbert.training import exit_metrics, set_training_stage
-
 from tests.helpers.elasticbert import padded_batch, tiny_config
 
 
@@ -356,13 +355,14 @@ def test_trainer_fine_tunes_all_exits(tmp_path):
     assert "eval_average_exit_accuracy" in metrics and math.isfinite(metrics["eval_loss"])
 
 
-# ---------------------------------------------------------------------------------------------------- pre-training heads
+# ------------------------------------------------------------------------------------------------- pre-training heads
 
 
 def test_pretraining_heads_layout_and_tying():
     model = ElasticBertForPreTraining(tiny_config())
     keys = set(model.state_dict())
-    assert {"predictions.bias", "predictions.transforms.3.dense.weight", "predictions.transforms.0.LayerNorm.bias"} <= keys
+    expected = {"predictions.bias", "predictions.transforms.3.dense.weight", "predictions.transforms.0.LayerNorm.bias"}
+    assert expected <= keys
     assert "sop_classifier.classifiers.2.weight" in keys
     assert model.predictions.decoder.weight is model.elasticbert.embeddings.word_embeddings.weight
     assert model.predictions.decoder.bias is model.predictions.bias

@@ -8,7 +8,6 @@ from elue_hf import ElasticBertForSequenceClassification, ElasticBertModel
 from elue_hf.elue.flops.params import count_parameters
 from elue_hf.elue.inference import operating_point_params
 from elue_hf.multi_exit import MultiExitEncoder, MultiExitModel, multi_exit_backbone, num_exits, run_to_exit
-
 from tests.helpers.elasticbert import padded_batch, tiny_config
 
 

@@ -8,7 +8,6 @@ from elue_hf import ElasticBertForMaskedLM, ElasticBertForSequenceClassification
 from elue_hf.elasticbert import exit_layers_from_logits
 from elue_hf.lpt import LPTConfig, LPTLayer, generator_parameter_count
 from elue_hf.multi_exit import MultiExitEncoder
-
 from tests.helpers.lpt import VOCAB, elasticbert_config, padded_batch, trainable_names
 
 K, L_PROMPT = 2, 3

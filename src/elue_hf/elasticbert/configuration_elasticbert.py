@@ -43,8 +43,8 @@ class ElasticBertConfig(PretrainedConfig):
             "agree" when their predictions differ by less than this.
         multi_exit_training (`str`, defaults to ``"gradient_equilibrium"``): how the exits are trained together:
             ``"gradient_equilibrium"`` (unweighted sum of exit losses with the gradient re-scaling of Li et al. 2019),
-            ``"weighted"`` (PABEE: sum_l l * loss_l / sum_l l, no re-scaling) or ``"two_stage"`` (DeeBERT: stage 1 trains
-            the backbone and the top exit, stage 2 freezes them and trains the internal exits; see
+            ``"weighted"`` (PABEE: sum_l l * loss_l / sum_l l, no re-scaling) or ``"two_stage"`` (DeeBERT: stage 1
+            trains the backbone and the top exit, stage 2 freezes them and trains the internal exits; see
             ``training_stage``).
         training_stage (`int`, defaults to 1): current stage when ``multi_exit_training == "two_stage"``.
     """
@@ -114,7 +114,8 @@ class ElasticBertConfig(PretrainedConfig):
         """Raise ``ValueError`` naming the field when the exit layout is impossible."""
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})"
+                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
+                f"({self.num_attention_heads})"
             )
         if not 1 <= self.num_hidden_layers <= self.max_output_layers:
             raise ValueError(

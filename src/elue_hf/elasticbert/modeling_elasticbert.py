@@ -333,7 +333,7 @@ class ElasticBertPreTrainedModel(PreTrainedModel):
         )
         if info["mismatched_keys"]:
             details = "; ".join(
-                f"{key}: checkpoint {tuple(ckpt)} vs model {tuple(model)}" for key, ckpt, model in info["mismatched_keys"]
+                f"{key}: checkpoint {tuple(ckpt)} vs model {tuple(ours)}" for key, ckpt, ours in info["mismatched_keys"]
             )
             raise ValueError(
                 f"Checkpoint {pretrained_model_name_or_path} does not fit {cls.__name__} with this config. "

@@ -148,7 +148,9 @@ def _texts(args) -> list[str]:
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = parser or argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default=None, help="BERT or ElasticBERT checkpoint (default: the embedded MiniLM)")
     parser.add_argument("--text-file", default=None, help="UTF-8 text, one document per line (default: RT snippets)")
     parser.add_argument("--output-dir", default="elue_hf_outputs/pretrain")
