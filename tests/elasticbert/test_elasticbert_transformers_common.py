@@ -32,6 +32,7 @@ if not (TESTS_DIR / "transformers_common_tests" / "test_modeling_common.py").is_
 pytest.importorskip("parameterized", reason="transformers' common tests need `parameterized` (dev extra)")
 sys.path.insert(0, str(TESTS_DIR))
 
+from transformers_common_tests.test_configuration_common import ConfigTester  # noqa: E402
 from transformers_common_tests.test_modeling_common import (  # noqa: E402
     ModelTesterMixin,
     ids_tensor,
@@ -102,6 +103,21 @@ class ElasticBertCommonModelTest(ModelTesterMixin, unittest.TestCase):
 
     def setUp(self):
         self.model_tester = ElasticBertModelTester(self)
+        self.config_tester = ConfigTester(self, config_class=ElasticBertConfig, hidden_size=48)
+
+    def test_config(self):
+        # ConfigTester.run_common_tests minus check_config_arguments_init, whose `config_common_kwargs` live in
+        # tests/utils/test_configuration_utils.py, a file the transformers sdist does not ship
+        tester = self.config_tester
+        tester.create_and_test_config_common_properties()
+        tester.create_and_test_config_to_json_string()
+        tester.create_and_test_config_to_json_file()
+        tester.create_and_test_config_from_and_save_pretrained()
+        tester.create_and_test_config_from_and_save_pretrained_subfolder()
+        tester.create_and_test_config_from_and_save_pretrained_composite()
+        tester.create_and_test_config_with_num_labels()
+        tester.create_and_test_config_from_pretrained_custom_kwargs()
+        tester.check_config_can_be_init_without_params()
 
     def _prepare_for_class(self, inputs_dict, model_class, return_labels=False):
         # transformers picks labels from its own Auto mappings, which do not list remote/custom classes
@@ -126,6 +142,14 @@ class ElasticBertCommonModelTest(ModelTesterMixin, unittest.TestCase):
     def check_training_gradient_checkpointing(self, gradient_checkpointing_kwargs=None):
         with _head_classes_only(self):
             super().check_training_gradient_checkpointing(gradient_checkpointing_kwargs)
+
+    # transformers' own skip messages for these two would be wrong for ElasticBERT
+
+    def test_resize_position_vector_embeddings(self):
+        self.skipTest("ElasticBERT, like BERT, offers no resize_position_embeddings (its positions are a fixed table)")
+
+    def test_sdpa_can_dispatch_composite_models(self):
+        self.skipTest("ElasticBERT is not a composite model; test_sdpa_can_dispatch_non_composite_models covers SDPA")
 
     # RoPE checks (transformers skips them saying the tester has no `base_model_class`, i.e. no model in its mapping)
     _NO_ROPE = "ElasticBERT uses BERT's absolute position embeddings: no rotary embedding to test"
