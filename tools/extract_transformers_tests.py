@@ -4,8 +4,8 @@ The sdist of transformers ships only the top-level ``tests/test_*.py`` files. ``
 imports ``tests/exporters/test_export.py``, ``tests/generation/test_utils.py`` and (through
 ``test_configuration_common.py``) ``tests/utils/test_configuration_utils.py``, which the sdist lacks. This script
 writes placeholders for those three modules that say so: the export mixin contributes no tests, the generation mixin
-is only used by ``issubclass`` checks (ElasticBERT cannot generate), and ``config_common_kwargs`` is ``None`` so the
-one config check needing it is skipped by the test module.
+is only used by ``issubclass`` checks (ElasticBERT cannot generate), and ``config_common_kwargs`` is ``None``: the
+one config check needing it is left out by the test module.
 
     python tools/extract_transformers_tests.py .venv/sdist/transformers-5.23.0.tar.gz .venv/transformers_tests
 
