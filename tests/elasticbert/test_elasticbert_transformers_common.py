@@ -29,7 +29,6 @@ if not (TESTS_DIR / "transformers_common_tests" / "test_modeling_common.py").is_
         "transformers 5.23.0 sdist and extracts them; or set ELUE_HF_TRANSFORMERS_TESTS)",
         allow_module_level=True,
     )
-pytest.importorskip("parameterized", reason="transformers' common tests need `parameterized` (dev extra)")
 sys.path.insert(0, str(TESTS_DIR))
 
 from transformers_common_tests.test_configuration_common import ConfigTester  # noqa: E402
