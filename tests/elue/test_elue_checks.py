@@ -8,7 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from elue_hf.elue.data import load_test_labels
-from elue_hf.elue.flops.module_spec import encoder_modules, module_spec_from_config, validate_module_spec
+from elue_hf.elue.flops.module_spec import (
+    encoder_modules,
+    module_spec_from_config,
+    validate_module_spec,
+    with_embedding_sizes,
+)
 from elue_hf.elue.flops.params import count_parameters, encoder_classifier_params
 from elue_hf.elue.submission import SubmissionError, SubmissionFile, read_submission
 from elue_hf.elue.submission.checks import (
@@ -55,7 +60,7 @@ def test_parameter_rule_matches_a_real_model():
     torch.manual_seed(0)
     config = BertConfig(vocab_size=97, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
                         intermediate_size=48, max_position_embeddings=40, num_labels=3)
-    spec = validate_module_spec(module_spec_from_config(config))
+    spec = validate_module_spec(with_embedding_sizes(module_spec_from_config(config), config))
     assert spec["emb"]["vocab"] == 97 and spec_params(spec) == count_parameters(BertForSequenceClassification(config))
 
 

@@ -16,9 +16,8 @@ from elue_hf import ElasticBertForSequenceClassification
 from elue_hf.cli import main
 from elue_hf.elue.data import load_test_labels
 from elue_hf.elue.flops import dims_from_config
-from elue_hf.elue.flops.module_spec import module_spec_from_config
 from elue_hf.elue.flops.params import count_parameters
-from elue_hf.elue.inference import point_params, run_operating_points, to_prediction_file
+from elue_hf.elue.inference import point_params, run_operating_points, submission_spec, to_prediction_file
 from elue_hf.elue.submission import read_submission, write_submission, zip_submission
 from elue_hf.elue.submission.checks import load_tokenizer
 from elue_hf.elue.tasks import get_task
@@ -69,7 +68,7 @@ def write(server, folder: Path, points, name="tiny", model=MODEL_ID, settings=No
         pf.settings = (settings or {}).get(p.label, _setting_of(p))
         files[p.label] = pf
     sub = write_submission(folder / name, name, "verification test", count_parameters(m), files,
-                           module_spec=module_spec_from_config(m.config), tokenizer=TOKENIZER_ID,
+                           module_spec=submission_spec(m), tokenizer=TOKENIZER_ID,
                            model=None if model is None else {"id": model})
     return zip_submission(sub, folder / f"{name}.zip")
 

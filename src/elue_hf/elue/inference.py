@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
+from ..multi_exit import multi_exit_backbone
 from .data import tokenize_examples
-from .flops import ModelDims, dims_from_config
-from .flops.module_spec import encoder_modules, module_spec_from_config
+from .flops import ModelDims
+from .flops.architectures import flops_shape
+from .flops.module_spec import encoder_modules, module_spec_from_config, with_embedding_sizes
 from .flops.params import count_parameters
 from .submission import PredictionFile
 from .tasks import get_task
@@ -72,7 +74,7 @@ def run_operating_points(
         raise ValueError(f"--exit {exit} needs an ElasticBERT model (config.model_type 'elasticbert')")
     if exit == "entropy" and task.is_regression:
         raise ValueError("entropy-based exit is undefined for regression (STS-B)")
-    dims = dims_from_config(model.config)
+    dims = flops_shape(model)  # ModelDims, a family's EncoderShape, or the generic route
     model.eval()
     if exit == "static":
         depths = [int(k) for k in (sweep or (dims.exit_layers if elastic else [dims.num_layers]))]
@@ -133,26 +135,33 @@ def operating_point_params(model, mode: str, layers: int | None = None) -> int:
     if not (is_elasticbert(model) and mode == "static" and not model.is_static and layers is not None):
         return count_parameters(model)
     k = int(layers)
-    body = model.elasticbert
+    body = multi_exit_backbone(model)
     j = body.encoder.exit_layer_indices.index(k - 1)
     return (
         _count(body.embeddings)
-        + sum(_count(body.encoder.layer[i]) for i in range(k))
-        + _count(body.encoder.pooler[k - 1])
+        + sum(_count(module) for module in body.encoder.exit_modules(k - 1))
         + _count(model.classifiers[j])
     )
 
 
 def to_prediction_file(point: PointOutputs, task, dims: ModelDims, params: int | None = None,
                        max_seq_length: int | None = None) -> PredictionFile:
-    """A :class:`PredictionFile` whose ``modules`` column lists what each instance ran."""
+    """A :class:`PredictionFile` whose ``modules`` column lists what each instance ran (generic route: a
+    self-reported ``flops`` column instead)."""
+    if getattr(dims, "route", None) == "generic":
+        return PredictionFile(task=get_task(task).key, predictions=point.predictions, flops=dims.mflops(point.lengths),
+                              label=point.label, params=params, max_seq_length=max_seq_length)
     modules = [encoder_modules(dims, n, k, point.mode) for n, k in zip(point.lengths, point.exit_layers)]
     return PredictionFile(task=get_task(task).key, predictions=point.predictions, modules=modules, label=point.label,
                           params=params, max_seq_length=max_seq_length)
 
 
-def submission_spec(model) -> dict:
-    return module_spec_from_config(model.config)
+def submission_spec(model) -> dict | None:
+    """The declarative module spec (None on the generic route: its FLOPs are self-reported)."""
+    shape = flops_shape(model)
+    if getattr(shape, "route", None) == "generic":
+        return None
+    return with_embedding_sizes(module_spec_from_config(shape), model.config)
 
 
 __all__ += ["submission_spec", "operating_point_params"]

@@ -421,7 +421,7 @@ class SQLiteStore:
                          "('pending', 'running') AND attempts >= ?",
                          (now, json.dumps({"error": f"gave up after {max_attempts} attempts"}), max_attempts))
             row = conn.execute("SELECT entry_id FROM verification_jobs WHERE state IN ('pending', 'running') "
-                               "ORDER BY state = 'pending', created_at, entry_id LIMIT 1").fetchone()
+                               "ORDER BY state = 'pending', created_at, rowid LIMIT 1").fetchone()
             if row is None:
                 return None
             conn.execute("UPDATE verification_jobs SET state = 'running', attempts = attempts + 1, updated_at = ? "

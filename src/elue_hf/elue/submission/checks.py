@@ -72,9 +72,27 @@ def _text(raw) -> str:
     return raw.decode("utf-8") if isinstance(raw, bytes) else raw
 
 
+#: Module options the parameter rule does not model yet (their files' params are reported as unchecked).
+_UNRULED = {"layer": {"glu": False, "rel_positions": 0, "c2p": False, "p2c": False, "share_att_key": False,
+                      "norms": 2},
+            "exit": {"norm": False}}
+
+
+def params_rule_gap(spec: Mapping[str, Mapping]) -> str | None:
+    """Why the parameter rule cannot check ``spec`` (a kind or option it does not model), or None."""
+    for name, module in spec.items():
+        if module["kind"] not in ("embedding", "layer", "exit", "linear", "layer_norm"):
+            return f"module {name!r} of kind {module['kind']!r}"
+        for option, plain in _UNRULED.get(module["kind"], {}).items():
+            if module.get(option, plain) != plain:
+                return f"module {name!r} option {option!r}"
+    return None
+
+
 def check_params(file: SubmissionFile) -> None:
-    """Raise :class:`SubmissionError` unless ``file.params`` follows the parameter rule (see the module docstring)."""
-    if file.modules is None or file.module_spec is None:
+    """Raise :class:`SubmissionError` unless ``file.params`` follows the parameter rule (see the module docstring);
+    specs the rule does not cover (:func:`params_rule_gap`) are left to :func:`cross_check`'s report."""
+    if file.modules is None or file.module_spec is None or params_rule_gap(file.module_spec):
         return
     whole = spec_params(file.module_spec)
     allowed = {whole}
@@ -202,6 +220,10 @@ def cross_check(submission: Submission, texts: Callable[[str], Mapping] | None =
     for f in declared:
         check_structure(f)
         report["structure"].append(f.path)
+        gap = params_rule_gap(f.module_spec) if f.module_spec is not None else None
+        if gap:
+            report["skipped"].append(f"params of {f.path}: the rule does not cover {gap}")
+            continue
         check_params(f)
         report["params"].append(f.path)
     if not declared:
