@@ -163,6 +163,8 @@ def test_queue_end_to_end_with_resume(server, tmp_path):
     assert jobs[b.entry.entry_id].state == "failed" and "mean FLOPs" in json.dumps(jobs[b.entry.entry_id].report)
     verified = store.get_entry(a.entry.entry_id)
     assert verified.verified and {p.flops_tier for p in verified.points} == {"verified"}
+    recorded = verified.extra["verification"]  # where the throughput was measured travels with the entry
+    assert set(recorded["throughput"]) == {"batch_1", "batch_32"} and recorded["machine"]["cpu"]
     assert store.get_entry(b.entry.entry_id).flops_tier == "consistent"
     assert run_worker(store, gold, lock_path=tmp_path / "w.lock", once=True) == 0  # nothing left; idempotent
     with sqlite3.connect(store.path) as conn:  # the tier change and the job state were one transaction

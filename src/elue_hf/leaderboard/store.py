@@ -436,7 +436,11 @@ class SQLiteStore:
             conn.execute("UPDATE verification_jobs SET state = ?, updated_at = ?, report = ? WHERE entry_id = ?",
                          (state, now, json.dumps(report, sort_keys=True, default=float), entry_id))
             if verified:
-                conn.execute("UPDATE entries SET flops_tier = 'verified', verified = 1 WHERE entry_id = ?", (entry_id,))
+                row = conn.execute("SELECT extra FROM entries WHERE entry_id = ?", (entry_id,)).fetchone()
+                extra = {**json.loads(row[0]), "verification": {k: report[k] for k in ("throughput", "machine", "model")
+                                                                if k in report}}
+                conn.execute("UPDATE entries SET flops_tier = 'verified', verified = 1, extra = ? WHERE entry_id = ?",
+                             (json.dumps(extra, sort_keys=True, default=float), entry_id))
                 conn.execute("UPDATE points SET flops_tier = 'verified' WHERE entry_id = ?", (entry_id,))
 
     def verification_jobs(self, state: str | None = None) -> list[VerificationJob]:

@@ -230,8 +230,15 @@ def build_app(store, gold=None, reference=None, limits: UploadLimits = DEFAULT_U
             trigger(refresh, filters, outputs, api_visibility="private")
         axis.change(refresh, filters, outputs, api_visibility="private").then(
             retitle, [axis], plots, api_visibility="private")
-        submit_btn.click(do_submit, [upload, submitter, *filters], [status, result, *outputs], api_name="submit")
-        validate_btn.click(do_validate, [upload, submitter], [status, result], api_name="validate")
+        def clear_status():  # the previous upload's status never lingers next to a new one
+            return "*Checking the upload...*", entry_frame_empty()
+
+        for button, action, inputs, targets, name in (
+            (submit_btn, do_submit, [upload, submitter, *filters], [status, result, *outputs], "submit"),
+            (validate_btn, do_validate, [upload, submitter], [status, result], "validate"),
+        ):
+            button.click(clear_status, None, [status, result], queue=False, api_visibility="private").then(
+                action, inputs, targets, api_name=name)
     demo.board = board  # for tests and scripts
     return demo
 

@@ -9,7 +9,7 @@ from ...citations import bibtex
 
 __all__ = ["about_markdown", "SUBMIT_HELP", "escape_markdown", "THREAT_MODEL"]
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]#|~!])")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]#|~!:])")  # ":" breaks autolinks
 _LINE_START = re.compile(r"^(\s*[0-9]*)([.)\-+=])", re.MULTILINE)  # list markers / setext underlines
 
 
