@@ -82,9 +82,11 @@ def test_submit_messages(board, gold, tmp_path):
     assert "Submissions: closed" in closed.views()[0]
 
 
-def test_served_app_through_gradio_client(tmp_path, gold):
+def test_served_app_through_gradio_client(tmp_path, gold, monkeypatch):
     from gradio_client import Client, handle_file
 
+    uploads = tmp_path / "gradio-uploads"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
     store = SQLiteStore(tmp_path / "lb.db")
     app = build_app(store, gold=gold)
     port = free_port()
@@ -106,6 +108,7 @@ def test_served_app_through_gradio_client(tmp_path, gold):
         bad = write_zip(tmp_path / "bad.zip", {"../evil.tsv": "x", "submission.json": "{}"})
         result = client.predict(handle_file(str(bad)), "", "", ["submissions"], False, "FLOPs", api_name="/submit")
         assert result[0].startswith("**Submission refused:**") and store.count() == 32
+        assert uploads.is_dir() and not list(uploads.rglob("*.zip"))  # every upload deleted after processing
     finally:
         app.close()
 
