@@ -1,10 +1,18 @@
 """elue-hf: efficient NLP for the Hugging Face ecosystem.
 
-``import elue_hf`` registers ElasticBERT with the transformers Auto classes and LPT with PEFT. Both registrations
-run when their library is imported (at once if it already is), so that ``import elue_hf`` itself stays cheap (the
-``elue-hf`` command line starts without torch) while ``AutoModel.from_pretrained`` / ``PeftModel.from_pretrained``
-always see them. Nothing is downloaded at import time; sub-packages (``elue_hf.elue``, ``elue_hf.hashee``,
-``elue_hf.lpt``, ...) and the ElasticBERT classes load on first use.
+``import elue_hf`` has exactly three side effects, each a documented, idempotent function you can also call yourself:
+
+1. :func:`elue_hf.elasticbert.register_elasticbert`: ElasticBERT in ``AutoConfig`` / ``AutoModel*`` (transformers'
+   public ``register`` API);
+2. :func:`elue_hf.lpt.register_lpt`: LPT as a PEFT method (``PeftType.LPT``; the only reach into PEFT internals is
+   :mod:`elue_hf.lpt.peft_compat`, version-guarded);
+3. :func:`elue_hf.metrics.ensure_metric_installed`: copies the ELUE metric into ``evaluate``'s module cache so that a
+   bare ``evaluate.load("elue")`` works offline (opt out with ``ELUE_HF_NO_METRIC_INSTALL=1``).
+
+1 and 2 run when their library is imported (at once if it already is; see :mod:`elue_hf._import_hooks`), so that
+``import elue_hf`` itself stays cheap -- the ``elue-hf`` command line starts without torch -- while
+``AutoModel.from_pretrained`` / ``PeftModel.from_pretrained`` always see them. Nothing is downloaded at import time;
+sub-packages (``elue_hf.elue``, ``elue_hf.hashee``, ...) and the ElasticBERT classes load on first use.
 """
 
 from __future__ import annotations
