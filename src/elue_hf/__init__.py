@@ -53,15 +53,8 @@ def _seed_elue_metric() -> None:
 
 _seed_elue_metric()
 
-_ELASTICBERT = (
-    "ElasticBertConfig",
-    "ElasticBertPreTrainedModel",
-    "ElasticBertModel",
-    "ElasticBertForSequenceClassification",
-    "ElasticBertForMaskedLM",
-    "ElasticBertForPreTraining",
-    "register_elasticbert",
-)
+_ELASTICBERT = ("ElasticBertConfig", "ElasticBertPreTrainedModel", "ElasticBertModel", "ElasticBertForMaskedLM",
+                "ElasticBertForSequenceClassification", "ElasticBertForPreTraining", "register_elasticbert")
 _LAZY = {
     **{name: "elue_hf.elasticbert" for name in _ELASTICBERT},
     "convert_bert_to_elasticbert": "elue_hf.elasticbert.convert",

@@ -172,8 +172,8 @@ def test_score_command_and_recompute_imdb(workspace, capsys):
 def test_demo_section_on_a_tiny_context(tmp_path, capsys):
     import datasets
 
-    from elue_hf.demo.context import DemoContext, OperatingPoint
     from elue_hf.demo import elue as demo
+    from elue_hf.demo.context import DemoContext, OperatingPoint
     from elue_hf.elue.flops import elasticbert_flops
 
     words = ["good movie", "bad plot", "great actor", "awful film", "fun story", "dull man"]

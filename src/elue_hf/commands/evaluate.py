@@ -241,11 +241,11 @@ def cmd_evaluate(args) -> int:
     parse_settings(args)  # flag mistakes first, before anything is loaded
     out = prepare_output(args.output, args.model, task.key, args.overwrite)
     max_length = args.max_length or (512 if task.key == "imdb" else 128)
-    dataset = _test_dataset(args, task)
     model = _load_model(args.model)
     if model.config.num_labels != task.num_labels:
         raise ValueError(f"the model has {model.config.num_labels} labels but {task.name} needs {task.num_labels}")
     tokenizer = _load_tokenizer(args.tokenizer or args.model, "--tokenizer" if args.tokenizer else "--model")
+    dataset = _test_dataset(args, task)
     settings = parse_settings(args, dims_from_config(model.config).exit_layers)
     start = time.perf_counter()
     points = run_operating_points(model, tokenizer, dataset, task, max_length=max_length,

@@ -79,8 +79,8 @@ def check_port(host: str, port: int) -> None:
 
 
 def cmd_leaderboard(args) -> int:
-    from ..spaces.leaderboard.app import build_app, launch
     from ..leaderboard.store import StoreError
+    from ..spaces.leaderboard.app import build_app, launch
 
     check_port(args.host, args.port)
     try:

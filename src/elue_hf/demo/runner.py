@@ -219,9 +219,9 @@ def build_context(args) -> DemoContext:
 
 
 def main(args) -> int:
-    import torch
-
     import warnings
+
+    import torch
 
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     if args.quick:

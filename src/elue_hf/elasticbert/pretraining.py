@@ -150,8 +150,8 @@ def _texts(args) -> list[str]:
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     from ..commands.pretrain import add_arguments
 
-    parser = parser or argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    return add_arguments(parser)
+    formatter = argparse.RawDescriptionHelpFormatter
+    return add_arguments(parser or argparse.ArgumentParser(description=__doc__, formatter_class=formatter))
 
 
 def run(args) -> dict:

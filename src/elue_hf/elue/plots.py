@@ -84,21 +84,12 @@ def _place_labels(ax, xs, ys, texts, fontsize: float = 7.5) -> list:
     return placed
 
 
-def pareto_plot(
-    points: Sequence[Mapping],
-    task: str | None,
-    path,
-    reference=None,
-    title: str | None = None,
-    data_label: str | None = None,
-    show_reference: bool = True,
-    xlabel: str | None = None,
-    ylabel: str | None = None,
-) -> Path:
-    """Save :func:`pareto_figure` of ``points`` as a PNG at ``path`` and return the path."""
+def pareto_plot(points: Sequence[Mapping], task: str | None, path, reference=None, **options) -> Path:
+    """Save :func:`pareto_figure` of ``points`` as a PNG at ``path`` and return the path (``options``: ``title``,
+    ``data_label``, ``show_reference``, ``xlabel``, ``ylabel``)."""
     import matplotlib.pyplot as plt
 
-    fig = pareto_figure(points, task, reference, title, data_label, show_reference, xlabel, ylabel)
+    fig = pareto_figure(points, task, reference, **options)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
