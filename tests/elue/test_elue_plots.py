@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from elue_hf.elue.plots import pareto_figure, pareto_front, pareto_plot
+from elue_hf.elue.plots import merged_labels, pareto_figure, pareto_front, pareto_plot
 
 
 def _sweep(n=9):
@@ -63,3 +63,10 @@ def test_pareto_front_keeps_undominated_points_cheapest_first():
     assert pareto_front([3, 1, 2, 2], [90, 80, 85, 70]).tolist() == [1, 2, 0]
     assert pareto_front([5.0], [1.0]).tolist() == [0]
     assert np.array_equal(pareto_front([1, 1], [2, 2]), [0])
+
+
+def test_coinciding_points_share_one_label():
+    xs, ys, texts = merged_labels([5, 5, 5, 7, 7], [1, 1, 1, 2, 2],
+                                  ["entropy 0.10", "entropy 0.20", "entropy 0.30", "static k=6", "patience 2"])
+    assert (xs, ys, texts) == ([5, 7], [1, 2], ["entropy 0.10, 0.20, 0.30", "static k=6, patience 2"])
+    assert merged_labels([1, 2], [1, 1], ["a", ""]) == ([1], [1], ["a"])

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["pareto_front", "pareto_figure", "pareto_plot", "label_offsets"]
+__all__ = ["pareto_front", "pareto_figure", "pareto_plot", "label_offsets", "merged_labels"]
 
 _FLOPS_AXIS = "mean FLOPs per instance (MFLOPs, ELUE rules)"
 
@@ -147,11 +147,27 @@ def pareto_figure(
     _pad_limits(ax, f, perf)
     ax.legend(fontsize=7.5, loc="best", framealpha=0.85)
     fig.tight_layout()
-    texts = [str(p.get("label", "")) for p in points]
-    keep = [i for i, t in enumerate(texts) if t]
-    if keep:
-        _place_labels(ax, f[keep], perf[keep], [texts[i] for i in keep])
+    xs, ys, texts = merged_labels(f, perf, [str(p.get("label", "")) for p in points])
+    if texts:
+        _place_labels(ax, np.asarray(xs), np.asarray(ys), texts)
     return fig
+
+
+def merged_labels(xs: Sequence[float], ys: Sequence[float], labels: Sequence[str]):
+    """One label per distinct position: points that coincide (e.g. thresholds that change no decision) share one,
+    ``entropy 0.10, 0.20`` (a shared first word is written once). Returns ``(xs, ys, texts)`` without empty labels."""
+    groups: dict[tuple[float, float], list[str]] = {}
+    for x, y, text in zip(xs, ys, labels):
+        if text:
+            groups.setdefault((round(float(x), 9), round(float(y), 9)), []).append(text)
+    texts = []
+    for group in groups.values():
+        heads = {t.split(" ", 1)[0] for t in group}
+        if len(group) > 1 and len(heads) == 1 and all(" " in t for t in group):
+            texts.append(group[0] + "".join(", " + t.split(" ", 1)[1] for t in group[1:]))
+        else:
+            texts.append(", ".join(group))
+    return [k[0] for k in groups], [k[1] for k in groups], texts
 
 
 def _pad_limits(ax, f, perf) -> None:
@@ -160,7 +176,8 @@ def _pad_limits(ax, f, perf) -> None:
     y0, y1 = ax.get_ylim()
     span_x = max(x1 - x0, abs(float(f.max())) * 0.1, 1e-6)
     span_y = max(y1 - y0, 2.0)
-    ax.set_xlim(min(x0, f.min() - 0.12 * span_x), max(x1, f.max() + 0.12 * span_x))
+    left = min(x0, f.min() - 0.12 * span_x)
+    ax.set_xlim(max(left, 0.0) if f.min() >= 0 else left, max(x1, f.max() + 0.12 * span_x))  # no negative cost
     ax.set_ylim(min(y0, perf.min() - 0.12 * span_y), max(y1, perf.max() + 0.12 * span_y))
 
 
