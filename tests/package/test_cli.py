@@ -62,6 +62,13 @@ def test_missing_model_folder_and_wrong_task_name(tmp_path, capsys):
     _one_sentence_error(capsys, ["evaluate", "--model", str(tmp_path / "nope"), *base[1:]],
                         f"elue-hf evaluate: error: --model {tmp_path / 'nope'}: no such folder")
     _one_sentence_error(capsys, ["evaluate", "--model", "./models/nope", *base[1:]], "no such folder")
+    _one_sentence_error(capsys, ["evaluate", "--model", str(tmp_path), *base[1:]],
+                        "the folder has no model files (config.json)")
+    _one_sentence_error(capsys, ["pretrain", "--model", str(tmp_path / "nope")], "--model")
+    _one_sentence_error(capsys, ["push-model", str(tmp_path / "nope"), "--repo-id", "me/x"],
+                        f"elue-hf push-model: error: model {tmp_path / 'nope'}: no such folder")
+    _one_sentence_error(capsys, ["push-adapter", str(tmp_path), "--base-model", "b", "--repo-id", "me/x"],
+                        "has no adapter files (adapter_config.json)")
     with pytest.raises(SystemExit) as exit_info:
         main(["evaluate", "--model", "m", "--task", "sst3", "--data-dir", str(tmp_path)])
     assert exit_info.value.code == 2

@@ -8,18 +8,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import sys
 import time
 from pathlib import Path
 
+from .sources import TOKENIZER_FILES, load_from
+
 __all__ = ["register", "cmd_evaluate", "cmd_score", "cmd_recompute_imdb", "parse_settings", "prepare_output",
            "clear_earlier_run"]
 
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
-                    "sentencepiece.bpe.model")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _OUTPUTS = ("submission", "submission.zip", "operating_points.json")  # + pareto_<task>.png
 
 
@@ -126,27 +124,12 @@ def parse_settings(args, exit_layers=()) -> list:
     return settings
 
 
-def _is_local(name: str) -> bool:
-    return os.path.exists(name) or not _HUB_ID.match(name) or name.startswith((".", "~"))
-
-
 def _load_model(name: str):
     from transformers import AutoModelForSequenceClassification
 
     import elue_hf  # noqa: F401  (registers ElasticBERT with the Auto classes)
 
-    if _is_local(name):
-        folder = Path(name).expanduser()
-        if not folder.is_dir():
-            raise FileNotFoundError(f"--model {name}: no such folder")
-        if not (folder / "config.json").exists():
-            raise ValueError(f"--model {name}: the folder has no config.json (not a saved transformers model)")
-        return AutoModelForSequenceClassification.from_pretrained(folder)
-    try:
-        return AutoModelForSequenceClassification.from_pretrained(name)
-    except OSError:
-        raise ValueError(f"--model {name}: not a local folder, and no such model could be loaded from the Hub "
-                         "(offline, not cached, or a typo)") from None
+    return load_from(AutoModelForSequenceClassification.from_pretrained, name, "--model")
 
 
 def _load_tokenizer(name: str, flag: str = "--tokenizer"):
@@ -156,17 +139,8 @@ def _load_tokenizer(name: str, flag: str = "--tokenizer"):
         from elue_hf.assets import minilm_path
 
         name = str(minilm_path())
-    if _is_local(name):
-        folder = Path(name).expanduser()
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{flag} {name}: no such folder")
-        if not any((folder / f).exists() for f in _TOKENIZER_FILES):
-            hint = " pass --tokenizer DIR_OR_ID (e.g. the BERT it was converted from)" if flag == "--model" else ""
-            raise ValueError(f"{flag} {name}: the folder has no tokenizer files;{hint}".rstrip(";"))
-    try:
-        return AutoTokenizer.from_pretrained(name)
-    except OSError:
-        raise ValueError(f"{flag} {name}: no tokenizer could be loaded (offline, not cached, or a typo)") from None
+    hint = "; pass --tokenizer DIR_OR_ID (e.g. the BERT it was converted from)" if flag == "--model" else ""
+    return load_from(AutoTokenizer.from_pretrained, name, flag, TOKENIZER_FILES, "tokenizer", hint)
 
 
 def _test_dataset(args, task):

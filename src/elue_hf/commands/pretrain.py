@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from .sources import check_source
 
 __all__ = ["register", "add_arguments", "cmd_pretrain"]
 
@@ -29,5 +32,10 @@ def register(subparsers) -> None:
 
 def cmd_pretrain(args) -> int:
     from ..elasticbert.pretraining import run
+
+    if args.model:
+        check_source(args.model, "--model")
+    if args.text_file and not Path(args.text_file).is_file():
+        raise FileNotFoundError(f"--text-file {args.text_file}: no such file")
 
     return 0 if run(args) else 1
