@@ -34,6 +34,8 @@ def test_sweep_labels_do_not_overlap_each_other_or_the_markers():
     assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)
     centres = ax.transData.transform([(p["mflops"], p["performance"]) for p in points])
     assert not any(b.contains(x, y) for b in boxes for x, y in centres)
+    legend = ax.get_legend().get_window_extent()
+    assert not any(b.overlaps(legend) for b in boxes)
     plt.close(fig)
 
 
@@ -68,5 +70,7 @@ def test_pareto_front_keeps_undominated_points_cheapest_first():
 def test_coinciding_points_share_one_label():
     xs, ys, texts = merged_labels([5, 5, 5, 7, 7], [1, 1, 1, 2, 2],
                                   ["entropy 0.10", "entropy 0.20", "entropy 0.30", "static k=6", "patience 2"])
-    assert (xs, ys, texts) == ([5, 7], [1, 2], ["entropy 0.10, 0.20, 0.30", "static k=6, patience 2"])
+    assert (xs, ys, texts) == ([5, 7], [1, 2], ["entropy 0.10, 0.20, 0.30", "static k=6; patience 2"])
     assert merged_labels([1, 2], [1, 1], ["a", ""]) == ([1], [1], ["a"])
+    near = merged_labels([195.6, 195.9, 300], [62.3, 62.3, 62.3], ["static k=2", "patience 1", "static k=3"], (1, 0.1))
+    assert near == ([195.6, 300], [62.3, 62.3], ["static k=2; patience 1", "static k=3"])

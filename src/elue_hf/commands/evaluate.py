@@ -248,7 +248,7 @@ def cmd_evaluate(args) -> int:
     if args.data_name:
         print(f"(scored on {args.data_name} against the reference curve of the ELUE {task.name} test set: "
               "illustrative, not an ELUE result)")
-    plot_points = [{"method": name, "label": fs.label, "mflops": fs.mean_mflops, "performance": fs.performance}
+    plot_points = [{"method": f"{name} ({fs.label.split()[0]})", "label": fs.label, "mflops": fs.mean_mflops, "performance": fs.performance}
                    for fs in result.tasks[task.key].files]
     png = pareto_plot(plot_points, task, out / f"pareto_{task.key}.png", args.reference, data_label=args.data_name)
     print(f"Pareto plot: {png}")

@@ -46,7 +46,7 @@ def _overlap(a, b) -> float:
 
 def _place_labels(ax, xs, ys, texts, fontsize: float = 7.5) -> list:
     """Annotate (xs[i], ys[i]) with texts[i], each at the first candidate offset that overlaps no placed label, no
-    marker and stays inside the axes (else the least-overlapping one). Returns the annotations."""
+    marker, not the legend and stays inside the axes (else the least-overlapping one). Returns the annotations."""
     from matplotlib.text import Text
     from matplotlib.transforms import Bbox
 
@@ -56,6 +56,8 @@ def _place_labels(ax, xs, ys, texts, fontsize: float = 7.5) -> list:
     pad = 6.5 * fig.dpi / 72  # half-size of a ringed marker, in pixels
     centres = ax.transData.transform(np.column_stack([xs, ys]))
     blocked = [Bbox.from_extents(cx - pad, cy - pad, cx + pad, cy + pad) for cx, cy in centres]
+    if ax.get_legend() is not None:
+        blocked.append(ax.get_legend().get_window_extent(renderer))
     placed = []
     for i in np.argsort(xs, kind="stable"):
         best = None
@@ -147,27 +149,32 @@ def pareto_figure(
     _pad_limits(ax, f, perf)
     ax.legend(fontsize=7.5, loc="best", framealpha=0.85)
     fig.tight_layout()
-    xs, ys, texts = merged_labels(f, perf, [str(p.get("label", "")) for p in points])
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    tol = (0.006 * (x1 - x0), 0.006 * (y1 - y0))  # closer than a marker's radius: one label
+    xs, ys, texts = merged_labels(f, perf, [str(p.get("label", "")) for p in points], tol)
     if texts:
         _place_labels(ax, np.asarray(xs), np.asarray(ys), texts)
     return fig
 
 
-def merged_labels(xs: Sequence[float], ys: Sequence[float], labels: Sequence[str]):
-    """One label per distinct position: points that coincide (e.g. thresholds that change no decision) share one,
-    ``entropy 0.10, 0.20`` (a shared first word is written once). Returns ``(xs, ys, texts)`` without empty labels."""
-    groups: dict[tuple[float, float], list[str]] = {}
+def merged_labels(xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], tol: tuple[float, float] = (0, 0)):
+    """One label per position: points that coincide -- within ``tol`` (x, y) of a group's first point, e.g. thresholds
+    that change no decision -- share one, each first word written once: ``entropy 0.10, 0.30; patience 2``. Returns
+    ``(xs, ys, texts)`` (each group at its first point), empty labels dropped."""
+    groups: list[tuple[float, float, dict[str, list[str]]]] = []
     for x, y, text in zip(xs, ys, labels):
-        if text:
-            groups.setdefault((round(float(x), 9), round(float(y), 9)), []).append(text)
-    texts = []
-    for group in groups.values():
-        heads = {t.split(" ", 1)[0] for t in group}
-        if len(group) > 1 and len(heads) == 1 and all(" " in t for t in group):
-            texts.append(group[0] + "".join(", " + t.split(" ", 1)[1] for t in group[1:]))
-        else:
-            texts.append(", ".join(group))
-    return [k[0] for k in groups], [k[1] for k in groups], texts
+        if not text:
+            continue
+        x, y = float(x), float(y)
+        group = next((g for g in groups if abs(g[0] - x) <= tol[0] and abs(g[1] - y) <= tol[1]), None)
+        if group is None:
+            group = (x, y, {})
+            groups.append(group)
+        head, _, rest = text.partition(" ")
+        group[2].setdefault(head, []).append(rest)
+    texts = ["; ".join(f"{head} {', '.join(rests)}".strip() if any(rests) else head for head, rests in g[2].items())
+             for g in groups]
+    return [g[0] for g in groups], [g[1] for g in groups], texts
 
 
 def _pad_limits(ax, f, perf) -> None:
