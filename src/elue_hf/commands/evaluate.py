@@ -51,10 +51,11 @@ def register(subparsers) -> None:
     ev = subparsers.add_parser(
         "evaluate",
         help="run a model over an ELUE test set, write a submission + Pareto plot, print the scores",
-        description="Run a BERT/RoBERTa/ElasticBERT classifier over an ELUE test set (or data in the ELUE layout). "
-        "Every operating point -- static depths, entropy thresholds, patience counts, in any mix -- comes from one "
-        "pass over the data. Writes <output>/submission/ (+ .zip) with one TSV per point and a Pareto PNG, and "
-        "prints the ELUE scores.",
+        description="Run a sequence classifier (BERT, RoBERTa, ElasticBERT, DistilBERT, ALBERT, DeBERTa-v2, "
+        "ModernBERT; other encoders via the generic FLOPs route) over an ELUE test set (or data in the ELUE layout). "
+        "Every operating point -- static depths, entropy thresholds, patience counts (ElasticBERT), in any mix -- "
+        "comes from one pass over the data. Writes <output>/submission/ (+ .zip) with one TSV per point and a Pareto "
+        "PNG, and prints the ELUE scores.",
         epilog="examples: elue-hf evaluate --model DIR --task sst-2 --data-dir ELUE --static --entropy 0.1,0.3 "
         "--patience 1,2    |    --static 1,3,6 (chosen depths)",
     )
@@ -203,7 +204,7 @@ def _progress(disabled: bool):
 def cmd_evaluate(args) -> int:
     import numpy as np
 
-    from ..elue.flops import dims_from_config
+    from ..elue.flops.architectures import flops_shape
     from ..elue.flops.params import count_parameters
     from ..elue.inference import point_params, run_operating_points, submission_spec, to_prediction_file
     from ..elue.plots import pareto_plot
@@ -220,22 +221,26 @@ def cmd_evaluate(args) -> int:
         raise ValueError(f"the model has {model.config.num_labels} labels but {task.name} needs {task.num_labels}")
     tokenizer = _load_tokenizer(args.tokenizer or args.model, "--tokenizer" if args.tokenizer else "--model")
     dataset = _test_dataset(args, task)
-    settings = parse_settings(args, dims_from_config(model.config).exit_layers)
+    dims = flops_shape(model)
+    settings = parse_settings(args, dims.exit_layers)
     start = time.perf_counter()
     points = run_operating_points(model, tokenizer, dataset, task, max_length=max_length,
                                   batch_size=args.batch_size, progress=_progress(args.no_progress),
                                   settings=settings)
     print(f"{len(points)} operating points from one pass over {len(dataset)} rows "
           f"({time.perf_counter() - start:.1f} s)")
-    dims = dims_from_config(model.config)
+    route = getattr(dims, "route", "analytic")
+    print(f"FLOPs: {route} route for model_type {model.config.model_type!r}"
+          + (" (FlopCounterMode + ELUE terms; self-reported)" if route == "generic" else ""))
     clear_earlier_run(out)
     files = {p.label: to_prediction_file(p, task, dims, point_params(model, p), max_length) for p in points}
     name = args.model_name or Path(str(args.model)).name
     data = args.data_name or f"the ELUE {task.name} test set"
     modes = ", ".join(p.label for p in points)
+    extra = {**({"data_name": args.data_name} if args.data_name else {}),
+             **({"flops_route": route} if route == "generic" else {})}
     sub = write_submission(out / "submission", name, f"elue-hf evaluate on {data} ({task.name} format): {modes}",
-                           count_parameters(model), files, module_spec=submission_spec(model),
-                           extra={"data_name": args.data_name} if args.data_name else None)
+                           count_parameters(model), files, module_spec=submission_spec(model), extra=extra or None)
     zipped = zip_submission(sub)
     print(f"submission: {sub} ({zipped})")
     labels = np.asarray(dataset["label"], dtype=np.float64)
@@ -248,8 +253,8 @@ def cmd_evaluate(args) -> int:
     if args.data_name:
         print(f"(scored on {args.data_name} against the reference curve of the ELUE {task.name} test set: "
               "illustrative, not an ELUE result)")
-    plot_points = [{"method": f"{name} ({fs.label.split()[0]})", "label": fs.label, "mflops": fs.mean_mflops, "performance": fs.performance}
-                   for fs in result.tasks[task.key].files]
+    plot_points = [{"method": f"{name} ({fs.label.split()[0]})", "label": fs.label, "mflops": fs.mean_mflops,
+                    "performance": fs.performance} for fs in result.tasks[task.key].files]
     png = pareto_plot(plot_points, task, out / f"pareto_{task.key}.png", args.reference, data_label=args.data_name)
     print(f"Pareto plot: {png}")
     return 0

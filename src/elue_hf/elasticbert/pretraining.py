@@ -155,12 +155,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def run(args) -> dict:
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
     from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
     from ..assets import minilm_path
 
-    accelerator = Accelerator()
+    # each step trains one exit group: the other exits' heads get no gradient, which DDP must be told
+    accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     model_path = args.model or str(minilm_path())
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = load_pretraining_model(model_path)

@@ -44,7 +44,9 @@ def exit_metrics(all_logits, labels) -> dict[str, float]:
     logits = torch.as_tensor(np.asarray(all_logits))
     labels = torch.as_tensor(np.asarray(labels))
     if logits.ndim != 3 or logits.shape[0] != labels.shape[0]:
-        raise ValueError(f"expected all_logits (batch, exits, labels) matching {labels.shape[0]} labels, got {tuple(logits.shape)}")
+        raise ValueError(
+            f"expected all_logits (batch, exits, labels) matching {labels.shape[0]} labels, got {tuple(logits.shape)}"
+        )
     correct = (logits.argmax(-1) == labels[:, None]).float().mean(0) * 100
     out = {f"exit_{j + 1}_accuracy": float(v) for j, v in enumerate(correct)}
     out["average_exit_accuracy"] = float(correct.mean())

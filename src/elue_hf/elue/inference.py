@@ -13,8 +13,10 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from ..multi_exit import multi_exit_backbone
 from .data import tokenize_examples
-from .flops import ModelDims, dims_from_config, model_flops
+from .flops import ModelDims, model_flops
+from .flops.architectures import flops_shape
 from .flops.module_spec import encoder_modules, module_spec_from_config
 from .flops.params import count_parameters
 from .submission import PredictionFile
@@ -84,7 +86,7 @@ def exit_settings(exit: str = "static", sweep: Sequence[float] | None = None) ->
     return [ExitSetting(exit, v) for v in (sweep or [])]
 
 
-def check_settings(settings: Sequence[ExitSetting], dims: ModelDims, elastic: bool, regression: bool) -> None:
+def check_settings(settings: Sequence[ExitSetting], dims, elastic: bool, regression: bool) -> None:
     """Raise ``ValueError`` naming the first setting this model cannot run."""
     exits = list(dims.exit_layers)
     for s in settings:
@@ -180,10 +182,10 @@ def run_operating_points(
     """
     task = get_task(task)
     elastic = is_elasticbert(model)
-    dims = dims_from_config(model.config)
+    dims = flops_shape(model)  # ModelDims, a family's EncoderShape, or the generic route
     settings = list(dict.fromkeys(settings if settings is not None else exit_settings(exit, sweep)))
     if not settings:
-        settings = [ExitSetting("static", k) for k in (dims.exit_layers if elastic else [dims.num_layers])]
+        settings = [ExitSetting("static", k) for k in dims.exit_layers]
     check_settings(settings, dims, elastic, task.is_regression)
     all_logits, lengths = full_pass(model, tokenizer, dataset, task, max_length, batch_size, progress)
     if all_logits.shape[1] != len(dims.exit_layers):
@@ -213,31 +215,38 @@ def operating_point_params(model, mode: str, layers: int | None = None) -> int:
     if not (is_elasticbert(model) and mode == "static" and not model.is_static and layers is not None):
         return count_parameters(model)
     k = int(layers)
-    body = model.elasticbert
+    body = multi_exit_backbone(model)
     j = body.encoder.exit_layer_indices.index(k - 1)
     return (
         _count(body.embeddings)
-        + sum(_count(body.encoder.layer[i]) for i in range(k))
-        + _count(body.encoder.pooler[k - 1])
+        + sum(_count(module) for module in body.encoder.exit_modules(k - 1))
         + _count(model.classifiers[j])
     )
 
 
 def to_prediction_file(point: PointOutputs, task, dims: ModelDims, params: int | None = None,
                        max_seq_length: int | None = None) -> PredictionFile:
-    """A :class:`PredictionFile` whose ``modules`` column lists what each instance ran."""
+    """A :class:`PredictionFile` whose ``modules`` column lists what each instance ran (generic route: a
+    self-reported ``flops`` column instead)."""
+    if getattr(dims, "route", None) == "generic":
+        return PredictionFile(task=get_task(task).key, predictions=point.predictions, flops=dims.mflops(point.lengths),
+                              label=point.label, params=params, max_seq_length=max_seq_length)
     modules = [encoder_modules(dims, n, k, point.mode) for n, k in zip(point.lengths, point.exit_layers)]
     return PredictionFile(task=get_task(task).key, predictions=point.predictions, modules=modules, label=point.label,
                           params=params, max_seq_length=max_seq_length)
 
 
 def point_mflops(point: PointOutputs, config) -> np.ndarray:
-    """Per-instance MFLOPs of a point (analytic ELUE rule)."""
+    """Per-instance MFLOPs of a point (analytic ELUE rule; ``config`` may also be a generic-route shape)."""
+    if getattr(config, "route", None) == "generic":
+        return config.mflops(point.lengths)
     return np.asarray(model_flops(config, np.asarray(point.lengths), np.asarray(point.exit_layers), point.mode))
 
 
-def submission_spec(model) -> dict:
-    return module_spec_from_config(model.config)
+def submission_spec(model) -> dict | None:
+    """The declarative module spec (None on the generic route: its FLOPs are self-reported)."""
+    shape = flops_shape(model)
+    return None if getattr(shape, "route", None) == "generic" else module_spec_from_config(shape)
 
 
 __all__ += ["point_mflops", "submission_spec", "operating_point_params"]

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..multi_exit import multi_exit_backbone, num_exits
 from .config import MODES, HashEEConfig
 from .hashing import HashTable, lookup_exits
 from .layer import HashEEState, LayerKind, TokenPlan, detect_layer_kind, hashee_layer
@@ -76,11 +77,13 @@ def _layers_of(stack: nn.Module) -> nn.ModuleList | None:
 def find_encoder(model: nn.Module) -> EncoderParts:
     """The encoder stack and layer list HashEE acts on (raises ``ValueError`` naming what is unsupported)."""
     config = getattr(model, "config", None)
-    if getattr(config, "model_type", None) == "elasticbert" and hasattr(model, "classifiers"):
+    backbone = multi_exit_backbone(model)
+    if backbone is not None and num_exits(backbone.encoder) > 1:
+        # tokens leaving at layer i would change what the exits below layer L read
         raise ValueError(
-            "HashEE runs on a static ElasticBERT (num_output_layers=1: one head on layer L). This model has "
-            f"{config.num_output_layers} exits; load it with from_pretrained(path, num_hidden_layers=L, "
-            "num_output_layers=1) or convert_bert_to_elasticbert(..., num_output_layers=1)"
+            "HashEE runs on a static multi-exit model (e.g. a static ElasticBERT, num_output_layers=1: one exit on "
+            f"layer L). This model has {num_exits(backbone.encoder)} exits; load it with from_pretrained(path, "
+            "num_hidden_layers=L, num_output_layers=1) or convert_bert_to_elasticbert(..., num_output_layers=1)"
         )
     if getattr(config, "is_encoder_decoder", False) and hasattr(model, "get_encoder"):
         stack = model.get_encoder()
