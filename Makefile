@@ -36,9 +36,9 @@ $(VENV)/.assets-ok: $(VENV)/.deps-ok
 	touch $@
 
 # tests/ of the transformers sdist (never copied into the repository), plus placeholders for the modules it lacks.
-$(TRANSFORMERS_TESTS)/.ok: $(VENV)/.deps-ok constraints.txt tools/extract_transformers_tests.py
+$(TRANSFORMERS_TESTS)/.ok: $(VENV)/.deps-ok constraints.txt tests/helpers/extract_transformers_tests.py
 	$(PIP) download -q --no-deps --no-binary :all: transformers==$(TRANSFORMERS_VERSION) -d $(VENV)/sdist
-	$(PY) tools/extract_transformers_tests.py \
+	$(PY) tests/helpers/extract_transformers_tests.py \
 		$(VENV)/sdist/transformers-$(TRANSFORMERS_VERSION).tar.gz $(TRANSFORMERS_TESTS)
 	touch $@
 

@@ -1,18 +1,20 @@
 """elue-hf: efficient NLP for the Hugging Face ecosystem.
 
-``import elue_hf`` has exactly three side effects, each a documented, idempotent function you can also call yourself:
+``import elue_hf`` has exactly four side effects, each a documented, idempotent function you can also call yourself:
 
 1. :func:`elue_hf.elasticbert.register_elasticbert`: ElasticBERT in ``AutoConfig`` / ``AutoModel*`` (transformers'
    public ``register`` API);
 2. :func:`elue_hf.lpt.register_lpt`: LPT as a PEFT method (``PeftType.LPT``; the only reach into PEFT internals is
    :mod:`elue_hf.lpt.peft_compat`, version-guarded);
 3. :func:`elue_hf.metrics.ensure_metric_installed`: copies the ELUE metric into ``evaluate``'s module cache so that a
-   bare ``evaluate.load("elue")`` works offline (opt out with ``ELUE_HF_NO_METRIC_INSTALL=1``).
+   bare ``evaluate.load("elue")`` works offline (opt out with ``ELUE_HF_NO_METRIC_INSTALL=1``);
+4. :func:`elue_hf.hashee.auto.register_hashee`: the HashEE model types (``hashee_bert``, ...) in ``AutoConfig`` /
+   ``AutoModel*``, so that ``AutoModel*.from_pretrained`` loads a saved HashEE model with its exit table.
 
-1 and 2 run when their library is imported (at once if it already is; see :mod:`elue_hf._import_hooks`), so that
-``import elue_hf`` itself stays cheap -- the ``elue-hf`` command line starts without torch -- while
+1, 2 and 4 run when their library is imported (at once if it already is; see :mod:`elue_hf._import_hooks`), so
+that ``import elue_hf`` itself stays cheap -- the ``elue-hf`` command line starts without torch -- while
 ``AutoModel.from_pretrained`` / ``PeftModel.from_pretrained`` always see them. Nothing is downloaded at import time;
-sub-packages (``elue_hf.elue``, ``elue_hf.hashee``, ...) and the ElasticBERT classes load on first use.
+sub-packages (``elue_hf.elue``, ``elue_hf.lpt``, ...) and the ElasticBERT classes load on first use.
 """
 
 from __future__ import annotations
@@ -25,20 +27,28 @@ from ._import_hooks import when_imported
 __version__ = "0.1.0"
 
 
-def _register_elasticbert() -> None:
-    # ``elue_hf.elasticbert`` registers itself at the end of its import; when it is in sys.modules it either did,
-    # or is being imported right now (its ``from transformers import ...`` brought us here) and will.
-    if "elue_hf.elasticbert" not in sys.modules:
-        importlib.import_module("elue_hf.elasticbert")  # imports torch
+def _import(package: str) -> None:
+    """Import ``package`` unless it is in ``sys.modules``: each of elasticbert, hashee and lpt registers itself at
+    the end of its own import, so one that is in sys.modules either did or is being imported right now (its own
+    ``from transformers import ...`` brought us here) and will."""
+    if package not in sys.modules:
+        importlib.import_module(package)
 
 
-def _register_lpt() -> None:
-    if "elue_hf.lpt" not in sys.modules:  # same pattern: the package registers LPT when imported
-        importlib.import_module("elue_hf.lpt")
+def _importing(package: str) -> bool:
+    module = sys.modules.get(package)
+    return module is not None and bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
 
 
-when_imported("transformers", _register_elasticbert)
-when_imported("peft", _register_lpt)
+def _on_transformers() -> None:
+    _import("elue_hf.elasticbert")  # imports torch
+    if not _importing("elue_hf.elasticbert"):  # HashEE's types wrap ElasticBERT's: only once it is complete
+        _import("elue_hf.hashee")
+
+
+when_imported("transformers", _on_transformers)
+when_imported("elue_hf.elasticbert", lambda: _import("elue_hf.hashee"))
+when_imported("peft", lambda: _import("elue_hf.lpt"))
 
 
 def _seed_elue_metric() -> None:

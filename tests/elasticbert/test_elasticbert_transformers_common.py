@@ -1,7 +1,7 @@
 """transformers' own common model tests (``ModelTesterMixin`` of transformers 5.23.0) run against ElasticBERT.
 
 The test files come from the transformers sdist at the pinned version, extracted by ``make setup`` (see
-``tools/extract_transformers_tests.py``) into ``.venv/transformers_tests``; they are never copied into this
+``tests/helpers/extract_transformers_tests.py``) into ``.venv/transformers_tests``; they are never copied into this
 repository. Without that folder the whole module is skipped, saying how to get it.
 """
 
