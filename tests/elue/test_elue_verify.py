@@ -82,7 +82,7 @@ def test_an_honest_submission_is_verified_in_the_sandbox(server, tmp_path):
     report = run_sandboxed(honest, server["data"], model_roots=[server["models"]],
                            tokenizer_roots=[server["tokenizers"]], allow_hub=False, limits=LIMITS)
     assert report["verified"] is True, report
-    assert set(report["files"]) == {"sst-2/static_k=1.tsv", "sst-2/static_k=3.tsv", "sst-2/entropy_H_0.5.tsv"}
+    assert set(report["files"]) == {"sst-2/static_k=1.tsv", "sst-2/static_k=3.tsv", "sst-2/entropy_0.50.tsv"}
     assert all(r["agreement"] == 1.0 and r["flops_diff"] == 0.0 for r in report["files"].values())
     assert set(report["throughput"]) == {"batch_1", "batch_32"} and min(report["throughput"].values()) > 0
     assert report["machine"]["threads"] >= 1 and report["machine"]["cpu"]

@@ -1,12 +1,10 @@
 """Hostile uploads at the leaderboard's edges: the CLI (exit code 2, one line), the app (one escaped sentence, the
-upload deleted, no server paths), the per-submitter daily limit, validation that is no label oracle."""
+upload deleted, no server paths), the per-submitter daily limit, validation that is no label oracle (a busy --port:
+tests/package/test_cli.py)."""
 
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -95,14 +93,3 @@ def test_stored_submissions_per_submitter_are_limited_per_day(tmp_path, gold, st
     assert submit_file(store, zips[3], gold, submitter="Eve", limits=limits, now=later).stored
     assert store.count() == 4
 
-
-def test_busy_port_is_one_sentence(tmp_path):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        port = sock.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "elue_hf.cli", "leaderboard", "--port", str(port), "--db", str(tmp_path / "x.db")],
-            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"port {port} on 127.0.0.1 is not free" in result.stderr and "--port" in result.stderr

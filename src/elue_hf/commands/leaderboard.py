@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-__all__ = ["register", "cmd_leaderboard", "cmd_submit", "open_command"]
+__all__ = ["register", "cmd_leaderboard", "cmd_submit", "open_command", "check_port"]
 
 _STORE_HELP = "SQLite database (default $ELUE_LEADERBOARD_DB or elue_hf_outputs/leaderboard/leaderboard.db)"
 _REPO_HELP = "Hub dataset repo holding the results instead of SQLite (default $ELUE_RESULTS_REPO; --db is its cache)"
@@ -32,8 +32,8 @@ def register(subparsers) -> None:
         description="Serve the ELUE leaderboard (rankings, parameter tracks, Pareto plots per task, submissions) "
         "with gradio. Without gold labels (--data-dir) the Submit tab refuses uploads.",
     )
-    lb.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    lb.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    lb.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    lb.add_argument("--port", type=int, default=7860, help="port")
     _store_args(lb)
     lb.set_defaults(func=cmd_leaderboard)
 
@@ -82,22 +82,16 @@ def open_command(store, port: int = 7860, data_dir=None) -> str:
 
 
 def check_port(host: str, port: int) -> None:
-    """Raise ``ValueError`` (one sentence) unless ``port`` on ``host`` can be listened on."""
+    """Raise ``ValueError`` if ``host:port`` cannot be listened on (busy, or not an address of this machine)."""
     import socket
 
-    if not 0 < port < 65536:
-        raise ValueError(f"--port must lie in 1..65535, got {port}")
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as err:
-        raise ValueError(f"cannot listen on host {host!r}: {err.strerror or err}") from None
-    family, _, _, _, address = infos[0]
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the web server does: TIME_WAIT is fine
         try:
-            sock.bind(address)
+            sock.bind((host, port))
         except OSError as err:
-            raise ValueError(f"port {port} on {host} is not free ({err.strerror or err}); choose another with "
-                             "--port") from None
+            raise ValueError(f"cannot listen on {host}:{port} ({err.strerror or err}); pass --port with a free "
+                             "port") from None
 
 
 def cmd_leaderboard(args) -> int:

@@ -1,4 +1,7 @@
-"""ElasticBERT: a BERT that can exit at any layer (static or dynamic early exit)."""
+"""ElasticBERT: a BERT that can exit at any layer (static or dynamic early exit).
+
+Importing this package registers ElasticBERT with the transformers Auto classes (:func:`register_elasticbert`).
+"""
 
 from .configuration_elasticbert import ElasticBertConfig
 from .modeling_elasticbert import (
@@ -16,6 +19,8 @@ from .modeling_elasticbert import (
     prediction_entropy,
 )
 from .registration import register_elasticbert
+
+register_elasticbert()
 
 __all__ = [
     "ElasticBertConfig",

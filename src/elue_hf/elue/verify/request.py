@@ -30,14 +30,6 @@ class VerifyRequest:
     settings: dict  # file path -> {"exit": ..., "layers" | "value": ...}
     max_length: dict  # file path -> max_seq_length used to tokenise
 
-    def runs(self) -> dict[tuple, list[str]]:
-        """Files grouped by the forward passes that produce them: ``("static",)`` or ``(exit, value)``."""
-        out: dict[tuple, list[str]] = {}
-        for path, s in self.settings.items():
-            key = ("static",) if s["exit"] == "static" else (s["exit"], s["value"])
-            out.setdefault(key + (self.max_length[path],), []).append(path)
-        return out
-
 
 def _settings(raw, where: str) -> dict:
     require(isinstance(raw, dict), f"{where}: 'settings' must be an object like {{'exit': 'static', 'layers': 3}}",

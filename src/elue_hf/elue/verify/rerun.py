@@ -131,7 +131,7 @@ def measure_throughput(model, tokenizer, dataset, task, max_length: int, sizes=(
 
 def rerun(submission_path, data_dir, model_roots=(), tokenizer_roots=(), allow_hub: bool = True) -> dict:
     """Re-run the named model with every file's settings; the report says per file what agreed and why not."""
-    from ..inference import point_params, run_operating_points
+    from ..inference import ExitSetting, point_params, run_operating_points
 
     started = time.perf_counter()
     submission = read_submission(submission_path)
@@ -143,17 +143,15 @@ def rerun(submission_path, data_dir, model_roots=(), tokenizer_roots=(), allow_h
     report: dict = {"model": {"id": request.model_id, "revision": request.revision,
                               "architecture": model.config.model_type}, "files": {}}
     datasets_by_task: dict = {}
-    for key, paths in request.runs().items():
-        task = get_task(files[paths[0]].task)
-        for path in paths:
-            require(files[path].task == task.key, f"{path}: one run mixes tasks", VerifyError)
+    groups: dict[tuple, list[str]] = {}  # one full pass per task and max length gives every setting's point
+    for path, max_length in request.max_length.items():
+        groups.setdefault((files[path].task, max_length), []).append(path)
+    for (task_key, max_length), paths in groups.items():
+        task = get_task(task_key)
         dataset = datasets_by_task.setdefault(task.key, _dataset(data_dir, task))
         wanted = [request.settings[p] for p in paths]
-        if key[0] == "static":
-            points = run_operating_points(model, tokenizer, dataset, task, "static",
-                                          sorted({s["layers"] for s in wanted}), key[-1])
-        else:
-            points = run_operating_points(model, tokenizer, dataset, task, key[0], [key[1]], key[-1])
+        settings = [ExitSetting(s["exit"], s["layers"] if s["exit"] == "static" else s["value"]) for s in wanted]
+        points = run_operating_points(model, tokenizer, dataset, task, max_length=max_length, settings=settings)
         by_setting = {json.dumps(_setting_of(p), sort_keys=True): p for p in points}
         for path in paths:
             point = by_setting[json.dumps(request.settings[path], sort_keys=True)]
