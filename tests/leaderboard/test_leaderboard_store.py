@@ -379,3 +379,31 @@ def test_any_integer_params_is_stored_or_refused_cleanly(value):
         assert "params" in str(err)
         return
     assert 0 < entry.params <= 10**13
+
+
+def test_verification_queue_on_the_hub_store(tmp_path, hub):
+    store = HubStore("org/elue-results", cache_path=tmp_path / "cache.db", sync_interval=0)
+    store.add_entry(make_entry(1))
+    store.add_entry(make_entry(2))
+    assert store.enqueue_verification("sub-00001", "/kept/1.zip", "2026-01-01T00:00:00+00:00")
+    assert store.enqueue_verification("sub-00002", "/kept/2.zip", "2026-01-01T00:00:01+00:00")
+    job = store.claim_verification("2026-01-01T00:01:00+00:00")
+    assert (job.entry_id, job.state, job.attempts) == ("sub-00001", "running", 1)
+    store.finish_verification("sub-00001", True, {"verified": True, "throughput": {"batch_1": 1.0}}, "t")
+    store.finish_verification("sub-00002", False, {"verified": False, "error": "contradicted"}, "t")
+    assert [j.state for j in store.verification_jobs()] == ["verified", "failed"]
+    on_hub = EntryRecord.from_json(hub.files["entries/sub-00001.json"])  # rewritten with its new tier
+    assert on_hub.verified and on_hub.extra["verification"] == {"throughput": {"batch_1": 1.0}}
+    assert EntryRecord.from_json(hub.files["entries/sub-00002.json"]).flops_tier == "consistent"
+    assert len(hub.commits) == 3
+
+
+def test_a_job_is_given_up_after_three_attempts(tmp_path):
+    store = SQLiteStore(tmp_path / "lb.db")
+    store.add_entry(make_entry(1))
+    store.enqueue_verification("sub-00001", "/kept/1.zip", "t0")
+    for _ in range(3):  # three workers die while running it
+        assert store.claim_verification("t").entry_id == "sub-00001"
+    assert store.claim_verification("t") is None
+    (job,) = store.verification_jobs()
+    assert job.state == "failed" and "gave up after 3 attempts" in job.report["error"]
