@@ -63,6 +63,10 @@ def register(subparsers) -> None:
     ev.add_argument("--task", required=True, type=_task, help="sst-2, imdb, mrpc, sts-b, snli or scitail")
     ev.add_argument("--tokenizer", default=None,
                     help="tokenizer folder or Hub id (default: the model folder; needed when it has no tokenizer)")
+    ev.add_argument("--model-id", default=None,
+                    help="Hub id (owner/name, optionally @revision) the model and its tokenizer are published under, "
+                         "written into submission.json so a leaderboard can check token lengths and re-run the model "
+                         "(default: --model's folder name or id)")
     ev.add_argument("--data-dir", help="ELUE data directory (<Task>/test.tsv and test_full.tsv)")
     ev.add_argument("--data-name", default=None,
                     help="name of the data when it is not the ELUE test set (plot title, submission description)")
@@ -239,8 +243,10 @@ def cmd_evaluate(args) -> int:
     modes = ", ".join(p.label for p in points)
     extra = {**({"data_name": args.data_name} if args.data_name else {}),
              **({"flops_route": route} if route == "generic" else {})}
+    model_id, revision = _published_as(args.model_id or args.model)
     sub = write_submission(out / "submission", name, f"elue-hf evaluate on {data} ({task.name} format): {modes}",
-                           count_parameters(model), files, module_spec=submission_spec(model), extra=extra or None)
+                           count_parameters(model), files, module_spec=submission_spec(model), extra=extra or None,
+                           tokenizer=model_id, model={"id": model_id, **({"revision": revision} if revision else {})})
     zipped = zip_submission(sub)
     print(f"submission: {sub} ({zipped})")
     labels = np.asarray(dataset["label"], dtype=np.float64)
@@ -258,6 +264,14 @@ def cmd_evaluate(args) -> int:
     png = pareto_plot(plot_points, task, out / f"pareto_{task.key}.png", args.reference, data_label=args.data_name)
     print(f"Pareto plot: {png}")
     return 0
+
+
+def _published_as(name: str) -> tuple[str, str | None]:
+    """``owner/name[@revision]`` (or a local folder, by its folder name) -> (id, revision)."""
+    text, _, revision = str(name).partition("@")
+    path = Path(text)
+    model_id = path.name if path.is_dir() or text.startswith((".", "/", "~")) else text
+    return model_id, revision or None
 
 
 def cmd_score(args) -> int:

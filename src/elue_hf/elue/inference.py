@@ -34,6 +34,7 @@ __all__ = [
     "run_operating_points",
     "point_params",
     "to_prediction_file",
+    "rerun_settings",
 ]
 
 EXIT_MODES = ("static", "entropy", "patience")
@@ -224,16 +225,23 @@ def operating_point_params(model, mode: str, layers: int | None = None) -> int:
     )
 
 
+def rerun_settings(point: PointOutputs) -> dict:
+    """The exit settings a verifier needs to re-run this point (``settings`` of a submission file, docs/elue.md)."""
+    if "layers" in point.setting:
+        return {"exit": "static", "layers": int(point.setting["layers"])}
+    return {"exit": point.setting["exit"], "value": point.setting["value"]}
+
+
 def to_prediction_file(point: PointOutputs, task, dims: ModelDims, params: int | None = None,
                        max_seq_length: int | None = None) -> PredictionFile:
     """A :class:`PredictionFile` whose ``modules`` column lists what each instance ran (generic route: a
-    self-reported ``flops`` column instead)."""
+    self-reported ``flops`` column instead), with the exit settings that re-run it."""
+    common = dict(task=get_task(task).key, predictions=point.predictions, label=point.label, params=params,
+                  max_seq_length=max_seq_length, settings=rerun_settings(point) if point.setting else None)
     if getattr(dims, "route", None) == "generic":
-        return PredictionFile(task=get_task(task).key, predictions=point.predictions, flops=dims.mflops(point.lengths),
-                              label=point.label, params=params, max_seq_length=max_seq_length)
+        return PredictionFile(flops=dims.mflops(point.lengths), **common)
     modules = [encoder_modules(dims, n, k, point.mode) for n, k in zip(point.lengths, point.exit_layers)]
-    return PredictionFile(task=get_task(task).key, predictions=point.predictions, modules=modules, label=point.label,
-                          params=params, max_seq_length=max_seq_length)
+    return PredictionFile(modules=modules, **common)
 
 
 def submission_spec(model) -> dict | None:
