@@ -1,6 +1,7 @@
 """elue-hf: efficient NLP for the Hugging Face ecosystem.
 
-``import elue_hf`` registers ElasticBERT with the transformers Auto classes and LPT with PEFT. Nothing is downloaded
+``import elue_hf`` registers ElasticBERT with the transformers Auto classes and its text-classification pipeline, and
+LPT with PEFT. Nothing is downloaded
 at import time; sub-packages (``elue_hf.elue``, ``elue_hf.hashee``, ``elue_hf.lpt``, ...) load on first use.
 """
 
@@ -21,6 +22,16 @@ from .elasticbert import (
 __version__ = "0.1.0"
 
 register_elasticbert()
+
+
+def _register_pipeline() -> None:
+    """``pipeline("text-classification", model=<ElasticBERT>)`` accepts exit options and reports exit layer/MFLOPs."""
+    from .elasticbert.pipeline import register_elasticbert_pipeline
+
+    register_elasticbert_pipeline()
+
+
+_register_pipeline()
 
 
 def _register_lpt() -> None:

@@ -150,6 +150,8 @@ def _texts(args) -> list[str]:
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="BERT or ElasticBERT checkpoint (default: the embedded MiniLM)")
+    parser.add_argument("--tokenizer", default=None,
+                        help="tokenizer folder or Hub id (default: the one saved with --model); saved with the output")
     parser.add_argument("--text-file", default=None, help="UTF-8 text, one document per line (default: RT snippets)")
     parser.add_argument("--output-dir", default="elue_hf_outputs/pretrain")
     parser.add_argument("--max-steps", type=int, default=1000)
@@ -163,13 +165,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 def run(args) -> dict:
     from accelerate import Accelerator
-    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import get_linear_schedule_with_warmup
 
     from ..assets import minilm_path
+    from ..tokenizer_io import load_tokenizer, save_tokenizer
 
     accelerator = Accelerator()
     model_path = args.model or str(minilm_path())
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    tokenizer = load_tokenizer(args.tokenizer, model_path, required=True)
     model = load_pretraining_model(model_path)
     groups = exit_groups(model.config.num_hidden_layers, args.num_groups)
     texts = _texts(args)
@@ -202,7 +205,7 @@ def run(args) -> dict:
     if accelerator.is_main_process:
         out = Path(args.output_dir)
         accelerator.unwrap_model(model).save_pretrained(out)
-        tokenizer.save_pretrained(out)
+        save_tokenizer(tokenizer, out)
         (out / "pretraining_log.json").write_text(json.dumps(history, indent=1))
     return {"steps": step, "losses": [h["loss"] for h in history]}
 

@@ -10,7 +10,8 @@ encoder of BART, T5 and ``EncoderDecoderModel`` (bert2bert) for ``generate()``, 
   mode). Parameters, state-dict keys, the decoder, its cache and cross-attention are untouched; cross-attention reads
   the final encoder states, in which exited tokens hold their copied states.
 
-``load_hashee_model(path)`` restores a saved HashEE model with exactly the saved table (never rebuilt).
+``save_hashee_model(model, path)`` saves it with its tokenizer; ``load_hashee_model(path)`` restores a saved HashEE
+model with exactly the saved table (never rebuilt).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ __all__ = [
     "hashee_config_for",
     "find_encoder",
     "load_hashee_model",
+    "save_hashee_model",
 ]
 
 TABLE_BUFFER = "hashee_exit_table"
@@ -335,3 +337,20 @@ def load_hashee_model(path: str | os.PathLike, model_class: type | None = None, 
     model.__class__ = cls  # the loader subclass only silenced the table key; the model is a plain `cls`
     model.config.hashee = None
     return apply_hashee(model, table)
+
+
+def save_hashee_model(model: nn.Module, save_directory: str | os.PathLike, tokenizer=None, **kwargs: Any) -> Path:
+    """``model.save_pretrained(save_directory, **kwargs)`` plus the tokenizer the exit table was built for.
+
+    The table is indexed by token ids, so a HashEE folder without its tokenizer is unusable. ``tokenizer`` (object,
+    folder or Hub id) defaults to the one saved with the model's source (``model.name_or_path``); with none found the
+    folder is saved without one and a warning says so. Reload with :func:`load_hashee_model` + ``AutoTokenizer``.
+    """
+    from ..tokenizer_io import load_tokenizer, save_tokenizer
+
+    if not is_hashee_model(model):
+        raise ValueError("save_hashee_model needs a HashEE model (apply_hashee(model, table) first)")
+    out = Path(save_directory)
+    model.save_pretrained(out, **kwargs)
+    save_tokenizer(load_tokenizer(tokenizer, getattr(model, "name_or_path", None) or None), out, "HashEE model")
+    return out
