@@ -126,11 +126,12 @@ def _encode_labels(ds, label_column: str, names: list[str] | None):
             ds = ds.remove_columns("label")
         ds = ds.rename_column(label_column, "label")
     if names is not None and ds.num_rows and isinstance(ds[0]["label"], str):
-        index = {name: i for i, name in enumerate(names)}
-        unknown = sorted({v for v in ds["label"] if v not in index})
+        from datasets import ClassLabel
+
+        unknown = sorted(set(ds["label"]) - set(names))
         if unknown:
             raise ValueError(f"labels {unknown[:5]} of the evaluation split do not occur in the training split")
-        ds = ds.map(lambda row: {"label": index[row["label"]]})
+        ds = ds.cast_column("label", ClassLabel(names=names))
     return ds
 
 
