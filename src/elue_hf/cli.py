@@ -10,6 +10,7 @@ import sys
 COMMAND_MODULES = (
     "elue_hf.demo.runner",
     "elue_hf.elasticbert.pretraining",
+    "elue_hf.commands.convert",
     "elue_hf.commands.train",
     "elue_hf.commands.evaluate",
     "elue_hf.commands.leaderboard",

@@ -36,8 +36,10 @@ def _assert_real_vocabulary(folder):
         assert tokenizer(TEXT)["input_ids"] == synthetic_tokenizer()(TEXT)["input_ids"]  # no [UNK] anywhere
 
 
-def test_convert_saves_the_source_tokenizer(bert_dir, tmp_path):
-    convert_bert_to_elasticbert(bert_dir, save_directory=tmp_path / "eb")
+def test_convert_saves_the_source_tokenizer(bert_dir, tmp_path, capsys):
+    assert main(["convert", "--model", str(bert_dir), "--output-dir", str(tmp_path / "eb"),
+                 "--num-output-layers", "2", "--num-labels", "3"]) == 0
+    assert "exits on layers [2, 3], 3 labels" in capsys.readouterr().out
     _assert_real_vocabulary(tmp_path / "eb")
 
 

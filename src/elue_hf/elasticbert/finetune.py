@@ -312,7 +312,7 @@ def finetune(model, tokenizer, data: ClassificationData, settings: FinetuneSetti
         trainer.train()
     if stages[0] is not None:
         model.requires_grad_(True)
-    metrics = trainer.evaluate() if evaluation is not None else {}
+    metrics = _final_metrics(trainer) if evaluation is not None else {}
     out = Path(settings.output_dir)
     trainer.save_model(str(out))
     if trainer.is_world_process_zero():
@@ -320,6 +320,15 @@ def finetune(model, tokenizer, data: ClassificationData, settings: FinetuneSetti
         trainer.save_metrics("eval", metrics)
         (out / "finetune_settings.json").write_text(json.dumps(_summary(data, settings), indent=1) + "\n")
     return metrics
+
+
+def _final_metrics(trainer) -> dict:
+    """The evaluation the Trainer already ran at the last step (end of the last epoch), else a fresh one."""
+    step = trainer.state.global_step
+    done = [e for e in trainer.state.log_history if "eval_loss" in e and e.get("step") == step]
+    if done:
+        return {k: v for k, v in done[-1].items() if k != "step"}
+    return trainer.evaluate()
 
 
 def _summary(data: ClassificationData, settings: FinetuneSettings) -> dict:
