@@ -13,7 +13,7 @@ export HF_EVALUATE_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-fast lint bench space-wheel clean
 
 setup: $(VENV)/.assets-ok $(VENV)/.browser-ok
 
@@ -43,6 +43,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The wheel the Spaces install (their requirements.txt names ./wheels/elue_hf-<version>-py3-none-any.whl).
+space-wheel: $(VENV)/.deps-ok
+	$(PIP) wheel -q --no-deps --no-build-isolation -w dist .
 
 bench: setup
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

@@ -12,8 +12,8 @@ Lengths sit in narrow bands so that padding (which the plain model computes and 
 percent. Each setting times the same instances at batch 1, 8 and 32 (32 instances; IMDb-like: 8 at batch 1 and 8),
 dynamically padded after sorting by length; the plain model and its HashEE version (compute-skipping mode) are timed
 alternately and the best of 3 repeats is kept (IMDb-like: 2, and 1 at batch 32). FLOPs follow ELUE's rules per
-instance at the unpadded length (hashee.md §5). Wall-clock figures depend on the machine and its load: compare
-ratios within one run. One torch thread by default (on shared cores extra threads spin-wait); ``--threads N``.
+instance at the unpadded length (docs/hashee.md, "FLOPs"). Wall-clock figures depend on the machine and its load:
+compare ratios within one run. One torch thread by default (on shared cores extra threads spin-wait); ``--threads N``.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_hashee.py            # full run (~5 min on 2 CPU cores)
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_hashee.py --quick    # a smoke run (~1 min)

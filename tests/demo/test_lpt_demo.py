@@ -54,7 +54,7 @@ def test_lpt_on_the_real_minilm(minilm_dir):
     model = BertForSequenceClassification.from_pretrained(minilm_dir, num_labels=2)
     pm = get_peft_model(model, LPTConfig(task_type="SEQ_CLS", prompt_layer=3, num_prompt_tokens=5))
     trainable, _ = pm.get_nb_trainable_parameters()
-    assert trainable == 296_960 + 384 * 2 + 2  # spec §4 MiniLM row (NPG, l = 5, m = 128) + the classifier
+    assert trainable == 296_960 + 384 * 2 + 2  # docs/lpt.md, MiniLM NPG (l = 5, m = 128) + classifier
     ids = torch.tensor([[101, 2023, 3185, 2001, 2307, 102, 0, 0], [101, 2023, 2143, 2001, 6659, 1012, 2428, 102]])
     mask = (ids != 0).long()
     pm.eval()

@@ -62,7 +62,7 @@ def test_layer_formula_matches_spec_closed_form():
     n, d, f, h = np.arange(1, 300), 768, 3072, 12
     closed = 4 * n * d * d + 2 * n * d * f + 2 * n * n * (h + d) + 4 * n * d
     np.testing.assert_array_equal(layer_macs(n, d, f, h), closed)
-    # reference curve per-layer value of elue.md §10: 2 (7,080,960 n + 1,560 n^2)
+    # per-layer value of the reference curve (docs/elue.md): 2 (7,080,960 n + 1,560 n^2)
     np.testing.assert_array_equal(2 * layer_macs(n, d, f, h), 2 * (7_080_960 * n + 1_560 * n * n))
 
 
@@ -226,7 +226,7 @@ def test_register_rule_for_custom_module():
 
 @pytest.mark.slow
 def test_real_minilm_as_elasticbert_matches_spec_values(minilm_dir):
-    """offline-assets.md §3.3: ELUE FLOPs of a MiniLM-L6 classifier (C = 2): n=128 2,876.47; n=64 1,399.46 MFLOPs."""
+    """ELUE FLOPs of a MiniLM-L6 classifier, C = 2 (docs/elue.md, "FLOPs rules"): n=128 2,876.47; n=64 1,399.46."""
     from transformers import AutoConfig
 
     from elue_hf.elasticbert.convert import elasticbert_config_from_bert

@@ -1,4 +1,4 @@
-"""HashEE FLOPs: worked example, ELUE counter vs analytic, modules column, submission (hashee.md §5, check 4)."""
+"""HashEE FLOPs: worked example, ELUE counter vs analytic, modules column, submission (docs/hashee.md, "FLOPs")."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""HashEE exit tables: every hash function on tiny hand-made corpora (hashee.md §2-§3, acceptance check 1)."""
+"""HashEE exit tables: every hash function on tiny hand-made corpora (docs/hashee.md, "Hash functions")."""
 
 import math
 

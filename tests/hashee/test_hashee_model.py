@@ -1,4 +1,6 @@
-"""HashEE on encoders: compute-skipping = reference, exact semantics, save/load, Trainer (hashee.md §4, checks 2-3)."""
+"""HashEE on encoders: skip mode = reference mode, exact semantics, save/load, Trainer (docs/hashee.md)."""
+
+import logging
 
 import numpy as np
 import pytest
@@ -253,6 +255,81 @@ def test_save_load_round_trip(make, tmp_path):
     ids, mask = batch(9, pad=pad, cls=0 if pad else 1)
     expected = model(input_ids=ids, attention_mask=mask).logits
     assert torch.equal(loaded(input_ids=ids, attention_mask=mask).logits, expected)
+
+
+def test_layers_are_declared_subclasses_and_remove_restores_the_originals():
+    model = bert().eval()
+    originals = list(model.bert.encoder.layer)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    apply_hashee(model, table_for(model))
+    layers = list(model.bert.encoder.layer)
+    assert all(type(layer).__name__ == "HashEEBertLayer" and isinstance(layer, type(originals[0])) for layer in layers)
+    assert all("forward" not in vars(layer) for layer in layers)  # no instance-level patching
+    assert all(new.attention is old.attention for new, old in zip(layers, originals))  # shared sub-modules
+    assert "hashee_controller" in vars(model) and get_hashee(model) is model.hashee_controller
+    assert set(model.state_dict()) == set(before) | {"hashee_exit_table"}  # the plain keys, plus the table
+    remove_hashee(model)
+    assert all(a is b for a, b in zip(model.bert.encoder.layer, originals))
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()) and len(model.state_dict()) == len(before)
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.text = []
+
+    def emit(self, record):
+        self.text.append(record.getMessage())
+
+
+def test_load_reports_nothing_unexpected_and_keeps_the_class(tmp_path):
+    model = bert().eval()
+    apply_hashee(model, table_for(model))
+    model.save_pretrained(tmp_path)
+    records, logger = _Records(), logging.getLogger("transformers")
+    logger.addHandler(records)
+    try:
+        BertForSequenceClassification.from_pretrained(tmp_path)  # the plain class reports the table key ...
+        assert any("hashee_exit_table" in line for line in records.text)
+        records.text.clear()
+        loaded = load_hashee_model(tmp_path, num_labels=3)  # ... the HashEE loader reads it
+    finally:
+        logger.removeHandler(records)
+    assert not any("hashee_exit_table" in line for line in records.text)
+    assert type(loaded) is BertForSequenceClassification  # no class swap
+
+
+def _fake_hub_cache(cache, repo_id: str, folder) -> str:
+    """Lay ``folder`` out as huggingface_hub's cache holds a downloaded snapshot of ``repo_id`` (offline test)."""
+    import shutil
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    shutil.copytree(folder, repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    return commit
+
+
+def test_load_from_a_hub_repo_id_offline(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    model = bert().eval()
+    table = table_for(model, seed=4)
+    apply_hashee(model, table)
+    model.save_pretrained(tmp_path / "saved")
+    cache = tmp_path / "hub"
+    _fake_hub_cache(cache, "someone/tiny-hashee", tmp_path / "saved")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    loaded = load_hashee_model("someone/tiny-hashee").eval()
+    assert torch.equal(hashee_table(loaded).exits, table.exits)
+    ids, mask = batch(2)
+    assert torch.equal(loaded(input_ids=ids, attention_mask=mask).logits, model(input_ids=ids, attention_mask=mask).logits)
+    with pytest.raises(OSError, match="someone/missing"):
+        load_hashee_model("someone/missing")
+    with pytest.raises(FileNotFoundError, match="No saved model directory"):
+        load_hashee_model(tmp_path / "nowhere")
 
 
 def test_load_rejects_plain_checkpoints(tmp_path):

@@ -1,4 +1,4 @@
-"""HashEE on seq2seq encoders under generate(): BART, T5, bert2bert (hashee.md §6, check 5)."""
+"""HashEE on seq2seq encoders under generate(): BART, T5, bert2bert (docs/hashee.md, "Seq2seq")."""
 
 import numpy as np
 import pytest

@@ -1,6 +1,7 @@
 """Small **synthetic** data in the original ELUE TSV layout, for tests and smoke runs (never real ELUE data).
 
-The files reproduce the byte-level quirks of the originals (elue.md §2): a UTF-8 BOM on MRPC train/dev and SNLI
+The files reproduce the byte-level quirks of the originals (docs/elue.md, "Data files and Hub copies"):
+a UTF-8 BOM on MRPC train/dev and SNLI
 dev/test, CRLF line ends on SNLI and SciTail dev/test, unbalanced double quotes in MRPC text. Texts are random
 strings over a tiny word list, so anything computed on them is synthetic.
 """

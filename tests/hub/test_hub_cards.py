@@ -53,7 +53,7 @@ def test_base_card_numbers_come_from_the_paper_and_the_elue_rules(tmp_path):
     assert results[("mrpc", "(Acc+F1)/2 (ElasticBERT-6L, static)")] == 87.3
     assert all(r.source_url == "https://arxiv.org/abs/2110.07038" and r.verified is False
                for r in card.data.eval_results)
-    assert "| 12 | 109.48M | 22,367.7 |" in card.text  # elue.md §5: 22,367.70 MFLOPs at n=128, 109.48 MParams
+    assert "| 12 | 109.48M | 22,367.7 |" in card.text  # docs/elue.md: 22,367.70 MFLOPs at n=128, 109.48 MParams
     assert "| 6 | 66.96M |" in card.text
 
 

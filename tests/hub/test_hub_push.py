@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from unittest.mock import patch
 
@@ -13,7 +15,14 @@ from huggingface_hub import HfApi, ModelCard, RepoUrl, SpaceCard
 from huggingface_hub.errors import OfflineModeIsEnabled
 
 from elue_hf.elue.score import score_submission
-from elue_hf.hub.push import PushError, check_remote_code, push_elasticbert, push_lpt_adapter, push_space
+from elue_hf.hub.push import (
+    PushError,
+    check_remote_code,
+    push_elasticbert,
+    push_lpt_adapter,
+    push_space,
+    space_wheels,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -142,15 +151,46 @@ def test_push_lpt_adapter(hub, tmp_path):
     assert len(hub.commits) == 1
 
 
-def test_push_space_folders(hub):
+@pytest.fixture(scope="module")
+def wheel_dir(tmp_path_factory):
+    """The elue-hf wheel, built from this checkout exactly as `make space-wheel` does."""
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
+                    str(REPO)], check=True, capture_output=True)
+    return out
+
+
+def test_space_requirements_name_the_wheel_of_this_version(wheel_dir):
+    import elue_hf
+
+    wheel = f"wheels/elue_hf-{elue_hf.__version__}-py3-none-any.whl"
     for folder in ("leaderboard", "elue-metric"):
-        push_space(REPO / "spaces" / folder, f"me/{folder}")
+        assert space_wheels(REPO / "spaces" / folder) == [wheel]
+    assert (wheel_dir / Path(wheel).name).is_file()
+    # the requirement line resolves to an installable wheel (no index, no dependencies)
+    line = f"{wheel_dir / Path(wheel).name}[space]"
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--no-index", line],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "Would install elue-hf" in done.stdout, done.stderr
+
+
+def test_push_space_folders(hub, wheel_dir):
+    for folder in ("leaderboard", "elue-metric"):
+        push_space(REPO / "spaces" / folder, f"me/{folder}", wheel_dir=wheel_dir)
     assert [r[1]["repo_type"] for r in hub.repos] == ["space", "space"]
     assert all(r[1]["space_sdk"] == "gradio" for r in hub.repos)
     leaderboard, metric = hub.commits
-    assert set(leaderboard["files"]) == {"app.py", "requirements.txt", "README.md"}
-    assert set(metric["files"]) == {"app.py", "elue.py", "requirements.txt", "README.md"}
+    wheel = space_wheels(REPO / "spaces" / "leaderboard")[0]
+    assert set(leaderboard["files"]) == {"app.py", "requirements.txt", "README.md", wheel}
+    assert set(metric["files"]) == {"app.py", "elue.py", "requirements.txt", "README.md", wheel}
+    assert leaderboard["files"][wheel] == (wheel_dir / Path(wheel).name).read_bytes()
     assert SpaceCard(leaderboard["files"]["README.md"].decode()).data.sdk == "gradio"
+
+
+def test_push_space_without_the_wheel_is_a_clear_error(hub, tmp_path):
+    with pytest.raises(PushError, match="make space-wheel"):
+        push_space(REPO / "spaces" / "leaderboard", "me/leaderboard", wheel_dir=tmp_path)
+    assert hub.commits == []
 
 
 def test_push_space_refuses_a_folder_without_a_space_card(hub, tmp_path):
@@ -163,9 +203,9 @@ def test_push_space_refuses_a_folder_without_a_space_card(hub, tmp_path):
     assert hub.commits == []
 
 
-def test_offline_pushes_fail_at_once(monkeypatch):
+def test_offline_pushes_fail_at_once(monkeypatch, wheel_dir):
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(OfflineModeIsEnabled):
-        push_space(REPO / "spaces" / "leaderboard", "me/leaderboard")
+        push_space(REPO / "spaces" / "leaderboard", "me/leaderboard", wheel_dir=wheel_dir)

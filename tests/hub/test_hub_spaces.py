@@ -30,7 +30,7 @@ def test_space_cards_are_generated_and_in_sync(folder, generator):
     assert data.app_file == "app.py" and data.python_version == "3.11"
     assert len(data.short_description) <= 60  # the Hub's limit
     requirements = (SPACES / folder / "requirements.txt").read_text()
-    assert "elue-hf[space]" in requirements and "torch==2.13.0" in requirements
+    assert "elue_hf-" in requirements and ".whl[space]" in requirements and "torch==2.13.0" in requirements
 
 
 def test_space_card_command_writes_the_readme(tmp_path):

@@ -57,7 +57,7 @@ def test_reference_entry_scores_exactly_zero_and_carries_its_sources():
     sst = [p for p in ref.points if p.task == "sst-2"]
     assert [(p.label, p.performance, p.mflops) for p in sst] == [
         ("L=3", 84.1, 1060.3), ("L=4", 85.72, 1413.4), ("L=6", 87.0, 2119.4), ("L=12", 88.6, 4237.6)]
-    assert [round(p.params / 1e6, 2) for p in sst] == [45.69, 52.78, 66.96, 109.48]  # elue.md §5 table
+    assert [round(p.params / 1e6, 2) for p in sst] == [45.69, 52.78, 66.96, 109.48]  # docs/elue.md, parameters
     assert ref.provisional  # IMDb FLOPs are provisional in the shipped curve
     assert all("provisional" in p.note for p in ref.points if p.task == "imdb")
 

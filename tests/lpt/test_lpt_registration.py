@@ -9,7 +9,7 @@ from peft.utils import PeftType
 
 import elue_hf  # noqa: F401  (import elue_hf registers LPT)
 from elue_hf.lpt import LPTConfig, LPTModel, is_lpt_registered, register_lpt
-from elue_hf.lpt import registration
+from elue_hf.lpt import peft_compat, registration
 
 
 def test_import_registers_an_enum_member():
@@ -61,11 +61,11 @@ def test_enum_extension_on_a_fresh_str_enum():
         A = "A"
         B = "B"
 
-    member = registration._add_enum_member(Kind, "C")
+    member = peft_compat.add_str_enum_member(Kind, "C")
     assert Kind("C") is member is Kind.C
     assert [m.value for m in Kind] == ["A", "B", "C"]
     assert member == "C" and isinstance(member, str) and isinstance(member, Kind)
-    assert registration._add_enum_member(Kind, "C") is member  # no duplicate
+    assert peft_compat.add_str_enum_member(Kind, "C") is member  # no duplicate
 
 
 def test_string_key_fallback_route():
@@ -74,3 +74,32 @@ def test_string_key_fallback_route():
     assert config_map == {"LPT": LPTConfig} and tuner_map == {"LPT": LPTModel} and prefix_map["LPT"] == "lpt_"
     with pytest.raises(RuntimeError, match="prefix"):
         registration._register_with_string_key({}, {}, {"X": "lpt_"}, LPTConfig, LPTModel)
+
+
+def test_peft_version_was_checked():
+    """Fails loudly when PEFT changes: re-verify elue_hf/lpt/peft_compat.py, then add the version to the list."""
+    import peft
+
+    assert peft_compat.peft_version_checked(), (
+        f"PEFT {peft.__version__} is not in CHECKED_PEFT_VERSIONS {peft_compat.CHECKED_PEFT_VERSIONS}: re-run the LPT "
+        "tests on it, check PeftType extension by hand, then add the version (see docs/upstream-peft.md)."
+    )
+
+
+def test_unchecked_peft_version_warns_and_still_registers(monkeypatch):
+    monkeypatch.setattr(peft_compat, "CHECKED_PEFT_VERSIONS", ("0.0.0",))
+    monkeypatch.setattr(peft_compat, "_warned", False)
+
+    class Kind(str, enum.Enum):
+        A = "A"
+
+    monkeypatch.setattr("peft.utils.PeftType", Kind)
+    with pytest.warns(RuntimeWarning, match="verified on PEFT 0.0.0"):
+        member = peft_compat.peft_type_member("NEW")
+    assert member is Kind.NEW
+
+
+def test_unextendable_enum_falls_back_to_none(monkeypatch):
+    monkeypatch.setattr(peft_compat, "add_str_enum_member", lambda *a: (_ for _ in ()).throw(TypeError("frozen")))
+    with pytest.warns(RuntimeWarning, match="plain string key"):
+        assert peft_compat.peft_type_member("ANOTHER") is None

@@ -45,6 +45,8 @@ def register(subparsers) -> None:
     ps.add_argument("folder")
     ps.add_argument("--repo-id", required=True)
     ps.add_argument("--private", action="store_true")
+    ps.add_argument("--wheel-dir", default="dist", help="folder holding the elue-hf wheel the Space installs "
+                    "(build it with `make space-wheel`)")
     ps.set_defaults(func=cmd_push_space)
 
 
@@ -123,6 +125,6 @@ def cmd_push_adapter(args) -> int:
 def cmd_push_space(args) -> int:
     from ..hub.push import push_space
 
-    info = push_space(args.folder, args.repo_id, private=args.private)
+    info = push_space(args.folder, args.repo_id, private=args.private, wheel_dir=args.wheel_dir)
     print(f"pushed {args.folder} to spaces/{args.repo_id}: {getattr(info, 'commit_url', info)}")
     return 0

@@ -1,4 +1,6 @@
-"""ELUE data: the original TSV layout, the public Hub copies, and tokenisation (``../shared/spec/elue.md`` §1-§2).
+"""ELUE data: the original TSV layout, the public Hub copies, and tokenisation.
+
+See docs/elue.md, "Tasks" and "Data files and Hub copies".
 
 Local layout: ``<data_dir>/<Task>/{train,dev,test,test_full}.tsv`` (folder names ``SST-2, IMDb, MRPC, STS-B, SNLI,
 SciTail``; the lower-case key works too). Files have one header row, are tab-separated without quoting, may start

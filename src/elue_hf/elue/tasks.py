@@ -1,4 +1,4 @@
-"""The six ELUE tasks (``../shared/spec/elue.md`` §1-§3): fields, labels, metrics, sizes, file layouts, Hub sources."""
+"""The six ELUE tasks (docs/elue.md, "Tasks"): fields, labels, metrics, sizes, file layouts, Hub sources."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``HashEEConfig``: what a HashEE exit table is and how it was built (spec ``hashee.md`` §2-§3).
+"""``HashEEConfig``: what a HashEE exit table is and how it was built (docs/hashee.md, "The exit table").
 
 The config travels inside the model's ``config.json`` as a ``hashee`` block; the table itself is a persistent buffer
 saved with the weights (see :mod:`elue_hf.hashee.model`).

@@ -1,4 +1,4 @@
-"""HashEE exit tables: token id -> exit layer (spec ``hashee.md`` §2-§3).
+"""HashEE exit tables: token id -> exit layer (docs/hashee.md, "The exit table").
 
 Every builder returns a :class:`HashTable` (an int64 tensor of length V plus its :class:`HashEEConfig`). Rules shared by
 all hashes: special ids exit at L (they pass every layer, so [CLS] feeds the head); ids without statistics exit at L;

@@ -1,4 +1,4 @@
-"""Token-level early exit inside one encoder layer (spec ``hashee.md`` §4).
+"""Token-level early exit inside one encoder layer (docs/hashee.md, "Forward mechanics").
 
 At layer l (1-based) the active tokens of an example are its non-pad tokens t with exit e(t) >= l.
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -32,7 +32,10 @@ __all__ = [
     "ActiveTokenAttention",
     "LAYER_KINDS",
     "detect_layer_kind",
-    "make_layer_forward",
+    "HashEEState",
+    "HashEELayerMixin",
+    "hashee_layer_class",
+    "hashee_layer",
 ]
 
 
@@ -226,8 +229,8 @@ def _bert_parts(layer) -> AttentionParts:
     )  # fmt: skip
 
 
-def _bert_active(layer, hidden, rows, step, plan, extra) -> torch.Tensor:
-    attention = layer.hashee_attention(_bert_parts(layer), rows, hidden, step, plan)
+def _bert_active(layer, leaf, hidden, rows, step, plan, extra) -> torch.Tensor:
+    attention = leaf(_bert_parts(layer), rows, hidden, step, plan)
     attention = layer.attention.output(attention, rows)
     return layer.output(layer.intermediate(attention), attention)
 
@@ -247,9 +250,9 @@ def _clamp_fp16(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _bart_active(layer, hidden, rows, step, plan, extra) -> torch.Tensor:
+def _bart_active(layer, leaf, hidden, rows, step, plan, extra) -> torch.Tensor:
     drop = nn.functional.dropout
-    attention = layer.self_attn.out_proj(layer.hashee_attention(_bart_parts(layer), rows, hidden, step, plan))
+    attention = layer.self_attn.out_proj(leaf(_bart_parts(layer), rows, hidden, step, plan))
     x = layer.self_attn_layer_norm(rows + drop(attention, p=layer.dropout, training=layer.training))
     y = drop(layer.activation_fn(layer.fc1(x)), p=layer.activation_dropout, training=layer.training)
     y = drop(layer.fc2(y), p=layer.dropout, training=layer.training)
@@ -272,19 +275,19 @@ def _t5_position_bias(layer, n: int, position_bias, device) -> torch.Tensor:
     return torch.zeros((1, sa.n_heads, n, n), device=device, dtype=sa.q.weight.dtype)
 
 
-def _t5_active(layer, hidden, rows, step, plan, extra) -> torch.Tensor:
+def _t5_active(layer, leaf, hidden, rows, step, plan, extra) -> torch.Tensor:
     attention_layer = layer.layer[0]
     normed = attention_layer.layer_norm(hidden)  # keys/values read the normalised states of all tokens
     normed_rows = normed.reshape(-1, normed.shape[-1]).index_select(0, step.flat_index)[None]
     bias = extra["position_bias"]
-    attention = layer.hashee_attention(_t5_parts(layer), normed_rows, normed, step, plan, position_bias=bias)
+    attention = leaf(_t5_parts(layer), normed_rows, normed, step, plan, position_bias=bias)
     x = _clamp_fp16(rows + attention_layer.dropout(attention_layer.SelfAttention.o(attention)))
     return _clamp_fp16(layer.layer[-1](x))
 
 
 class LayerKind(NamedTuple):
     name: str
-    active_forward: Callable  # (layer, hidden, packed rows, step, plan, extra) -> new packed rows
+    active_forward: Callable  # (layer, attention leaf, hidden, packed rows, step, plan, extra) -> new packed rows
     returns_tuple: bool
 
 
@@ -314,7 +317,7 @@ def detect_layer_kind(layer: nn.Module) -> LayerKind | None:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# The replacement forward of one layer
+# The HashEE layer: a declared module around one encoder layer
 # --------------------------------------------------------------------------------------------------------------------
 
 
@@ -326,21 +329,35 @@ def _with_first(output, hidden):
     return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
 
-def make_layer_forward(
-    layer: nn.Module, index: int, kind: LayerKind, get_plan: Callable[[], TokenPlan], get_mode: Callable[[], str]
-) -> Callable:
-    """The HashEE forward of encoder layer ``index`` (0-based), wrapping its original ``forward``."""
-    original = layer.forward
-    signature = inspect.signature(original)
-    number = index + 1
+class HashEEState:
+    """What the HashEE layers of one model share: the exit plan of the current forward and the mode."""
 
-    def reference(hidden, plan, args, kwargs):
-        output = original(hidden, *args, **kwargs)
-        new = torch.where(plan.active(number)[..., None], _first(output), hidden)
+    def __init__(self, mode: str):
+        self.mode = mode
+        self.plan: TokenPlan | None = None
+
+
+class HashEELayerMixin:
+    """The HashEE forward of one encoder layer, mixed into that layer's own class by :func:`hashee_layer_class`.
+
+    In skip mode only the layer's active tokens are computed (their packed rows go through the layer's own
+    sub-modules, attention through the parameter-free :class:`ActiveTokenAttention` child ``hashee_attention``); in
+    reference mode, or when every real token is still active, the original ``forward`` runs and exited rows keep their
+    input state. Being a subclass of the original layer class, a HashEE layer keeps its parameters, state-dict keys and
+    everything transformers attaches to that class (output recording, gradient checkpointing).
+    """
+
+    hashee_index: int
+    hashee_kind: LayerKind
+    hashee_state: HashEEState
+
+    def _hashee_reference(self, hidden, plan, args, kwargs):
+        output = super().forward(hidden, *args, **kwargs)
+        new = torch.where(plan.active(self.hashee_index + 1)[..., None], _first(output), hidden)
         return _with_first(output, new)
 
-    def forward(hidden_states, *args, **kwargs):
-        plan = get_plan()
+    def forward(self, hidden_states, *args, **kwargs):
+        number, plan = self.hashee_index + 1, self.hashee_state.plan
         if plan is None:
             raise RuntimeError(
                 f"HashEE layer {number} ran outside its encoder's forward, so the token ids (and their exit layers) "
@@ -352,13 +369,13 @@ def make_layer_forward(
                 f"was made for input_ids of shape {plan.shape}"
             )
         step_total = plan.totals[number - 1]
-        if get_mode() == "reference" or step_total == plan.totals[0]:
-            return reference(hidden_states, plan, args, kwargs)  # every real token is active: the full layer
-        extra: dict[str, Any] = {}
+        if self.hashee_state.mode == "reference" or step_total == plan.totals[0]:
+            return self._hashee_reference(hidden_states, plan, args, kwargs)  # every real token active: full layer
+        kind, extra = self.hashee_kind, {}
         if kind.name == "t5":
-            bound = signature.bind_partial(hidden_states, *args, **kwargs).arguments
+            bound = inspect.signature(super().forward).bind_partial(hidden_states, *args, **kwargs).arguments
             extra["position_bias"] = _t5_position_bias(
-                layer, plan.shape[1], bound.get("position_bias"), hidden_states.device
+                self, plan.shape[1], bound.get("position_bias"), hidden_states.device
             )
         if step_total == 0:
             new = hidden_states
@@ -366,12 +383,34 @@ def make_layer_forward(
             step = plan.step(number)
             flat = hidden_states.reshape(-1, hidden_states.shape[-1])
             rows = flat.index_select(0, step.flat_index)[None]  # (1, T, d): the packed active rows
-            out = kind.active_forward(layer, hidden_states, rows, step, plan, extra)
+            out = kind.active_forward(self, self.hashee_attention, hidden_states, rows, step, plan, extra)
             new = flat.index_copy(0, step.flat_index, out[0].to(flat.dtype)).view_as(hidden_states)
         if kind.returns_tuple:
             return (new, extra["position_bias"], None)
         return new
 
-    forward.__signature__ = signature
-    forward.hashee_original = original
-    return forward
+
+_LAYER_CLASSES: dict[type, type] = {}
+
+
+def hashee_layer_class(base_cls: type) -> type:
+    """``HashEE<Base>``: the subclass of an encoder layer class with the HashEE forward (one class per base class)."""
+    if issubclass(base_cls, HashEELayerMixin):
+        raise TypeError(f"{base_cls.__name__} already runs HashEE")
+    if base_cls not in _LAYER_CLASSES:
+        _LAYER_CLASSES[base_cls] = type(f"HashEE{base_cls.__name__}", (HashEELayerMixin, base_cls), {})
+    return _LAYER_CLASSES[base_cls]
+
+
+def hashee_layer(layer: nn.Module, index: int, kind: LayerKind, state: HashEEState) -> nn.Module:
+    """A HashEE copy of encoder layer ``index`` (0-based) sharing every parameter and sub-module of ``layer``.
+
+    ``layer`` itself is left unchanged (it is what :func:`~elue_hf.hashee.remove_hashee` puts back)."""
+    cls = hashee_layer_class(type(layer))
+    new = cls.__new__(cls)
+    new.__dict__.update(layer.__dict__)
+    for name in ("_parameters", "_buffers", "_modules", "_non_persistent_buffers_set"):
+        new.__dict__[name] = type(layer.__dict__[name])(layer.__dict__[name])
+    new.hashee_index, new.hashee_kind, new.hashee_state = index, kind, state
+    new.add_module("hashee_attention", ActiveTokenAttention())  # no parameters: the state dict is unchanged
+    return new

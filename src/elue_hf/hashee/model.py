@@ -6,12 +6,14 @@ encoder of BART, T5 and ``EncoderDecoderModel`` (bert2bert) for ``generate()``, 
 - the exit table becomes a persistent buffer ``hashee_exit_table`` of the model (saved with the weights) and the
   :class:`HashEEConfig` a ``hashee`` block of ``model.config`` (saved in ``config.json``);
 - a forward pre-hook on the encoder stack looks the ``input_ids`` up in the table (one exit plan per forward);
-- each encoder layer's ``forward`` is replaced by the HashEE forward of :mod:`elue_hf.hashee.layer` (skip or reference
-  mode). Parameters, state-dict keys, the decoder, its cache and cross-attention are untouched; cross-attention reads
-  the final encoder states, in which exited tokens hold their copied states.
+- each encoder layer is replaced by its HashEE copy (:func:`~elue_hf.hashee.layer.hashee_layer`: an instance of the
+  declared subclass ``HashEE<LayerClass>`` sharing the original's parameters; skip or reference mode). Parameters and
+  state-dict keys are unchanged, so are the decoder with its cache and cross-attention; cross-attention reads the
+  final encoder states, in which exited tokens hold their copied states;
+- the :class:`HashEEController` is the model's ``hashee_controller`` attribute (a plain attribute, not a module).
 
-``save_hashee_model(model, path)`` saves it with its tokenizer; ``load_hashee_model(path)`` restores a saved HashEE
-model with exactly the saved table (never rebuilt).
+``save_hashee_model(model, path)`` saves it with its tokenizer; ``load_hashee_model(path_or_repo_id)`` restores a
+saved HashEE model with exactly the saved table (never rebuilt), from a local folder or a Hub repo.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from torch import nn
 
 from .config import MODES, HashEEConfig
 from .hashing import HashTable, lookup_exits
-from .layer import ActiveTokenAttention, LayerKind, TokenPlan, detect_layer_kind, make_layer_forward
+from .layer import HashEEState, LayerKind, TokenPlan, detect_layer_kind, hashee_layer
 
 __all__ = [
     "TABLE_BUFFER",
@@ -42,12 +44,12 @@ __all__ = [
     "hashee_config_for",
     "find_encoder",
     "load_hashee_model",
+    "resolve_model_folder",
     "save_hashee_model",
 ]
 
 TABLE_BUFFER = "hashee_exit_table"
-_CONTROLLER = "_hashee_controller"
-_ATTENTION_CHILD = "hashee_attention"
+_CONTROLLER = "hashee_controller"
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -137,14 +139,29 @@ class HashEEController:
     def __init__(self, model: nn.Module, parts: EncoderParts, config: HashEEConfig):
         self.model = model
         self.parts = parts
+        self.state = HashEEState(config.mode)
         self.config = config
-        self.plan: TokenPlan | None = None
         self._handles: list = []
+        self._originals: list[nn.Module] = []
         self._signature = inspect.signature(parts.stack.forward)
+
+    @property
+    def config(self) -> HashEEConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: HashEEConfig) -> None:
+        self._config = config
+        self.state.mode = config.mode
 
     @property
     def mode(self) -> str:
         return self.config.mode
+
+    @property
+    def plan(self) -> TokenPlan | None:
+        """The exit plan of the last encoder forward."""
+        return self.state.plan
 
     @property
     def table(self) -> torch.Tensor:
@@ -167,24 +184,23 @@ class HashEEController:
                 "HashEE maps token ids to exit layers, so the encoder must be called with input_ids "
                 "(inputs_embeds alone cannot be hashed)"
             )
-        self.plan = self.make_plan(input_ids, arguments.get("attention_mask"))
+        self.state.plan = self.make_plan(input_ids, arguments.get("attention_mask"))
 
     def install(self) -> None:
         parts = self.parts
         self._handles.append(parts.stack.register_forward_pre_hook(self._pre_forward, with_kwargs=True))
         for index, layer in enumerate(parts.layers):
-            layer.add_module(_ATTENTION_CHILD, ActiveTokenAttention())
-            layer.forward = make_layer_forward(layer, index, parts.kind, lambda: self.plan, lambda: self.mode)
+            self._originals.append(layer)
+            parts.layers[index] = hashee_layer(layer, index, parts.kind, self.state)
 
     def uninstall(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        for layer in self.parts.layers:
-            layer.__dict__.pop("forward", None)
-            if _ATTENTION_CHILD in layer._modules:
-                del layer._modules[_ATTENTION_CHILD]
-        self.plan = None
+        for index, original in enumerate(self._originals):
+            self.parts.layers[index] = original
+        self._originals.clear()
+        self.state.plan = None
 
     def last_active_counts(self) -> torch.Tensor:
         """(batch, L) active tokens per layer of the last encoder forward (for FLOPs)."""
@@ -256,7 +272,7 @@ def apply_hashee(model: nn.Module, table: HashTable, mode: str | None = None) ->
     model.config.hashee = config.to_dict()
     controller = HashEEController(model, parts, config)
     controller.install()
-    object.__setattr__(model, _CONTROLLER, controller)
+    setattr(model, _CONTROLLER, controller)
     return model
 
 
@@ -264,7 +280,7 @@ def remove_hashee(model: nn.Module) -> nn.Module:
     """Undo :func:`apply_hashee` (the plain model again, same parameters)."""
     controller = get_hashee(model)
     controller.uninstall()
-    object.__delattr__(model, _CONTROLLER)
+    delattr(model, _CONTROLLER)
     del model._buffers[TABLE_BUFFER]
     if hasattr(model.config, "hashee"):
         del model.config.hashee
@@ -276,24 +292,55 @@ def remove_hashee(model: nn.Module) -> nn.Module:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _read_saved_table(path: Path) -> torch.Tensor:
-    from safetensors import safe_open
-
+def _weight_files(path: Path) -> list[Path]:
     index_file = path / "model.safetensors.index.json"
     if index_file.exists():
         weight_map = json.loads(index_file.read_text())["weight_map"]
-        files = sorted({f for k, f in weight_map.items() if k.split(".")[-1] == TABLE_BUFFER})
-    else:
-        files = ["model.safetensors"]
-    for name in files:
-        file = path / name
-        if not file.exists():
-            continue
+        return [path / name for name in sorted(set(weight_map.values()))]
+    single = path / "model.safetensors"
+    if not single.exists():
+        raise ValueError(f"{path} holds no model.safetensors: HashEE models are loaded from safetensors only")
+    return [single]
+
+
+def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The saved weights (without the table) and the saved exit table, read from safetensors (never pickles)."""
+    from safetensors import safe_open
+
+    weights, table = {}, None
+    for file in _weight_files(path):
         with safe_open(str(file), framework="pt") as handle:
             for key in handle.keys():
                 if key.split(".")[-1] == TABLE_BUFFER:
-                    return handle.get_tensor(key)
-    raise ValueError(f"{path} holds no {TABLE_BUFFER!r} tensor: it was not saved from a HashEE model in safetensors")
+                    table = handle.get_tensor(key)
+                else:
+                    weights[key] = handle.get_tensor(key)
+    if table is None:
+        raise ValueError(f"{path} holds no {TABLE_BUFFER!r} tensor: it was not saved from a HashEE model")
+    return weights, table
+
+
+_HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.md"]
+
+
+def resolve_model_folder(path_or_repo_id: str | os.PathLike, revision: str | None = None, **hub_kwargs: Any) -> Path:
+    """A local folder as is; anything else as a Hub repo id, downloaded (or found in the cache offline) with
+    ``huggingface_hub.snapshot_download`` (JSON, safetensors and tokenizer files only: no pickles, no code)."""
+    path = Path(path_or_repo_id)
+    if path.is_dir():
+        return path
+    text = str(path_or_repo_id)
+    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1:
+        raise FileNotFoundError(f"No saved model directory at {path}")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id=text, revision=revision, allow_patterns=_HUB_FILES, **hub_kwargs))
+    except (HfHubHTTPError, LocalEntryNotFoundError, ValueError) as err:
+        raise OSError(
+            f"Could not get the HashEE model {text!r} from the Hub (and there is no local folder of that name): {err}"
+        ) from None
 
 
 def _model_class(config) -> type:
@@ -311,32 +358,29 @@ def _model_class(config) -> type:
     raise ValueError(f"Cannot tell which model class to load (architectures={architectures}); pass model_class=")
 
 
-def load_hashee_model(path: str | os.PathLike, model_class: type | None = None, **kwargs: Any) -> nn.Module:
+def load_hashee_model(path_or_repo_id: str | os.PathLike, model_class: type | None = None,
+                      revision: str | None = None, **kwargs: Any) -> nn.Module:
     """Load a model saved from a HashEE model (``model.save_pretrained``) with exactly its saved table.
 
-    ``model_class`` defaults to the saved ``architectures`` entry; ``kwargs`` go to ``from_pretrained``. The table is
-    read from the checkpoint, never rebuilt.
+    ``path_or_repo_id`` is a local folder or a Hub repo id (``revision``: a branch, tag or commit; with
+    ``HF_HUB_OFFLINE=1`` the local Hub cache is used). ``model_class`` defaults to the saved ``architectures`` entry;
+    ``kwargs`` go to ``from_pretrained``. The table is read from the checkpoint, never rebuilt.
     """
     from transformers import AutoConfig
 
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"No saved model directory at {path}")
+    path = resolve_model_folder(path_or_repo_id, revision=revision)
     raw = json.loads((path / "config.json").read_text())
     if raw.get("model_type") == "elasticbert":
         from elue_hf.elasticbert import register_elasticbert
 
         register_elasticbert()
-    config = AutoConfig.from_pretrained(path)
+    config, model_kwargs = AutoConfig.from_pretrained(path, return_unused_kwargs=True, **kwargs)
     hashee_config = HashEEConfig.from_model_config(config)
-    table = HashTable(hashee_config, _read_saved_table(path))
+    weights, exits = _read_checkpoint(path)
     cls = model_class or _model_class(config)
-    ignore = set(getattr(cls, "_keys_to_ignore_on_load_unexpected", None) or []) | {rf"(^|\.){TABLE_BUFFER}$"}
-    loader = type(cls.__name__, (cls,), {"_keys_to_ignore_on_load_unexpected": sorted(ignore)})
-    model = loader.from_pretrained(path, **kwargs)
-    model.__class__ = cls  # the loader subclass only silenced the table key; the model is a plain `cls`
+    model = cls.from_pretrained(None, config=config, state_dict=weights, **model_kwargs)
     model.config.hashee = None
-    return apply_hashee(model, table)
+    return apply_hashee(model, HashTable(hashee_config, exits))
 
 
 def save_hashee_model(model: nn.Module, save_directory: str | os.PathLike, tokenizer=None, **kwargs: Any) -> Path:

@@ -57,7 +57,7 @@ class ElasticBertVariant:
     params_note: str = ""
 
 
-#: The three released checkpoints (``../shared/spec/elasticbert.md`` §2, §9).
+#: The three released checkpoints (docs/elasticbert.md, "Config fields", "Published numbers").
 ELASTICBERT_VARIANTS: dict[str, ElasticBertVariant] = {
     "base": ElasticBertVariant("fnlp/elasticbert-base", 12, 768, 12, 3072, 30522, 1e-8, "en",
                                ("eb-elasticbert-base", "eb-elasticbert-6l"), "109M as a 12-layer classifier"),

@@ -15,7 +15,8 @@ from typing import Sequence
 
 from .cards import elasticbert_card, eval_results_from_score, lpt_adapter_card
 
-__all__ = ["PushError", "push_elasticbert", "push_lpt_adapter", "push_space", "commit_folder", "check_remote_code"]
+__all__ = ["PushError", "push_elasticbert", "push_lpt_adapter", "push_space", "space_wheels", "commit_folder",
+           "check_remote_code"]
 
 _SKIP = re.compile(r"(^|/)(__pycache__|\.git|\.ipynb_checkpoints)(/|$)|\.pyc$|(^|/)\.[^/]+$")
 _PACKAGE_IMPORT = re.compile(r"^\s*(from|import)\s+elue_hf\b", re.MULTILINE)
@@ -34,19 +35,24 @@ def _api(api, token):
 
 
 def commit_folder(folder, repo_id: str, repo_type: str = "model", commit_message: str = "Upload with elue-hf",
-                  private: bool = False, token: str | None = None, api=None, space_sdk: str | None = None):
-    """Create the repo if needed and upload every file of ``folder`` (caches and hidden files skipped) in one commit."""
+                  private: bool = False, token: str | None = None, api=None, space_sdk: str | None = None,
+                  extra_files: dict[str, Path] | None = None):
+    """Create the repo if needed and upload every file of ``folder`` (caches and hidden files skipped) in one commit.
+
+    ``extra_files`` maps paths in the repo to local files uploaded in the same commit (e.g. a Space's wheel).
+    """
     from huggingface_hub import CommitOperationAdd
 
     folder = Path(folder)
-    files = [p for p in sorted(folder.rglob("*")) if p.is_file() and not _SKIP.search(p.relative_to(folder).as_posix())]
+    files = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*"))
+             if p.is_file() and not _SKIP.search(p.relative_to(folder).as_posix())}
     if not files:
         raise PushError(f"nothing to upload in {folder}")
+    files.update(extra_files or {})
     api = _api(api, token)
     kwargs = {"space_sdk": space_sdk} if space_sdk else {}
     api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, **kwargs)
-    operations = [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p))
-                  for p in files]
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files.items()]
     return api.create_commit(repo_id, operations=operations, commit_message=commit_message, repo_type=repo_type)
 
 
@@ -121,9 +127,25 @@ def push_lpt_adapter(peft_model, repo_id: str, *, score=None, eval_results: Sequ
                              token, api)
 
 
+_WHEEL_REQUIREMENT = re.compile(r"^\./(wheels/[A-Za-z0-9_.\-]+\.whl)(\[[a-z,]+\])?\s*$", re.MULTILINE)
+
+
+def space_wheels(folder) -> list[str]:
+    """The local wheels a Space's ``requirements.txt`` installs (``./wheels/<file>.whl[extras]`` lines)."""
+    requirements = Path(folder) / "requirements.txt"
+    if not requirements.is_file():
+        return []
+    return [m.group(1) for m in _WHEEL_REQUIREMENT.finditer(requirements.read_text(encoding="utf-8"))]
+
+
 def push_space(folder, repo_id: str, *, private: bool = False, token: str | None = None, api=None,
-               commit_message: str | None = None):
-    """Push a Space folder (e.g. ``spaces/leaderboard`` or ``spaces/elue-metric``) as a gradio Space."""
+               commit_message: str | None = None, wheel_dir=None):
+    """Push a Space folder (e.g. ``spaces/leaderboard`` or ``spaces/elue-metric``) as a gradio Space.
+
+    elue-hf is not on PyPI, so the Spaces install it from a wheel uploaded with them: every ``./wheels/<file>.whl``
+    line of ``requirements.txt`` must name a file in ``wheel_dir`` (default ``dist/``; build it with
+    ``make space-wheel``), and that file goes into the same commit.
+    """
     from huggingface_hub import SpaceCard
 
     folder = Path(folder)
@@ -133,5 +155,13 @@ def push_space(folder, repo_id: str, *, private: bool = False, token: str | None
     data = SpaceCard.load(readme).data
     if getattr(data, "sdk", None) != "gradio" or not getattr(data, "sdk_version", None):
         raise PushError(f"{readme} must declare sdk: gradio and its sdk_version in the YAML header")
+    wheel_dir = Path(wheel_dir if wheel_dir is not None else "dist")
+    extra = {}
+    for name in space_wheels(folder):
+        local = wheel_dir / Path(name).name
+        if not local.is_file():
+            raise PushError(f"{folder / 'requirements.txt'} installs {name}, but {local} does not exist: build it "
+                            "with `make space-wheel` (or pass the folder holding it)")
+        extra[name] = local
     return commit_folder(folder, repo_id, "space", commit_message or f"Upload {folder.name} Space with elue-hf",
-                         private, token, api, space_sdk="gradio")
+                         private, token, api, space_sdk="gradio", extra_files=extra)

@@ -1,9 +1,10 @@
 """Rankings over leaderboard entries (pure functions; the gradio views only format what these return).
 
-- ELUE-score ranking (``elue.md`` §7): entries with all six task scores ranked by ELUE score; the others listed below
-  without a rank (published rows with a dash, partial submissions).
-- Parameter tracks (§8): operating-point groups of at most 40/55/70/110 MParams (inclusive), ranked by average
+- ELUE-score ranking: entries with all six task scores ranked by ELUE score; the others listed below without a
+  rank (published rows with a dash, partial submissions).
+- Parameter tracks: operating-point groups of at most 40/55/70/110 MParams (inclusive), ranked by average
   performance over the tasks; groups covering all six tasks are ranked, partial groups listed below them.
+  See docs/elue.md, "ELUE score and the reference curve" and "Parameter tracks".
 - Task pages: every operating point of a task, with the Pareto frontier on FLOPs or on parameters.
 Ties share a rank (competition ranking: 1, 2, 2, 4); equal values keep submission order.
 """

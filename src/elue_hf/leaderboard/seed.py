@@ -1,12 +1,12 @@
 """Seed entries: the ElasticBERT-base reference curve and the rows published in the ELUE and HashEE papers.
 
-Every number comes from ``published.json`` (copied from the papers' tables, ``../shared/spec/elue.md`` §9 and
-``elasticbert.md`` §9) or from the ELUE core's shipped reference curve; nothing is rescored, and every entry says
-where it comes from. Two values are *derived*, and marked so:
+Every number comes from ``published.json`` (copied from the papers' tables; see docs/elasticbert.md, "Published
+numbers", and docs/elue.md, "ELUE score and the reference curve") or from the ELUE core's shipped reference
+curve; nothing is rescored, and every entry says where it comes from. Two values are *derived*, and marked so:
 
 - HashEE Tab. 2 gives per-task speed-ups over BERT-base FLOPs; a point's MFLOPs is the 12-layer reference MFLOPs of
   that task (ElasticBERT-base and BERT-base have the same FLOPs) divided by the published speed-up (rounded to 0.1x);
-- parameter counts of ElasticBERT-base depths come from the ELUE counting rule (``elue.md`` §5 table).
+- parameter counts of ElasticBERT-base depths come from the ELUE counting rule (docs/elue.md, "Parameter counting").
 """
 
 from __future__ import annotations

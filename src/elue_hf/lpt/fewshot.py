@@ -1,4 +1,4 @@
-"""Few-shot splits as in the LPT protocol (spec lpt.md §8, ``generate_low_resource_data.py``).
+"""Few-shot splits as in LPT's ``generate_low_resource_data.py`` (docs/lpt.md, "Few-shot splits").
 
 ``k`` is the **total** number of training examples. With the legacy NumPy global seed the rows are shuffled, grouped
 by label in order of first appearance, and each class gets ``round(k * n_c / N)`` rows except the last class, which

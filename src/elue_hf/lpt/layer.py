@@ -34,7 +34,7 @@ __all__ = [
 
 
 def generator_parameter_count(kind: str, token_dim: int, bottleneck: int, num_tokens: int) -> int:
-    """Trainable parameters of a prompt generator (spec lpt.md §4).
+    """Trainable parameters of a prompt generator (docs/lpt.md, "Prompt generators").
 
     NPG ``d*m + m + m*l*d + l*d``; APPG/MPPG ``d*m + m + m*d + d`` (independent of ``l``); w/o PG ``l*d``.
     """

@@ -1,21 +1,15 @@
 """Register LPT as a PEFT method (``PeftType.LPT``), idempotently.
 
-PEFT 0.21's :func:`peft.utils.register_peft_method` only accepts names that are already members of the closed
-``PeftType`` enum. We therefore first add an ``LPT`` member to the enum *in place* (route 1 of
-``hf-notes`` §3: the member is built from the string, given its name, value and sort order, and inserted into the
-enum's member map, value map and name list), then call PEFT's own registration function. Should a future Python
-or PEFT make the enum extension impossible, :func:`register_lpt` falls back to route 2: the plain string key
-``"LPT"`` written into PEFT's three mappings (works because ``PeftType`` members are ``str`` and all lookups go
-by value).
-
-Registration is guarded: calling :func:`register_lpt` twice, or after a module reload, is harmless.
+The enum member comes from :mod:`.peft_compat` (the only module that touches PEFT's internals, version-guarded); the
+registration itself is PEFT's own :func:`peft.utils.register_peft_method`. If the enum cannot be extended, LPT is
+registered under the plain string key ``"LPT"`` in PEFT's three mappings instead (``PeftType`` members are ``str`` and
+every lookup goes by value, so both routes behave the same). Calling :func:`register_lpt` twice, or after a module
+reload, is harmless.
 """
 
 from __future__ import annotations
 
-import warnings
-
-from peft.utils import PeftType
+from .peft_compat import peft_type_member
 
 __all__ = [
     "LPT_METHOD_NAME",
@@ -33,40 +27,10 @@ LPT_PEFT_TYPE_VALUE = "LPT"
 LPT_SAVED_PEFT_TYPE = "LPT (Late Prompt Tuning needs elue-hf: pip install elue-hf, then `import elue_hf` first)"
 
 
-def _add_enum_member(enum_cls, name: str):
-    """Add ``name`` (value == name) to a ``str``-based enum in place and return the member (CPython >= 3.11)."""
-    if name in enum_cls._member_map_:
-        return enum_cls._member_map_[name]
-    member = str.__new__(enum_cls, name)
-    member._name_ = name
-    member._value_ = name
-    member.__objclass__ = enum_cls
-    member._sort_order_ = len(enum_cls._member_names_)
-    # ``type.__setattr__`` bypasses EnumType.__setattr__, which refuses to (re)assign member attributes.
-    type.__setattr__(enum_cls, name, member)
-    enum_cls._member_map_[name] = member
-    enum_cls._value2member_map_[name] = member
-    enum_cls._member_names_.append(name)
-    return member
-
-
 def lpt_peft_type():
     """``PeftType.LPT``, created on first use; the plain string ``"LPT"`` if the enum cannot be extended."""
-    member = PeftType._member_map_.get(LPT_PEFT_TYPE_VALUE)
-    if member is not None:
-        return member
-    try:
-        member = _add_enum_member(PeftType, LPT_PEFT_TYPE_VALUE)
-    except (AttributeError, TypeError) as err:  # enum internals changed (route 2 fallback)
-        warnings.warn(
-            f"Could not add LPT to peft.utils.PeftType ({err!r}); registering LPT under the plain string key 'LPT'.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return LPT_PEFT_TYPE_VALUE
-    if PeftType(LPT_PEFT_TYPE_VALUE) is not member:  # pragma: no cover - defensive
-        return LPT_PEFT_TYPE_VALUE
-    return member
+    member = peft_type_member(LPT_PEFT_TYPE_VALUE)
+    return LPT_PEFT_TYPE_VALUE if member is None else member
 
 
 def _peft_mappings():
@@ -109,8 +73,7 @@ def register_lpt() -> None:
         config_map[LPT_SAVED_PEFT_TYPE] = LPTConfig
         return
 
-    peft_type = lpt_peft_type()
-    if isinstance(peft_type, PeftType):
+    if peft_type_member(LPT_PEFT_TYPE_VALUE) is not None:
         from peft.utils import register_peft_method
 
         register_peft_method(name=LPT_METHOD_NAME, config_cls=LPTConfig, model_cls=LPTModel, prefix=LPTModel.prefix)
@@ -120,7 +83,7 @@ def register_lpt() -> None:
 
 
 def _register_with_string_key(config_map, tuner_map, prefix_map, config_cls, model_cls) -> None:
-    """Route 2 of hf-notes §3: write the string key ``"LPT"`` into PEFT's mappings (no enum member needed)."""
+    """Fallback: write the string key ``"LPT"`` into PEFT's mappings (no enum member needed)."""
     if model_cls.prefix in prefix_map.values():
         raise RuntimeError(f"The PEFT prefix {model_cls.prefix!r} is already used by another method.")
     config_map[LPT_PEFT_TYPE_VALUE] = config_cls

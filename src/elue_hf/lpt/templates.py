@@ -1,4 +1,4 @@
-"""Verbalizer templates and label words for LPT's MLM-head mode (spec lpt.md §5-6).
+"""Verbalizer templates and label words for LPT's MLM-head mode (docs/lpt.md, "Templates and label words").
 
 A template is one text with ``{s1}``, optionally ``{s2}``, and exactly one ``{mask}``; pair tasks are encoded as one
 text, not as a segment pair. Only the sentences are truncated, never the template (the [MASK] always survives).

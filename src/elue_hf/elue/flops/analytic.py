@@ -1,4 +1,4 @@
-"""FLOPs as ELUE counts them (``../shared/spec/elue.md`` §5, token-level rule ``hashee.md`` §5).
+"""FLOPs as ELUE counts them (docs/elue.md, "FLOPs rules", token-level rule included).
 
 Two routes to the same number:
 
@@ -103,7 +103,7 @@ def layer_macs(n, d, d_ff, heads, m=None):
     """MACs of one BERT post-LN layer, ``n`` key tokens and ``m`` active query tokens (m=None: m = n).
 
     ``2 n d^2 + 2 m d^2 + 2 n m (h + d) + 2 m d d_ff + 4 m d``; at m = n this is ELUE's
-    ``4 n d^2 + 2 n d d_ff + 2 n^2 (h + d) + 4 n d`` (elue.md §5, hashee.md §5).
+    ``4 n d^2 + 2 n d d_ff + 2 n^2 (h + d) + 4 n d`` (docs/elue.md, "FLOPs rules").
     """
     n, m = _nums(n, m)
     d, d_ff = int(d), int(d_ff)
@@ -209,7 +209,7 @@ def _dims(config_or_dims, num_labels=None) -> ModelDims:
 
 
 def elasticbert_flops(config, length, exit_layer=None, mode: str = "static", active_tokens=None, num_labels=None):
-    """MFLOPs per instance of an ElasticBERT classifier (elasticbert.md §5), vectorised over instances.
+    """MFLOPs per instance of an ElasticBERT classifier, vectorised over instances (docs/elue.md, "FLOPs rules").
 
     - ``mode="static"``: the first ``exit_layer`` layers + one pooler + one classifier (static-k model, or a
       multi-exit model read at exit k);

@@ -72,7 +72,7 @@ def _zero_rule(call: HookCall):
 
 
 def _self_attention_rule(call: HookCall):
-    """BERT/RoBERTa/ElasticBERT self-attention leaf at each row's true length (elue.md §5)."""
+    """BERT/RoBERTa/ElasticBERT self-attention leaf at each row's true length (docs/elue.md, "FLOPs rules")."""
     mod = call.module
     x = call.input()
     n = call.tokens(x)

@@ -1,8 +1,10 @@
-"""The ``modules`` column and the declarative module spec that replaces ELUE's Python model file (elue.md §6).
+"""The ``modules`` column and the declarative module spec that replaces ELUE's Python model file.
+
+See docs/elue.md, "Submission format".
 
 ``modules`` lists what one instance activated: entries ``(shape),name`` separated by ``;``, shapes without the batch
 axis, e.g. ``(15),emb; (15,768),layer_1; (768),exit_1``. A layer entry ``(m,n,d)`` means m active query tokens over n
-key tokens (token-level exit, hashee.md §5). The spec maps each module name to a kind with its dimensions:
+key tokens (token-level exit, docs/hashee.md, "FLOPs"). The spec maps each module name to a kind with its dimensions:
 
 =============  ====================  ===================================================
 kind           dimensions            MACs for one entry of shape ...

@@ -1,4 +1,4 @@
-"""Parameter counts as ELUE defines them (``../shared/spec/elue.md`` §5).
+"""Parameter counts as ELUE defines them (docs/elue.md, "Parameter counting").
 
 Everything the instance can use: all parameters (frozen ones too — they still run at inference), tied or shared
 tensors once, buffers excluded, every exit included. MParams = count / 1e6.

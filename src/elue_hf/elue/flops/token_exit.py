@@ -184,7 +184,7 @@ def seq2seq_flops(config, lengths, active_counts, target_lengths) -> dict[str, n
     """Per-instance MFLOPs of a seq2seq model with a HashEE encoder.
 
     Returns ``encoder`` / ``encoder_full`` (HashEE vs all tokens active), ``decoder`` (unchanged by HashEE) and
-    ``total`` / ``total_full``. Encoder layers follow hashee.md §5 (one embedding/final LayerNorm added).
+    ``total`` / ``total_full``. Encoder layers follow docs/hashee.md, "FLOPs" (one embedding/final LayerNorm added).
     """
     dims = seq2seq_dims(config)
     lengths = np.asarray(lengths, dtype=np.int64)

@@ -1,4 +1,6 @@
-"""The ELUE score and the parameter tracks (``../shared/spec/elue.md`` §7-§8).
+"""The ELUE score and the parameter tracks.
+
+See docs/elue.md, "ELUE score and the reference curve" and "Parameter tracks".
 
 Per file: the task metric (x100) of its predictions and its mean FLOPs; per task: the mean residual
 ``p_i - p_EB(f_i)`` over its files against the ElasticBERT reference curve; ELUE score: the mean over the six tasks
@@ -31,7 +33,7 @@ __all__ = [
     "format_score",
 ]
 
-#: Parameter tracks (MParams, inclusive), ranked by average performance (elue.md §8).
+#: Parameter tracks (MParams, inclusive), ranked by average performance (docs/elue.md, "Parameter tracks").
 TRACKS: tuple[tuple[str, float], ...] = (("40M", 40.0), ("55M", 55.0), ("70M", 70.0), ("110M", 110.0))
 
 

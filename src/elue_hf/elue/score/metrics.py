@@ -1,4 +1,4 @@
-"""Task metrics in NumPy (``../shared/spec/elue.md`` §3), all x100.
+"""Task metrics in NumPy (docs/elue.md, "Tasks"), all x100.
 
 Keys follow the original ``elue/metrics.py``: ``acc``, ``f1``, ``acc_and_f1``, ``pearson``, ``spearmanr``, ``corr``;
 ``score`` is the task's main metric.

@@ -1,4 +1,4 @@
-"""The ElasticBERT-base reference curve of the ELUE score (``../shared/spec/elue.md`` §7, §10).
+"""The ElasticBERT-base reference curve of the ELUE score (docs/elue.md, "ELUE score and the reference curve").
 
 The shipped ``reference_curve.json`` holds only published points, each with its source; IMDb FLOPs are provisional
 until recomputed from a local IMDb test set (:func:`recompute_imdb_reference`, CLI ``elue-hf recompute-imdb-flops``).
@@ -143,7 +143,7 @@ def recompute_imdb_reference(lengths: Sequence[int], base_path=None, max_seq_len
         point["mflops"] = round(float(np.mean(macs_to_mflops(macs))), 1)
         point["flops_source"] = (
             f"recomputed from {n.size} local IMDb test instances (mean {n.mean():.2f} tokens, truncation at "
-            f"{max_seq_length}) with the ELUE §5 rules" + (f"; {source}" if source else "")
+            f"{max_seq_length}) with the ELUE FLOPs rules" + (f"; {source}" if source else "")
         )
     entry.update(
         flops_provisional=False, mean_tokens=round(float(n.mean()), 2), test_n=int(n.size),

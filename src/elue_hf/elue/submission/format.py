@@ -1,4 +1,4 @@
-"""Write and read ELUE submissions, safely (``../shared/spec/elue.md`` §6).
+"""Write and read ELUE submissions, safely (docs/elue.md, "Submission format").
 
 Layout (a directory or one zip of it)::
 
