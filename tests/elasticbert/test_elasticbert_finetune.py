@@ -30,7 +30,8 @@ def test_train_cli_on_an_elue_folder_saves_a_loadable_model(bert_dir, tmp_path, 
     metrics = json.loads((out / "eval_results.json").read_text())
     for layer in (1, 2, 3):  # every exit evaluated with the task's metric (MRPC: acc, F1, their mean)
         assert 0 <= metrics[f"eval_exit_{layer}_acc_and_f1"] <= 100 and f"eval_exit_{layer}_f1" in metrics
-    assert metrics["eval_average_exit_acc"] == pytest.approx(np.mean([metrics[f"eval_exit_{k}_acc"] for k in (1, 2, 3)]))
+    per_exit = [metrics[f"eval_exit_{k}_acc"] for k in (1, 2, 3)]
+    assert metrics["eval_average_exit_acc"] == pytest.approx(np.mean(per_exit))
     assert "eval_average_exit_acc" in printed and str(out) in printed
 
     model = AutoModelForSequenceClassification.from_pretrained(out).eval()

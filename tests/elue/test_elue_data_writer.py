@@ -7,7 +7,8 @@ from elue_hf.elue.data import load_elue_task, load_test_labels, write_elue_split
 
 
 def _split(n, pair=False, regression=False, offset=0):
-    cols = {"sentence1": [f"first\ttext {i}\nwrapped" for i in range(n)], "sentence2": [f"second {i}" for i in range(n)]}
+    cols = {"sentence1": [f"first\ttext {i}\nwrapped" for i in range(n)],
+            "sentence2": [f"second {i}" for i in range(n)]}
     if not pair:
         cols = {"sentence": cols["sentence1"]}
     cols["label"] = [(i + offset) * 0.5 for i in range(n)] if regression else [(i + offset) % 2 for i in range(n)]
