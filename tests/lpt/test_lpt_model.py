@@ -9,8 +9,8 @@ from safetensors.torch import load_file
 from transformers import (
     BertForSequenceClassification,
     BertModel,
-    GPT2Config,
-    GPT2ForSequenceClassification,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
     RobertaForSequenceClassification,
 )
 from transformers.models.bert.modeling_bert import BertEncoder
@@ -168,8 +168,9 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="prompt_layer=4 is outside the model"):
         _build(prompt_layer=4)
     with pytest.raises(ValueError, match="LPT supports BERT, RoBERTa and ElasticBERT"):
-        gpt2 = GPT2ForSequenceClassification(GPT2Config(vocab_size=50, n_embd=32, n_layer=2, n_head=4, n_positions=32))
-        get_peft_model(gpt2, LPTConfig(task_type="SEQ_CLS"))
+        distil = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=50, dim=32, n_layers=2, n_heads=4,
+                                                                      hidden_dim=64, max_position_embeddings=32))
+        get_peft_model(distil, LPTConfig(task_type="SEQ_CLS"))  # GPT-2 is supported since the decoder families
     with pytest.raises(ValueError, match="owns a `layer` ModuleList"):
         get_peft_model(BertModel(bert_config()), LPTConfig(target_modules=["embeddings"]))
 

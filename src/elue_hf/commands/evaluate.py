@@ -23,7 +23,8 @@ def register(subparsers) -> None:
     ev = subparsers.add_parser(
         "evaluate",
         help="run a model over an ELUE test set, write a submission + Pareto plot, print the scores",
-        description="Run a BERT/RoBERTa/ElasticBERT classifier over an ELUE test set. Writes <output>/submission/ "
+        description="Run a sequence classifier (BERT, RoBERTa, ElasticBERT, DistilBERT, ALBERT, DeBERTa-v2, "
+        "ModernBERT; other encoders via the generic FLOPs route) over an ELUE test set. Writes <output>/submission/ "
         "(+ .zip) with one TSV per operating point, a Pareto PNG, and prints the ELUE scores.",
     )
     ev.add_argument("--model", required=True, help="local model directory (or a Hub id available offline)")
@@ -92,7 +93,7 @@ def cmd_evaluate(args) -> int:
 
     import elue_hf  # noqa: F401  (registers ElasticBERT with the Auto classes)
 
-    from ..elue.flops import dims_from_config
+    from ..elue.flops.architectures import flops_shape
     from ..elue.flops.params import count_parameters
     from ..elue.plots import pareto_plot
     from ..elue.inference import point_params, run_operating_points, submission_spec, to_prediction_file
@@ -109,14 +110,18 @@ def cmd_evaluate(args) -> int:
     tokenizer = _load_tokenizer(args.model)
     sweep = args.sweep if args.exit != "static" or not args.sweep else [int(v) for v in args.sweep]
     points = run_operating_points(model, tokenizer, dataset, task, args.exit, sweep, max_length, args.batch_size)
-    dims = dims_from_config(model.config)
+    dims = flops_shape(model)
+    route = getattr(dims, "route", "analytic")
+    print(f"FLOPs: {route} route for model_type {model.config.model_type!r}"
+          + (" (FlopCounterMode + ELUE terms; self-reported)" if route == "generic" else ""))
     out = Path(args.output)
     files = {
         p.label: to_prediction_file(p, task, dims, point_params(model, p), max_length) for p in points
     }
     name = args.model_name or Path(str(args.model)).name
     sub = write_submission(out / "submission", name, f"elue-hf evaluate --exit {args.exit} on {task.name}",
-                           count_parameters(model), files, module_spec=submission_spec(model))
+                           count_parameters(model), files, module_spec=submission_spec(model),
+                           extra={"flops_route": route} if route == "generic" else None)
     zipped = zip_submission(sub)
     print(f"submission: {sub} ({zipped})")
     labels = np.asarray(dataset["label"], dtype=np.float64)

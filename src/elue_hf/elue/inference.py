@@ -13,7 +13,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from .data import tokenize_examples
-from .flops import ModelDims, dims_from_config, model_flops
+from .flops import ModelDims, model_flops
+from .flops.architectures import flops_shape
 from .flops.module_spec import encoder_modules, module_spec_from_config
 from .flops.params import count_parameters
 from .submission import PredictionFile
@@ -74,7 +75,7 @@ def run_operating_points(
         raise ValueError(f"--exit {exit} needs an ElasticBERT model (config.model_type 'elasticbert')")
     if exit == "entropy" and task.is_regression:
         raise ValueError("entropy-based exit is undefined for regression (STS-B)")
-    dims = dims_from_config(model.config)
+    dims = flops_shape(model)  # ModelDims, a family's EncoderShape, or the generic route
     model.eval()
     if exit == "static":
         depths = [int(k) for k in (sweep or (dims.exit_layers if elastic else [dims.num_layers]))]
@@ -147,19 +148,27 @@ def operating_point_params(model, mode: str, layers: int | None = None) -> int:
 
 def to_prediction_file(point: PointOutputs, task, dims: ModelDims, params: int | None = None,
                        max_seq_length: int | None = None) -> PredictionFile:
-    """A :class:`PredictionFile` whose ``modules`` column lists what each instance ran."""
+    """A :class:`PredictionFile` whose ``modules`` column lists what each instance ran (generic route: a
+    self-reported ``flops`` column instead)."""
+    if getattr(dims, "route", None) == "generic":
+        return PredictionFile(task=get_task(task).key, predictions=point.predictions, flops=dims.mflops(point.lengths),
+                              label=point.label, params=params, max_seq_length=max_seq_length)
     modules = [encoder_modules(dims, n, k, point.mode) for n, k in zip(point.lengths, point.exit_layers)]
     return PredictionFile(task=get_task(task).key, predictions=point.predictions, modules=modules, label=point.label,
                           params=params, max_seq_length=max_seq_length)
 
 
 def point_mflops(point: PointOutputs, config) -> np.ndarray:
-    """Per-instance MFLOPs of a point (analytic ELUE rule)."""
+    """Per-instance MFLOPs of a point (analytic ELUE rule; ``config`` may also be a generic-route shape)."""
+    if getattr(config, "route", None) == "generic":
+        return config.mflops(point.lengths)
     return np.asarray(model_flops(config, np.asarray(point.lengths), np.asarray(point.exit_layers), point.mode))
 
 
-def submission_spec(model) -> dict:
-    return module_spec_from_config(model.config)
+def submission_spec(model) -> dict | None:
+    """The declarative module spec (None on the generic route: its FLOPs are self-reported)."""
+    shape = flops_shape(model)
+    return None if getattr(shape, "route", None) == "generic" else module_spec_from_config(shape)
 
 
 __all__ += ["point_mflops", "submission_spec", "operating_point_params"]
