@@ -310,8 +310,9 @@ def finetune(model, tokenizer, data: ClassificationData, settings: FinetuneSetti
             set_training_stage(model, stage)
         trainer = _trainer(model, tokenizer, data, train, evaluation, settings)
         trainer.train()
-    if stages[0] is not None:
+    if stages[0] is not None:  # leave the model as a fresh two-stage model: all trainable, stage 1 next
         model.requires_grad_(True)
+        model.config.training_stage = 1
     metrics = _final_metrics(trainer) if evaluation is not None else {}
     out = Path(settings.output_dir)
     trainer.save_model(str(out))
