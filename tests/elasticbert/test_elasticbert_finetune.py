@@ -110,3 +110,14 @@ def test_compute_metrics_after_preprocess_and_with_task_metrics():
     assert regression["exit_1_corr"] == pytest.approx(100.0, abs=1.0)
     with pytest.raises(ValueError, match="no logits"):
         compute_metrics(EvalPrediction((np.array([3, 3]),), labels))
+
+
+def test_two_stage_schedule_trains_and_saves_a_stage_one_config(bert_dir, tmp_path):
+    write_synthetic_task(tmp_path / "elue", "sst-2")
+    out = tmp_path / "out"
+    assert main(["train", "--model", str(bert_dir), "--data-dir", str(tmp_path / "elue"), "--task", "sst-2",
+                 "--multi-exit-training", "two_stage", "--output-dir", str(out), *_FAST]) == 0
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.multi_exit_training == "two_stage" and model.config.training_stage == 1
+    log = json.loads((out / "eval_results.json").read_text())
+    assert log["epoch"] > 0 and "eval_average_exit_acc" in log
