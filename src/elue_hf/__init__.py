@@ -1,6 +1,6 @@
 """elue-hf: efficient NLP for the Hugging Face ecosystem.
 
-``import elue_hf`` has exactly four side effects, each a documented, idempotent function you can also call yourself:
+``import elue_hf`` has exactly five side effects, each a documented, idempotent function you can also call yourself:
 
 1. :func:`elue_hf.elasticbert.register_elasticbert`: ElasticBERT in ``AutoConfig`` / ``AutoModel*`` (transformers'
    public ``register`` API);
@@ -9,9 +9,11 @@
 3. :func:`elue_hf.lpt.register_lpt`: LPT as a PEFT method (``PeftType.LPT``; the only reach into PEFT internals is
    :mod:`elue_hf.lpt.peft_compat`, version-guarded);
 4. :func:`elue_hf.metrics.ensure_metric_installed`: copies the ELUE metric into ``evaluate``'s module cache so that a
-   bare ``evaluate.load("elue")`` works offline (opt out with ``ELUE_HF_NO_METRIC_INSTALL=1``).
+   bare ``evaluate.load("elue")`` works offline (opt out with ``ELUE_HF_NO_METRIC_INSTALL=1``);
+5. :func:`elue_hf.hashee.auto.register_hashee`: the HashEE model types (``hashee_bert``, ...) in ``AutoConfig`` /
+   ``AutoModel*``, so that ``AutoModel*.from_pretrained`` loads a saved HashEE model with its exit table.
 
-Nothing is downloaded at import time; sub-packages (``elue_hf.elue``, ``elue_hf.hashee``, ...) load on first use.
+Nothing is downloaded at import time; sub-packages (``elue_hf.elue``, ``elue_hf.lpt``, ...) load on first use.
 """
 
 from __future__ import annotations
@@ -63,6 +65,15 @@ def _seed_elue_metric() -> None:
 
 
 _seed_elue_metric()
+
+
+def _register_hashee() -> None:
+    from .hashee.auto import register_hashee
+
+    register_hashee()
+
+
+_register_hashee()
 
 _LAZY = {
     "convert_bert_to_elasticbert": "elue_hf.elasticbert.convert",

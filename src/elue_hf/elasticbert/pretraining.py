@@ -148,7 +148,9 @@ def _texts(args) -> list[str]:
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = parser or argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default=None, help="BERT or ElasticBERT checkpoint (default: the embedded MiniLM)")
     parser.add_argument("--tokenizer", default=None,
                         help="tokenizer folder or Hub id (default: the one saved with --model); saved with the output")
@@ -164,13 +166,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def run(args) -> dict:
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
     from transformers import get_linear_schedule_with_warmup
 
     from ..assets import minilm_path
     from ..tokenizer_io import load_tokenizer, save_tokenizer
 
-    accelerator = Accelerator()
+    # each step trains one exit group: the other exits' heads get no gradient, which DDP must be told
+    accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     model_path = args.model or str(minilm_path())
     tokenizer = load_tokenizer(args.tokenizer, model_path, required=True)
     model = load_pretraining_model(model_path)

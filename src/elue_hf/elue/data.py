@@ -333,7 +333,9 @@ def make_tokenize_fn(tokenizer, task, max_length: int = 128):
 
 
 def token_lengths(tokenizer, task, dataset_or_batch, max_length: int = 128) -> np.ndarray:
-    """True token counts (with [CLS]/[SEP], after truncation at ``max_length``) — what ELUE FLOPs are counted at."""
+    """Tokenize ELUE examples and count their tokens (with [CLS]/[SEP], after truncation at ``max_length``): the
+    lengths ELUE FLOPs are counted at. (For the rows of an already padded batch, see
+    :func:`elue_hf.elue.flops.token_exit.unpadded_lengths`.)"""
     task = get_task(task)
     batch = dataset_or_batch if isinstance(dataset_or_batch, dict) else dataset_or_batch.to_dict()
     enc = tokenize_examples(tokenizer, task, batch, max_length)

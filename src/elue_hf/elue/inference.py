@@ -12,6 +12,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from ..multi_exit import multi_exit_backbone
 from .data import tokenize_examples
 from .flops import ModelDims, model_flops
 from .flops.architectures import flops_shape
@@ -136,12 +137,11 @@ def operating_point_params(model, mode: str, layers: int | None = None) -> int:
     if not (is_elasticbert(model) and mode == "static" and not model.is_static and layers is not None):
         return count_parameters(model)
     k = int(layers)
-    body = model.elasticbert
+    body = multi_exit_backbone(model)
     j = body.encoder.exit_layer_indices.index(k - 1)
     return (
         _count(body.embeddings)
-        + sum(_count(body.encoder.layer[i]) for i in range(k))
-        + _count(body.encoder.pooler[k - 1])
+        + sum(_count(module) for module in body.encoder.exit_modules(k - 1))
         + _count(model.classifiers[j])
     )
 

@@ -13,6 +13,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 
+from ..multi_exit import MultiExitEncoder
 from .backbones import HookedBackbone, LatePromptCall, backbone_for
 from .backbones.base import bind_call
 from .config import LPTConfig, check_prompt_layer, normalize_generator_kind
@@ -159,8 +160,9 @@ class LPTLayer(nn.Module, BaseTunerLayer):
     * BERT / RoBERTa encoders: :meth:`forward` runs layers ``0..k-1`` (under ``no_grad`` when frozen), generates the
       prompt from their output, prepends it, extends the mask and runs the remaining layers; the prompt rows are
       stripped from ``last_hidden_state`` so [CLS] stays at index 0 and [MASK] at its original index.
-    * ElasticBERT encoders (with ``layer_forward``/``pool``): the same three entry points are provided, so the
-      multi-exit heads (including early exit, which indexes finished rows out of the batch) drive the loop unchanged.
+    * Multi-exit encoders (:class:`elue_hf.multi_exit.MultiExitEncoder`, e.g. ElasticBERT's): the wrapper is a
+      multi-exit encoder too (``run_layer`` inserts the prompt before layer ``k``, ``exit_states`` drops it again), so
+      the multi-exit model (including early exit, which indexes finished rows out of the batch) drives it unchanged.
     * DeBERTa-v2/v3 encoders, GPT-2 and Llama-style decoder stacks: a family adapter from
       :mod:`elue_hf.lpt.backbones` runs the body's own forward with call-scoped hooks on layers ``k..L-1`` (insert
       the prompt, rewrite masks and positions, strip the prompt rows after the last layer). Decoders generate the
@@ -267,8 +269,11 @@ class LPTLayer(nn.Module, BaseTunerLayer):
 
     def _encoder_forward(self, adapter: str, hidden_states: torch.Tensor, attention_mask=None, *args, **kwargs):
         base = self.get_base_layer()
-        if hasattr(base, "layer_forward"):
-            return self._multi_exit_forward(adapter, hidden_states, attention_mask, *args, **kwargs)
+        if isinstance(base, MultiExitEncoder):
+            raise TypeError(
+                f"{type(base).__name__} is a multi-exit encoder: its model drives it layer by layer through "
+                "run_layer / exit_states / pool, which this wrapper implements; it has no whole-stack forward here."
+            )
         return self._stack_forward(adapter, hidden_states, attention_mask, *args, **kwargs)
 
     # -- DeBERTa-v2, GPT-2, Llama-style decoders (family adapters in ``backbones``) ------------------------------------
@@ -340,9 +345,9 @@ class LPTLayer(nn.Module, BaseTunerLayer):
             hidden_states = layer(hidden_states, attention_mask, **kwargs)
         return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=hidden_states[:, l:])
 
-    # -- ElasticBERT (step API: layer_forward / pool, driven by the multi-exit heads) -----------------------------
+    # -- multi-exit encoders (ElasticBERT): the MultiExitEncoder step API -------------------------------------------
 
-    def layer_forward(self, i: int, hidden_states: torch.Tensor, attention_mask=None) -> torch.Tensor:
+    def run_layer(self, i: int, hidden_states: torch.Tensor, attention_mask=None, **kwargs) -> torch.Tensor:
         """Run layer ``i``; the prompt is generated and prepended before layer ``k``, and the mask extended from there.
 
         Layers ``>= k`` return (b, l + n, d) hidden states (the prompt rows travel with their row when early exit
@@ -351,45 +356,29 @@ class LPTLayer(nn.Module, BaseTunerLayer):
         base = self.get_base_layer()
         adapter = self._active()
         if adapter is None:
-            return base.layer_forward(i, hidden_states, attention_mask)
+            return base.run_layer(i, hidden_states, attention_mask, **kwargs)
         k, l = self.lpt_prompt_layer[adapter], self.lpt_num_tokens[adapter]
         if i < k:
             with _no_grad_if_frozen([base.layer[i]], hidden_states):
-                return base.layer_forward(i, hidden_states, attention_mask)
+                return base.run_layer(i, hidden_states, attention_mask, **kwargs)
         if i == k:
             hidden_states, attention_mask = self.insert_prompt(adapter, hidden_states, attention_mask)
         elif attention_mask is not None and attention_mask.shape[-1] == hidden_states.shape[1] - l:
             attention_mask = extend_attention_mask(attention_mask, l)
-        return base.layer_forward(i, hidden_states, attention_mask)
+        return base.run_layer(i, hidden_states, attention_mask, **kwargs)
 
-    def pool(self, i: int, hidden_states: torch.Tensor) -> torch.Tensor:
-        """Pooler ``i`` on the [CLS] row: index ``l`` once the prompt has been inserted (layers ``>= k``)."""
-        return self.get_base_layer().pool(i, self._strip(i, hidden_states))
-
-    def _strip(self, i: int, hidden_states: torch.Tensor) -> torch.Tensor:
-        """Drop the prompt rows from the output of layer ``i`` (a no-op below the prompt layer or when disabled)."""
+    def exit_states(self, i: int, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Layer ``i``'s output without the prompt rows (a no-op below the prompt layer or when disabled), so [CLS]
+        is at index 0 and [MASK] at its original index for the exit heads."""
+        states = self.get_base_layer().exit_states(i, hidden_states)
         adapter = self._active()
         if adapter is None or i < self.lpt_prompt_layer[adapter]:
-            return hidden_states
-        return hidden_states[:, self.lpt_num_tokens[adapter] :]
+            return states
+        return states[:, self.lpt_num_tokens[adapter] :]
 
-    def _multi_exit_forward(self, adapter: str, hidden_states, attention_mask=None, *args, **kwargs):
-        """The base encoder's own ``forward`` (gradient equilibrium and all) run through this wrapper's step API.
-
-        The base class's ``forward`` is called with this wrapper as ``self``, so its loop's ``self.layer_forward`` and
-        ``self.pool`` calls land here (``config`` and ``exit_layer_indices`` resolve to the base encoder's). Exit hidden
-        states and ``last_hidden_state`` come back without the prompt rows; ``hidden_states`` (every
-        layer, when requested) keep them for layers after the insertion (length l + n), as in the BERT path.
-        """
-        base = self.get_base_layer()
-        output = type(base).forward(self, hidden_states, attention_mask, *args, **kwargs)
-        exit_hidden = getattr(output, "exit_hidden_states", None)
-        if exit_hidden is not None:
-            output.exit_hidden_states = tuple(
-                self._strip(i, h) for i, h in zip(base.exit_layer_indices, exit_hidden)
-            )
-        output.last_hidden_state = self._strip(len(base.layer) - 1, output.last_hidden_state)
-        return output
+    def pool(self, i: int, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Pooler ``i`` of the base encoder, on :meth:`exit_states` output."""
+        return self.get_base_layer().pool(i, hidden_states)
 
     def __getattr__(self, name: str):
         # the wrapper stands in for the encoder: unknown attributes (config, exit_layer_indices, layer, ...) are the
