@@ -13,26 +13,45 @@
 5. :func:`elue_hf.hashee.auto.register_hashee`: the HashEE model types (``hashee_bert``, ...) in ``AutoConfig`` /
    ``AutoModel*``, so that ``AutoModel*.from_pretrained`` loads a saved HashEE model with its exit table.
 
-Nothing is downloaded at import time; sub-packages (``elue_hf.elue``, ``elue_hf.lpt``, ...) load on first use.
+1, 2, 3 and 5 run when their library is imported (transformers, ``transformers.pipelines``, peft, transformers;
+at once if it already is; see :mod:`elue_hf._import_hooks`), so that ``import elue_hf`` itself stays cheap -- the
+``elue-hf`` command line starts without torch -- while ``AutoModel.from_pretrained`` / ``pipeline(...)`` /
+``PeftModel.from_pretrained`` always see them. Nothing is downloaded at import time;
+sub-packages (``elue_hf.elue``, ``elue_hf.lpt``, ...) and the ElasticBERT classes load on first use.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 
-from .elasticbert import (
-    ElasticBertConfig,
-    ElasticBertForMaskedLM,
-    ElasticBertForPreTraining,
-    ElasticBertForSequenceClassification,
-    ElasticBertModel,
-    ElasticBertPreTrainedModel,
-    register_elasticbert,
-)
+from ._import_hooks import when_imported
 
 __version__ = "0.1.0"
 
-register_elasticbert()
+
+def _import(package: str) -> None:
+    """Import ``package`` unless it is in ``sys.modules``: each of elasticbert, hashee and lpt registers itself at
+    the end of its own import, so one that is in sys.modules either did or is being imported right now (its own
+    ``from transformers import ...`` brought us here) and will."""
+    if package not in sys.modules:
+        importlib.import_module(package)
+
+
+def _importing(package: str) -> bool:
+    module = sys.modules.get(package)
+    return module is not None and bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
+
+
+def _on_transformers() -> None:
+    _import("elue_hf.elasticbert")  # imports torch
+    if not _importing("elue_hf.elasticbert"):  # HashEE's types wrap ElasticBERT's: only once it is complete
+        _import("elue_hf.hashee")
+
+
+when_imported("transformers", _on_transformers)
+when_imported("elue_hf.elasticbert", lambda: _import("elue_hf.hashee"))
+when_imported("peft", lambda: _import("elue_hf.lpt"))
 
 
 def _register_pipeline() -> None:
@@ -42,16 +61,7 @@ def _register_pipeline() -> None:
     register_elasticbert_pipeline()
 
 
-_register_pipeline()
-
-
-def _register_lpt() -> None:
-    from .lpt import register_lpt  # imports peft
-
-    register_lpt()
-
-
-_register_lpt()
+when_imported("transformers.pipelines", _register_pipeline)
 
 
 def _seed_elue_metric() -> None:
@@ -66,16 +76,10 @@ def _seed_elue_metric() -> None:
 
 _seed_elue_metric()
 
-
-def _register_hashee() -> None:
-    from .hashee.auto import register_hashee
-
-    register_hashee()
-
-
-_register_hashee()
-
+_ELASTICBERT = ("ElasticBertConfig", "ElasticBertPreTrainedModel", "ElasticBertModel", "ElasticBertForMaskedLM",
+                "ElasticBertForSequenceClassification", "ElasticBertForPreTraining", "register_elasticbert")
 _LAZY = {
+    **{name: "elue_hf.elasticbert" for name in _ELASTICBERT},
     "convert_bert_to_elasticbert": "elue_hf.elasticbert.convert",
     "LPTConfig": "elue_hf.lpt",
     "HashEEConfig": "elue_hf.hashee",
@@ -89,13 +93,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'elue_hf' has no attribute {name!r}")
 
 
-__all__ = [
-    "ElasticBertConfig",
-    "ElasticBertPreTrainedModel",
-    "ElasticBertModel",
-    "ElasticBertForSequenceClassification",
-    "ElasticBertForMaskedLM",
-    "ElasticBertForPreTraining",
-    "register_elasticbert",
-    *_LAZY,
-]
+__all__ = [*_LAZY]

@@ -21,3 +21,27 @@ def test_import_registers_everything_and_stays_light(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"heavy": [], "auto": "ElasticBertConfig", "hashee": "HashEEBertConfig", "lpt": True}
+
+
+def test_registration_waits_for_its_library_and_survives_every_import_order(tmp_path):
+    """`import elue_hf` alone loads neither torch nor transformers; whichever module pulls transformers / peft in
+    first, ElasticBERT, HashEE and LPT are registered before a model can be loaded."""
+    check = (
+        "\nfrom transformers import AutoConfig\nfrom peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING\n"
+        "print(type(AutoConfig.for_model('elasticbert')).__name__, type(AutoConfig.for_model('hashee_bert')).__name__,"
+        " 'LPT' in PEFT_TYPE_TO_CONFIG_MAPPING)\n"
+    )
+    first = [
+        "import sys, elue_hf\nassert not {'torch', 'transformers', 'peft'} & set(sys.modules), sys.modules.keys()",
+        "import elue_hf.elasticbert.pretraining",  # transformers is first imported inside elue_hf.elasticbert
+        "import elue_hf.lpt.config",  # peft (and transformers) first imported inside elue_hf.lpt
+        "import elue_hf.hashee.auto",  # transformers first imported inside elue_hf.hashee
+        "import elue_hf.elasticbert",
+        "import transformers, peft, elue_hf",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
+    for code in first:
+        done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code + check],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, (code, done.stderr[-2000:])
+        assert done.stdout.split() == ["ElasticBertConfig", "HashEEBertConfig", "True"], code

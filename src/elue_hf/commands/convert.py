@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .sources import TOKENIZER_FILES, check_source
+
 __all__ = ["register", "cmd_convert"]
 
 
@@ -25,6 +27,10 @@ def cmd_convert(args) -> int:
     from ..elasticbert.convert import convert_bert_to_elasticbert
 
     source = args.model
+    if source is not None:
+        check_source(source, "--model")
+    if args.tokenizer:
+        check_source(args.tokenizer, "--tokenizer", TOKENIZER_FILES, "tokenizer")
     if source is None:
         from ..assets import minilm_path
 

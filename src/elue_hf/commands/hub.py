@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .sources import check_source, load_from
+
 __all__ = ["register", "cmd_model_card", "cmd_space_card", "cmd_push_model", "cmd_push_adapter", "cmd_push_space"]
 
 _SPACES = {"leaderboard": "leaderboard_space_card", "metric": "metric_space_card"}
@@ -102,7 +104,7 @@ def cmd_push_model(args) -> int:
     from ..hub.push import push_elasticbert
     from ..tokenizer_io import load_tokenizer
 
-    model = AutoModelForSequenceClassification.from_pretrained(args.model)
+    model = load_from(AutoModelForSequenceClassification.from_pretrained, args.model, "model")
     tokenizer = load_tokenizer(args.tokenizer, args.model)
     info = push_elasticbert(model, args.repo_id, tokenizer=tokenizer, score=_score(args), private=args.private)
     print(f"pushed {args.model} to {args.repo_id}: {getattr(info, 'commit_url', info)}")
@@ -118,7 +120,9 @@ def cmd_push_adapter(args) -> int:
     from ..hub.push import push_lpt_adapter
     from ..tokenizer_io import has_tokenizer_files, load_tokenizer
 
-    base = AutoModelForSequenceClassification.from_pretrained(args.base_model, num_labels=args.num_labels)
+    check_source(args.adapter, "adapter", ("adapter_config.json",), "adapter")
+    base = load_from(lambda src: AutoModelForSequenceClassification.from_pretrained(src, num_labels=args.num_labels),
+                     args.base_model, "--base-model")
     model = PeftModel.from_pretrained(base, args.adapter)
     tokenizer = load_tokenizer(args.tokenizer, args.adapter if has_tokenizer_files(args.adapter) else args.base_model)
     info = push_lpt_adapter(model, args.repo_id, tokenizer=tokenizer, score=_score(args), num_labels=args.num_labels,

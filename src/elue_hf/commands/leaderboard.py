@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-__all__ = ["register", "cmd_leaderboard", "cmd_submit", "open_command"]
+__all__ = ["register", "cmd_leaderboard", "cmd_submit", "open_command", "check_port"]
 
 _STORE_HELP = "SQLite database (default $ELUE_LEADERBOARD_DB or elue_hf_outputs/leaderboard/leaderboard.db)"
 _REPO_HELP = "Hub dataset repo holding the results instead of SQLite (default $ELUE_RESULTS_REPO; --db is its cache)"
@@ -26,8 +26,8 @@ def register(subparsers) -> None:
         description="Serve the ELUE leaderboard (rankings, parameter tracks, Pareto plots per task, submissions) "
         "with gradio. Without gold labels (--data-dir) the Submit tab refuses uploads.",
     )
-    lb.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    lb.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    lb.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    lb.add_argument("--port", type=int, default=7860, help="port")
     _store_args(lb)
     lb.set_defaults(func=cmd_leaderboard)
 
@@ -65,10 +65,24 @@ def open_command(store, port: int = 7860, data_dir=None) -> str:
     return " ".join(parts)
 
 
-def cmd_leaderboard(args) -> int:
-    from ..spaces.leaderboard.app import build_app, launch
-    from ..leaderboard.store import StoreError
+def check_port(host: str, port: int) -> None:
+    """Raise ``ValueError`` if ``host:port`` cannot be listened on (busy, or not an address of this machine)."""
+    import socket
 
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the web server does: TIME_WAIT is fine
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            raise ValueError(f"cannot listen on {host}:{port} ({err.strerror or err}); pass --port with a free "
+                             "port") from None
+
+
+def cmd_leaderboard(args) -> int:
+    from ..leaderboard.store import StoreError
+    from ..spaces.leaderboard.app import build_app, launch
+
+    check_port(args.host, args.port)
     try:
         store = _open(args)
     except StoreError as err:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .sources import TOKENIZER_FILES, check_source
+
 __all__ = ["register", "build_parser", "cmd_train"]
 
 _MULTI_EXIT = ("gradient_equilibrium", "weighted", "two_stage")
@@ -73,6 +75,9 @@ def register(subparsers) -> None:
 
 
 def cmd_train(args) -> int:
+    check_source(args.model, "--model")
+    if args.tokenizer:
+        check_source(args.tokenizer, "--tokenizer", TOKENIZER_FILES, "tokenizer")
     from ..elasticbert.finetune import (
         FinetuneSettings,
         finetune,

@@ -153,34 +153,15 @@ def pareto_front(points: list[OperatingPoint], cost: str) -> list[OperatingPoint
 
 
 def save_pareto_plot(points: list[OperatingPoint], path: Path, title: str) -> Path:
-    """Accuracy vs cost, one series per method: MFLOPs (ELUE rules) for the points that have them, else mean exit layer."""
-    import matplotlib
+    """Accuracy vs cost with the shared :func:`elue_hf.elue.plots.pareto_plot`: MFLOPs (ELUE rules) for the points
+    that have them (points without FLOPs, e.g. few-shot LPT, have their own table), else the mean exit layer."""
+    from ..elue.plots import pareto_plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with_flops = [p for p in points if p.mean_flops is not None]
-    if with_flops:  # inference cost on the ELUE axis; points without FLOPs (e.g. few-shot LPT) have their own table
-        points, cost = with_flops, "mean_flops"
-    else:
-        cost = "mean_exit_layer"
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    for method in dict.fromkeys(p.method for p in points):
-        series = sorted((p for p in points if p.method == method and getattr(p, cost) is not None), key=lambda p: getattr(p, cost))
-        if series:
-            ax.plot([getattr(p, cost) for p in series], [p.accuracy for p in series], marker="o", label=method)
-    front = pareto_front(points, cost)
-    ax.plot([getattr(p, cost) for p in front], [p.accuracy for p in front], "k--", lw=1, alpha=0.6, label="Pareto front")
-    ax.set_xlabel("MFLOPs per instance (ELUE rules)" if cost == "mean_flops" else "mean exit layer")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    cost = "mean_flops" if any(p.mean_flops is not None for p in points) else "mean_exit_layer"
+    rows = [{"method": p.method, "label": p.label, "mflops": getattr(p, cost), "performance": p.accuracy}
+            for p in points if getattr(p, cost) is not None]
+    return pareto_plot(rows, None, path, title=title, ylabel="accuracy (%)",
+                       xlabel=None if cost == "mean_flops" else "mean exit layer")
 
 
 def format_table(points: list[OperatingPoint]) -> str:
@@ -238,9 +219,9 @@ def build_context(args) -> DemoContext:
 
 
 def main(args) -> int:
-    import torch
-
     import warnings
+
+    import torch
 
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     if args.quick:

@@ -1,4 +1,7 @@
-"""ElasticBERT: a BERT that can exit at any layer (static or dynamic early exit)."""
+"""ElasticBERT: a BERT that can exit at any layer (static or dynamic early exit).
+
+Importing this package registers ElasticBERT with the transformers Auto classes (:func:`register_elasticbert`).
+"""
 
 from .configuration_elasticbert import ElasticBertConfig
 from .modeling_elasticbert import (
@@ -17,6 +20,8 @@ from .modeling_elasticbert import (
 )
 from .registration import register_elasticbert
 from .training import compute_metrics, make_compute_metrics, per_exit_metrics, preprocess_logits_for_metrics
+
+register_elasticbert()
 
 __all__ = [
     "ElasticBertConfig",

@@ -148,21 +148,10 @@ def _texts(args) -> list[str]:
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default=None, help="BERT or ElasticBERT checkpoint (default: the embedded MiniLM)")
-    parser.add_argument("--tokenizer", default=None,
-                        help="tokenizer folder or Hub id (default: the one saved with --model); saved with the output")
-    parser.add_argument("--text-file", default=None, help="UTF-8 text, one document per line (default: RT snippets)")
-    parser.add_argument("--output-dir", default="elue_hf_outputs/pretrain")
-    parser.add_argument("--max-steps", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=32, help="per device")
-    parser.add_argument("--learning-rate", type=float, default=2e-4)
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--num-groups", type=int, default=2, help="exit groups cycled over steps (1 = all exits)")
-    parser.add_argument("--seed", type=int, default=0)
-    return parser
+    from ..commands.pretrain import add_arguments
+
+    formatter = argparse.RawDescriptionHelpFormatter
+    return add_arguments(parser or argparse.ArgumentParser(description=__doc__, formatter_class=formatter))
 
 
 def run(args) -> dict:
@@ -211,12 +200,6 @@ def run(args) -> dict:
         save_tokenizer(tokenizer, out)
         (out / "pretraining_log.json").write_text(json.dumps(history, indent=1))
     return {"steps": step, "losses": [h["loss"] for h in history]}
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("pretrain", help="continued multi-exit pre-training (MLM + SOP at every exit)")
-    build_parser(parser)
-    parser.set_defaults(func=lambda args: 0 if run(args) else 1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,8 @@
 >>> save_hashee_model(model, out_dir, tokenizer)              # config.json model_type "hashee_<base type>"
 >>> model = load_hashee_model(out_dir)                           # or, with elue_hf imported, AutoModel*.from_pretrained
 
-Their ELUE FLOPs (token-level rule) are counted by :mod:`elue_hf.elue.flops.token_exit`.
+Their ELUE FLOPs (token-level rule) are counted by :mod:`elue_hf.elue.flops.token_exit`. Importing this package
+registers the HashEE model types with the Auto classes (:func:`register_hashee`).
 """
 
 from .auto import HashEEModelConfig, base_model_type, hashee_config_class, is_hashee_config, register_hashee
@@ -34,6 +35,8 @@ from .model import (
     save_hashee_model,
     set_hashee_mode,
 )
+
+register_hashee()
 
 __all__ = [
     "HASH_FUNCTIONS",
