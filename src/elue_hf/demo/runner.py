@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import random
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -60,39 +59,20 @@ def fine_tune_exits(
     model, ctx: DemoContext, steps: int, batch_size: int, learning_rate: float, head_lr_scale: float = 5.0
 ) -> list[float]:
     """Fine-tune every exit together (the model's multi-exit loss, gradient equilibrium by default)."""
-    import torch
-    from transformers import get_linear_schedule_with_warmup
+    from ..training import OptimizerSettings, param_groups, train_steps
 
-    train = ctx.data["train"]
-    order = list(range(len(train)))
-    rng = random.Random(ctx.seed)
-    rng.shuffle(order)
     # Exit heads (poolers, classifiers) start untrained (only the top pooler exists in MiniLM): a larger step size.
-    heads = [p for n, p in model.named_parameters() if ".pooler." in n or n.startswith(("classifier", "classifiers"))]
-    head_ids = {id(p) for p in heads}
-    body = [p for p in model.parameters() if id(p) not in head_ids]
-    groups = [{"params": body, "lr": learning_rate}, {"params": heads, "lr": learning_rate * head_lr_scale}]
-    optimizer = torch.optim.AdamW(groups, weight_decay=0.01, eps=1e-8)
-    schedule = get_linear_schedule_with_warmup(optimizer, max(1, int(0.06 * steps)), steps)
-    model.train()
-    losses = []
+    groups = param_groups(model, learning_rate, head_lr_scale,
+                          is_head=lambda n: ".pooler." in n or n.startswith(("classifier", "classifiers")))
     bar = ctx.progress(range(steps), desc="fine-tune all exits", unit="step")
-    for step in bar:
-        start = (step * batch_size) % len(order)
-        idx = [order[(start + i) % len(order)] for i in range(batch_size)]
-        rows = train.select(idx)
-        batch = ctx.encode(rows["sentence"])
-        out = model(**batch, labels=torch.tensor(list(rows["label"])))
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(float(out.loss.detach()))
+
+    def show(step: int, loss: float, batch: dict) -> None:
         if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    model.eval()
-    return losses
+            bar.set_postfix(loss=f"{loss:.3f}")
+
+    settings = OptimizerSettings(steps=steps, learning_rate=learning_rate, warmup=max(1, int(0.06 * steps)))
+    return train_steps(model, ctx.training_batches(ctx.data["train"], batch_size), settings, groups=groups,
+                       progress=lambda _: bar, on_step=show)
 
 
 def _batches(ctx: DemoContext, dataset, batch_size: int, desc: str):
