@@ -1,19 +1,22 @@
 """elue-hf: efficient NLP for the Hugging Face ecosystem.
 
-``import elue_hf`` has exactly four side effects, each a documented, idempotent function you can also call yourself:
+``import elue_hf`` has exactly five side effects, each a documented, idempotent function you can also call yourself:
 
 1. :func:`elue_hf.elasticbert.register_elasticbert`: ElasticBERT in ``AutoConfig`` / ``AutoModel*`` (transformers'
    public ``register`` API);
-2. :func:`elue_hf.lpt.register_lpt`: LPT as a PEFT method (``PeftType.LPT``; the only reach into PEFT internals is
+2. :func:`elue_hf.elasticbert.pipeline.register_elasticbert_pipeline`: ``pipeline("text-classification")`` builds
+   the exit-aware pipeline for ElasticBERT models (every other model keeps transformers' own pipeline);
+3. :func:`elue_hf.lpt.register_lpt`: LPT as a PEFT method (``PeftType.LPT``; the only reach into PEFT internals is
    :mod:`elue_hf.lpt.peft_compat`, version-guarded);
-3. :func:`elue_hf.metrics.ensure_metric_installed`: copies the ELUE metric into ``evaluate``'s module cache so that a
+4. :func:`elue_hf.metrics.ensure_metric_installed`: copies the ELUE metric into ``evaluate``'s module cache so that a
    bare ``evaluate.load("elue")`` works offline (opt out with ``ELUE_HF_NO_METRIC_INSTALL=1``);
-4. :func:`elue_hf.hashee.auto.register_hashee`: the HashEE model types (``hashee_bert``, ...) in ``AutoConfig`` /
+5. :func:`elue_hf.hashee.auto.register_hashee`: the HashEE model types (``hashee_bert``, ...) in ``AutoConfig`` /
    ``AutoModel*``, so that ``AutoModel*.from_pretrained`` loads a saved HashEE model with its exit table.
 
-1, 2 and 4 run when their library is imported (at once if it already is; see :mod:`elue_hf._import_hooks`), so
-that ``import elue_hf`` itself stays cheap -- the ``elue-hf`` command line starts without torch -- while
-``AutoModel.from_pretrained`` / ``PeftModel.from_pretrained`` always see them. Nothing is downloaded at import time;
+1, 2, 3 and 5 run when their library is imported (transformers, ``transformers.pipelines``, peft, transformers;
+at once if it already is; see :mod:`elue_hf._import_hooks`), so that ``import elue_hf`` itself stays cheap -- the
+``elue-hf`` command line starts without torch -- while ``AutoModel.from_pretrained`` / ``pipeline(...)`` /
+``PeftModel.from_pretrained`` always see them. Nothing is downloaded at import time;
 sub-packages (``elue_hf.elue``, ``elue_hf.lpt``, ...) and the ElasticBERT classes load on first use.
 """
 
@@ -49,6 +52,16 @@ def _on_transformers() -> None:
 when_imported("transformers", _on_transformers)
 when_imported("elue_hf.elasticbert", lambda: _import("elue_hf.hashee"))
 when_imported("peft", lambda: _import("elue_hf.lpt"))
+
+
+def _register_pipeline() -> None:
+    """``pipeline("text-classification", model=<ElasticBERT>)`` accepts exit options and reports exit layer/MFLOPs."""
+    from .elasticbert.pipeline import register_elasticbert_pipeline
+
+    register_elasticbert_pipeline()
+
+
+when_imported("transformers.pipelines", _register_pipeline)
 
 
 def _seed_elue_metric() -> None:

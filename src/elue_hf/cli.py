@@ -14,6 +14,8 @@ import sys
 COMMAND_MODULES = (
     "elue_hf.demo.runner",
     "elue_hf.commands.pretrain",
+    "elue_hf.commands.convert",
+    "elue_hf.commands.train",
     "elue_hf.commands.evaluate",
     "elue_hf.commands.leaderboard",
     "elue_hf.commands.hub",

@@ -57,7 +57,7 @@ def test_ngram_mask_budget_and_specials():
 @pytest.mark.slow
 def test_pretraining_runs_a_few_steps_on_embedded_reviews(tmp_path):
     args = Namespace(
-        model=None, text_file=None, output_dir=str(tmp_path / "out"), max_steps=2, batch_size=4,
+        model=None, tokenizer=None, text_file=None, output_dir=str(tmp_path / "out"), max_steps=2, batch_size=4,
         learning_rate=1e-4, max_length=32, num_groups=2, seed=0,
     )  # fmt: skip
     result = run(args)

@@ -59,6 +59,8 @@ def test_push_elasticbert_uploads_code_auto_map_and_a_card_in_one_commit(hub, tm
     files = commit["files"]
     assert {"config.json", "model.safetensors", "modeling_elasticbert.py", "configuration_elasticbert.py",
             "README.md", "tokenizer_config.json"} <= set(files)
+    tokenizer_config = json.loads(files["tokenizer_config.json"])
+    assert tokenizer_config["tokenizer_class"] == "BertTokenizer" and "auto_map" not in tokenizer_config
     config = json.loads(files["config.json"])
     assert config["auto_map"]["AutoModelForSequenceClassification"] == \
         "modeling_elasticbert.ElasticBertForSequenceClassification"
@@ -92,7 +94,7 @@ def test_push_elasticbert_refuses_other_models_and_package_imports(hub, tmp_path
 
 def test_push_lpt_adapter(hub, tmp_path):
     from peft import LoraConfig, PeftModel, get_peft_model
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
     from elue_hf.lpt import LPTConfig
 
@@ -104,11 +106,14 @@ def test_push_lpt_adapter(hub, tmp_path):
 
     model = get_peft_model(base(), LPTConfig(task_type="SEQ_CLS", num_prompt_tokens=3, bottleneck_size=8,
                                              prompt_layer=2)).eval()
-    push_lpt_adapter(model, "me/lpt-tiny", eval_results=[])
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad"]))
+    push_lpt_adapter(model, "me/lpt-tiny", tokenizer=BertTokenizer(vocab=str(tmp_path / "vocab.txt")),
+                     eval_results=[])
     (commit,) = hub.commits
-    assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= set(commit["files"])
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "tokenizer_config.json",
+            "tokenizer.json"} <= set(commit["files"])
     assert "model.safetensors" not in commit["files"]  # the backbone stays where it is
-    assert json.loads(commit["files"]["adapter_config.json"])["peft_type"] == "LPT"
+    assert json.loads(commit["files"]["adapter_config.json"])["peft_type"].startswith("LPT (")
     folder = hub.materialize(tmp_path / "adapter")
     card = ModelCard.load(folder / "README.md")
     assert card.data.library_name == "peft" and "after layer 2 (the paper's prompt layer 3)" in card.text

@@ -6,13 +6,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .sources import check_source
+from .sources import TOKENIZER_FILES, check_source
 
 __all__ = ["register", "add_arguments", "cmd_pretrain"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--model", default=None, help="BERT or ElasticBERT checkpoint (default: the embedded MiniLM)")
+    parser.add_argument("--tokenizer", default=None,
+                        help="tokenizer folder or Hub id (default: the one saved with --model); saved with the output")
     parser.add_argument("--text-file", default=None, help="UTF-8 text, one document per line (default: RT snippets)")
     parser.add_argument("--output-dir", default="elue_hf_outputs/pretrain")
     parser.add_argument("--max-steps", type=int, default=1000)
@@ -35,6 +37,8 @@ def cmd_pretrain(args) -> int:
 
     if args.model:
         check_source(args.model, "--model")
+    if args.tokenizer:
+        check_source(args.tokenizer, "--tokenizer", TOKENIZER_FILES, "tokenizer")
     if args.text_file and not Path(args.text_file).is_file():
         raise FileNotFoundError(f"--text-file {args.text_file}: no such file")
 

@@ -19,6 +19,7 @@ from .modeling_elasticbert import (
     prediction_entropy,
 )
 from .registration import register_elasticbert
+from .training import compute_metrics, make_compute_metrics, per_exit_metrics, preprocess_logits_for_metrics
 
 register_elasticbert()
 
@@ -37,6 +38,10 @@ __all__ = [
     "gradient_rescale",
     "prediction_entropy",
     "register_elasticbert",
+    "compute_metrics",
+    "make_compute_metrics",
+    "per_exit_metrics",
+    "preprocess_logits_for_metrics",
     "convert_bert_to_elasticbert",
 ]
 

@@ -156,15 +156,15 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 def run(args) -> dict:
     from accelerate import Accelerator, DistributedDataParallelKwargs
-    from transformers import AutoTokenizer
 
     from ..assets import minilm_path
+    from ..tokenizer_io import load_tokenizer, save_tokenizer
     from ..training import OptimizerSettings, train_steps
 
     # each step trains one exit group: the other exits' heads get no gradient, which DDP must be told
     accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     model_path = args.model or str(minilm_path())
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    tokenizer = load_tokenizer(args.tokenizer, model_path, required=True)
     model = load_pretraining_model(model_path)
     groups = exit_groups(model.config.num_hidden_layers, args.num_groups)
     texts = _texts(args)
@@ -195,7 +195,7 @@ def run(args) -> dict:
     if accelerator.is_main_process:
         out = Path(args.output_dir)
         accelerator.unwrap_model(model).save_pretrained(out)
-        tokenizer.save_pretrained(out)
+        save_tokenizer(tokenizer, out)
         (out / "pretraining_log.json").write_text(json.dumps(history, indent=1))
     return {"steps": len(history), "losses": [h["loss"] for h in history]}
 

@@ -4,7 +4,7 @@
 >>> config = hashee_config_for(model, tokenizer)                 # L = B = encoder depth, V = embedding rows
 >>> table = build_hash_table(config, train_ids, dev_ids)          # frequency hash (default)
 >>> apply_hashee(model, table)                                   # in place; Trainer / generate() work as usual
->>> model.save_pretrained(out_dir)                              # config.json model_type "hashee_<base type>"
+>>> save_hashee_model(model, out_dir, tokenizer)              # config.json model_type "hashee_<base type>"
 >>> model = load_hashee_model(out_dir)                           # or, with elue_hf imported, AutoModel*.from_pretrained
 
 Their ELUE FLOPs (token-level rule) are counted by :mod:`elue_hf.elue.flops.token_exit`. Importing this package
@@ -32,6 +32,7 @@ from .model import (
     is_hashee_model,
     load_hashee_model,
     remove_hashee,
+    save_hashee_model,
     set_hashee_mode,
 )
 
@@ -62,4 +63,5 @@ __all__ = [
     "hashee_config_for",
     "set_hashee_mode",
     "load_hashee_model",
+    "save_hashee_model",
 ]

@@ -15,8 +15,9 @@ encoder of BART, T5 and ``EncoderDecoderModel`` (bert2bert) for ``generate()``, 
   final encoder states, in which exited tokens hold their copied states;
 - the :class:`HashEEController` is the model's ``hashee_controller`` attribute (a plain attribute, not a module).
 
-``load_hashee_model(path_or_repo_id)`` restores a saved HashEE model with exactly the saved table (never rebuilt),
-from a local folder or a Hub repo, in today's layout or in the older one (base ``model_type`` plus a ``hashee`` block).
+``save_hashee_model(model, path)`` saves it with its tokenizer; ``load_hashee_model(path_or_repo_id)`` restores a
+saved HashEE model with exactly the saved table (never rebuilt), from a local folder or a Hub repo, in today's layout
+or in the older one (base ``model_type`` plus a ``hashee`` block).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ __all__ = [
     "find_encoder",
     "load_hashee_model",
     "resolve_model_folder",
+    "save_hashee_model",
 ]
 
 TABLE_BUFFER = "hashee_exit_table"
@@ -399,3 +401,20 @@ def load_hashee_model(path_or_repo_id: str | os.PathLike, model_class: type | No
     model, info = loaded if isinstance(loaded, tuple) else (loaded, None)  # output_loading_info=True: (model, info)
     apply_hashee(model, HashTable(hashee_config, exits))
     return model if info is None else (model, info)
+
+
+def save_hashee_model(model: nn.Module, save_directory: str | os.PathLike, tokenizer=None, **kwargs: Any) -> Path:
+    """``model.save_pretrained(save_directory, **kwargs)`` plus the tokenizer the exit table was built for.
+
+    The table is indexed by token ids, so a HashEE folder without its tokenizer is unusable. ``tokenizer`` (object,
+    folder or Hub id) defaults to the one saved with the model's source (``model.name_or_path``); with none found the
+    folder is saved without one and a warning says so. Reload with :func:`load_hashee_model` + ``AutoTokenizer``.
+    """
+    from ..tokenizer_io import load_tokenizer, save_tokenizer
+
+    if not is_hashee_model(model):
+        raise ValueError("save_hashee_model needs a HashEE model (apply_hashee(model, table) first)")
+    out = Path(save_directory)
+    model.save_pretrained(out, **kwargs)
+    save_tokenizer(load_tokenizer(tokenizer, getattr(model, "name_or_path", None) or None), out, "HashEE model")
+    return out
