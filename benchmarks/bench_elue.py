@@ -52,8 +52,8 @@ def hooked_module_macs(model, n: int, counter) -> dict[str, float]:
     hidden, mask = model.elasticbert.embed(ids, None, None, None, None)
     enc = model.elasticbert.encoder
     for i in range(model.config.num_hidden_layers):
-        hidden = enc.layer_forward(i, hidden, mask)
-        model.exit_head(i, enc.pool(i, hidden))
+        hidden = enc.run_layer(i, hidden, mask)
+        model.exit_head(i, enc.pool(i, enc.exit_states(i, hidden)))
     return dict(counter.by_module)
 
 
@@ -106,8 +106,9 @@ def bench_flops():
             ids = torch.ones(1, n, dtype=torch.long, device="meta")
             hidden, mask = model.elasticbert.embed(ids, None, None, None, None)
             for i in range(k):
-                hidden = model.elasticbert.encoder.layer_forward(i, hidden, mask)
-                model.exit_head(i, model.elasticbert.encoder.pool(i, hidden))
+                encoder = model.elasticbert.encoder
+                hidden = encoder.run_layer(i, hidden, mask)
+                model.exit_head(i, encoder.pool(i, encoder.exit_states(i, hidden)))
             counter._close_batch()
         sub = counter.per_instance_mflops
     t_sub = time.perf_counter() - t

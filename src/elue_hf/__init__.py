@@ -1,43 +1,67 @@
 """elue-hf: efficient NLP for the Hugging Face ecosystem.
 
-``import elue_hf`` has exactly three side effects, each a documented, idempotent function you can also call yourself:
+``import elue_hf`` has exactly five side effects, each a documented, idempotent function you can also call yourself:
 
 1. :func:`elue_hf.elasticbert.register_elasticbert`: ElasticBERT in ``AutoConfig`` / ``AutoModel*`` (transformers'
    public ``register`` API);
-2. :func:`elue_hf.lpt.register_lpt`: LPT as a PEFT method (``PeftType.LPT``; the only reach into PEFT internals is
+2. :func:`elue_hf.elasticbert.pipeline.register_elasticbert_pipeline`: ``pipeline("text-classification")`` builds
+   the exit-aware pipeline for ElasticBERT models (every other model keeps transformers' own pipeline);
+3. :func:`elue_hf.lpt.register_lpt`: LPT as a PEFT method (``PeftType.LPT``; the only reach into PEFT internals is
    :mod:`elue_hf.lpt.peft_compat`, version-guarded);
-3. :func:`elue_hf.metrics.ensure_metric_installed`: copies the ELUE metric into ``evaluate``'s module cache so that a
-   bare ``evaluate.load("elue")`` works offline (opt out with ``ELUE_HF_NO_METRIC_INSTALL=1``).
+4. :func:`elue_hf.metrics.ensure_metric_installed`: copies the ELUE metric into ``evaluate``'s module cache so that a
+   bare ``evaluate.load("elue")`` works offline (opt out with ``ELUE_HF_NO_METRIC_INSTALL=1``);
+5. :func:`elue_hf.hashee.auto.register_hashee`: the HashEE model types (``hashee_bert``, ...) in ``AutoConfig`` /
+   ``AutoModel*``, so that ``AutoModel*.from_pretrained`` loads a saved HashEE model with its exit table.
 
-Nothing is downloaded at import time; sub-packages (``elue_hf.elue``, ``elue_hf.hashee``, ...) load on first use.
+1, 2, 3 and 5 run when their library is imported (transformers, ``transformers.pipelines``, peft, transformers;
+at once if it already is; see :mod:`elue_hf._import_hooks`), so that ``import elue_hf`` itself stays cheap -- the
+``elue-hf`` command line starts without torch -- while ``AutoModel.from_pretrained`` / ``pipeline(...)`` /
+``PeftModel.from_pretrained`` always see them. Nothing is downloaded at import time;
+sub-packages (``elue_hf.elue``, ``elue_hf.lpt``, ...) and the ElasticBERT classes load on first use.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 
-from .elasticbert import (
-    ElasticBertConfig,
-    ElasticBertForMaskedLM,
-    ElasticBertForPreTraining,
-    ElasticBertForSequenceClassification,
-    ElasticBertModel,
-    ElasticBertPreTrainedModel,
-    register_elasticbert,
-)
+from ._import_hooks import when_imported
 
 __version__ = "0.1.0"
 
-register_elasticbert()
+
+def _import(package: str) -> None:
+    """Import ``package`` unless it is in ``sys.modules``: each of elasticbert, hashee and lpt registers itself at
+    the end of its own import, so one that is in sys.modules either did or is being imported right now (its own
+    ``from transformers import ...`` brought us here) and will."""
+    if package not in sys.modules:
+        importlib.import_module(package)
 
 
-def _register_lpt() -> None:
-    from .lpt import register_lpt  # imports peft
+def _importing(package: str) -> bool:
+    module = sys.modules.get(package)
+    return module is not None and bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
 
-    register_lpt()
+
+def _on_transformers() -> None:
+    _import("elue_hf.elasticbert")  # imports torch
+    if not _importing("elue_hf.elasticbert"):  # HashEE's types wrap ElasticBERT's: only once it is complete
+        _import("elue_hf.hashee")
 
 
-_register_lpt()
+when_imported("transformers", _on_transformers)
+when_imported("elue_hf.elasticbert", lambda: _import("elue_hf.hashee"))
+when_imported("peft", lambda: _import("elue_hf.lpt"))
+
+
+def _register_pipeline() -> None:
+    """``pipeline("text-classification", model=<ElasticBERT>)`` accepts exit options and reports exit layer/MFLOPs."""
+    from .elasticbert.pipeline import register_elasticbert_pipeline
+
+    register_elasticbert_pipeline()
+
+
+when_imported("transformers.pipelines", _register_pipeline)
 
 
 def _seed_elue_metric() -> None:
@@ -52,7 +76,10 @@ def _seed_elue_metric() -> None:
 
 _seed_elue_metric()
 
+_ELASTICBERT = ("ElasticBertConfig", "ElasticBertPreTrainedModel", "ElasticBertModel", "ElasticBertForMaskedLM",
+                "ElasticBertForSequenceClassification", "ElasticBertForPreTraining", "register_elasticbert")
 _LAZY = {
+    **{name: "elue_hf.elasticbert" for name in _ELASTICBERT},
     "convert_bert_to_elasticbert": "elue_hf.elasticbert.convert",
     "LPTConfig": "elue_hf.lpt",
     "HashEEConfig": "elue_hf.hashee",
@@ -66,13 +93,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'elue_hf' has no attribute {name!r}")
 
 
-__all__ = [
-    "ElasticBertConfig",
-    "ElasticBertPreTrainedModel",
-    "ElasticBertModel",
-    "ElasticBertForSequenceClassification",
-    "ElasticBertForMaskedLM",
-    "ElasticBertForPreTraining",
-    "register_elasticbert",
-    *_LAZY,
-]
+__all__ = [*_LAZY]

@@ -49,11 +49,15 @@ def workspace(tmp_path_factory):
     return root, data, model_dir
 
 
+def _evaluate(model_dir, data, out, *extra, task="sst-2"):
+    return _run(["evaluate", "--model", str(model_dir), "--task", task, "--data-dir", str(data), "--output",
+                 str(out), "--no-progress", *extra])
+
+
 def test_evaluate_static_sweep_writes_scored_submission(workspace, capsys):
     root, data, model_dir = workspace
     out = root / "out_static"
-    assert _run(["evaluate", "--model", str(model_dir), "--task", "sst-2", "--data-dir", str(data),
-                 "--output", str(out), "--sweep", "1,3"]) == 0
+    assert _evaluate(model_dir, data, out, "--static", "1,3") == 0
     text = capsys.readouterr().out
     assert "static k=1" in text and "static k=3" in text and "ELUE score -" in text
     assert (out / "submission.zip").exists() and (out / "pareto_sst-2.png").stat().st_size > 1000
@@ -61,21 +65,75 @@ def test_evaluate_static_sweep_writes_scored_submission(workspace, capsys):
     params = {f["label"]: f["params"] for f in manifest["files"]}
     assert params["static k=1"] < params["static k=3"] < manifest["params"]  # static-k counts only what it uses
     assert all(f["flops_source"] == "modules" for f in manifest["files"])
+    assert manifest["description"].startswith("elue-hf evaluate on the ELUE SST-2 test set")
+
+
+def test_evaluate_mixes_exit_modes_in_one_pass_with_progress_on_stderr(workspace, capsys):
+    root, data, model_dir = workspace
+    out = root / "out_mixed"
+    argv = ["evaluate", "--model", str(model_dir), "--task", "sst-2", "--data-dir", str(data), "--output", str(out),
+            "--static", "--entropy", "0.1,0.7", "--patience", "1,2"]
+    assert _run(argv) == 0
+    captured = capsys.readouterr()
+    assert "7 operating points from one pass" in captured.out
+    assert "SST-2: all exits" in captured.err  # the tqdm bar
+    manifest = json.loads((out / "submission" / "submission.json").read_text())
+    assert [f["label"] for f in manifest["files"]] == [
+        "static k=1", "static k=2", "static k=3", "entropy 0.10", "entropy 0.70", "patience 1", "patience 2"]
+    # the older --exit/--sweep form still works
+    assert _evaluate(model_dir, data, root / "out_legacy", "--exit", "entropy", "--sweep", "0.7") == 0
+    assert "entropy 0.70" in capsys.readouterr().out
+
+
+def test_evaluate_refuses_a_used_output_folder_unless_overwrite(workspace, capsys):
+    root, data, model_dir = workspace
+    out = root / "out_reuse"
+    assert _evaluate(model_dir, data, out, "--static", "1,2,3") == 0
+    assert len(list((out / "submission" / "sst-2").glob("*.tsv"))) == 3
+    with pytest.raises(ValueError, match="already holds an earlier run .*pass --overwrite"):
+        _evaluate(model_dir, data, out, "--static", "3")
+    (out / "notes.txt").write_text("mine")
+    assert _evaluate(model_dir, data, out, "--static", "3", "--overwrite") == 0
+    assert [p.name for p in (out / "submission" / "sst-2").glob("*.tsv")] == ["static_k=3.tsv"]  # no stale TSVs
+    assert (out / "notes.txt").read_text() == "mine"  # only evaluate's own outputs were replaced
+    capsys.readouterr()
+
+
+def test_evaluate_default_output_is_a_new_folder_per_run(tmp_path):
+    from elue_hf.commands.evaluate import prepare_output
+
+    first = prepare_output(None, "models/tiny", "sst-2", root=str(tmp_path))
+    first.mkdir(parents=True)
+    second = prepare_output(None, "models/tiny", "sst-2", root=str(tmp_path))
+    assert first.parent == tmp_path and first.name.startswith("tiny-sst-2-") and second != first
+
+
+def test_evaluate_data_name_and_tokenizer_flags(workspace, capsys):
+    root, data, model_dir = workspace
+    bare = root / "bare_model"  # a converted folder without tokenizer files
+    _elasticbert().save_pretrained(bare)
+    with pytest.raises(ValueError, match="has no tokenizer files .*; pass --tokenizer"):
+        _evaluate(bare, data, root / "out_bare", "--static", "3")
+    out = root / "out_named"
+    assert _evaluate(bare, data, out, "--static", "3", "--tokenizer", str(model_dir), "--data-name", "my reviews") == 0
+    assert "illustrative, not an ELUE result" in capsys.readouterr().out
+    manifest = json.loads((out / "submission" / "submission.json").read_text())
+    assert manifest["description"].startswith("elue-hf evaluate on my reviews (SST-2 format)")
+    assert manifest["extra"] == {"data_name": "my reviews"}
 
 
 def test_evaluate_entropy_and_errors(workspace, capsys):
     root, data, model_dir = workspace
-    assert _run(["evaluate", "--model", str(model_dir), "--task", "sst-2", "--data-dir", str(data),
-                 "--output", str(root / "out_entropy"), "--exit", "entropy", "--sweep", "0.1,0.7"]) == 0
-    assert "entropy H<0.7" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="needs --sweep"):
-        _run(["evaluate", "--model", str(model_dir), "--task", "sst-2", "--data-dir", str(data),
-              "--exit", "patience", "--output", str(root / "x")])
+    assert _evaluate(model_dir, data, root / "out_entropy", "--entropy", "0.1,0.7") == 0
+    assert "entropy 0.70" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="--sweep needs --exit"):
+        _evaluate(model_dir, data, root / "x", "--sweep", "1")
     with pytest.raises(ValueError, match="--data-dir DIR"):
         _run(["evaluate", "--model", str(model_dir), "--task", "sst-2", "--output", str(root / "x")])
     with pytest.raises(ValueError, match="needs 1"):
-        _run(["evaluate", "--model", str(model_dir), "--task", "sts-b", "--data-dir", str(data),
-              "--output", str(root / "x")])
+        _evaluate(model_dir, data, root / "x", task="sts-b")
+    with pytest.raises(ValueError, match="static depth 4 has no exit"):
+        _evaluate(model_dir, data, root / "x", "--static", "4")
 
 
 def test_evaluate_plain_bert_gives_one_full_depth_point(workspace, capsys):
@@ -86,20 +144,17 @@ def test_evaluate_plain_bert_gives_one_full_depth_point(workspace, capsys):
     torch.manual_seed(0)
     BertForSequenceClassification(BertConfig(vocab_size=len(synthetic_vocab()), **TINY)).save_pretrained(bert_dir)
     _tokenizer().save_pretrained(bert_dir)
-    assert _run(["evaluate", "--model", str(bert_dir), "--task", "sst-2", "--data-dir", str(data),
-                 "--output", str(root / "out_bert")]) == 0
+    assert _evaluate(bert_dir, data, root / "out_bert") == 0
     manifest = json.loads((root / "out_bert" / "submission" / "submission.json").read_text())
     assert [f["label"] for f in manifest["files"]] == ["static k=3"]
-    assert "verified" in capsys.readouterr().out
+    assert "consistent" in capsys.readouterr().out
     with pytest.raises(ValueError, match="needs an ElasticBERT"):
-        _run(["evaluate", "--model", str(bert_dir), "--task", "sst-2", "--data-dir", str(data),
-              "--exit", "entropy", "--sweep", "0.5", "--output", str(root / "x")])
+        _evaluate(bert_dir, data, root / "x", "--entropy", "0.5")
 
 
 def test_score_command_and_recompute_imdb(workspace, capsys):
     root, data, model_dir = workspace
-    _run(["evaluate", "--model", str(model_dir), "--task", "imdb", "--data-dir", str(data),
-          "--output", str(root / "out_imdb"), "--sweep", "3"])
+    _evaluate(model_dir, data, root / "out_imdb", "--static", "3", task="imdb")
     capsys.readouterr()
     zipped = root / "out_imdb" / "submission.zip"
     assert _run(["score", str(zipped), "--data-dir", str(data)]) == 0
@@ -117,8 +172,8 @@ def test_score_command_and_recompute_imdb(workspace, capsys):
 def test_demo_section_on_a_tiny_context(tmp_path, capsys):
     import datasets
 
-    from elue_hf.demo.context import DemoContext, OperatingPoint
     from elue_hf.demo import elue as demo
+    from elue_hf.demo.context import DemoContext, OperatingPoint
     from elue_hf.elue.flops import elasticbert_flops
 
     words = ["good movie", "bad plot", "great actor", "awful film", "fun story", "dull man"]

@@ -90,4 +90,4 @@ def test_demo_section_after_the_real_elue_section(tmp_path, capsys):
     assert "Stored elue-hf demo" in out and "Open the leaderboard: elue-hf leaderboard --db" in out
     store = SQLiteStore(ctx.out_dir / "leaderboard" / "leaderboard.db")
     (entry,) = [e for e in store.entries() if e.source == "submission"]
-    assert entry.verified and {p.task for p in entry.points} == {"sst-2"} and len(entry.points) == 3
+    assert entry.flops_tier == "consistent" and {p.task for p in entry.points} == {"sst-2"} and len(entry.points) == 3

@@ -14,14 +14,13 @@ from transformers import AutoModel, AutoModelForMaskedLM, AutoModelForPreTrainin
 
 from elue_hf import ElasticBertForSequenceClassification
 from elue_hf.elasticbert import convert_bert_to_elasticbert
-
 from tests.helpers.elasticbert import padded_batch, tiny_config
 
 LAYERS = 4
 
 
 def _original_layout_state_dict(cfg) -> dict[str, torch.Tensor]:
-    """Random weights under exactly the key names of fnlp/elasticbert-base's pytorch_model.bin (after its MLM update)."""
+    """Random weights under the exact key names of fnlp/elasticbert-base's pytorch_model.bin (after its MLM update)."""
     g = torch.Generator().manual_seed(0)
     d, ff, v = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
 
@@ -153,7 +152,8 @@ def test_mismatched_checkpoint_shapes_are_a_clear_error(original_checkpoint, tmp
     bad["elasticbert.encoder.layer.1.intermediate.dense.weight"] = torch.zeros(48, 32)
     save_file({k: v.contiguous() for k, v in bad.items()}, str(tmp_path / "model.safetensors"))
     (tmp_path / "config.json").write_text((path / "config.json").read_text())
-    with pytest.raises(ValueError, match=r"layer\.1\.intermediate\.dense\.weight: checkpoint \(48, 32\) vs model \(64, 32\)"):
+    mismatch = r"layer\.1\.intermediate\.dense\.weight: checkpoint \(48, 32\) vs model \(64, 32\)"
+    with pytest.raises(ValueError, match=mismatch):
         AutoModelForSequenceClassification.from_pretrained(tmp_path)
 
 
@@ -180,7 +180,7 @@ def test_save_writes_auto_map_and_loads_without_elue_hf(tmp_path, pooling):
                     raise ImportError("elue_hf is blocked in this test")
         sys.meta_path.insert(0, BlockEluE())
         import torch
-        from transformers import AutoModelForSequenceClassification
+        from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
         d = sys.argv[1]
         inputs = torch.load(d + "/inputs.pt", weights_only=True)
         model = AutoModelForSequenceClassification.from_pretrained(d + "/saved", trust_remote_code=True).eval()
@@ -193,6 +193,10 @@ def test_save_writes_auto_map_and_loads_without_elue_hf(tmp_path, pooling):
         with torch.no_grad():
             logits = model(input_ids=inputs["ids"], attention_mask=inputs["mask"]).logits
         torch.save(logits, d + "/remote_logits.pt")
+        # the classifier checkpoint has no MLM head: remote code initialises it (never left on the meta device)
+        mlm = AutoModelForMaskedLM.from_pretrained(d + "/saved", trust_remote_code=True)
+        assert {p.device.type for p in mlm.parameters()} == {"cpu"}
+        mlm(input_ids=inputs["ids"], attention_mask=inputs["mask"], labels=inputs["ids"]).loss.backward()
         print(type(model).__module__, model.config.pooling)
         """
     )
@@ -230,7 +234,9 @@ def test_convert_real_minilm_matches_bert(minilm_dir, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**batch).all_logits, model(**batch).all_logits)
     # static 3-layer view of the converted checkpoint, straight from the saved directory
-    static = AutoModelForSequenceClassification.from_pretrained(tmp_path / "eb", num_hidden_layers=3, num_output_layers=1)
+    static = AutoModelForSequenceClassification.from_pretrained(
+        tmp_path / "eb", num_hidden_layers=3, num_output_layers=1
+    )
     assert len(static.elasticbert.encoder.layer) == 3
 
 

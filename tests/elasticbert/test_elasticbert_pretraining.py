@@ -57,7 +57,7 @@ def test_ngram_mask_budget_and_specials():
 @pytest.mark.slow
 def test_pretraining_runs_a_few_steps_on_embedded_reviews(tmp_path):
     args = Namespace(
-        model=None, text_file=None, output_dir=str(tmp_path / "out"), max_steps=2, batch_size=4,
+        model=None, tokenizer=None, text_file=None, output_dir=str(tmp_path / "out"), max_steps=2, batch_size=4,
         learning_rate=1e-4, max_length=32, num_groups=2, seed=0,
     )  # fmt: skip
     result = run(args)
@@ -73,7 +73,9 @@ def test_pretraining_runs_a_few_steps_on_embedded_reviews(tmp_path):
 @pytest.mark.slow
 def test_entry_point_runs_under_accelerate_launch(tmp_path):
     text = tmp_path / "corpus.txt"
-    text.write_text("A fine film. It kept me watching until the end.\nNot funny at all, and much too long for its plot.\n")
+    text.write_text(
+        "A fine film. It kept me watching until the end.\nNot funny at all, and much too long for its plot.\n"
+    )
     accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
     cmd = [
         accelerate, "launch", "--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",

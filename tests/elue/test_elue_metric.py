@@ -62,6 +62,14 @@ def test_whole_submission(elue_metric, tmp_path):
         elue_metric.compute(submission=str(sub))
 
 
+def test_one_bibtex_for_the_metric_and_its_card(elue_metric):
+    from elue_hf.citations import bibtex
+
+    assert elue_metric.citation == bibtex("elue")  # the metric reads elue_hf.citations
+    card = (metrics.METRIC_DIR / "README.md").read_text(encoding="utf-8")
+    assert f"```bibtex\n{bibtex('elue')}\n```" in card
+
+
 def test_direct_instantiation():
     out = metrics.Elue().compute(predictions=[0, 1], references=[0, 1], mean_flops=1174.7, task="snli")
     assert out["elue_residual"] == pytest.approx(100 - 89.3)

@@ -88,7 +88,7 @@ def test_submission_at_reference_point_scores_zero_exactly(tmp_path):
     assert result.tasks["sst-2"].score == 0.0 and result.tasks["sst-2"].files[0].residual == 0.0
     assert result.elue_score is None and result.partial and result.partial_elue_score == 0.0
     assert result.missing_tasks == ["imdb", "mrpc", "sts-b", "snli", "scitail"]
-    assert not result.verified and not result.provisional
+    assert result.flops_tier == "self-reported" and not result.provisional
     text = result.format_table()
     assert "ELUE score - (partial: 1/6 tasks" in text and "self-reported" in text
 

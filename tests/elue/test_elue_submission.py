@@ -146,7 +146,7 @@ def test_roundtrip_directory_and_zip(tmp_path):
         f, g = s.files
         np.testing.assert_array_equal(f.predictions, a.predictions)
         np.testing.assert_allclose(f.mflops, elasticbert_flops(DIMS, lengths, exits, "dynamic"), rtol=1e-12)
-        assert f.verified and not g.verified and g.mean_mflops == 123.25
+        assert f.flops_tier == "consistent" and g.flops_tier == "self-reported" and g.mean_mflops == 123.25
         np.testing.assert_allclose(g.predictions, np.linspace(0, 5, 7))
         assert s.params == 109_483_778 and s.model_name == "Model X"
     assert zipfile.ZipFile(io.BytesIO(submission_bytes(sub))).namelist() == zipfile.ZipFile(zipped).namelist()

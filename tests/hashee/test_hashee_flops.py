@@ -18,6 +18,7 @@ from elue_hf.elue.flops.token_exit import (
     last_active_counts,
     module_spec,
     modules_column,
+    unpadded_lengths,
 )
 from elue_hf.elue.submission import PredictionFile, read_submission, write_submission
 from elue_hf.hashee import (
@@ -94,6 +95,8 @@ def test_active_counts_from_the_table_match_the_forward():
     ids, mask = _batch()
     model(input_ids=ids, attention_mask=mask)
     assert np.array_equal(active_token_counts(model, ids, mask), last_active_counts(model))
+    assert unpadded_lengths(ids, mask).tolist() == [14, 9, 3, 12, 6, 14] == last_active_counts(model)[:, 0].tolist()
+    assert unpadded_lengths(ids).tolist() == [14] * 6
 
 
 def test_modules_column_and_submission(tmp_path):
@@ -113,6 +116,6 @@ def test_modules_column_and_submission(tmp_path):
         {"hashee": PredictionFile(task="sst-2", predictions=preds.tolist(), modules=column)}, module_spec=spec,
     )  # fmt: skip
     parsed = read_submission(out)
-    assert parsed.files[0].verified and parsed.files[0].mean_mflops == pytest.approx(analytic.mean())
+    assert parsed.files[0].flops_tier == "consistent" and parsed.files[0].mean_mflops == pytest.approx(analytic.mean())
     with pytest.raises(ValueError, match="active_counts must have shape"):
         modules_column(model.config, lengths, counts[:, :2])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from transformers import (
+    AutoModelForSequenceClassification,
     BertConfig,
     BertForSequenceClassification,
     BertModel,
@@ -270,7 +271,8 @@ def test_layers_are_declared_subclasses_and_remove_restores_the_originals():
     assert set(model.state_dict()) == set(before) | {"hashee_exit_table"}  # the plain keys, plus the table
     remove_hashee(model)
     assert all(a is b for a, b in zip(model.bert.encoder.layer, originals))
-    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()) and len(model.state_dict()) == len(before)
+    after = model.state_dict()
+    assert all(torch.equal(v, before[k]) for k, v in after.items()) and len(after) == len(before)
 
 
 class _Records(logging.Handler):
@@ -325,7 +327,11 @@ def test_load_from_a_hub_repo_id_offline(tmp_path, monkeypatch):
     loaded = load_hashee_model("someone/tiny-hashee").eval()
     assert torch.equal(hashee_table(loaded).exits, table.exits)
     ids, mask = batch(2)
-    assert torch.equal(loaded(input_ids=ids, attention_mask=mask).logits, model(input_ids=ids, attention_mask=mask).logits)
+    expected = model(input_ids=ids, attention_mask=mask).logits
+    assert torch.equal(loaded(input_ids=ids, attention_mask=mask).logits, expected)
+    auto = AutoModelForSequenceClassification.from_pretrained("someone/tiny-hashee", cache_dir=str(cache)).eval()
+    assert is_hashee_model(auto) and torch.equal(hashee_table(auto).exits, table.exits)
+    assert torch.equal(auto(input_ids=ids, attention_mask=mask).logits, expected)
     with pytest.raises(OSError, match="someone/missing"):
         load_hashee_model("someone/missing")
     with pytest.raises(FileNotFoundError, match="No saved model directory"):

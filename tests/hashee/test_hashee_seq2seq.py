@@ -150,16 +150,19 @@ def test_decoder_reads_final_encoder_states():
     assert torch.allclose(hashed, direct, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["bart", "bert2bert"])
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_seq2seq_save_load(name, tmp_path):
+    from transformers import AutoModelForSeq2SeqLM
+
     model, table, pad, special = setup(name, table_seed=4)
     apply_hashee(model, table)
     ids, mask = inputs(pad, special)
     expected = gen(model, ids, mask)
     model.save_pretrained(tmp_path)
-    loaded = load_hashee_model(tmp_path).eval()
-    assert torch.equal(hashee_table(loaded).exits, table.exits)
-    assert torch.equal(gen(loaded, ids, mask), expected)
+    assert model.config.model_type == f"hashee_{type(model.config).base_config_class.model_type}"
+    for loaded in (load_hashee_model(tmp_path).eval(), AutoModelForSeq2SeqLM.from_pretrained(tmp_path).eval()):
+        assert type(loaded) is type(model) and torch.equal(hashee_table(loaded).exits, table.exits)
+        assert torch.equal(gen(loaded, ids, mask), expected)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

@@ -38,26 +38,43 @@ def _predictions(task, gold: np.ndarray, accuracy: float, rng) -> list:
     return preds.tolist()
 
 
+def bert_base_spec(num_labels: int = 2) -> dict:
+    """The module spec of a 12-exit BERT-base classifier, with the embedding sizes (so params can be checked)."""
+    spec = module_spec_from_config(ModelDims(**{**DIMS.__dict__, "num_labels": num_labels}))
+    spec["emb"].update(vocab=30522, positions=512, token_types=2)
+    return spec
+
+
 def make_submission(folder: Path, gold: dict, name: str = "tiny-model", depths=(3, 6), accuracy: float = 0.9,
-                    seed: int = 0, params: int = 60_000_000, self_reported: bool = False) -> Path:
-    """A real submission zip (written and zipped by the ELUE core) with static points at ``depths`` per task."""
+                    seed: int = 0, params: int | None = None, self_reported: bool = False, lengths=None,
+                    tokenizer: str | None = None) -> Path:
+    """A real submission zip (written and zipped by the ELUE core) with static points at ``depths`` per task.
+
+    ``params``: per file (default: what the static point's modules hold, by the spec's parameter rule);
+    ``lengths``: task -> declared token lengths (default: random); ``tokenizer``: the manifest's tokenizer name."""
+    from elue_hf.elue.submission.checks import spec_params
+
     rng = np.random.default_rng(seed)
     files = {}
     for t, labels in gold.items():
         task = get_task(t)
         dims = ModelDims(**{**DIMS.__dict__, "num_labels": task.num_labels})
-        lengths = rng.integers(10, 60, labels.size)
+        spec = bert_base_spec(task.num_labels)
+        n_tokens = rng.integers(10, 60, labels.size) if lengths is None else np.asarray(lengths[task.key])
         for k in depths:
             preds = _predictions(task, np.asarray(labels), accuracy, rng)
-            modules = [encoder_modules(dims, int(n), k, "dynamic") for n in lengths]
-            point = {"task": task.key, "predictions": preds, "label": f"k={k}", "params": params}
+            modules = [encoder_modules(dims, int(n), k, "dynamic") for n in n_tokens]
+            used = ["emb", *(f"layer_{i}" for i in range(1, k + 1)), *(f"exit_{i}" for i in range(1, k + 1))]
+            point = {"task": task.key, "predictions": preds, "label": f"k={k}",
+                     "params": params or spec_params(spec, used)}
             if self_reported:
-                point["flops"] = [100.0 * k + float(n) for n in lengths]
+                point["flops"] = [100.0 * k + float(n) for n in n_tokens]
             else:
                 point["modules"] = modules
-                point["module_spec"] = module_spec_from_config(dims)
+                point["module_spec"] = spec
             files[f"{task.key}-k{k}"] = PredictionFile(**point)
-    sub = write_submission(folder / name, name, f"test submission {name}", params, files)
+    total = params or spec_params(bert_base_spec())
+    sub = write_submission(folder / name, name, f"test submission {name}", total, files, tokenizer=tokenizer)
     return zip_submission(sub, folder / f"{name}.zip")
 
 
@@ -95,3 +112,28 @@ def failing_point_insert(message: str):
         raise sqlite3.OperationalError(message)
 
     return insert
+
+
+TOKENIZER_ID = "elue-tests/synthetic-wordpiece"
+
+
+def tokenizer_root(root: Path) -> Path:
+    """A folder of tokenizers by Hub id (``owner--name``) holding :data:`TOKENIZER_ID`, a fast WordPiece tokenizer
+    over the synthetic ELUE fixtures' vocabulary; returns ``root``."""
+    from transformers import BertTokenizer
+
+    from tests.helpers.elue_fixtures import synthetic_vocab
+
+    BertTokenizer(vocab=synthetic_vocab(), do_lower_case=True).save_pretrained(root / TOKENIZER_ID.replace("/", "--"))
+    return root
+
+
+def true_lengths(data_dir: Path, tasks, root: Path, max_length: int = 512) -> dict[str, np.ndarray]:
+    """The token lengths the server computes for the synthetic test sets with :data:`TOKENIZER_ID`."""
+    from elue_hf.elue.data import token_lengths
+    from elue_hf.elue.submission.checks import load_tokenizer
+    from elue_hf.leaderboard.submit import server_texts
+
+    tokenizer = load_tokenizer(TOKENIZER_ID, [root], allow_hub=False)
+    texts = server_texts(data_dir)
+    return {get_task(t).key: token_lengths(tokenizer, t, texts(t), max_length) for t in tasks}

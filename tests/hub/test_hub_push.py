@@ -6,12 +6,10 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from unittest.mock import patch
 
 import pytest
 import torch
-from tests.helpers.leaderboard import gold_labels, make_submission
-from huggingface_hub import HfApi, ModelCard, RepoUrl, SpaceCard
+from huggingface_hub import ModelCard, SpaceCard
 from huggingface_hub.errors import OfflineModeIsEnabled
 
 from elue_hf.elue.score import score_submission
@@ -23,41 +21,16 @@ from elue_hf.hub.push import (
     push_space,
     space_wheels,
 )
+from tests.helpers.hub_fake import FakeHub
+from tests.helpers.leaderboard import gold_labels, make_submission
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-class Recorder:
-    """Captures create_repo / create_commit calls and the bytes of every uploaded file."""
-
-    def __init__(self):
-        self.repos, self.commits = [], []
-
-    def create_repo(self, api, repo_id, **kwargs):
-        self.repos.append((repo_id, kwargs))
-        return RepoUrl(f"https://huggingface.co/{repo_id}")
-
-    def create_commit(self, api, repo_id, operations, **kwargs):
-        files = {}
-        for op in operations:
-            source = op.path_or_fileobj
-            files[op.path_in_repo] = Path(source).read_bytes() if isinstance(source, str) else bytes(source)
-        self.commits.append({"repo_id": repo_id, "files": files, **kwargs})
-        return f"https://huggingface.co/{repo_id}/commit/0"
-
-    def materialize(self, folder: Path, commit: int = -1) -> Path:
-        for name, data in self.commits[commit]["files"].items():
-            (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            (folder / name).write_bytes(data)
-        return folder
-
-
 @pytest.fixture
-def hub():
-    rec = Recorder()
-    with patch.object(HfApi, "create_repo", lambda api, *a, **kw: rec.create_repo(api, *a, **kw)), \
-            patch.object(HfApi, "create_commit", lambda api, *a, **kw: rec.create_commit(api, *a, **kw)):
-        yield rec
+def hub(tmp_path):
+    with FakeHub(tmp_path / "downloads").patched() as fake:
+        yield fake
 
 
 def tiny_elasticbert():
@@ -80,12 +53,14 @@ def test_push_elasticbert_uploads_code_auto_map_and_a_card_in_one_commit(hub, tm
     score = score_submission(make_submission(tmp_path, gold), gold)
     result = push_elasticbert(model, "me/tiny-elasticbert", tokenizer=tokenizer, score=score)
     assert result == "https://huggingface.co/me/tiny-elasticbert/commit/0"
-    assert hub.repos == [("me/tiny-elasticbert", {"repo_type": "model", "private": False, "exist_ok": True})]
+    assert hub.repos == [{"repo_id": "me/tiny-elasticbert", "repo_type": "model", "private": False, "exist_ok": True}]
     (commit,) = hub.commits
     assert commit["repo_type"] == "model"
     files = commit["files"]
     assert {"config.json", "model.safetensors", "modeling_elasticbert.py", "configuration_elasticbert.py",
             "README.md", "tokenizer_config.json"} <= set(files)
+    tokenizer_config = json.loads(files["tokenizer_config.json"])
+    assert tokenizer_config["tokenizer_class"] == "BertTokenizer" and "auto_map" not in tokenizer_config
     config = json.loads(files["config.json"])
     assert config["auto_map"]["AutoModelForSequenceClassification"] == \
         "modeling_elasticbert.ElasticBertForSequenceClassification"
@@ -119,7 +94,7 @@ def test_push_elasticbert_refuses_other_models_and_package_imports(hub, tmp_path
 
 def test_push_lpt_adapter(hub, tmp_path):
     from peft import LoraConfig, PeftModel, get_peft_model
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
     from elue_hf.lpt import LPTConfig
 
@@ -131,11 +106,14 @@ def test_push_lpt_adapter(hub, tmp_path):
 
     model = get_peft_model(base(), LPTConfig(task_type="SEQ_CLS", num_prompt_tokens=3, bottleneck_size=8,
                                              prompt_layer=2)).eval()
-    push_lpt_adapter(model, "me/lpt-tiny", eval_results=[])
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad"]))
+    push_lpt_adapter(model, "me/lpt-tiny", tokenizer=BertTokenizer(vocab=str(tmp_path / "vocab.txt")),
+                     eval_results=[])
     (commit,) = hub.commits
-    assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= set(commit["files"])
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "tokenizer_config.json",
+            "tokenizer.json"} <= set(commit["files"])
     assert "model.safetensors" not in commit["files"]  # the backbone stays where it is
-    assert json.loads(commit["files"]["adapter_config.json"])["peft_type"] == "LPT"
+    assert json.loads(commit["files"]["adapter_config.json"])["peft_type"].startswith("LPT (")
     folder = hub.materialize(tmp_path / "adapter")
     card = ModelCard.load(folder / "README.md")
     assert card.data.library_name == "peft" and "after layer 2 (the paper's prompt layer 3)" in card.text
@@ -177,8 +155,8 @@ def test_space_requirements_name_the_wheel_of_this_version(wheel_dir):
 def test_push_space_folders(hub, wheel_dir):
     for folder in ("leaderboard", "elue-metric"):
         push_space(REPO / "spaces" / folder, f"me/{folder}", wheel_dir=wheel_dir)
-    assert [r[1]["repo_type"] for r in hub.repos] == ["space", "space"]
-    assert all(r[1]["space_sdk"] == "gradio" for r in hub.repos)
+    assert [r["repo_type"] for r in hub.repos] == ["space", "space"]
+    assert all(r["space_sdk"] == "gradio" for r in hub.repos)
     leaderboard, metric = hub.commits
     wheel = space_wheels(REPO / "spaces" / "leaderboard")[0]
     assert set(leaderboard["files"]) == {"app.py", "requirements.txt", "README.md", wheel}

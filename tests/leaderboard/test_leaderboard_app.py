@@ -8,14 +8,21 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.helpers.leaderboard import gold_labels, make_submission, write_zip
 
 from elue_hf.cli import build_parser, main
 from elue_hf.elue.data import load_test_labels
-from tests.helpers.elue_fixtures import write_synthetic_elue
 from elue_hf.elue.tasks import TASK_KEYS
-from elue_hf.spaces.leaderboard.app import Leaderboard, app_from_env, build_app, launch
 from elue_hf.leaderboard.store import SQLiteStore
+from elue_hf.spaces.leaderboard.app import Leaderboard, app_from_env, build_app, launch
+from tests.helpers.elue_fixtures import write_synthetic_elue
+from tests.helpers.leaderboard import (
+    TOKENIZER_ID,
+    gold_labels,
+    make_submission,
+    tokenizer_root,
+    true_lengths,
+    write_zip,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,19 +72,21 @@ def test_submit_messages(board, gold, tmp_path):
     assert "Nothing uploaded" in status and frame.empty
     bad = write_zip(tmp_path / "bad.zip", {"submission.json": '{"format": "elue-hf-submission/1"}'})
     status, frame = board.submit(str(bad))
-    assert status.startswith("**Submission refused:**") and "model_name" in status and frame.empty
+    assert status.startswith("**Submission refused:**") and "model\\_name" in status and frame.empty
     good = make_submission(tmp_path, gold)
     status, frame = board.submit(str(good), "bob")
     assert "Stored tiny-model" in status and "ELUE rank 1 of 21" in status
-    assert len(frame) == 12 and set(frame["FLOPs"]) == {"verified"}
+    assert len(frame) == 12 and set(frame["FLOPs"]) == {"consistent"}
     closed = Leaderboard(board.store, gold=None, seed=False)
     assert "no gold test labels configured" in closed.submit(str(good))[0]
     assert "Submissions: closed" in closed.views()[0]
 
 
-def test_served_app_through_gradio_client(tmp_path, gold):
+def test_served_app_through_gradio_client(tmp_path, gold, monkeypatch):
     from gradio_client import Client, handle_file
 
+    uploads = tmp_path / "gradio-uploads"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
     store = SQLiteStore(tmp_path / "lb.db")
     app = build_app(store, gold=gold)
     port = free_port()
@@ -88,7 +97,7 @@ def test_served_app_through_gradio_client(tmp_path, gold):
         assert {"/refresh", "/submit", "/validate"} <= set(api["named_endpoints"])
         good = make_submission(tmp_path, gold, name="client-model")
         status, _ = client.predict(handle_file(str(good)), "carol", api_name="/validate")
-        assert "validated and scored only" in status and store.count() == 31
+        assert "nothing was scored" in status and store.count() == 31
         everything = ["submissions", "from the papers", "reference curve"]
         result = client.predict(handle_file(str(good)), "carol", "", everything, False, "FLOPs", api_name="/submit")
         assert "Stored client-model" in result[0] and store.count() == 32
@@ -99,6 +108,7 @@ def test_served_app_through_gradio_client(tmp_path, gold):
         bad = write_zip(tmp_path / "bad.zip", {"../evil.tsv": "x", "submission.json": "{}"})
         result = client.predict(handle_file(str(bad)), "", "", ["submissions"], False, "FLOPs", api_name="/submit")
         assert result[0].startswith("**Submission refused:**") and store.count() == 32
+        assert uploads.is_dir() and not list(uploads.rglob("*.zip"))  # every upload deleted after processing
     finally:
         app.close()
 
@@ -128,12 +138,16 @@ def test_cli_registers_leaderboard_commands():
 def test_cli_submit_against_an_elue_data_dir(tmp_path, capsys):
     data = write_synthetic_elue(tmp_path / "ELUE", tasks=("sst-2", "sts-b"), sizes={"test": 30})
     gold = {t: load_test_labels(data, t) for t in ("sst-2", "sts-b")}
-    z = make_submission(tmp_path, gold, name="cli-model")
+    roots = tokenizer_root(tmp_path / "tokenizers")
+    z = make_submission(tmp_path, gold, name="cli-model", lengths=true_lengths(data, gold, roots),
+                        tokenizer=TOKENIZER_ID)
     db = tmp_path / "cli.db"
-    assert main(["leaderboard-submit", str(z), "--db", str(db), "--data-dir", str(data), "--submitter", "dan"]) == 0
+    assert main(["leaderboard-submit", str(z), "--db", str(db), "--data-dir", str(data), "--submitter", "dan",
+                 "--tokenizer-dir", str(roots)]) == 0
     out = capsys.readouterr().out
     assert "Stored cli-model" in out and f"elue-hf leaderboard --db {db}" in out
-    assert main(["leaderboard-submit", str(z), "--db", str(db), "--data-dir", str(data)]) == 0
+    assert main(["leaderboard-submit", str(z), "--db", str(db), "--data-dir", str(data), "--tokenizer-dir",
+                 str(roots)]) == 0
     assert "nothing new was stored" in capsys.readouterr().out
     assert SQLiteStore(db).count() == 32
     assert main(["leaderboard-submit", str(tmp_path / "missing.zip"), "--db", str(db), "--data-dir", str(data)]) == 2

@@ -7,12 +7,15 @@ are not under CI (``CI=true``): in CI a missing browser fails loudly.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
+import zipfile
 
 import pytest
-from tests.helpers.leaderboard import gold_labels, make_submission, write_zip
+
+from tests.helpers.leaderboard import gold_labels, make_submission, write_zip, zip_members
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = "/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else shutil.which("chromedriver")
@@ -30,8 +33,8 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from elue_hf.spaces.leaderboard.app import build_app, launch  # noqa: E402
 from elue_hf.leaderboard.store import SQLiteStore  # noqa: E402
+from elue_hf.spaces.leaderboard.app import build_app, launch  # noqa: E402
 
 CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -91,7 +94,8 @@ def upload_and_click(driver, path, button: str = "Submit") -> str:
 
     def settled(d):
         text = d.find_element(By.ID, "submit-status").text
-        return text not in ("", before) and "processing" not in text and text
+        busy = "processing" in text or "Checking the upload" in text
+        return text not in ("", before) and not busy and text
 
     return WebDriverWait(driver, 60).until(settled)
 
@@ -140,12 +144,30 @@ def test_leaderboard_in_a_real_browser(served, browser, tmp_path):
     assert store.count() == 31
     browser.save_screenshot(str(tmp_path / "3-refused.png"))
 
+    clear_upload(browser)  # a hostile manifest: one plain sentence replaces the previous status, no red toast
+    deep = write_zip(tmp_path / "deep.zip", {"submission.json": "[" * 100_000 + "]" * 100_000}, zipfile.ZIP_STORED)
+    status = upload_and_click(browser, deep)
+    assert status == "Submission refused: submission.json nests 100000 levels deep; at most 32 are allowed"
+    assert not browser.find_elements(By.CSS_SELECTOR, ".toast-body") and store.count() == 31
+
+    clear_upload(browser)
+    named = make_submission(tmp_path, gold, name="named", seed=5)
+    members = zip_members(named)
+    manifest = json.loads(members["submission.json"])
+    manifest["model_name"] = "<b>bold</b> **[x](http://e.vil)**"
+    write_zip(named, {**members, "submission.json": json.dumps(manifest)})
+    status = upload_and_click(browser, named)
+    assert "<b>bold</b> **[x](http://e.vil)**: valid submission" not in status  # it was stored, not validated
+    assert status.startswith("Stored <b>bold</b> **[x](http://e.vil)** as entry")  # shown literally
+    assert not browser.find_elements(By.CSS_SELECTOR, "#submit-status b, #submit-status a")
+    assert store.count() == 32
+
     clear_upload(browser)
     good = make_submission(tmp_path, gold, name="browser-model")
     status = upload_and_click(browser, good)
-    assert "Stored browser-model" in status and "ELUE rank 1 of 21" in status
-    WebDriverWait(browser, 30).until(lambda d: "32 entries (1 submission," in body_text(d))
-    assert store.count() == 32
+    assert "Stored browser-model" in status and "ELUE rank" in status
+    WebDriverWait(browser, 30).until(lambda d: "33 entries (2 submissions," in body_text(d))
+    assert store.count() == 33
     browser.save_screenshot(str(tmp_path / "4-stored.png"))
 
     click_tab(browser, "ELUE Score")

@@ -38,9 +38,10 @@ def by_id(entries, entry_id):
     return next(e for e in entries if e.entry_id == entry_id)
 
 
-def submission(entry_id, points, params=50_000_000, elue=None, task_scores=None, verified=True):
+def submission(entry_id, points, params=50_000_000, elue=None, task_scores=None, tier="verified"):
     return EntryRecord(entry_id=entry_id, model_name=entry_id, source="submission", params=params, elue_score=elue,
-                       partial_elue_score=elue, task_scores=task_scores or {}, verified=verified,
+                       partial_elue_score=elue, task_scores=task_scores or {},
+                       flops_tier=tier,
                        points=tuple(PointRecord(**p) for p in points))
 
 
@@ -172,7 +173,7 @@ def test_task_points_mark_the_pareto_frontier_on_either_axis():
 
 
 def test_filters_search_sources_and_verified(seeds):
-    sub = submission("sub-x", [{"task": "sst-2", "label": "a", "performance": 1.0, "mflops": 1.0}], verified=False)
+    sub = submission("sub-x", [{"task": "sst-2", "label": "a", "performance": 1.0, "mflops": 1.0}], tier="consistent")
     entries = [*seeds, sub]
     found = [e.model_name for e in entries if Filters(search="ElasticBERT 6L").accepts(e)]
     assert found == ["ElasticBERT-6L"]

@@ -8,13 +8,12 @@ import os
 import signal
 import sqlite3
 import threading
-from pathlib import Path
 from unittest.mock import patch
 
 import pytest
-from tests.helpers.leaderboard import failing_point_insert
-from huggingface_hub import HfApi
 from huggingface_hub.errors import OfflineModeIsEnabled
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from elue_hf.leaderboard.records import EntryRecord, PointRecord, RecordError
 from elue_hf.leaderboard.store import (
@@ -26,6 +25,8 @@ from elue_hf.leaderboard.store import (
     StoreError,
     open_store,
 )
+from tests.helpers.hub_fake import FakeHub
+from tests.helpers.leaderboard import failing_point_insert
 
 
 def make_entry(i: int, digest: bool = True, tasks=("sst-2", "mrpc")) -> EntryRecord:
@@ -36,7 +37,7 @@ def make_entry(i: int, digest: bool = True, tasks=("sst-2", "mrpc")) -> EntryRec
     )
     return EntryRecord(
         entry_id=f"sub-{i:05d}", model_name=f"model {i}", source="submission", params=3_000_000,
-        partial_elue_score=0.5, task_scores={t: 1.0 for t in tasks}, verified=True,
+        partial_elue_score=0.5, task_scores={t: 1.0 for t in tasks}, flops_tier="consistent",
         created_at=f"2024-01-01T00:00:{i % 60:02d}+00:00", digest=f"{i:064x}" if digest else None, points=points,
     )
 
@@ -127,7 +128,7 @@ def test_record_validation_names_the_problem():
         make_entry(1).__class__(entry_id="../x", model_name="m", source="submission")
     with pytest.raises(RecordError, match="source must be one of"):
         EntryRecord(entry_id="x", model_name="m", source="hacker")
-    with pytest.raises(RecordError, match="must be finite"):
+    with pytest.raises(RecordError, match="must be a finite number"):
         PointRecord(task="sst-2", label="a", performance=float("nan"))
     with pytest.raises(RecordError, match="unknown task|Unknown ELUE task|task"):
         PointRecord(task="cola", label="a", performance=1.0)
@@ -216,66 +217,17 @@ def test_a_failing_write_rolls_back_everything(tmp_path):
 # ------------------------------------------------------------------------------------------------- Hub store
 
 
-class FakeHub:
-    """In-memory stand-in for the Hub endpoints HubStore uses (patched onto HfApi)."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.files: dict[str, bytes] = {}
-        self.commits: list[dict] = []
-        self.repos: list[tuple] = []
-        self.fail_commit = False
-
-    def create_repo(self, api, repo_id, *, repo_type=None, private=None, exist_ok=False, **kw):
-        self.repos.append((repo_id, repo_type, private, exist_ok))
-        from huggingface_hub import RepoUrl
-
-        return RepoUrl(f"https://huggingface.co/datasets/{repo_id}")
-
-    def create_commit(self, api, repo_id, operations, *, commit_message, repo_type=None, **kw):
-        if self.fail_commit:
-            raise ConnectionError("Hub unreachable (simulated)")
-        ops = list(operations)
-        self.commits.append({"repo_id": repo_id, "repo_type": repo_type, "message": commit_message,
-                             "paths": [op.path_in_repo for op in ops]})
-        for op in ops:
-            self.files[op.path_in_repo] = op.path_or_fileobj
-        return None
-
-    def list_repo_files(self, api, repo_id, *, repo_type=None, **kw):
-        assert repo_type == "dataset"
-        return list(self.files)
-
-    def hf_hub_download(self, api, repo_id, filename, *, repo_type=None, **kw):
-        target = self.root / repo_id.replace("/", "--") / filename
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(self.files[filename])
-        return str(target)
-
-    def patches(self):
-        def bind(name):
-            method = getattr(self, name)
-            return patch.object(HfApi, name, lambda api, *a, **kw: method(api, *a, **kw))
-
-        return [bind(n) for n in ("create_repo", "create_commit", "list_repo_files", "hf_hub_download")]
-
-
 @pytest.fixture
 def hub(tmp_path):
-    fake = FakeHub(tmp_path / "downloads")
-    patches = fake.patches()
-    for p in patches:
-        p.start()
-    yield fake
-    for p in patches:
-        p.stop()
+    with FakeHub(tmp_path / "downloads").patched() as fake:
+        yield fake
 
 
 def test_hub_store_writes_one_json_file_per_entry_in_one_commit(tmp_path, hub):
     store = HubStore("org/elue-results", cache_path=tmp_path / "cache.db", sync_interval=0)
     entry = make_entry(1)
     store.add_entry(entry)
-    assert hub.repos == [("org/elue-results", "dataset", True, True)]
+    assert hub.repos == [{"repo_id": "org/elue-results", "repo_type": "dataset", "private": True, "exist_ok": True}]
     assert len(hub.commits) == 1 and hub.commits[0]["paths"] == ["entries/sub-00001.json"]
     assert hub.commits[0]["repo_type"] == "dataset"
     assert EntryRecord.from_json(hub.files["entries/sub-00001.json"]) == entry
@@ -310,7 +262,7 @@ def test_hub_store_skips_tampered_files(tmp_path, hub):
     hub.files["entries/sub-bad.json"] = b"{not json"
     hub.files["entries/sub-wrongid.json"] = make_entry(2).to_json().encode()
     hub.files["entries/sub-paper.json"] = EntryRecord.from_dict(
-        {**make_entry(3).to_dict(), "entry_id": "sub-paper", "source": "paper"}).to_json().encode()
+        {**make_entry(3).to_dict(), "entry_id": "sub-paper", "source": "paper", "flops_tier": None}).to_json().encode()
     hub.files["README.md"] = b"# results"
     store = HubStore("org/elue-results", cache_path=tmp_path / "cache.db", sync_interval=0)
     assert store.entries() == [good]
@@ -349,3 +301,109 @@ def test_entry_json_is_plain_data():
     data = json.loads(make_entry(1).to_json())
     assert data["points"][0]["metrics"] == {"acc": 81.0}
     assert set(data) >= {"entry_id", "model_name", "source", "points", "task_scores", "digest"}
+
+
+def test_hub_store_validates_before_committing(tmp_path, hub):
+    store = HubStore("org/elue-results", cache_path=tmp_path / "cache.db", sync_interval=0)
+    with patch.object(SQLiteStore, "_insert_points", failing_point_insert("value out of range (simulated)")):
+        with pytest.raises(StoreError, match="cannot be stored: value out of range"):
+            store.add_entry(make_entry(1))
+    assert hub.commits == [] and hub.files == {} and store.cache.count() == 0  # nothing reached the Hub
+
+
+def test_hub_store_quarantines_a_remote_file_the_cache_refuses(tmp_path, hub):
+    for i in (1, 2, 3):
+        hub.files[f"entries/sub-{i:05d}.json"] = make_entry(i).to_json().encode()
+    hub.files["entries/sub-huge.json"] = make_entry(4).to_json().replace(
+        '"params": 3000000', '"params": ' + "9" * 31).replace("sub-00004", "sub-huge").encode()
+    real_insert = SQLiteStore._insert_entry
+
+    def insert(self, conn, entry, ignore_existing):
+        if entry.entry_id == "sub-00002":
+            raise sqlite3.IntegrityError("refused by the cache (simulated)")
+        return real_insert(self, conn, entry, ignore_existing)
+
+    store = HubStore("org/elue-results", cache_path=tmp_path / "cache.db", sync_interval=0)
+    with patch.object(SQLiteStore, "_insert_entry", insert):
+        assert [e.entry_id for e in store.entries()] == ["sub-00001", "sub-00003"]
+    assert store.last_sync_error is None
+    assert "quarantined" in store.skipped_files["entries/sub-00002.json"]
+    assert "params must be a positive integer of at most" in store.skipped_files["entries/sub-huge.json"]
+    hub.files["entries/sub-00005.json"] = make_entry(5).to_json().encode()
+    assert [e.entry_id for e in store.entries()][-1] == "sub-00005"  # later syncs keep working
+    restarted = HubStore("org/elue-results", cache_path=tmp_path / "restart.db", sync_interval=0)
+    assert len(restarted.entries()) == 4  # a restarted Space shows every valid submission
+
+
+def test_old_entries_upgrade_to_tiers(tmp_path):
+    legacy = make_entry(1).to_dict()
+    del legacy["flops_tier"]
+    for p in legacy["points"]:
+        del p["flops_tier"]
+    legacy["verified"] = True  # the pre-tier JSON form: recomputed from modules
+    entry = EntryRecord.from_dict(legacy)
+    assert entry.flops_tier == "consistent" and not entry.verified
+    assert {p.flops_tier for p in entry.points} == {"consistent"}
+    with pytest.raises(RecordError, match="flops_tier must be one of"):
+        EntryRecord.from_dict({**make_entry(2).to_dict(), "flops_tier": "trust me"})
+    with pytest.raises(RecordError, match="only submissions have a flops_tier"):
+        EntryRecord.from_dict({**make_entry(2).to_dict(), "source": "paper"})
+
+
+def test_a_v2_database_migrates_to_tiers(tmp_path):
+    from elue_hf.leaderboard.store import MIGRATIONS
+
+    path = tmp_path / "v2.db"
+    with sqlite3.connect(path) as conn:
+        for statements in MIGRATIONS[:2]:
+            for statement in statements:
+                conn.execute(statement)
+        conn.execute("UPDATE schema_version SET version = 2")
+        conn.execute("INSERT INTO entries (entry_id, model_name, source, verified) VALUES ('sub-a', 'a', "
+                     "'submission', 1), ('sub-b', 'b', 'submission', 0), ('paper-c', 'c', 'paper', 0)")
+        conn.execute("INSERT INTO points (entry_id, task, label, performance, flops_source) VALUES "
+                     "('sub-a', 'sst-2', 'x', 1.0, 'modules'), ('sub-b', 'sst-2', 'y', 1.0, 'self-reported')")
+    store = SQLiteStore(path)
+    assert store.schema_version() == SCHEMA_VERSION
+    tiers = {e.entry_id: (e.flops_tier, [p.flops_tier for p in e.points]) for e in store.entries()}
+    assert tiers == {"sub-a": ("consistent", ["consistent"]), "sub-b": ("self-reported", ["self-reported"]),
+                     "paper-c": (None, [])}
+
+
+@given(st.integers(min_value=-(10**40), max_value=10**40))
+@settings(max_examples=60, deadline=None)
+def test_any_integer_params_is_stored_or_refused_cleanly(value):
+    try:
+        entry = EntryRecord.from_dict({**make_entry(1).to_dict(), "params": value})
+    except RecordError as err:
+        assert "params" in str(err)
+        return
+    assert 0 < entry.params <= 10**13
+
+
+def test_verification_queue_on_the_hub_store(tmp_path, hub):
+    store = HubStore("org/elue-results", cache_path=tmp_path / "cache.db", sync_interval=0)
+    store.add_entry(make_entry(1))
+    store.add_entry(make_entry(2))
+    assert store.enqueue_verification("sub-00001", "/kept/1.zip", "2026-01-01T00:00:00+00:00")
+    assert store.enqueue_verification("sub-00002", "/kept/2.zip", "2026-01-01T00:00:01+00:00")
+    job = store.claim_verification("2026-01-01T00:01:00+00:00")
+    assert (job.entry_id, job.state, job.attempts) == ("sub-00001", "running", 1)
+    store.finish_verification("sub-00001", True, {"verified": True, "throughput": {"batch_1": 1.0}}, "t")
+    store.finish_verification("sub-00002", False, {"verified": False, "error": "contradicted"}, "t")
+    assert [j.state for j in store.verification_jobs()] == ["verified", "failed"]
+    on_hub = EntryRecord.from_json(hub.files["entries/sub-00001.json"])  # rewritten with its new tier
+    assert on_hub.verified and on_hub.extra["verification"] == {"throughput": {"batch_1": 1.0}}
+    assert EntryRecord.from_json(hub.files["entries/sub-00002.json"]).flops_tier == "consistent"
+    assert len(hub.commits) == 3
+
+
+def test_a_job_is_given_up_after_three_attempts(tmp_path):
+    store = SQLiteStore(tmp_path / "lb.db")
+    store.add_entry(make_entry(1))
+    store.enqueue_verification("sub-00001", "/kept/1.zip", "t0")
+    for _ in range(3):  # three workers die while running it
+        assert store.claim_verification("t").entry_id == "sub-00001"
+    assert store.claim_verification("t") is None
+    (job,) = store.verification_jobs()
+    assert job.state == "failed" and "gave up after 3 attempts" in job.report["error"]

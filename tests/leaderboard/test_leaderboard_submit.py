@@ -12,6 +12,11 @@ from pathlib import Path
 from unittest.mock import patch
 
 import pytest
+
+from elue_hf.elue.submission import SubmissionLimits
+from elue_hf.leaderboard.seed import seed_store
+from elue_hf.leaderboard.store import SQLiteStore
+from elue_hf.leaderboard.submit import SubmitError, UploadLimits, submit_file
 from tests.helpers.leaderboard import (
     failing_point_insert,
     gold_labels,
@@ -20,11 +25,6 @@ from tests.helpers.leaderboard import (
     write_zip,
     zip_members,
 )
-
-from elue_hf.elue.submission import SubmissionLimits
-from elue_hf.leaderboard.seed import seed_store
-from elue_hf.leaderboard.store import SQLiteStore
-from elue_hf.leaderboard.submit import SubmitError, UploadLimits, submit_file
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_submit_scores_stores_and_ranks(store, valid_zip, gold):
     assert outcome.stored and not outcome.duplicate
     e = outcome.entry
     assert store.get_entry(e.entry_id) == e
-    assert e.source == "submission" and e.submitter == "alice" and e.verified
+    assert e.source == "submission" and e.submitter == "alice" and e.flops_tier == "consistent"
     assert e.elue_score == pytest.approx(outcome.score.elue_score) and e.elue_score is not None
     assert len(e.points) == 12 and {p.max_seq_length for p in e.points} == {None}
     assert outcome.rank.elue[1] == 21 and set(outcome.rank.tasks) == set(gold)
@@ -68,7 +68,10 @@ def test_submit_scores_stores_and_ranks(store, valid_zip, gold):
 def test_validate_only_stores_nothing(store, valid_zip, gold):
     outcome = submit_file(store, valid_zip, gold, store_result=False)
     assert not outcome.stored and outcome.rank is None
-    assert "validated and scored only" in outcome.summary()
+    text = outcome.summary()
+    assert "Nothing was stored and nothing was scored" in text and outcome.score is None and outcome.entry is None
+    assert "ELUE" not in text and "acc" not in text  # nothing computed from the gold labels is reported
+    assert "FLOPs tier if stored: consistent" in text
     assert_nothing_stored(store)
 
 
@@ -100,7 +103,7 @@ def test_self_reported_partial_submission(store, gold, tmp_path):
     z = make_submission(tmp_path, {"sst-2": gold["sst-2"]}, name="sst-only", self_reported=True)
     outcome = submit_file(store, z, gold)
     assert outcome.entry.elue_score is None and outcome.entry.partial_elue_score is not None
-    assert not outcome.entry.verified and outcome.rank.elue is None
+    assert outcome.entry.flops_tier == "self-reported" and outcome.rank.elue is None
     assert "self-reported" in outcome.summary() and "Partial: 1/6 tasks" in outcome.summary()
 
 

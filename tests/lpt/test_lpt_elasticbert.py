@@ -7,7 +7,7 @@ from peft import PeftModel, get_peft_model
 from elue_hf import ElasticBertForMaskedLM, ElasticBertForSequenceClassification, ElasticBertModel
 from elue_hf.elasticbert import exit_layers_from_logits
 from elue_hf.lpt import LPTConfig, LPTLayer, generator_parameter_count
-
+from elue_hf.multi_exit import MultiExitEncoder
 from tests.helpers.lpt import VOCAB, elasticbert_config, padded_batch, trainable_names
 
 K, L_PROMPT = 2, 3
@@ -32,6 +32,7 @@ def test_trainable_parameters_and_gradients_with_gradient_equilibrium():
     heads = 4 * (32 * 3 + 3)
     assert pm.get_nb_trainable_parameters()[0] == generator_parameter_count("npg", 32, 8, L_PROMPT) + heads
     assert isinstance(pm.base_model.model.elasticbert.encoder, LPTLayer)
+    assert isinstance(pm.base_model.model.elasticbert.encoder, MultiExitEncoder)  # the wrapper keeps the interface
     ids, mask = padded_batch()
     out = pm(input_ids=ids, attention_mask=mask, labels=torch.tensor([0, 1, 2, 1]))  # train mode: every exit + GE
     assert out.all_logits.shape == (4, 4, 3) and out.exit_losses.shape == (4,)

@@ -9,14 +9,15 @@ from safetensors.torch import load_file
 from transformers import (
     BertForSequenceClassification,
     BertModel,
-    GPT2Config,
-    GPT2ForSequenceClassification,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
     RobertaForSequenceClassification,
 )
 from transformers.models.bert.modeling_bert import BertEncoder
 
 import elue_hf.lpt.layer as lpt_layer
 from elue_hf.lpt import LPTConfig, LPTLayer, generator_parameter_count
+from elue_hf.lpt.registration import LPT_SAVED_PEFT_TYPE
 
 from tests.helpers.lpt import bert_config, padded_batch, roberta_config, trainable_names
 
@@ -167,8 +168,9 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="prompt_layer=4 is outside the model"):
         _build(prompt_layer=4)
     with pytest.raises(ValueError, match="LPT supports BERT, RoBERTa and ElasticBERT"):
-        gpt2 = GPT2ForSequenceClassification(GPT2Config(vocab_size=50, n_embd=32, n_layer=2, n_head=4, n_positions=32))
-        get_peft_model(gpt2, LPTConfig(task_type="SEQ_CLS"))
+        distil = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=50, dim=32, n_layers=2, n_heads=4,
+                                                                      hidden_dim=64, max_position_embeddings=32))
+        get_peft_model(distil, LPTConfig(task_type="SEQ_CLS"))  # GPT-2 is supported since the decoder families
     with pytest.raises(ValueError, match="owns a `layer` ModuleList"):
         get_peft_model(BertModel(bert_config()), LPTConfig(target_modules=["embeddings"]))
 
@@ -194,7 +196,7 @@ def test_save_and_load_with_peft_and_auto_classes(tmp_path):
     pm.save_pretrained(tmp_path / "adapter")
 
     stored = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
-    assert stored["peft_type"] == "LPT" and stored["prompt_layer"] == 2 and stored["generator"] == "mppg"
+    assert stored["peft_type"] == LPT_SAVED_PEFT_TYPE and stored["prompt_layer"] == 2 and stored["generator"] == "mppg"
     keys = set(load_file(tmp_path / "adapter" / "adapter_model.safetensors"))
     assert keys and all(".lpt_generator." in k or ".classifier." in k for k in keys)
     assert "base_model.model.bert.encoder.lpt_generator.proj_down.weight" in keys

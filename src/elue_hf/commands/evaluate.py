@@ -1,44 +1,94 @@
-"""``elue-hf evaluate | score | recompute-imdb-flops`` (registered by ``elue_hf.cli``)."""
+"""``elue-hf evaluate | score | recompute-imdb-flops`` (registered by ``elue_hf.cli``).
+
+Module import stays light (``elue-hf --help``): NumPy, torch and transformers load inside the commands.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
+import sys
+import time
 from pathlib import Path
 
-import numpy as np
+from .sources import TOKENIZER_FILES, load_from
 
-__all__ = ["register", "cmd_evaluate", "cmd_score", "cmd_recompute_imdb"]
+__all__ = ["register", "cmd_evaluate", "cmd_score", "cmd_recompute_imdb", "parse_settings", "prepare_output",
+           "clear_earlier_run"]
+
+_OUTPUTS = ("submission", "submission.zip", "operating_points.json")  # + pareto_<task>.png
 
 
-def _floats(text: str) -> list[float]:
+def _numbers(kind: str, cast):
+    def parse(text: str):
+        try:
+            values = [cast(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} takes comma-separated numbers, got {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"{kind} needs at least one value")
+        return values
+
+    return parse
+
+
+def _depths(text: str):
+    return "all" if text.strip().lower() == "all" else _numbers("--static", int)(text)
+
+
+def _task(name: str):
+    from ..elue.tasks import get_task
+
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--sweep takes comma-separated numbers, got {text!r}") from None
+        return get_task(name).key
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def register(subparsers) -> None:
     ev = subparsers.add_parser(
         "evaluate",
         help="run a model over an ELUE test set, write a submission + Pareto plot, print the scores",
-        description="Run a BERT/RoBERTa/ElasticBERT classifier over an ELUE test set. Writes <output>/submission/ "
-        "(+ .zip) with one TSV per operating point, a Pareto PNG, and prints the ELUE scores.",
+        description="Run a sequence classifier (BERT, RoBERTa, ElasticBERT, DistilBERT, ALBERT, DeBERTa-v2, "
+        "ModernBERT; other encoders via the generic FLOPs route) over an ELUE test set (or data in the ELUE layout). "
+        "Every operating point -- static depths, entropy thresholds, patience counts (ElasticBERT), in any mix -- "
+        "comes from one pass over the data. Writes <output>/submission/ (+ .zip) with one TSV per point and a Pareto "
+        "PNG, and prints the ELUE scores.",
+        epilog="examples: elue-hf evaluate --model DIR --task sst-2 --data-dir ELUE --static --entropy 0.1,0.3 "
+        "--patience 1,2    |    --static 1,3,6 (chosen depths)",
     )
-    ev.add_argument("--model", required=True, help="local model directory (or a Hub id available offline)")
-    ev.add_argument("--task", required=True, help="sst-2, imdb, mrpc, sts-b, snli or scitail")
+    ev.add_argument("--model", required=True, help="local model folder (or a Hub id available offline)")
+    ev.add_argument("--task", required=True, type=_task, help="sst-2, imdb, mrpc, sts-b, snli or scitail")
+    ev.add_argument("--tokenizer", default=None,
+                    help="tokenizer folder or Hub id (default: the model folder; needed when it has no tokenizer)")
+    ev.add_argument("--model-id", default=None,
+                    help="Hub id (owner/name, optionally @revision) the model and its tokenizer are published under, "
+                         "written into submission.json so a leaderboard can check token lengths and re-run the model "
+                         "(default: --model's folder name or id)")
     ev.add_argument("--data-dir", help="ELUE data directory (<Task>/test.tsv and test_full.tsv)")
+    ev.add_argument("--data-name", default=None,
+                    help="name of the data when it is not the ELUE test set (plot title, submission description)")
     ev.add_argument("--hub", action="store_true", help="load the task's public Hub copy instead (needs network)")
-    ev.add_argument("--exit", default="static", choices=["static", "entropy", "patience"])
-    ev.add_argument("--sweep", type=_floats, default=None,
-                    help="static: depths (e.g. 1,2,3,6); entropy: thresholds; patience: counts")
-    ev.add_argument("--max-length", type=int, default=None, help="truncation (default 128; 512 for IMDb)")
+    ev.add_argument("--static", nargs="?", const="all", type=_depths, default=None, metavar="K,K",
+                    help="static exits at these depths ('all' or no value: every exit); the default when no "
+                    "--entropy/--patience is given")
+    ev.add_argument("--entropy", type=_numbers("--entropy", float), default=None, metavar="T,T",
+                    help="entropy early exit at these thresholds (ElasticBERT)")
+    ev.add_argument("--patience", type=_numbers("--patience", int), default=None, metavar="P,P",
+                    help="patience early exit with these counts (ElasticBERT; 0 = no early exit)")
+    ev.add_argument("--exit", choices=["static", "entropy", "patience"], default=None, help=argparse.SUPPRESS)
+    ev.add_argument("--sweep", type=_numbers("--sweep", float), default=None, help=argparse.SUPPRESS)
+    ev.add_argument("--max-length", type=int, default=None, help="truncation (default: 128; 512 for IMDb)")
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--limit", type=int, default=None, help="only the first N test rows (smoke runs; not scorable)")
-    ev.add_argument("--output", default="elue_hf_outputs/evaluate", help="output directory")
-    ev.add_argument("--model-name", default=None, help="name written into submission.json")
+    ev.add_argument("--output", default=None,
+                    help="output folder (default: a new elue_hf_outputs/evaluate/<model>-<task>-<time>)")
+    ev.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --output")
+    ev.add_argument("--model-name", default=None, help="name written into submission.json (default: folder name)")
     ev.add_argument("--reference", default=None, help="reference-curve JSON (default: shipped / $ELUE_HF_REFERENCE)")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bars (they go to stderr)")
     ev.set_defaults(func=cmd_evaluate)
 
     sc = subparsers.add_parser("score", help="validate and score a submission (directory or zip)")
@@ -63,14 +113,39 @@ def register(subparsers) -> None:
     rc.set_defaults(func=cmd_recompute_imdb)
 
 
-def _load_tokenizer(name: str):
+def parse_settings(args, exit_layers=()) -> list:
+    """The operating points asked for: ``--static``, ``--entropy`` and ``--patience`` together (and the older
+    ``--exit MODE --sweep VALUES``). ``[]`` = the default (every exit of an ElasticBERT, else the full depth);
+    ``--static`` alone or ``--static all`` = every layer in ``exit_layers`` (the model's exits)."""
+    from ..elue.inference import ExitSetting, exit_settings
+
+    settings = [] if args.exit is None else exit_settings(args.exit, args.sweep)
+    if args.exit is None and args.sweep:
+        raise ValueError("--sweep needs --exit; better: --static K,K / --entropy T,T / --patience P,P")
+    depths = exit_layers if args.static == "all" else args.static or []
+    settings += [ExitSetting("static", k) for k in depths]
+    settings += [ExitSetting("entropy", t) for t in args.entropy or []]
+    settings += [ExitSetting("patience", p) for p in args.patience or []]
+    return settings
+
+
+def _load_model(name: str):
+    from transformers import AutoModelForSequenceClassification
+
+    import elue_hf  # noqa: F401  (registers ElasticBERT with the Auto classes)
+
+    return load_from(AutoModelForSequenceClassification.from_pretrained, name, "--model")
+
+
+def _load_tokenizer(name: str, flag: str = "--tokenizer"):
     from transformers import AutoTokenizer
 
     if name == "embedded":
         from elue_hf.assets import minilm_path
 
         name = str(minilm_path())
-    return AutoTokenizer.from_pretrained(name)
+    hint = "; pass --tokenizer DIR_OR_ID (e.g. the BERT it was converted from)" if flag == "--model" else ""
+    return load_from(AutoTokenizer.from_pretrained, name, flag, TOKENIZER_FILES, "tokenizer", hint)
 
 
 def _test_dataset(args, task):
@@ -79,7 +154,11 @@ def _test_dataset(args, task):
     if args.data_dir:
         ds = load_elue_split(args.data_dir, task, "test")
     elif args.hub:
-        ds = load_hub_task(task)["test"]
+        try:
+            ds = load_hub_task(task)["test"]
+        except (ConnectionError, OSError):
+            raise ValueError(f"the {task.name} test set could not be loaded from the Hub ({task.hub.repo}): offline "
+                             "or unreachable; give --data-dir DIR with the ELUE files instead") from None
     else:
         raise ValueError("give --data-dir DIR (ELUE TSV layout) or --hub (public Hub copy)")
     if args.limit:
@@ -87,50 +166,112 @@ def _test_dataset(args, task):
     return ds
 
 
+def prepare_output(output: str | None, model: str, task_key: str, overwrite: bool = False,
+                   root: str = "elue_hf_outputs/evaluate") -> Path:
+    """The run's output folder. Default: a new ``<root>/<model>-<task>-<UTC time>`` (never reused). A given folder
+    that holds an earlier run's outputs is refused unless ``overwrite`` (see :func:`clear_earlier_run`)."""
+    if output is None:
+        when = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        stem = Path(root) / f"{Path(str(model)).name or 'model'}-{task_key}-{when}"
+        out, n = stem, 1
+        while out.exists():
+            n += 1
+            out = stem.with_name(f"{stem.name}-{n}")
+        return out
+    out = Path(output)
+    earlier = _earlier_outputs(out)
+    if earlier and not overwrite:
+        raise ValueError(f"--output {out} already holds an earlier run ({', '.join(p.name for p in earlier)}); pass "
+                         "--overwrite to replace it, or choose another folder")
+    sub = out / "submission"
+    if sub.is_dir() and any(sub.iterdir()) and not (sub / "submission.json").exists():
+        raise ValueError(f"--output {out}: {sub} is not an elue-hf submission folder; refusing to replace it")
+    return out
+
+
+def _earlier_outputs(out: Path) -> list[Path]:
+    return sorted({*out.glob("pareto_*.png"), *(out / n for n in _OUTPUTS if (out / n).exists())})
+
+
+def clear_earlier_run(out: Path) -> None:
+    """Remove what an earlier ``evaluate`` wrote into ``out`` (submission/, its zip, Pareto PNGs); nothing else."""
+    for target in _earlier_outputs(out):
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+
+def _progress(disabled: bool):
+    from tqdm import tqdm
+
+    return lambda it, **kw: tqdm(it, file=sys.stderr, disable=disabled, dynamic_ncols=True, **kw)
+
+
 def cmd_evaluate(args) -> int:
-    from transformers import AutoModelForSequenceClassification
+    import numpy as np
 
-    import elue_hf  # noqa: F401  (registers ElasticBERT with the Auto classes)
-
-    from ..elue.flops import dims_from_config
+    from ..elue.flops.architectures import flops_shape
     from ..elue.flops.params import count_parameters
-    from ..elue.plots import pareto_plot
     from ..elue.inference import point_params, run_operating_points, submission_spec, to_prediction_file
+    from ..elue.plots import pareto_plot
     from ..elue.score import score_submission
     from ..elue.submission import write_submission, zip_submission
     from ..elue.tasks import get_task
 
     task = get_task(args.task)
+    parse_settings(args)  # flag mistakes first, before anything is loaded
+    out = prepare_output(args.output, args.model, task.key, args.overwrite)
     max_length = args.max_length or (512 if task.key == "imdb" else 128)
-    dataset = _test_dataset(args, task)
-    model = AutoModelForSequenceClassification.from_pretrained(args.model)
+    model = _load_model(args.model)
     if model.config.num_labels != task.num_labels:
         raise ValueError(f"the model has {model.config.num_labels} labels but {task.name} needs {task.num_labels}")
-    tokenizer = _load_tokenizer(args.model)
-    sweep = args.sweep if args.exit != "static" or not args.sweep else [int(v) for v in args.sweep]
-    points = run_operating_points(model, tokenizer, dataset, task, args.exit, sweep, max_length, args.batch_size)
-    dims = dims_from_config(model.config)
-    out = Path(args.output)
-    files = {
-        p.label: to_prediction_file(p, task, dims, point_params(model, p), max_length) for p in points
-    }
+    tokenizer = _load_tokenizer(args.tokenizer or args.model, "--tokenizer" if args.tokenizer else "--model")
+    dataset = _test_dataset(args, task)
+    dims = flops_shape(model)
+    settings = parse_settings(args, dims.exit_layers)
+    start = time.perf_counter()
+    points = run_operating_points(model, tokenizer, dataset, task, max_length=max_length,
+                                  batch_size=args.batch_size, progress=_progress(args.no_progress),
+                                  settings=settings)
+    print(f"{len(points)} operating points from one pass over {len(dataset)} rows "
+          f"({time.perf_counter() - start:.1f} s)")
+    route = getattr(dims, "route", "analytic")
+    print(f"FLOPs: {route} route for model_type {model.config.model_type!r}"
+          + (" (FlopCounterMode + ELUE terms; self-reported)" if route == "generic" else ""))
+    clear_earlier_run(out)
+    files = {p.label: to_prediction_file(p, task, dims, point_params(model, p), max_length) for p in points}
     name = args.model_name or Path(str(args.model)).name
-    sub = write_submission(out / "submission", name, f"elue-hf evaluate --exit {args.exit} on {task.name}",
-                           count_parameters(model), files, module_spec=submission_spec(model))
+    data = args.data_name or f"the ELUE {task.name} test set"
+    modes = ", ".join(p.label for p in points)
+    extra = {**({"data_name": args.data_name} if args.data_name else {}),
+             **({"flops_route": route} if route == "generic" else {})}
+    model_id, revision = _published_as(args.model_id or args.model)
+    sub = write_submission(out / "submission", name, f"elue-hf evaluate on {data} ({task.name} format): {modes}",
+                           count_parameters(model), files, module_spec=submission_spec(model), extra=extra or None,
+                           tokenizer=model_id, model={"id": model_id, **({"revision": revision} if revision else {})})
     zipped = zip_submission(sub)
     print(f"submission: {sub} ({zipped})")
     labels = np.asarray(dataset["label"], dtype=np.float64)
     scorable = not args.limit and np.all(np.isfinite(labels)) and np.all(labels >= 0)
-    if scorable:
-        result = score_submission(zipped, {task.key: labels}, args.reference)
-        print(result.format_table())
-        plot_points = [{"method": name, "label": fs.label.replace("static ", ""), "mflops": fs.mean_mflops,
-                        "performance": fs.performance} for fs in result.tasks[task.key].files]
-        png = pareto_plot(plot_points, task, out / f"pareto_{task.key}.png", args.reference)
-        print(f"Pareto plot: {png}")
-    else:
+    if not scorable:
         print("no gold test labels (or --limit given): the submission was written but not scored")
+        return 0
+    result = score_submission(zipped, {task.key: labels}, args.reference)
+    print(result.format_table())
+    if args.data_name:
+        print(f"(scored on {args.data_name} against the reference curve of the ELUE {task.name} test set: "
+              "illustrative, not an ELUE result)")
+    plot_points = [{"method": f"{name} ({fs.label.split()[0]})", "label": fs.label, "mflops": fs.mean_mflops,
+                    "performance": fs.performance} for fs in result.tasks[task.key].files]
+    png = pareto_plot(plot_points, task, out / f"pareto_{task.key}.png", args.reference, data_label=args.data_name)
+    print(f"Pareto plot: {png}")
     return 0
+
+
+def _published_as(name: str) -> tuple[str, str | None]:
+    """``owner/name[@revision]`` (or a local folder, by its folder name) -> (id, revision)."""
+    text, _, revision = str(name).partition("@")
+    path = Path(text)
+    model_id = path.name if path.is_dir() or text.startswith((".", "/", "~")) else text
+    return model_id, revision or None
 
 
 def cmd_score(args) -> int:
@@ -155,7 +296,7 @@ def cmd_recompute_imdb(args) -> int:
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     points = ", ".join(f"L={p['layers']}: {p['mflops']:.1f}" for p in doc["tasks"]["imdb"]["points"])
-    print(f"IMDb: {len(lengths)} instances, mean {np.mean(lengths):.2f} tokens -> MFLOPs {points}")
+    print(f"IMDb: {len(lengths)} instances, mean {sum(lengths) / len(lengths):.2f} tokens -> MFLOPs {points}")
     print(f"wrote {args.output}; use it with --reference {args.output} or `export {REFERENCE_ENV}={args.output}`")
     if os.environ.get(REFERENCE_ENV):
         print(f"note: ${REFERENCE_ENV} is currently {os.environ[REFERENCE_ENV]}")

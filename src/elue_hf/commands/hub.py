@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .sources import check_source, load_from
+
 __all__ = ["register", "cmd_model_card", "cmd_space_card", "cmd_push_model", "cmd_push_adapter", "cmd_push_space"]
 
 _SPACES = {"leaderboard": "leaderboard_space_card", "metric": "metric_space_card"}
@@ -26,6 +28,7 @@ def register(subparsers) -> None:
     pm = subparsers.add_parser("push-model", help="push an ElasticBERT model with auto_map and an ELUE model card")
     pm.add_argument("model", help="local ElasticBERT model directory")
     pm.add_argument("--repo-id", required=True)
+    pm.add_argument("--tokenizer", default=None, help="tokenizer folder or Hub id (default: the model's own)")
     pm.add_argument("--submission", default=None, help="its ELUE submission (zip or dir) for the card's results")
     pm.add_argument("--data-dir", default=None, help="ELUE data with <Task>/test_full.tsv to score --submission")
     pm.add_argument("--private", action="store_true")
@@ -35,6 +38,8 @@ def register(subparsers) -> None:
     pa.add_argument("adapter", help="local adapter directory (adapter_config.json)")
     pa.add_argument("--base-model", required=True, help="backbone the adapter was trained on")
     pa.add_argument("--num-labels", type=int, default=2)
+    pa.add_argument("--tokenizer", default=None,
+                    help="tokenizer folder or Hub id (default: the adapter's, else the base model's)")
     pa.add_argument("--repo-id", required=True)
     pa.add_argument("--submission", default=None)
     pa.add_argument("--data-dir", default=None)
@@ -92,15 +97,15 @@ def _score(args):
 
 
 def cmd_push_model(args) -> int:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
     import elue_hf  # noqa: F401  (registers ElasticBERT)
 
     from ..hub.push import push_elasticbert
+    from ..tokenizer_io import load_tokenizer
 
-    model = AutoModelForSequenceClassification.from_pretrained(args.model)
-    has_tokenizer = any((Path(args.model) / f).exists() for f in ("tokenizer.json", "vocab.txt"))
-    tokenizer = AutoTokenizer.from_pretrained(args.model) if has_tokenizer else None
+    model = load_from(AutoModelForSequenceClassification.from_pretrained, args.model, "model")
+    tokenizer = load_tokenizer(args.tokenizer, args.model)
     info = push_elasticbert(model, args.repo_id, tokenizer=tokenizer, score=_score(args), private=args.private)
     print(f"pushed {args.model} to {args.repo_id}: {getattr(info, 'commit_url', info)}")
     return 0
@@ -113,10 +118,14 @@ def cmd_push_adapter(args) -> int:
     import elue_hf  # noqa: F401  (registers LPT with PEFT)
 
     from ..hub.push import push_lpt_adapter
+    from ..tokenizer_io import has_tokenizer_files, load_tokenizer
 
-    base = AutoModelForSequenceClassification.from_pretrained(args.base_model, num_labels=args.num_labels)
+    check_source(args.adapter, "adapter", ("adapter_config.json",), "adapter")
+    base = load_from(lambda src: AutoModelForSequenceClassification.from_pretrained(src, num_labels=args.num_labels),
+                     args.base_model, "--base-model")
     model = PeftModel.from_pretrained(base, args.adapter)
-    info = push_lpt_adapter(model, args.repo_id, score=_score(args), num_labels=args.num_labels,
+    tokenizer = load_tokenizer(args.tokenizer, args.adapter if has_tokenizer_files(args.adapter) else args.base_model)
+    info = push_lpt_adapter(model, args.repo_id, tokenizer=tokenizer, score=_score(args), num_labels=args.num_labels,
                             private=args.private)
     print(f"pushed {args.adapter} to {args.repo_id}: {getattr(info, 'commit_url', info)}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-__all__ = ["register", "cmd_leaderboard", "cmd_submit", "open_command"]
+__all__ = ["register", "cmd_leaderboard", "cmd_submit", "open_command", "check_port"]
 
 _STORE_HELP = "SQLite database (default $ELUE_LEADERBOARD_DB or elue_hf_outputs/leaderboard/leaderboard.db)"
 _REPO_HELP = "Hub dataset repo holding the results instead of SQLite (default $ELUE_RESULTS_REPO; --db is its cache)"
@@ -18,6 +18,12 @@ def _store_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None, help=_GOLD_HELP)
     parser.add_argument("--reference", default=None,
                         help="reference-curve JSON (default: shipped / $ELUE_HF_REFERENCE)")
+    parser.add_argument("--tokenizer-dir", default=None,
+                        help="folder of tokenizers by Hub id (owner--name) for the token-length check, tried before "
+                             "the Hub (default $ELUE_TOKENIZER_DIR)")
+    parser.add_argument("--verify-dir", default=None,
+                        help="keep stored submissions that name their model here and queue their re-run "
+                             "(elue-hf verify-worker runs the queue; default $ELUE_VERIFY_DIR)")
 
 
 def register(subparsers) -> None:
@@ -26,8 +32,8 @@ def register(subparsers) -> None:
         description="Serve the ELUE leaderboard (rankings, parameter tracks, Pareto plots per task, submissions) "
         "with gradio. Without gold labels (--data-dir) the Submit tab refuses uploads.",
     )
-    lb.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    lb.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    lb.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    lb.add_argument("--port", type=int, default=7860, help="port")
     _store_args(lb)
     lb.set_defaults(func=cmd_leaderboard)
 
@@ -39,7 +45,8 @@ def register(subparsers) -> None:
     sub.add_argument("submission", help="submission zip (or directory)")
     _store_args(sub)
     sub.add_argument("--submitter", default="", help="who submits (shown on the leaderboard)")
-    sub.add_argument("--validate-only", action="store_true", help="score without storing")
+    sub.add_argument("--validate-only", action="store_true",
+                     help="check format and FLOPs consistency only (no score: scores exist only for stored entries)")
     sub.set_defaults(func=cmd_submit)
 
 
@@ -51,6 +58,15 @@ def _open(args):
 
 def _gold(args):
     return args.data_dir or os.environ.get("ELUE_DATA_DIR") or None
+
+
+def _tokenizer_roots(args) -> list[str]:
+    root = args.tokenizer_dir or os.environ.get("ELUE_TOKENIZER_DIR")
+    return [root] if root else []
+
+
+def _verify_dir(args):
+    return args.verify_dir or os.environ.get("ELUE_VERIFY_DIR") or None
 
 
 def open_command(store, port: int = 7860, data_dir=None) -> str:
@@ -65,17 +81,35 @@ def open_command(store, port: int = 7860, data_dir=None) -> str:
     return " ".join(parts)
 
 
-def cmd_leaderboard(args) -> int:
-    from ..spaces.leaderboard.app import build_app, launch
-    from ..leaderboard.store import StoreError
+def check_port(host: str, port: int) -> None:
+    """Raise ``ValueError`` if ``host:port`` cannot be listened on (busy, or not an address of this machine)."""
+    import socket
 
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the web server does: TIME_WAIT is fine
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            raise ValueError(f"cannot listen on {host}:{port} ({err.strerror or err}); pass --port with a free "
+                             "port") from None
+
+
+def cmd_leaderboard(args) -> int:
+    from ..leaderboard.store import StoreError
+    from ..spaces.leaderboard.app import build_app, launch
+
+    check_port(args.host, args.port)
     try:
         store = _open(args)
     except StoreError as err:
         raise ValueError(str(err)) from None
-    app = build_app(store, gold=_gold(args), reference=args.reference)
+    app = build_app(store, gold=_gold(args), reference=args.reference, tokenizer_roots=_tokenizer_roots(args),
+                    verify_dir=_verify_dir(args))
     print(f"ELUE leaderboard on http://{args.host}:{args.port}/ ({store.describe()})")
-    launch(app, host=args.host, port=args.port, block=True)
+    try:
+        launch(app, host=args.host, port=args.port, block=True)
+    except OSError as err:  # the port was taken between the check and the launch
+        raise ValueError(f"cannot serve on {args.host}:{args.port}: {err}") from None
     return 0
 
 
@@ -92,8 +126,12 @@ def cmd_submit(args) -> int:
     gold = _gold(args)
     if gold is None:
         raise ValueError("give --data-dir (or set ELUE_DATA_DIR): scoring needs the gold test labels")
-    outcome = submit_file(store, args.submission, gold, reference=args.reference, submitter=args.submitter,
-                          store_result=not args.validate_only)
+    try:
+        outcome = submit_file(store, args.submission, gold, reference=args.reference, submitter=args.submitter,
+                              store_result=not args.validate_only, tokenizer_roots=_tokenizer_roots(args),
+                              verify_dir=_verify_dir(args))
+    except StoreError as err:
+        raise ValueError(str(err)) from None
     print(outcome.summary())
     if outcome.stored or outcome.duplicate:
         print(f"open it with: {open_command(store, data_dir=gold)}")

@@ -6,9 +6,10 @@ prints its own table and appends its operating points to ``ctx.points`` for the 
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 
 @dataclass
@@ -50,3 +51,16 @@ class DemoContext:
             max_length=self.max_length,
             return_tensors="pt",
         )
+
+    def training_batches(self, dataset, batch_size: int) -> Iterator[dict]:
+        """Endless labelled batches of ``dataset`` (a ``sentence``/``label`` slice) in one seeded shuffled order:
+        batch i holds rows ``order[(i * batch_size + j) % len(order)]``, j < batch_size."""
+        import torch
+
+        order = list(range(len(dataset)))
+        random.Random(self.seed).shuffle(order)
+        step = 0
+        while True:
+            rows = dataset.select([order[(step * batch_size + j) % len(order)] for j in range(batch_size)])
+            yield {**self.encode(rows["sentence"]), "labels": torch.tensor(list(rows["label"]))}
+            step += 1

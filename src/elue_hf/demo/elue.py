@@ -10,7 +10,7 @@ import numpy as np
 
 from .context import DemoContext, OperatingPoint
 from ..elue.flops import dims_from_config, model_flops
-from ..elue.flops.module_spec import encoder_modules, module_spec_from_config
+from ..elue.flops.module_spec import encoder_modules, module_spec_from_config, with_embedding_sizes
 from ..elue.flops.params import count_parameters
 from ..elue.plots import pareto_plot
 from ..elue.inference import operating_point_params, point_params, run_operating_points
@@ -95,7 +95,7 @@ def run(ctx: DemoContext) -> None:
     sub = write_submission(
         out_dir / "submission", "elue-hf demo: MiniLM-L6 as ElasticBERT",
         f"SST-2-like data: {ctx.dataset_name} test slice, not the ELUE SST-2 test set", count_parameters(ctx.model),
-        files, module_spec=module_spec_from_config(ctx.model.config),
+        files, module_spec=with_embedding_sizes(module_spec_from_config(ctx.model.config), ctx.model.config),
     )
     zipped = zip_submission(sub, out_dir / "submission_sst2_like.zip")
     gold = np.asarray(ctx.data["test"]["label"])

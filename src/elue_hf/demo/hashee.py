@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import json
-import random
 import time
 from contextlib import contextmanager
 
@@ -37,27 +36,12 @@ def _token_ids(ctx: DemoContext, split: str) -> list[list[int]]:
 
 def fine_tune(model, ctx: DemoContext, steps: int, batch_size: int, learning_rate: float) -> list[float]:
     """A short fine-tune of the HashEE model (hashing applies in training exactly as at inference)."""
-    import torch
-    from transformers import get_linear_schedule_with_warmup
+    from ..training import OptimizerSettings, train_steps
 
-    train = ctx.data["train"]
-    order = list(range(len(train)))
-    random.Random(ctx.seed).shuffle(order)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01, eps=1e-8)
-    schedule = get_linear_schedule_with_warmup(optimizer, max(1, steps // 10), steps)
-    model.train()
-    losses = []
-    for step in ctx.progress(range(steps), desc="HashEE fine-tune", unit="step"):
-        rows = train[[order[(step * batch_size + i) % len(order)] for i in range(batch_size)]]
-        loss = model(**ctx.encode(rows["sentence"]), labels=torch.tensor(list(rows["label"]))).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
-    model.eval()
-    return losses
+    settings = OptimizerSettings(steps=steps, learning_rate=learning_rate, warmup=max(1, steps // 10))
+    batches = ctx.training_batches(ctx.data["train"], batch_size)
+    return train_steps(model, batches, settings,
+                       progress=lambda r: ctx.progress(r, desc="HashEE fine-tune", unit="step"))
 
 
 def _encoded_batches(ctx: DemoContext, dataset, batch_size: int) -> list[dict]:

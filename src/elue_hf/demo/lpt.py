@@ -9,7 +9,6 @@ setting; the numbers compare methods on one small real model, they do not reprod
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass
 
@@ -81,26 +80,13 @@ def _count(model) -> tuple[int, int]:
 
 def _train(model, ctx: DemoContext, train, steps: int, batch_size: int, learning_rate: float, desc: str) -> float:
     """AdamW (weight decay 0.1, eps 1e-8), warmup 6 % then linear decay; returns seconds spent."""
-    import torch
-    from transformers import get_linear_schedule_with_warmup
+    from ..training import OptimizerSettings, train_steps
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.1, eps=1e-8)
-    schedule = get_linear_schedule_with_warmup(optimizer, max(1, round(0.06 * steps)), steps)
-    order = list(range(len(train)))
-    random.Random(ctx.seed).shuffle(order)
-    model.train()
+    settings = OptimizerSettings(steps=steps, learning_rate=learning_rate, weight_decay=0.1,
+                                 warmup=max(1, round(0.06 * steps)))
     start = time.perf_counter()
-    for step in ctx.progress(range(steps), desc=desc, unit="step", leave=False):
-        idx = [order[(step * batch_size + i) % len(order)] for i in range(batch_size)]
-        rows = train.select(idx)
-        out = model(**ctx.encode(rows["sentence"]), labels=torch.tensor(list(rows["label"])))
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-    model.eval()
+    train_steps(model, ctx.training_batches(train, batch_size), settings,
+                progress=lambda r: ctx.progress(r, desc=desc, unit="step", leave=False))
     return time.perf_counter() - start
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import random
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -75,39 +74,20 @@ def fine_tune_exits(
     model, ctx: DemoContext, steps: int, batch_size: int, learning_rate: float, head_lr_scale: float = 5.0
 ) -> list[float]:
     """Fine-tune every exit together (the model's multi-exit loss, gradient equilibrium by default)."""
-    import torch
-    from transformers import get_linear_schedule_with_warmup
+    from ..training import OptimizerSettings, param_groups, train_steps
 
-    train = ctx.data["train"]
-    order = list(range(len(train)))
-    rng = random.Random(ctx.seed)
-    rng.shuffle(order)
     # Exit heads (poolers, classifiers) start untrained (only the top pooler exists in MiniLM): a larger step size.
-    heads = [p for n, p in model.named_parameters() if ".pooler." in n or n.startswith(("classifier", "classifiers"))]
-    head_ids = {id(p) for p in heads}
-    body = [p for p in model.parameters() if id(p) not in head_ids]
-    groups = [{"params": body, "lr": learning_rate}, {"params": heads, "lr": learning_rate * head_lr_scale}]
-    optimizer = torch.optim.AdamW(groups, weight_decay=0.01, eps=1e-8)
-    schedule = get_linear_schedule_with_warmup(optimizer, max(1, int(0.06 * steps)), steps)
-    model.train()
-    losses = []
+    groups = param_groups(model, learning_rate, head_lr_scale,
+                          is_head=lambda n: ".pooler." in n or n.startswith(("classifier", "classifiers")))
     bar = ctx.progress(range(steps), desc="fine-tune all exits", unit="step")
-    for step in bar:
-        start = (step * batch_size) % len(order)
-        idx = [order[(start + i) % len(order)] for i in range(batch_size)]
-        rows = train.select(idx)
-        batch = ctx.encode(rows["sentence"])
-        out = model(**batch, labels=torch.tensor(list(rows["label"])))
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(float(out.loss.detach()))
+
+    def show(step: int, loss: float, batch: dict) -> None:
         if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    model.eval()
-    return losses
+            bar.set_postfix(loss=f"{loss:.3f}")
+
+    settings = OptimizerSettings(steps=steps, learning_rate=learning_rate, warmup=max(1, int(0.06 * steps)))
+    return train_steps(model, ctx.training_batches(ctx.data["train"], batch_size), settings, groups=groups,
+                       progress=lambda _: bar, on_step=show)
 
 
 def _batches(ctx: DemoContext, dataset, batch_size: int, desc: str):
@@ -168,34 +148,15 @@ def pareto_front(points: list[OperatingPoint], cost: str) -> list[OperatingPoint
 
 
 def save_pareto_plot(points: list[OperatingPoint], path: Path, title: str) -> Path:
-    """Accuracy vs cost, one series per method: MFLOPs (ELUE rules) for the points that have them, else mean exit layer."""
-    import matplotlib
+    """Accuracy vs cost with the shared :func:`elue_hf.elue.plots.pareto_plot`: MFLOPs (ELUE rules) for the points
+    that have them (points without FLOPs, e.g. few-shot LPT, have their own table), else the mean exit layer."""
+    from ..elue.plots import pareto_plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with_flops = [p for p in points if p.mean_flops is not None]
-    if with_flops:  # inference cost on the ELUE axis; points without FLOPs (e.g. few-shot LPT) have their own table
-        points, cost = with_flops, "mean_flops"
-    else:
-        cost = "mean_exit_layer"
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    for method in dict.fromkeys(p.method for p in points):
-        series = sorted((p for p in points if p.method == method and getattr(p, cost) is not None), key=lambda p: getattr(p, cost))
-        if series:
-            ax.plot([getattr(p, cost) for p in series], [p.accuracy for p in series], marker="o", label=method)
-    front = pareto_front(points, cost)
-    ax.plot([getattr(p, cost) for p in front], [p.accuracy for p in front], "k--", lw=1, alpha=0.6, label="Pareto front")
-    ax.set_xlabel("MFLOPs per instance (ELUE rules)" if cost == "mean_flops" else "mean exit layer")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    cost = "mean_flops" if any(p.mean_flops is not None for p in points) else "mean_exit_layer"
+    rows = [{"method": p.method, "label": p.label, "mflops": getattr(p, cost), "performance": p.accuracy}
+            for p in points if getattr(p, cost) is not None]
+    return pareto_plot(rows, None, path, title=title, ylabel="accuracy (%)",
+                       xlabel=None if cost == "mean_flops" else "mean exit layer")
 
 
 def format_table(points: list[OperatingPoint]) -> str:
@@ -254,9 +215,9 @@ def build_context(args) -> DemoContext:
 
 
 def main(args) -> int:
-    import torch
-
     import warnings
+
+    import torch
 
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     if args.quick:

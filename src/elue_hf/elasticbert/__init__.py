@@ -1,12 +1,18 @@
-"""ElasticBERT: a BERT that can exit at any layer (static or dynamic early exit)."""
+"""ElasticBERT: a BERT that can exit at any layer (static or dynamic early exit).
+
+Importing this package registers ElasticBERT with the transformers Auto classes (:func:`register_elasticbert`).
+"""
 
 from .configuration_elasticbert import ElasticBertConfig
 from .modeling_elasticbert import (
     ElasticBertForMaskedLM,
     ElasticBertForPreTraining,
+    ElasticBertForPreTrainingOutput,
     ElasticBertForSequenceClassification,
     ElasticBertModel,
+    ElasticBertModelOutput,
     ElasticBertPreTrainedModel,
+    ElasticBertSequenceClassifierOutput,
     ExitPolicy,
     exit_layers_from_logits,
     gradient_rescale,
@@ -14,6 +20,9 @@ from .modeling_elasticbert import (
     prediction_entropy,
 )
 from .registration import register_elasticbert
+from .training import compute_metrics, make_compute_metrics, per_exit_metrics, preprocess_logits_for_metrics
+
+register_elasticbert()
 
 __all__ = [
     "ElasticBertConfig",
@@ -22,12 +31,19 @@ __all__ = [
     "ElasticBertForSequenceClassification",
     "ElasticBertForMaskedLM",
     "ElasticBertForPreTraining",
+    "ElasticBertModelOutput",
+    "ElasticBertSequenceClassifierOutput",
+    "ElasticBertForPreTrainingOutput",
     "ExitPolicy",
     "exit_layers_from_logits",
     "gradient_rescale",
     "masked_mean",
     "prediction_entropy",
     "register_elasticbert",
+    "compute_metrics",
+    "make_compute_metrics",
+    "per_exit_metrics",
+    "preprocess_logits_for_metrics",
     "convert_bert_to_elasticbert",
 ]
 

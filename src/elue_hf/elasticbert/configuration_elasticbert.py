@@ -9,6 +9,16 @@ from transformers import PretrainedConfig
 EXIT_CRITERIA = ("entropy", "patience")
 MULTI_EXIT_TRAINING = ("gradient_equilibrium", "weighted", "two_stage")
 POOLING = ("cls", "mean")
+#: ``auto_map`` of every ElasticBERT configuration: with the two files that ``save_pretrained`` copies next to the
+#: weights (classes registered with ``register_for_auto_class``), a saved directory loads with
+#: ``trust_remote_code=True`` through any of these Auto classes, without elue-hf.
+AUTO_MAP = {
+    "AutoConfig": "configuration_elasticbert.ElasticBertConfig",
+    "AutoModel": "modeling_elasticbert.ElasticBertModel",
+    "AutoModelForSequenceClassification": "modeling_elasticbert.ElasticBertForSequenceClassification",
+    "AutoModelForMaskedLM": "modeling_elasticbert.ElasticBertForMaskedLM",
+    "AutoModelForPreTraining": "modeling_elasticbert.ElasticBertForPreTraining",
+}
 
 
 class ElasticBertConfig(PretrainedConfig):
@@ -34,8 +44,8 @@ class ElasticBertConfig(PretrainedConfig):
             "agree" when their predictions differ by less than this.
         multi_exit_training (`str`, defaults to ``"gradient_equilibrium"``): how the exits are trained together:
             ``"gradient_equilibrium"`` (unweighted sum of exit losses with the gradient re-scaling of Li et al. 2019),
-            ``"weighted"`` (PABEE: sum_l l * loss_l / sum_l l, no re-scaling) or ``"two_stage"`` (DeeBERT: stage 1 trains
-            the backbone and the top exit, stage 2 freezes them and trains the internal exits; see
+            ``"weighted"`` (PABEE: sum_l l * loss_l / sum_l l, no re-scaling) or ``"two_stage"`` (DeeBERT: stage 1
+            trains the backbone and the top exit, stage 2 freezes them and trains the internal exits; see
             ``training_stage``).
         training_stage (`int`, defaults to 1): current stage when ``multi_exit_training == "two_stage"``.
         pooling (`str`, defaults to ``"cls"``): what every exit's pooler reads: ``"cls"`` (the first token's state, as
@@ -78,6 +88,7 @@ class ElasticBertConfig(PretrainedConfig):
         # Legacy fields of the 2021 checkpoints (accepted, unused).
         kwargs.pop("gradient_checkpointing", None)
         kwargs.setdefault("tie_word_embeddings", True)  # the MLM decoder shares the word embeddings
+        kwargs["auto_map"] = {**AUTO_MAP, **(kwargs.get("auto_map") or {})}
         super().__init__(pad_token_id=pad_token_id, **kwargs)
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
@@ -111,7 +122,8 @@ class ElasticBertConfig(PretrainedConfig):
         """Raise ``ValueError`` naming the field when the exit layout is impossible."""
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})"
+                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
+                f"({self.num_attention_heads})"
             )
         if not 1 <= self.num_hidden_layers <= self.max_output_layers:
             raise ValueError(
@@ -141,4 +153,4 @@ class ElasticBertConfig(PretrainedConfig):
         return list(range(start, self.num_hidden_layers))
 
 
-__all__ = ["ElasticBertConfig"]
+__all__ = ["AUTO_MAP", "ElasticBertConfig"]

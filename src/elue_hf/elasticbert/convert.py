@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from transformers import BertConfig, BertModel, PreTrainedModel
 
+from ..tokenizer_io import load_tokenizer, save_tokenizer
 from .configuration_elasticbert import ElasticBertConfig
 from .modeling_elasticbert import ElasticBertForSequenceClassification, ElasticBertPreTrainedModel
 
@@ -69,6 +70,7 @@ def convert_bert_to_elasticbert(
     num_output_layers: int | None = None,
     model_class: type[ElasticBertPreTrainedModel] = ElasticBertForSequenceClassification,
     save_directory: str | os.PathLike | None = None,
+    tokenizer=None,
     **config_kwargs,
 ) -> ElasticBertPreTrainedModel:
     """Build an ElasticBERT model initialised from a BERT checkpoint.
@@ -78,11 +80,15 @@ def convert_bert_to_elasticbert(
         num_labels: labels of the classification heads (1 = regression).
         num_output_layers: exits on the top layers (default: every layer, the dynamic model; 1 = static).
         model_class: the ElasticBERT class to build (default ``ElasticBertForSequenceClassification``).
-        save_directory: if given, ``save_pretrained`` the result there (with ``auto_map``).
+        save_directory: if given, ``save_pretrained`` the result there (with ``auto_map``) together with its
+            tokenizer, so the folder loads with ``AutoTokenizer`` as well as ``AutoModel*``.
+        tokenizer: the tokenizer to save with it (object, folder or Hub id); default: the one of ``bert`` when
+            ``bert`` is a folder / Hub id. With none found, the folder is saved without one and a warning says so.
 
     Backbone weights are copied unchanged; every exit's pooler starts from BERT's pooler; exit classifiers (and any
     pre-training heads) start freshly initialised.
     """
+    source = bert
     if isinstance(bert, (str, os.PathLike)):
         bert = BertModel.from_pretrained(bert)
     if not isinstance(bert, PreTrainedModel) or getattr(bert.config, "model_type", None) != "bert":
@@ -99,4 +105,5 @@ def convert_bert_to_elasticbert(
     model.eval()
     if save_directory is not None:
         model.save_pretrained(Path(save_directory))
+        save_tokenizer(load_tokenizer(tokenizer, source), save_directory)
     return model

@@ -9,8 +9,6 @@ pooler per layer at ``elasticbert.encoder.pooler.<layer>`` (absolute 0-based ind
 (``classifier`` / ``classifiers.<j>`` / ``predictions.*`` / ``sop_classifier.classifiers.<layer>``).
 """
 
-from __future__ import annotations
-
 import math
 from dataclasses import dataclass
 
@@ -20,9 +18,17 @@ from torch.nn import functional as F
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.masking_utils import create_bidirectional_mask
-from transformers.modeling_outputs import ModelOutput
-from transformers.models.bert.modeling_bert import BertEmbeddings, BertLayer, BertPredictionHeadTransform
+from transformers.modeling_outputs import MaskedLMOutput, ModelOutput
+from transformers.models.bert.modeling_bert import (
+    BertEmbeddings,
+    BertLayer,
+    BertPredictionHeadTransform,
+    BertSelfAttention,
+)
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs
 from transformers.utils.generic import can_return_tuple
+from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_elasticbert import EXIT_CRITERIA, ElasticBertConfig
 
@@ -57,34 +63,52 @@ def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
 # Outputs
 # --------------------------------------------------------------------------------------------------------------------
 
-
-@dataclass
-class ElasticBertEncoderOutput(ModelOutput):
-    last_hidden_state: torch.FloatTensor | None = None
-    exit_hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    exit_pooled_outputs: tuple[torch.FloatTensor, ...] | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+_HIDDEN_STATES_DOC = """hidden_states (`tuple(torch.FloatTensor)`, *optional*, with `output_hidden_states=True`):
+            The embeddings' output and every layer's output, each (batch, seq_len, hidden_size), as in BERT.
+        attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True` with the eager
+            attention): every layer's attention probabilities, each (batch, num_heads, seq_len, seq_len)."""
 
 
 @dataclass
 class ElasticBertModelOutput(ModelOutput):
-    """Every exit's hidden states and pooled output (exits ordered bottom to top)."""
+    """Output of [`ElasticBertModel`]: the top exit's states plus every exit's (exits ordered bottom to top).
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(batch, seq_len, hidden_size)`):
+            Output of the last layer (the top exit's hidden states).
+        pooler_output (`torch.FloatTensor` of shape `(batch, hidden_size)`, *optional*):
+            The top exit's pooled [CLS] output (`None` when built with `add_pooling_layer=False`).
+        exit_hidden_states (`tuple(torch.FloatTensor)`):
+            Hidden states read by each exit, one (batch, seq_len, hidden_size) tensor per exit.
+        exit_pooled_outputs (`tuple(torch.FloatTensor)`, *optional*):
+            Each exit's pooled output, (batch, hidden_size) (`None` without poolers).
+        {hidden}
+    """
 
     last_hidden_state: torch.FloatTensor | None = None
     pooler_output: torch.FloatTensor | None = None
     exit_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     exit_pooled_outputs: tuple[torch.FloatTensor, ...] | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
 class ElasticBertSequenceClassifierOutput(ModelOutput):
-    """
-    loss: training loss (combined over exits for a multi-exit model).
-    logits: (batch, num_labels) logits of the exit each row used (the last exit without early exit).
-    exit_layer: (batch,) 1-based layer at which each row exited.
-    all_logits: (batch, num_exits, num_labels) logits of every exit, when every exit ran for every row.
-    exit_losses: (num_exits,) per-exit losses (multi-exit training).
+    """Output of [`ElasticBertForSequenceClassification`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is given):
+            Training loss (combined over exits for a multi-exit model, see `config.multi_exit_training`).
+        logits (`torch.FloatTensor` of shape `(batch, num_labels)`):
+            Logits of the exit each row used (the last exit without early exit).
+        exit_layer (`torch.LongTensor` of shape `(batch,)`):
+            1-based layer at which each row exited.
+        all_logits (`torch.FloatTensor` of shape `(batch, num_exits, num_labels)`, *optional*):
+            Logits of every exit, when every exit ran for every row (no early exit).
+        exit_losses (`torch.FloatTensor` of shape `(num_exits,)`, *optional*):
+            Per-exit losses (multi-exit training with `labels`).
+        {hidden}
     """
 
     loss: torch.FloatTensor | None = None
@@ -93,16 +117,54 @@ class ElasticBertSequenceClassifierOutput(ModelOutput):
     all_logits: torch.FloatTensor | None = None
     exit_losses: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
 class ElasticBertForPreTrainingOutput(ModelOutput):
+    """Output of [`ElasticBertForPreTraining`] (heads of the selected exits only, see `exit_group`).
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` or `sentence_order_label` is
+            given): sum of the selected exits' masked-LM and sentence-order losses.
+        logits (`torch.FloatTensor` of shape `(batch, seq_len, vocab_size)`):
+            Masked-LM logits of the top selected exit.
+        sop_logits (`torch.FloatTensor` of shape `(batch, 2)`):
+            Sentence-order logits of the top selected exit.
+        exit_mlm_losses (`torch.FloatTensor` of shape `(num_selected_exits,)`, *optional*):
+            Masked-LM loss of each selected exit (with `labels`).
+        exit_sop_losses (`torch.FloatTensor` of shape `(num_selected_exits,)`, *optional*):
+            Sentence-order loss of each selected exit (with `sentence_order_label`).
+        exit_logits (`tuple(torch.FloatTensor)`):
+            Masked-LM logits of each selected exit, bottom to top.
+        {hidden}
+    """
+
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     sop_logits: torch.FloatTensor | None = None
     exit_mlm_losses: torch.FloatTensor | None = None
     exit_sop_losses: torch.FloatTensor | None = None
     exit_logits: tuple[torch.FloatTensor, ...] | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+for _output_class in (ElasticBertModelOutput, ElasticBertSequenceClassifierOutput, ElasticBertForPreTrainingOutput):
+    _output_class.__doc__ = _output_class.__doc__.replace("{hidden}", _HIDDEN_STATES_DOC)
+
+# Keyword arguments every ``forward`` accepts besides its own (transformers' shared ones: output_attentions,
+# output_hidden_states, num_items_in_batch, ...). ``return_dict`` is consumed by the output decorators.
+_SHARED_FORWARD_KWARGS = frozenset(TransformersKwargs.__annotations__)
+
+
+def _reject_unknown_kwargs(model: nn.Module, kwargs: dict) -> None:
+    unknown = sorted(set(kwargs) - _SHARED_FORWARD_KWARGS)
+    if unknown:
+        raise TypeError(
+            f"{type(model).__name__}.forward() got unexpected keyword argument(s) {unknown}; besides its own "
+            f"arguments it accepts {sorted(_SHARED_FORWARD_KWARGS)}"
+        )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -159,58 +221,83 @@ class ElasticBertPooler(nn.Module):
 
 
 class ElasticBertEncoder(nn.Module):
-    """The layer stack plus one pooler per exit layer.
+    """The layer stack plus one pooler per exit layer, driven one layer at a time.
 
-    Heads drive it through :meth:`layer_forward` and :meth:`pool` (so wrappers such as LPT can intercept both), or
-    call :meth:`forward` to run every layer and collect every exit.
+    It is a *multi-exit encoder* (it implements ``elue_hf.multi_exit.MultiExitEncoder`` structurally, since this
+    file imports nothing from elue-hf): ``num_layers``, ``exit_layer_indices`` (0-based layers with an exit),
+    ``run_layer(i, hidden_states, attention_mask)``, ``exit_states(i, hidden_states)`` (what exit ``i``'s heads read
+    from layer ``i``'s output) and ``pool(i, states)``. The models only use these, so a module wrapping the encoder
+    and offering the same methods (e.g. one that inserts extra rows into the sequence) drives every head unchanged.
+    :meth:`forward` runs every layer and collects every exit.
     """
 
-    def __init__(self, config: ElasticBertConfig):
+    def __init__(self, config: ElasticBertConfig, add_pooling_layer: bool = True):
         super().__init__()
         self.config = config
         self.layer = nn.ModuleList([BertLayer(config, layer_idx=i) for i in range(config.num_hidden_layers)])
-        self.pooler = _per_layer_list(config, lambda: ElasticBertPooler(config))
+        self.pooler = _per_layer_list(config, lambda: ElasticBertPooler(config)) if add_pooling_layer else None
         self.exit_layer_indices = list(config.exit_layer_indices)
         self.gradient_checkpointing = False
 
-    def layer_forward(self, i: int, hidden_states: torch.Tensor, attention_mask=None) -> torch.Tensor:
-        return self.layer[i](hidden_states, attention_mask)
+    @property
+    def num_layers(self) -> int:
+        return len(self.layer)
+
+    def run_layer(self, i: int, hidden_states: torch.Tensor, attention_mask=None, **kwargs) -> torch.Tensor:
+        return self.layer[i](hidden_states, attention_mask, **kwargs)
+
+    def exit_states(self, i: int, hidden_states: torch.Tensor) -> torch.Tensor:
+        return hidden_states
 
     def pool(self, i: int, hidden_states: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Pooler ``i``; ``token_mask`` (batch, seq) marks the tokens a mean pooling averages (ignored for [CLS])."""
+        if self.pooler is None:
+            raise ValueError("This ElasticBERT encoder was built with add_pooling_layer=False: it has no exit pooler")
         return self.pooler[i](hidden_states, token_mask)
 
-    def forward(
-        self, hidden_states, attention_mask=None, output_hidden_states=False, token_mask=None
-    ) -> ElasticBertEncoderOutput:
-        num_layers = self.config.num_hidden_layers
-        equilibrium = (
-            self.training
-            and self.config.num_output_layers > 1
-            and self.config.multi_exit_training == "gradient_equilibrium"
-        )
-        exits = set(self.exit_layer_indices)
-        all_hidden = (hidden_states,) if output_hidden_states else None
-        exit_hidden, exit_pooled = [], []
-        for i in range(num_layers):
-            hidden_states = self.layer_forward(i, hidden_states, attention_mask)
-            if i in exits:
-                if equilibrium:
-                    hidden_states = gradient_rescale(hidden_states, 1.0 / (num_layers - i))
-                exit_hidden.append(hidden_states)
-                exit_pooled.append(self.pool(i, hidden_states, token_mask))
-                if output_hidden_states:
-                    all_hidden += (hidden_states,)
-                if equilibrium:
-                    hidden_states = gradient_rescale(hidden_states, float(num_layers - i - 1))
-            elif output_hidden_states:
-                all_hidden += (hidden_states,)
-        return ElasticBertEncoderOutput(
-            last_hidden_state=exit_hidden[-1],
-            exit_hidden_states=tuple(exit_hidden),
-            exit_pooled_outputs=tuple(exit_pooled),
-            hidden_states=all_hidden,
-        )
+    def exit_modules(self, i: int) -> list[nn.Module]:
+        """The encoder modules exit ``i``'s pooled output depends on: layers ``0..i`` and pooler ``i``."""
+        pooler = [] if self.pooler is None else [self.pooler[i]]
+        return [*self.layer[: i + 1], *pooler]
+
+    def forward(self, hidden_states, attention_mask=None, token_mask=None, **kwargs) -> ElasticBertModelOutput:
+        pool = self.pooler is not None
+        return run_exits(self, self.config, hidden_states, attention_mask, pool=pool, token_mask=token_mask, **kwargs)
+
+
+def run_exits(
+    encoder, config, hidden_states, attention_mask=None, pool: bool = True, token_mask=None, **layer_kwargs
+):
+    """Run every layer of a multi-exit ``encoder`` and collect each exit's states (and pooled output).
+
+    ``token_mask`` (batch, seq) is what a mean pooling averages over (see :func:`pooling_token_mask`).
+
+    In training with several exits and ``multi_exit_training="gradient_equilibrium"``, the gradient reaching layer
+    ``i`` from the exits above is rescaled as in Li et al. (2019). Returns an :class:`ElasticBertModelOutput`
+    without ``hidden_states`` / ``attentions`` (the model records those).
+    """
+    num_layers = encoder.num_layers
+    equilibrium = (
+        encoder.training and config.num_output_layers > 1 and config.multi_exit_training == "gradient_equilibrium"
+    )
+    exits = set(encoder.exit_layer_indices)
+    exit_hidden, exit_pooled = [], []
+    for i in range(num_layers):
+        hidden_states = encoder.run_layer(i, hidden_states, attention_mask, **layer_kwargs)
+        if i in exits:
+            if equilibrium:
+                hidden_states = gradient_rescale(hidden_states, 1.0 / (num_layers - i))
+            exit_hidden.append(encoder.exit_states(i, hidden_states))
+            if pool:
+                exit_pooled.append(encoder.pool(i, exit_hidden[-1], token_mask))
+            if equilibrium:
+                hidden_states = gradient_rescale(hidden_states, float(num_layers - i - 1))
+    return ElasticBertModelOutput(
+        last_hidden_state=exit_hidden[-1],
+        pooler_output=exit_pooled[-1] if pool else None,
+        exit_hidden_states=tuple(exit_hidden),
+        exit_pooled_outputs=tuple(exit_pooled) if pool else None,
+    )
 
 
 class ElasticBertLMPredictionHeads(nn.Module):
@@ -221,7 +308,6 @@ class ElasticBertLMPredictionHeads(nn.Module):
         self.transforms = _per_layer_list(config, lambda: BertPredictionHeadTransform(config))
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
-        self.decoder.bias = self.bias
 
     def forward(self, i: int, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.transforms[i](hidden_states))
@@ -253,16 +339,6 @@ _IGNORE_UNEXPECTED = [
 ]
 
 
-# ``auto_map`` written on save, so a saved directory loads with ``trust_remote_code=True`` without elue-hf.
-AUTO_MAP = {
-    "AutoConfig": "configuration_elasticbert.ElasticBertConfig",
-    "AutoModel": "modeling_elasticbert.ElasticBertModel",
-    "AutoModelForSequenceClassification": "modeling_elasticbert.ElasticBertForSequenceClassification",
-    "AutoModelForMaskedLM": "modeling_elasticbert.ElasticBertForMaskedLM",
-    "AutoModelForPreTraining": "modeling_elasticbert.ElasticBertForPreTraining",
-}
-
-
 class ElasticBertPreTrainedModel(PreTrainedModel):
     config_class = ElasticBertConfig
     config: ElasticBertConfig
@@ -272,6 +348,7 @@ class ElasticBertPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
     _no_split_modules = ["BertEmbeddings", "BertLayer"]
     _keys_to_ignore_on_load_unexpected = _IGNORE_UNEXPECTED
+    _can_record_outputs = {"hidden_states": BertLayer, "attentions": BertSelfAttention}
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -285,36 +362,37 @@ class ElasticBertPreTrainedModel(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """``PreTrainedModel.from_pretrained``; a checkpoint whose tensor shapes do not fit raises a ``ValueError``
-        that names every mismatched key with both shapes (instead of pointing at a printed report)."""
-        try:
+        that names every mismatched key with both shapes (unless ``ignore_mismatched_sizes=True``)."""
+        if kwargs.get("ignore_mismatched_sizes"):
             return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        except RuntimeError as err:
-            if "ignore_mismatched_sizes" not in str(err) or kwargs.get("ignore_mismatched_sizes"):
-                raise
-            retry = {**kwargs, "ignore_mismatched_sizes": True, "output_loading_info": True}
-            _, info = super().from_pretrained(pretrained_model_name_or_path, *args, **retry)
+        want_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(
+            pretrained_model_name_or_path, *args, **kwargs, ignore_mismatched_sizes=True, output_loading_info=True
+        )
+        if info["mismatched_keys"]:
             details = "; ".join(
-                f"{key}: checkpoint {tuple(ckpt)} vs model {tuple(model)}" for key, ckpt, model in info["mismatched_keys"]
+                f"{key}: checkpoint {tuple(ckpt)} vs model {tuple(ours)}" for key, ckpt, ours in info["mismatched_keys"]
             )
             raise ValueError(
                 f"Checkpoint {pretrained_model_name_or_path} does not fit {cls.__name__} with this config. "
                 f"Mismatched shapes: {details}"
-            ) from err
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """Save weights and config; the config's ``auto_map`` covers every ElasticBERT Auto class."""
-        self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **AUTO_MAP}
-        return super().save_pretrained(save_directory, *args, **kwargs)
+            )
+        return (model, info) if want_info else model
 
 
 class ElasticBertModel(ElasticBertPreTrainedModel):
-    """The ElasticBERT backbone; returns every exit's hidden states and pooled output."""
+    """The ElasticBERT backbone; returns every exit's hidden states and (with poolers) pooled output.
+
+    ``add_pooling_layer=False`` builds no exit pooler (``pooler_output`` / ``exit_pooled_outputs`` are ``None``).
+    ``output_hidden_states`` / ``output_attentions`` work as in BERT (attentions need the eager attention).
+    """
 
     def __init__(self, config: ElasticBertConfig, add_pooling_layer: bool = True):
         super().__init__(config)
         config.validate_elastic_fields()
+        self.add_pooling_layer = add_pooling_layer
         self.embeddings = BertEmbeddings(config)
-        self.encoder = ElasticBertEncoder(config)
+        self.encoder = ElasticBertEncoder(config, add_pooling_layer)
         self.post_init()
 
     def get_input_embeddings(self):
@@ -333,34 +411,22 @@ class ElasticBertModel(ElasticBertPreTrainedModel):
         mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask)
         return hidden_states, mask
 
-    @can_return_tuple
+    @capture_outputs(tie_last_hidden_states=False)
     def forward(
         self,
-        input_ids=None,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
-        output_hidden_states=None,
-        return_dict=None,
-        **kwargs,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> ElasticBertModelOutput:
+        _reject_unknown_kwargs(self, kwargs)
         hidden_states, mask = self.embed(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
-        if output_hidden_states is None:
-            output_hidden_states = self.config.output_hidden_states
-        out = self.encoder(
-            hidden_states,
-            mask,
-            output_hidden_states=bool(output_hidden_states),
-            token_mask=pooling_token_mask(self.config, attention_mask),
-        )
-        return ElasticBertModelOutput(
-            last_hidden_state=out.last_hidden_state,
-            pooler_output=out.exit_pooled_outputs[-1],
-            exit_hidden_states=out.exit_hidden_states,
-            exit_pooled_outputs=out.exit_pooled_outputs,
-            hidden_states=out.hidden_states,
-        )
+        # ``self.encoder`` may be a wrapper offering the same step methods: always drive it through them
+        token_mask = pooling_token_mask(self.config, attention_mask)
+        pool = self.add_pooling_layer
+        return run_exits(self.encoder, self.config, hidden_states, mask, pool=pool, token_mask=token_mask, **kwargs)
 
 
 def _check_exit_arguments(config, criterion, entropy_threshold, patience, regression_threshold):
@@ -465,14 +531,19 @@ class ElasticBertForSequenceClassification(ElasticBertPreTrainedModel):
         entropy_threshold: float | None = None,
         patience: int | None = None,
         regression_threshold: float | None = None,
-        output_hidden_states=None,
-        return_dict=None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> ElasticBertSequenceClassifierOutput:
+        _reject_unknown_kwargs(self, kwargs)
         criterion, entropy_threshold, patience, regression_threshold = self._resolve_exit(
             exit_criterion, entropy_threshold, patience, regression_threshold
         )
         if criterion is not None and not self.training:
+            requested = [name for name in ("output_hidden_states", "output_attentions") if kwargs.get(name)]
+            if requested:
+                raise ValueError(
+                    f"{requested} cannot be combined with early exit (exit_criterion={criterion!r}): rows leave the "
+                    "batch at different layers. Run without early exit to get every layer's states."
+                )
             return self._early_exit_forward(
                 input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, labels,
                 criterion, entropy_threshold, patience, regression_threshold,
@@ -484,7 +555,7 @@ class ElasticBertForSequenceClassification(ElasticBertPreTrainedModel):
             token_type_ids=token_type_ids,
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
-            output_hidden_states=output_hidden_states,
+            **kwargs,
         )
         all_logits = torch.stack([self.exit_head(j, p) for j, p in enumerate(out.exit_pooled_outputs)], dim=1)
         logits = all_logits[:, -1]
@@ -503,6 +574,7 @@ class ElasticBertForSequenceClassification(ElasticBertPreTrainedModel):
             all_logits=all_logits,
             exit_losses=exit_losses,
             hidden_states=out.hidden_states,
+            attentions=out.attentions,
         )
 
     def _early_exit_forward(
@@ -519,10 +591,10 @@ class ElasticBertForSequenceClassification(ElasticBertPreTrainedModel):
         exits = {layer: j for j, layer in enumerate(encoder.exit_layer_indices)}
         token_mask = pooling_token_mask(self.config, attention_mask)
         for i in range(num_layers):
-            hidden = encoder.layer_forward(i, hidden, mask)
+            hidden = encoder.run_layer(i, hidden, mask)
             if i not in exits:
                 continue
-            logits = self.exit_head(exits[i], encoder.pool(i, hidden, token_mask))
+            logits = self.exit_head(exits[i], encoder.pool(i, encoder.exit_states(i, hidden), token_mask))
             done = policy.step(logits, last=i == num_layers - 1)
             if done.any():
                 logits_out[rows[done]] = logits[done].to(logits_out.dtype)
@@ -544,7 +616,7 @@ class ElasticBertForSequenceClassification(ElasticBertPreTrainedModel):
 def _trim_padding(hidden, mask, attention_mask, rows):
     """Drop trailing positions that are padding for every remaining row (masked keys that nothing reads).
 
-    Trims from the end, so wrappers that prepend rows to ``hidden`` (LPT's prompt) stay aligned.
+    Trims from the end, so encoders that prepend rows to ``hidden`` (e.g. prompt vectors) stay aligned.
     """
     if mask is None or attention_mask is None or attention_mask.dim() != 2:
         return hidden, mask
@@ -613,34 +685,25 @@ def exit_layers_from_logits(all_logits: torch.Tensor, exit_layers, criterion, **
     return chosen
 
 
-class ElasticBertForPreTraining(ElasticBertPreTrainedModel):
-    """Multi-exit pre-training heads: masked LM and sentence-order prediction at every exit.
-
-    ``exit_group`` (1-based layer numbers) restricts the loss to a group of exits, as in the paper's grouped
-    training (see ``elue_hf.elasticbert.pretraining.exit_groups``); only those exits' heads are computed.
-    """
+class _ElasticBertMaskedLMBase(ElasticBertPreTrainedModel):
+    """Shared by the masked-LM and pre-training models: per-exit MLM heads (per-layer transforms, one shared output
+    bias, decoder tied to the word embeddings) over the exits selected by ``exit_group``."""
 
     _tied_weights_keys = {
         "predictions.decoder.weight": "elasticbert.embeddings.word_embeddings.weight",
         "predictions.decoder.bias": "predictions.bias",
     }
-    _keys_to_ignore_on_load_unexpected = [r"^classifiers?\.", r"encoder\.layer\.\d+\.", r"embeddings\.position_ids$"]
-    with_sop = True
 
-    def __init__(self, config: ElasticBertConfig):
+    def __init__(self, config: ElasticBertConfig, add_pooling_layer: bool):
         super().__init__(config)
-        self.elasticbert = ElasticBertModel(config)
+        self.elasticbert = ElasticBertModel(config, add_pooling_layer=add_pooling_layer)
         self.predictions = ElasticBertLMPredictionHeads(config)
-        if self.with_sop:
-            self.sop_classifier = ElasticBertSOPHeads(config)
-        self.post_init()
 
     def get_output_embeddings(self):
         return self.predictions.decoder
 
     def set_output_embeddings(self, new_embeddings):
         self.predictions.decoder = new_embeddings
-        self.predictions.bias = new_embeddings.bias
 
     def _selected_exits(self, exit_group) -> list[tuple[int, int]]:
         """(exit position j, absolute layer i) pairs whose heads run."""
@@ -656,6 +719,30 @@ class ElasticBertForPreTraining(ElasticBertPreTrainedModel):
             )
         return [(j, i) for j, i in enumerate(layers) if i in wanted]
 
+    def _mlm_exits(self, out: ElasticBertModelOutput, selected, labels) -> tuple[list, list]:
+        """Each selected exit's MLM logits and (with ``labels``) loss."""
+        logits, losses = [], []
+        for j, i in selected:
+            logits.append(self.predictions(i, out.exit_hidden_states[j]))
+            if labels is not None:
+                losses.append(F.cross_entropy(logits[-1].view(-1, self.config.vocab_size), labels.view(-1)))
+        return logits, losses
+
+
+class ElasticBertForPreTraining(_ElasticBertMaskedLMBase):
+    """Multi-exit pre-training heads: masked LM and sentence-order prediction at every exit.
+
+    ``exit_group`` (1-based layer numbers) restricts the loss to a group of exits, as in the paper's grouped
+    training (see ``elue_hf.elasticbert.pretraining.exit_groups``); only those exits' heads are computed.
+    """
+
+    _keys_to_ignore_on_load_unexpected = [r"^classifiers?\.", r"encoder\.layer\.\d+\.", r"embeddings\.position_ids$"]
+
+    def __init__(self, config: ElasticBertConfig):
+        super().__init__(config, add_pooling_layer=True)
+        self.sop_classifier = ElasticBertSOPHeads(config)
+        self.post_init()
+
     @can_return_tuple
     def forward(
         self,
@@ -667,55 +754,87 @@ class ElasticBertForPreTraining(ElasticBertPreTrainedModel):
         labels=None,
         sentence_order_label=None,
         exit_group=None,
-        return_dict=None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> ElasticBertForPreTrainingOutput:
+        _reject_unknown_kwargs(self, kwargs)
+        selected = self._selected_exits(exit_group)
         out = self.elasticbert(
-            input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-        )
-        exit_logits, mlm_losses, sop_logits, sop_losses = [], [], [], []
-        for j, i in self._selected_exits(exit_group):
-            exit_logits.append(self.predictions(i, out.exit_hidden_states[j]))
-            if labels is not None:
-                mlm_losses.append(F.cross_entropy(exit_logits[-1].view(-1, self.config.vocab_size), labels.view(-1)))
-            if self.with_sop:
-                sop_logits.append(self.sop_classifier(i, out.exit_pooled_outputs[j]))
-                if sentence_order_label is not None:
-                    sop_losses.append(F.cross_entropy(sop_logits[-1], sentence_order_label.view(-1)))
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
+            inputs_embeds=inputs_embeds, **kwargs,
+        )  # fmt: skip
+        exit_logits, mlm_losses = self._mlm_exits(out, selected, labels)
+        sop_logits = [self.sop_classifier(i, out.exit_pooled_outputs[j]) for j, i in selected]
+        sop_losses = []
+        if sentence_order_label is not None:
+            sop_losses = [F.cross_entropy(logits, sentence_order_label.view(-1)) for logits in sop_logits]
         losses = mlm_losses + sop_losses
         return ElasticBertForPreTrainingOutput(
             loss=torch.stack(losses).sum() if losses else None,
-            logits=exit_logits[-1] if exit_logits else None,
-            sop_logits=sop_logits[-1] if sop_logits else None,
+            logits=exit_logits[-1],
+            sop_logits=sop_logits[-1],
             exit_mlm_losses=torch.stack(mlm_losses) if mlm_losses else None,
             exit_sop_losses=torch.stack(sop_losses) if sop_losses else None,
             exit_logits=tuple(exit_logits),
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
         )
 
 
-class ElasticBertForMaskedLM(ElasticBertForPreTraining):
-    """Multi-exit masked LM (per-layer transforms, shared bias, tied decoder). Loss = sum over the selected exits.
+class ElasticBertForMaskedLM(_ElasticBertMaskedLMBase):
+    """Multi-exit masked LM (per-layer transforms, shared bias, tied decoder); returns a ``MaskedLMOutput``.
 
-    ``forward`` takes the same arguments as :class:`ElasticBertForPreTraining` (no sentence-order head runs).
+    ``loss`` is the sum of the selected exits' MLM losses (``exit_group``: 1-based layers; default every exit) and
+    ``logits`` the top selected exit's. The exit poolers are not built (no MLM loss reaches them).
     """
 
-    _keys_to_ignore_on_load_unexpected = ElasticBertForPreTraining._keys_to_ignore_on_load_unexpected + [
-        r"^sop_classifier\."
+    _keys_to_ignore_on_load_unexpected = [
+        r"^classifiers?\.",
+        r"^sop_classifier\.",
+        r"encoder\.layer\.\d+\.",
+        r"encoder\.pooler\.\d+\.",
+        r"embeddings\.position_ids$",
     ]
-    with_sop = False
+
+    def __init__(self, config: ElasticBertConfig):
+        super().__init__(config, add_pooling_layer=False)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        exit_group=None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MaskedLMOutput:
+        _reject_unknown_kwargs(self, kwargs)
+        selected = self._selected_exits(exit_group)
+        out = self.elasticbert(
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
+            inputs_embeds=inputs_embeds, **kwargs,
+        )  # fmt: skip
+        exit_logits, losses = self._mlm_exits(out, selected, labels)
+        return MaskedLMOutput(
+            loss=torch.stack(losses).sum() if losses else None,
+            logits=exit_logits[-1],
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+        )
 
 
 __all__ = [
-    "AUTO_MAP",
     "ElasticBertPreTrainedModel",
     "ElasticBertModel",
     "ElasticBertForSequenceClassification",
     "ElasticBertForMaskedLM",
     "ElasticBertForPreTraining",
+    "ElasticBertModelOutput",
+    "ElasticBertSequenceClassifierOutput",
+    "ElasticBertForPreTrainingOutput",
     "ExitPolicy",
     "exit_layers_from_logits",
     "gradient_rescale",

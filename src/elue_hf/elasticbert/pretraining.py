@@ -148,28 +148,23 @@ def _texts(args) -> list[str]:
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="BERT or ElasticBERT checkpoint (default: the embedded MiniLM)")
-    parser.add_argument("--text-file", default=None, help="UTF-8 text, one document per line (default: RT snippets)")
-    parser.add_argument("--output-dir", default="elue_hf_outputs/pretrain")
-    parser.add_argument("--max-steps", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=32, help="per device")
-    parser.add_argument("--learning-rate", type=float, default=2e-4)
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--num-groups", type=int, default=2, help="exit groups cycled over steps (1 = all exits)")
-    parser.add_argument("--seed", type=int, default=0)
-    return parser
+    from ..commands.pretrain import add_arguments
+
+    formatter = argparse.RawDescriptionHelpFormatter
+    return add_arguments(parser or argparse.ArgumentParser(description=__doc__, formatter_class=formatter))
 
 
 def run(args) -> dict:
-    from accelerate import Accelerator
-    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+    from accelerate import Accelerator, DistributedDataParallelKwargs
 
     from ..assets import minilm_path
+    from ..tokenizer_io import load_tokenizer, save_tokenizer
+    from ..training import OptimizerSettings, train_steps
 
-    accelerator = Accelerator()
+    # each step trains one exit group: the other exits' heads get no gradient, which DDP must be told
+    accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     model_path = args.model or str(minilm_path())
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    tokenizer = load_tokenizer(args.tokenizer, model_path, required=True)
     model = load_pretraining_model(model_path)
     groups = exit_groups(model.config.num_hidden_layers, args.num_groups)
     texts = _texts(args)
@@ -178,39 +173,31 @@ def run(args) -> dict:
         texts, batch_size=args.batch_size, shuffle=True, collate_fn=collator,
         generator=torch.Generator().manual_seed(args.seed),
     )  # fmt: skip
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, betas=(0.9, 0.999), weight_decay=0.01)
-    schedule = get_linear_schedule_with_warmup(optimizer, max(1, args.max_steps // 16), args.max_steps)
-    model, optimizer, loader, schedule = accelerator.prepare(model, optimizer, loader, schedule)
-    model.train()
-    history, step = [], 0
-    while step < args.max_steps:
-        for batch in loader:
-            group = groups[step % len(groups)]
-            loss = model(**batch, exit_group=group).loss
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
-            history.append({"step": step, "group": group, "loss": float(loss.detach())})
-            if accelerator.is_main_process:
-                print(f"step {step} exits {group} loss {history[-1]['loss']:.4f}", flush=True)
-            step += 1
-            if step >= args.max_steps:
-                break
+    settings = OptimizerSettings(steps=args.max_steps, learning_rate=args.learning_rate,
+                                 warmup=max(1, args.max_steps // 16))
+    loader = accelerator.prepare(loader)
+    history = []
+
+    def with_exit_groups():  # each step trains one exit group, in turn; epochs repeat until the last step
+        step = 0
+        while True:
+            for batch in loader:
+                yield {**batch, "exit_group": groups[step % len(groups)]}
+                step += 1
+
+    def log(step: int, loss: float, batch: dict) -> None:
+        history.append({"step": step, "group": batch["exit_group"], "loss": loss})
+        if accelerator.is_main_process:
+            print(f"step {step} exits {batch['exit_group']} loss {loss:.4f}", flush=True)
+
+    train_steps(model, with_exit_groups(), settings, accelerator=accelerator, on_step=log)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         out = Path(args.output_dir)
         accelerator.unwrap_model(model).save_pretrained(out)
-        tokenizer.save_pretrained(out)
+        save_tokenizer(tokenizer, out)
         (out / "pretraining_log.json").write_text(json.dumps(history, indent=1))
-    return {"steps": step, "losses": [h["loss"] for h in history]}
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("pretrain", help="continued multi-exit pre-training (MLM + SOP at every exit)")
-    build_parser(parser)
-    parser.set_defaults(func=lambda args: 0 if run(args) else 1)
+    return {"steps": len(history), "losses": [h["loss"] for h in history]}
 
 
 def main(argv: list[str] | None = None) -> int:

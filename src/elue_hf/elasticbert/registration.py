@@ -1,4 +1,4 @@
-"""Register ElasticBERT with the transformers Auto classes (idempotent) and for ``auto_map`` on save."""
+"""Register ElasticBERT with the transformers Auto classes (idempotent) and for remote code on save."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ def register_elasticbert() -> None:
     transformers.AutoConfig.register("elasticbert", ElasticBertConfig, exist_ok=True)
     for auto_name, model_cls in _AUTO_CLASSES.items():
         getattr(transformers, auto_name).register(ElasticBertConfig, model_cls, exist_ok=True)
-    # save_pretrained copies the configuration/modeling files and writes auto_map for every class.
+    # save_pretrained copies the configuration/modeling files next to the weights; the config's auto_map
+    # (configuration_elasticbert.AUTO_MAP) names every class in them.
     ElasticBertConfig.register_for_auto_class("AutoConfig")
     for auto_name, model_cls in _AUTO_CLASSES.items():
         model_cls.register_for_auto_class(auto_name)

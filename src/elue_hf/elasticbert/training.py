@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from .modeling_elasticbert import ElasticBertForSequenceClassification
 
@@ -41,11 +40,99 @@ def exit_metrics(all_logits, labels) -> dict[str, float]:
 
     ``all_logits`` is (batch, num_exits, num_labels) as returned in ``ElasticBertSequenceClassifierOutput``.
     """
-    logits = torch.as_tensor(np.asarray(all_logits))
-    labels = torch.as_tensor(np.asarray(labels))
+    logits = np.asarray(all_logits)
+    if logits.ndim != 3:
+        raise ValueError(f"expected all_logits (batch, exits, labels), got shape {logits.shape}")
+    return per_exit_metrics(logits, labels)
+
+
+# ------------------------------------------------------------------------------------------- Trainer metrics
+
+
+def _exit_logits(predictions):
+    """The (batch, exits, labels) array among what a model returned (3-D), else its (batch, labels) logits."""
+    items = predictions if isinstance(predictions, (tuple, list)) else (predictions,)
+    arrays = [a for a in items if a is not None and getattr(a, "ndim", 0) in (2, 3)]
+    for wanted in (3, 2):
+        found = next((a for a in arrays if a.ndim == wanted), None)
+        if found is not None:
+            return found[:, None] if wanted == 2 else found
+    raise ValueError(
+        "no logits among the predictions: expected (batch, exits, labels) or (batch, labels) arrays, got "
+        f"{[getattr(a, 'shape', type(a).__name__) for a in items]}"
+    )
+
+
+def preprocess_logits_for_metrics(logits, labels=None):
+    """For ``Trainer(preprocess_logits_for_metrics=...)``: keep only the per-exit logits (batch, exits, labels).
+
+    An ElasticBERT returns ``(logits, exit_layer, all_logits, exit_losses)`` to the Trainer; keeping one array saves
+    memory and gives :func:`compute_metrics` (or any ``argmax(p.predictions, -1)`` code) a plain array.
+    """
+    return _exit_logits(logits)
+
+
+def _exit_scores(preds, labels, task, regression: bool) -> dict[str, float]:
+    from ..elue.score.metrics import accuracy, pearson, spearman, task_metric
+
+    if task is not None:
+        scores = task_metric(task, preds, labels)
+        scores.pop("score")
+        return scores
+    if regression:
+        out = {"pearson": pearson(preds, labels), "spearmanr": spearman(preds, labels)}
+        return {**out, "corr": (out["pearson"] + out["spearmanr"]) / 2.0}
+    return {"accuracy": accuracy(preds, labels)}
+
+
+def per_exit_metrics(all_logits, labels, task=None, exit_layers=None) -> dict[str, float]:
+    """Metrics (x100) of every exit plus their average: ``exit_<layer>_<metric>`` and ``average_exit_<metric>``.
+
+    Args:
+        all_logits: (batch, exits, labels) logits; (batch, 1, 1) or (batch, exits, 1) is regression.
+        labels: (batch,) gold labels.
+        task: an ELUE task (name or ``EluTask``) for its metrics (acc / acc and F1 / Pearson-Spearman); default
+            accuracy for classification and Pearson/Spearman (``corr``) for regression.
+        exit_layers: 1-based layer of each exit (default 1..exits).
+    """
+    logits = np.asarray(all_logits, dtype=np.float64)
+    labels = np.asarray(labels).reshape(-1)
+    if logits.ndim == 2:
+        logits = logits[:, None]
     if logits.ndim != 3 or logits.shape[0] != labels.shape[0]:
-        raise ValueError(f"expected all_logits (batch, exits, labels) matching {labels.shape[0]} labels, got {tuple(logits.shape)}")
-    correct = (logits.argmax(-1) == labels[:, None]).float().mean(0) * 100
-    out = {f"exit_{j + 1}_accuracy": float(v) for j, v in enumerate(correct)}
-    out["average_exit_accuracy"] = float(correct.mean())
+        raise ValueError(f"expected logits (batch, exits, labels) matching {labels.shape[0]} labels, got "
+                         f"{logits.shape}")
+    layers = list(exit_layers) if exit_layers is not None else list(range(1, logits.shape[1] + 1))
+    if len(layers) != logits.shape[1]:
+        raise ValueError(f"{len(layers)} exit_layers for {logits.shape[1]} exits")
+    regression = logits.shape[2] == 1
+    out: dict[str, float] = {}
+    per_metric: dict[str, list[float]] = {}
+    for j, layer in enumerate(layers):
+        preds = logits[:, j, 0] if regression else logits[:, j].argmax(-1)
+        for name, value in _exit_scores(preds, labels, task, regression).items():
+            out[f"exit_{layer}_{name}"] = value
+            per_metric.setdefault(name, []).append(value)
+    for name, values in per_metric.items():
+        out[f"average_exit_{name}"] = float(np.mean(values))
     return out
+
+
+def make_compute_metrics(task=None, exit_layers=None):
+    """A ``Trainer(compute_metrics=...)`` function reporting every exit's metric and their average.
+
+    Works with the raw ElasticBERT predictions (the tuple ``(logits, exit_layer, all_logits, exit_losses)``), with
+    :func:`preprocess_logits_for_metrics` output, and with plain (batch, labels) logits of any classifier.
+    """
+
+    def compute(eval_pred) -> dict[str, float]:
+        predictions, labels = eval_pred.predictions, eval_pred.label_ids
+        if isinstance(labels, (tuple, list)):
+            labels = labels[0]
+        return per_exit_metrics(_exit_logits(predictions), labels, task, exit_layers)
+
+    return compute
+
+
+#: ``Trainer(compute_metrics=compute_metrics)``: per-exit accuracy (classification) or correlation (regression)
+compute_metrics = make_compute_metrics()

@@ -27,6 +27,7 @@ _EXPORTS = {
     "load_elue_task": "data",
     "load_elue_split": "data",
     "load_test_labels": "data",
+    "write_elue_task": "data",
     "from_hub": "data",
     "load_hub_task": "data",
     "token_lengths": "data",

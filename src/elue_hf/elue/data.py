@@ -25,6 +25,8 @@ __all__ = [
     "load_elue_split",
     "load_elue_task",
     "load_test_labels",
+    "write_elue_split",
+    "write_elue_task",
     "from_hub",
     "load_hub_task",
     "tokenize_examples",
@@ -176,6 +178,66 @@ def load_test_labels(data_dir, task) -> np.ndarray:
     return np.asarray(labels, dtype=np.float64 if task.is_regression else np.int64)
 
 
+def _tsv_field(value) -> str:
+    return " ".join(str(value).split())  # the format has no quoting: tabs and line breaks become spaces
+
+
+def _label_field(task: EluTask, value) -> str:
+    if task.is_regression:
+        return repr(float(value))
+    return str(int(value))
+
+
+def write_elue_split(dataset, data_dir, task, split: str) -> Path:
+    """Write a split (a ``Dataset`` or dict of columns with our column names) as ``<data_dir>/<Task>/<split file>``.
+
+    ``split`` is train / validation / test / test_full; ``test`` writes the unlabelled ``index + texts`` file. The
+    layout (column order, header, MRPC's five columns) is the one :func:`read_elue_tsv` reads.
+    """
+    task = get_task(task)
+    if split not in SPLIT_FILES:
+        raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLIT_FILES)}")
+    columns = dataset if isinstance(dataset, dict) else dataset.to_dict()
+    needed = [*task.text_fields, *([] if split == "test" else ["label"])]
+    missing = [name for name in needed if name not in columns]
+    if missing:
+        raise ValueError(f"{task.name} {split} needs columns {needed}; missing {missing}")
+    texts_at, label_at, index_at = _layout(task, split)
+    header = task.tsv_columns["dev" if split == "validation" else split]
+    rows = ["\t".join(header)]
+    for i in range(len(columns[task.text_fields[0]])):
+        fields = ["-"] * len(header)
+        for name, pos in zip(task.text_fields, texts_at):
+            fields[pos] = _tsv_field(columns[name][i])
+        if label_at is not None:
+            fields[label_at] = _label_field(task, columns["label"][i])
+        if index_at is not None:
+            fields[index_at] = str(i)
+        rows.append("\t".join(fields))
+    folder = Path(data_dir) / task.dir_name
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / SPLIT_FILES[split]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def write_elue_task(splits, data_dir, task) -> Path:
+    """Write a ``DatasetDict`` (train / validation / test, our column names) in the ELUE layout; returns the folder.
+
+    A labelled ``test`` split gives both ``test.tsv`` (what a model sees) and ``test_full.tsv`` (the gold labels the
+    scorer reads), so your own data goes through ``elue-hf train / evaluate / score`` like an ELUE task.
+    """
+    task = get_task(task)
+    for split in ("train", "validation"):
+        if split in splits:
+            write_elue_split(splits[split], data_dir, task, split)
+    if "test" in splits:
+        write_elue_split(splits["test"], data_dir, task, "test")
+        if "label" in splits["test"].column_names:
+            write_elue_split(splits["test"], data_dir, task, "test_full")
+    return Path(data_dir) / task.dir_name
+
+
 # ------------------------------------------------------------------------------------------------- Hub copies
 
 
@@ -271,7 +333,9 @@ def make_tokenize_fn(tokenizer, task, max_length: int = 128):
 
 
 def token_lengths(tokenizer, task, dataset_or_batch, max_length: int = 128) -> np.ndarray:
-    """True token counts (with [CLS]/[SEP], after truncation at ``max_length``) — what ELUE FLOPs are counted at."""
+    """Tokenize ELUE examples and count their tokens (with [CLS]/[SEP], after truncation at ``max_length``): the
+    lengths ELUE FLOPs are counted at. (For the rows of an already padded batch, see
+    :func:`elue_hf.elue.flops.token_exit.unpadded_lengths`.)"""
     task = get_task(task)
     batch = dataset_or_batch if isinstance(dataset_or_batch, dict) else dataset_or_batch.to_dict()
     enc = tokenize_examples(tokenizer, task, batch, max_length)

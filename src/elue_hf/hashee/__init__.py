@@ -4,11 +4,14 @@
 >>> config = hashee_config_for(model, tokenizer)                 # L = B = encoder depth, V = embedding rows
 >>> table = build_hash_table(config, train_ids, dev_ids)          # frequency hash (default)
 >>> apply_hashee(model, table)                                   # in place; Trainer / generate() work as usual
->>> model.save_pretrained(out_dir); model = load_hashee_model(out_dir)
+>>> save_hashee_model(model, out_dir, tokenizer)              # config.json model_type "hashee_<base type>"
+>>> model = load_hashee_model(out_dir)                           # or, with elue_hf imported, AutoModel*.from_pretrained
 
-Their ELUE FLOPs (token-level rule) are counted by :mod:`elue_hf.elue.flops.token_exit`.
+Their ELUE FLOPs (token-level rule) are counted by :mod:`elue_hf.elue.flops.token_exit`. Importing this package
+registers the HashEE model types with the Auto classes (:func:`register_hashee`).
 """
 
+from .auto import HashEEModelConfig, base_model_type, hashee_config_class, is_hashee_config, register_hashee
 from .config import HASH_FUNCTIONS, HashEEConfig
 from .hashing import (
     HashTable,
@@ -29,12 +32,20 @@ from .model import (
     is_hashee_model,
     load_hashee_model,
     remove_hashee,
+    save_hashee_model,
     set_hashee_mode,
 )
+
+register_hashee()
 
 __all__ = [
     "HASH_FUNCTIONS",
     "HashEEConfig",
+    "HashEEModelConfig",
+    "hashee_config_class",
+    "is_hashee_config",
+    "base_model_type",
+    "register_hashee",
     "HashTable",
     "build_hash_table",
     "random_cons_table",
@@ -52,4 +63,5 @@ __all__ = [
     "hashee_config_for",
     "set_hashee_mode",
     "load_hashee_model",
+    "save_hashee_model",
 ]

@@ -3,8 +3,11 @@
 ``apply_hashee(model, table)`` works in place on BERT, RoBERTa and (static) ElasticBERT models of any head, on the
 encoder of BART, T5 and ``EncoderDecoderModel`` (bert2bert) for ``generate()``, in training and inference alike:
 
-- the exit table becomes a persistent buffer ``hashee_exit_table`` of the model (saved with the weights) and the
-  :class:`HashEEConfig` a ``hashee`` block of ``model.config`` (saved in ``config.json``);
+- the exit table becomes a persistent buffer ``hashee_exit_table`` of the model (saved with the weights);
+- the model gets a new config object of class ``HashEE<BaseConfig>`` (:mod:`elue_hf.hashee.auto`: same settings,
+  ``model_type = "hashee_<base type>"``, the :class:`HashEEConfig` as its ``hashee`` block), bound wherever the old
+  one was, so ``save_pretrained`` writes a checkpoint that transformers' Auto classes load as a HashEE model (with
+  elue_hf imported) or refuse (without);
 - a forward pre-hook on the encoder stack looks the ``input_ids`` up in the table (one exit plan per forward);
 - each encoder layer is replaced by its HashEE copy (:func:`~elue_hf.hashee.layer.hashee_layer`: an instance of the
   declared subclass ``HashEE<LayerClass>`` sharing the original's parameters; skip or reference mode). Parameters and
@@ -12,8 +15,9 @@ encoder of BART, T5 and ``EncoderDecoderModel`` (bert2bert) for ``generate()``, 
   final encoder states, in which exited tokens hold their copied states;
 - the :class:`HashEEController` is the model's ``hashee_controller`` attribute (a plain attribute, not a module).
 
-``load_hashee_model(path_or_repo_id)`` restores a saved HashEE model with exactly the saved table (never rebuilt),
-from a local folder or a Hub repo.
+``save_hashee_model(model, path)`` saves it with its tokenizer; ``load_hashee_model(path_or_repo_id)`` restores a
+saved HashEE model with exactly the saved table (never rebuilt), from a local folder or a Hub repo, in today's layout
+or in the older one (base ``model_type`` plus a ``hashee`` block).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..multi_exit import multi_exit_backbone, num_exits
+from .auto import ensure_hashee_model_type, to_base_config, to_hashee_config
 from .config import MODES, HashEEConfig
 from .hashing import HashTable, lookup_exits
 from .layer import HashEEState, LayerKind, TokenPlan, detect_layer_kind, hashee_layer
@@ -45,6 +51,7 @@ __all__ = [
     "find_encoder",
     "load_hashee_model",
     "resolve_model_folder",
+    "save_hashee_model",
 ]
 
 TABLE_BUFFER = "hashee_exit_table"
@@ -76,11 +83,13 @@ def _layers_of(stack: nn.Module) -> nn.ModuleList | None:
 def find_encoder(model: nn.Module) -> EncoderParts:
     """The encoder stack and layer list HashEE acts on (raises ``ValueError`` naming what is unsupported)."""
     config = getattr(model, "config", None)
-    if getattr(config, "model_type", None) == "elasticbert" and hasattr(model, "classifiers"):
+    backbone = multi_exit_backbone(model)
+    if backbone is not None and num_exits(backbone.encoder) > 1:
+        # tokens leaving at layer i would change what the exits below layer L read
         raise ValueError(
-            "HashEE runs on a static ElasticBERT (num_output_layers=1: one head on layer L). This model has "
-            f"{config.num_output_layers} exits; load it with from_pretrained(path, num_hidden_layers=L, "
-            "num_output_layers=1) or convert_bert_to_elasticbert(..., num_output_layers=1)"
+            "HashEE runs on a static multi-exit model (e.g. a static ElasticBERT, num_output_layers=1: one exit on "
+            f"layer L). This model has {num_exits(backbone.encoder)} exits; load it with from_pretrained(path, "
+            "num_hidden_layers=L, num_output_layers=1) or convert_bert_to_elasticbert(..., num_output_layers=1)"
         )
     if getattr(config, "is_encoder_decoder", False) and hasattr(model, "get_encoder"):
         stack = model.get_encoder()
@@ -268,7 +277,7 @@ def apply_hashee(model: nn.Module, table: HashTable, mode: str | None = None) ->
         )
     device = next(model.parameters()).device
     model.register_buffer(TABLE_BUFFER, table.exits.to(device), persistent=True)
-    model.config.hashee = config.to_dict()
+    _bind_config(model, to_hashee_config(model.config, config.to_dict()))
     controller = HashEEController(model, parts, config)
     controller.install()
     setattr(model, _CONTROLLER, controller)
@@ -281,9 +290,18 @@ def remove_hashee(model: nn.Module) -> nn.Module:
     controller.uninstall()
     delattr(model, _CONTROLLER)
     del model._buffers[TABLE_BUFFER]
-    if hasattr(model.config, "hashee"):
-        del model.config.hashee
+    _bind_config(model, to_base_config(model.config))
     return model
+
+
+def _bind_config(model: nn.Module, config) -> None:
+    """Give ``model`` the config object ``config`` everywhere its current one is held (the model and the sub-modules
+    that share it, e.g. the base model and the attention modules of BERT)."""
+    old = model.config
+    for module in model.modules():
+        for name, value in list(vars(module).items()):
+            if value is old:
+                setattr(module, name, config)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -345,38 +363,58 @@ def resolve_model_folder(path_or_repo_id: str | os.PathLike, revision: str | Non
 def _model_class(config) -> type:
     import transformers
 
+    from elue_hf import elasticbert
+
     architectures = getattr(config, "architectures", None) or []
     for name in architectures:
-        if hasattr(transformers, name):
-            return getattr(transformers, name)
-        if getattr(config, "model_type", None) == "elasticbert":
-            from elue_hf import elasticbert
-
-            if hasattr(elasticbert, name):
-                return getattr(elasticbert, name)
+        for module in (transformers, elasticbert):
+            if hasattr(module, name):
+                return getattr(module, name)
     raise ValueError(f"Cannot tell which model class to load (architectures={architectures}); pass model_class=")
 
 
+#: ``from_pretrained`` arguments that say where the checkpoint is (the rest go to the model class).
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token")
+
+
 def load_hashee_model(path_or_repo_id: str | os.PathLike, model_class: type | None = None,
-                      revision: str | None = None, **kwargs: Any) -> nn.Module:
+                      revision: str | None = None, config=None, **kwargs: Any) -> nn.Module:
     """Load a model saved from a HashEE model (``model.save_pretrained``) with exactly its saved table.
 
     ``path_or_repo_id`` is a local folder or a Hub repo id (``revision``: a branch, tag or commit; with
-    ``HF_HUB_OFFLINE=1`` the local Hub cache is used). ``model_class`` defaults to the saved ``architectures`` entry;
-    ``kwargs`` go to ``from_pretrained``. The table is read from the checkpoint, never rebuilt.
+    ``HF_HUB_OFFLINE=1`` the local Hub cache is used; ``subfolder``, ``cache_dir``, ``token``, ``local_files_only``
+    and ``force_download`` are understood). ``model_class`` defaults to the saved ``architectures`` entry; ``config``
+    (a HashEE config) skips reading ``config.json``; other ``kwargs`` go to ``from_pretrained``. The table is read from
+    the checkpoint, never rebuilt. This is also what ``AutoModel*.from_pretrained`` runs on a HashEE checkpoint.
     """
     from transformers import AutoConfig
 
-    path = resolve_model_folder(path_or_repo_id, revision=revision)
-    raw = json.loads((path / "config.json").read_text())
-    if raw.get("model_type") == "elasticbert":
-        from elue_hf.elasticbert import register_elasticbert
-
-        register_elasticbert()
-    config, model_kwargs = AutoConfig.from_pretrained(path, return_unused_kwargs=True, **kwargs)
+    hub = {name: kwargs.pop(name) for name in _HUB_KWARGS if name in kwargs}
+    path = resolve_model_folder(path_or_repo_id, revision=revision, **hub) / (kwargs.pop("subfolder", None) or "")
+    if config is None:
+        ensure_hashee_model_type(json.loads((path / "config.json").read_text()).get("model_type"))
+        config, kwargs = AutoConfig.from_pretrained(path, return_unused_kwargs=True, **kwargs)
     hashee_config = HashEEConfig.from_model_config(config)
     weights, exits = _read_checkpoint(path)
     cls = model_class or _model_class(config)
-    model = cls.from_pretrained(None, config=config, state_dict=weights, **model_kwargs)
-    model.config.hashee = None
-    return apply_hashee(model, HashTable(hashee_config, exits))
+    loaded = cls.from_pretrained(None, config=config, state_dict=weights, **kwargs)
+    model, info = loaded if isinstance(loaded, tuple) else (loaded, None)  # output_loading_info=True: (model, info)
+    apply_hashee(model, HashTable(hashee_config, exits))
+    return model if info is None else (model, info)
+
+
+def save_hashee_model(model: nn.Module, save_directory: str | os.PathLike, tokenizer=None, **kwargs: Any) -> Path:
+    """``model.save_pretrained(save_directory, **kwargs)`` plus the tokenizer the exit table was built for.
+
+    The table is indexed by token ids, so a HashEE folder without its tokenizer is unusable. ``tokenizer`` (object,
+    folder or Hub id) defaults to the one saved with the model's source (``model.name_or_path``); with none found the
+    folder is saved without one and a warning says so. Reload with :func:`load_hashee_model` + ``AutoTokenizer``.
+    """
+    from ..tokenizer_io import load_tokenizer, save_tokenizer
+
+    if not is_hashee_model(model):
+        raise ValueError("save_hashee_model needs a HashEE model (apply_hashee(model, table) first)")
+    out = Path(save_directory)
+    model.save_pretrained(out, **kwargs)
+    save_tokenizer(load_tokenizer(tokenizer, getattr(model, "name_or_path", None) or None), out, "HashEE model")
+    return out

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..elue.flops import encoder_classifier_macs, macs_to_mflops
 from ..elue.flops.params import encoder_classifier_params
+from ..elue.submission.format import flops_tier_of
 from ..elue.tasks import get_task
 from ..citations import bibtex
 
@@ -113,7 +114,9 @@ def eval_results_from_score(score, source: str = _ELUE_SOURCE, url: str | None =
         mtype, mname = metric_name(task)
         for fs in ts.files:
             rows.append(_result(task, mtype, fs.performance, f"{mname} ({fs.label})", source, url))
-            rows.append(_result(task, "flops", fs.mean_mflops, f"MFLOPs per instance ({fs.label})", source, url))
+            tier = flops_tier_of([fs.flops_source])
+            rows.append(_result(task, "flops", fs.mean_mflops, f"MFLOPs per instance ({fs.label}; {tier} FLOPs)",
+                                source, url))
         rows.append(_result(task, "elue_score", ts.score, "ELUE task score", source, url))
     if score.elue_score is not None:
         from huggingface_hub import EvalResult
@@ -297,6 +300,8 @@ Efficient Language Understanding Evaluation (ELUE): quality **and** FLOPs on SST
 SciTail. Rankings by ELUE score and in four parameter tracks (40M / 55M / 70M / 110M), a Pareto page per task
 (accuracy vs FLOPs or parameters, frontier and ElasticBERT reference curve), and a Submit tab that validates, scores
 and stores a submission zip in seconds. Uploaded files are parsed as JSON and TSV only; no submitted code is run.
+Every point's FLOPs carry a tier: `self-reported` (a number), `consistent` (declared per-instance modules agree and
+pass the cross-checks) or `verified` (the server re-ran the named model); the About tab states what each proves.
 
 The app is a thin wrapper over the tested package `elue-hf`
 (`elue_hf.leaderboard`). Run it locally with `elue-hf leaderboard --db leaderboard.db --data-dir ELUE/`.
@@ -310,6 +315,9 @@ The app is a thin wrapper over the tested package `elue-hf`
 | `ELUE_LEADERBOARD_DB` | SQLite path, or the Hub store's local cache (e.g. `/data/leaderboard.db`) |
 | `ELUE_DATA_DIR` | ELUE data with `<Task>/test_full.tsv`: the gold labels (unset: submissions closed) |
 | `ELUE_HF_REFERENCE` | optional reference-curve JSON (e.g. with recomputed IMDb FLOPs) |
+| `ELUE_TOKENIZER_DIR` | tokenizers by Hub id (`owner--name`) for the token-length check, tried before the Hub |
+| `ELUE_VERIFY_DIR` | where submissions naming their model are kept and re-run by a background worker (unset: none) |
+| `ELUE_MODEL_DIR` | models by Hub id, tried before the Hub when re-running |
 
 Published rows are copied from the papers and marked so; they are never rescored.
 

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from ..tokenizer_io import load_tokenizer, save_tokenizer
 from .cards import elasticbert_card, eval_results_from_score, lpt_adapter_card
 
 __all__ = ["PushError", "push_elasticbert", "push_lpt_adapter", "push_space", "space_wheels", "commit_folder",
@@ -84,8 +85,8 @@ def push_elasticbert(model, repo_id: str, *, tokenizer=None, score=None, eval_re
                      token: str | None = None, api=None, commit_message: str | None = None,
                      license: str = "apache-2.0"):
     """Push an ElasticBERT model with its code and ``auto_map`` (loadable with ``trust_remote_code=True`` by people
-    without elue-hf, and natively with it), its tokenizer, and a card with the ELUE results of ``score`` (an ELUE
-    core ``SubmissionScore``) or ``eval_results``."""
+    without elue-hf, and natively with it), its tokenizer (default: the one saved with the model), and a card with
+    the ELUE results of ``score`` (an ELUE core ``SubmissionScore``) or ``eval_results``."""
     config = getattr(model, "config", None)
     if getattr(config, "model_type", None) != "elasticbert":
         raise ValueError(f"push_elasticbert needs an ElasticBERT model, got {type(model).__name__} "
@@ -93,8 +94,7 @@ def push_elasticbert(model, repo_id: str, *, tokenizer=None, score=None, eval_re
     with tempfile.TemporaryDirectory(prefix="elue-hf-push-") as tmp:
         model.save_pretrained(tmp)
         check_remote_code(tmp)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
+        save_tokenizer(load_tokenizer(tokenizer, getattr(model, "name_or_path", None) or None), tmp)
         card = elasticbert_card(variant, config=config, repo_id=repo_id, eval_results=_results(score, eval_results),
                                 summary=summary, remote_code=True, license=license)
         card.save(str(Path(tmp) / "README.md"))
@@ -102,11 +102,12 @@ def push_elasticbert(model, repo_id: str, *, tokenizer=None, score=None, eval_re
                              private, token, api)
 
 
-def push_lpt_adapter(peft_model, repo_id: str, *, score=None, eval_results: Sequence | None = None,
+def push_lpt_adapter(peft_model, repo_id: str, *, tokenizer=None, score=None, eval_results: Sequence | None = None,
                      num_labels: int | None = None, summary: str | None = None, private: bool = False,
                      token: str | None = None, api=None, commit_message: str | None = None,
                      license: str = "apache-2.0"):
-    """Push an LPT adapter (``adapter_config.json`` + weights only; the backbone stays where it is) with a card."""
+    """Push an LPT adapter (``adapter_config.json`` + weights and the tokenizer; the backbone stays where it is) with
+    a card. ``tokenizer`` defaults to the one of the adapter's base model."""
     configs = getattr(peft_model, "peft_config", None)
     adapter = getattr(peft_model, "active_adapter", "default")
     peft_config = configs.get(adapter) if isinstance(configs, dict) else None
@@ -117,7 +118,9 @@ def push_lpt_adapter(peft_model, repo_id: str, *, score=None, eval_results: Sequ
     trainable, _ = peft_model.get_nb_trainable_parameters()
     labels = num_labels or getattr(getattr(peft_model, "config", None), "num_labels", 2)
     with tempfile.TemporaryDirectory(prefix="elue-hf-push-") as tmp:
-        peft_model.save_pretrained(tmp)
+        from ..lpt.saving import save_lpt_adapter
+
+        save_lpt_adapter(peft_model, tmp, tokenizer)
         if not (Path(tmp) / "adapter_config.json").is_file():
             raise PushError("save_pretrained wrote no adapter_config.json")
         card = lpt_adapter_card(repo_id, peft_config, eval_results=_results(score, eval_results), num_labels=labels,

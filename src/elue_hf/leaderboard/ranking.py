@@ -44,7 +44,8 @@ TRACK_NAMES = tuple(name for name, _ in TRACKS)
 @dataclass(frozen=True)
 class Filters:
     """What the views show: a case-insensitive search over model name and submitter (every word must occur), the
-    entry sources, and optionally only submissions whose FLOPs were verified from ``modules``."""
+    entry sources, and optionally only submissions in the ``verified`` FLOPs tier (the server re-ran the model);
+    published rows and the reference curve are never hidden by that filter."""
 
     search: str = ""
     sources: frozenset[str] = frozenset(SOURCES)
@@ -100,8 +101,8 @@ def _entry_notes(entry: EntryRecord) -> list[str]:
         notes.append("from the paper")
     elif entry.source == "reference":
         notes.append("reference curve")
-    elif not entry.verified:
-        notes.append("self-reported FLOPs")
+    elif entry.flops_tier != "verified":
+        notes.append(f"{entry.flops_tier} FLOPs")
     if entry.provisional:
         notes.append("provisional IMDb FLOPs")
     return notes
@@ -119,7 +120,7 @@ def elue_rows(entries: Iterable[EntryRecord]) -> list[dict]:
         rows.append({
             "entry_id": e.entry_id, "model": e.model_name, "source": e.source, "citation": e.citation,
             "elue_score": e.elue_score, "partial_elue_score": e.partial_elue_score if e.elue_score is None else None,
-            "task_scores": dict(e.task_scores), "params": e.params, "verified": e.verified,
+            "task_scores": dict(e.task_scores), "params": e.params, "flops_tier": e.flops_tier,
             "provisional": e.provisional, "created_at": e.created_at, "notes": notes,
         })
     return _ranked(rows, "elue_score")
@@ -153,7 +154,7 @@ def operating_groups(entry: EntryRecord) -> list[dict]:
             "params": max(params) if params else entry.params, "mflops": _group_mflops(entry, points),
             "performance": {t: perf[t] for t in TASK_KEYS if t in perf},
             "average": float(np.mean(list(perf.values()))), "n_tasks": len(perf),
-            "verified": all(p.verified for p in points), "notes": _entry_notes(entry),
+            "flops_tier": entry.flops_tier, "notes": _entry_notes(entry),
         })
     return out
 
@@ -206,7 +207,7 @@ def task_points(entries: Iterable[EntryRecord], task: str, axis: str = "mflops")
             rows.append({
                 "entry_id": e.entry_id, "model": e.model_name, "label": p.label, "source": e.source,
                 "performance": p.performance, "mflops": p.mflops, "params": p.params, "x": _x(p, axis),
-                "residual": p.residual, "flops_source": p.flops_source, "note": p.note,
+                "residual": p.residual, "flops_source": p.flops_source, "flops_tier": p.flops_tier, "note": p.note,
                 "provisional": e.provisional and task == "imdb", "pareto": False,
             })
     with_x = [r for r in rows if r["x"] is not None]

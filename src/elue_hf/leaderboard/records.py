@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -19,11 +18,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..elue.submission.format import FLOPS_TIERS
 from ..elue.tasks import TASK_KEYS, get_task
+from ..validators import finite_number, load_json, positive_int, require
 
 __all__ = [
     "SOURCES",
     "FLOPS_SOURCES",
+    "FLOPS_TIERS",
     "RecordError",
     "PointRecord",
     "EntryRecord",
@@ -35,9 +37,11 @@ __all__ = [
 
 #: Where an entry's numbers come from: an uploaded and scored submission, a paper's table, the reference curve.
 SOURCES = ("submission", "paper", "reference")
-#: How a point's FLOPs are known: recomputed from ``modules`` + module spec (verified), self-reported by the
+#: How a point's FLOPs are known: recomputed from declared ``modules`` + module spec, self-reported by the
 #: submitter, published in a paper, derived from a published speed-up, or the reference curve's own FLOPs.
 FLOPS_SOURCES = ("modules", "self-reported", "published", "derived", "reference", "none")
+#: The tier a submitted point starts at, by its FLOPs source (``verified`` only comes from a server re-run).
+_TIER_OF_SOURCE = {"modules": "consistent", "self-reported": "self-reported"}
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,79}")
 _MAX_TEXT = 2000
 _MAX_POINTS = 1000
@@ -47,9 +51,8 @@ class RecordError(ValueError):
     """An entry or point that does not satisfy the leaderboard schema."""
 
 
-def _require(cond: bool, message: str) -> None:
-    if not cond:
-        raise RecordError(message)
+def _require(cond, message: str) -> None:
+    require(cond, message, RecordError)
 
 
 def _text(value, what: str, limit: int = _MAX_TEXT, allow_empty: bool = True) -> str:
@@ -60,21 +63,11 @@ def _text(value, what: str, limit: int = _MAX_TEXT, allow_empty: bool = True) ->
 
 
 def _opt_float(value, what: str) -> float | None:
-    if value is None:
-        return None
-    _require(isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool),
-             f"{what} must be a number or null, got {value!r}")
-    value = float(value)
-    _require(math.isfinite(value), f"{what} must be finite, got {value!r}")
-    return value
+    return None if value is None else finite_number(value, what, RecordError, maximum=1e15)
 
 
 def _opt_positive_int(value, what: str) -> int | None:
-    if value is None:
-        return None
-    _require(isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0,
-             f"{what} must be a positive integer or null, got {value!r}")
-    return int(value)
+    return None if value is None else positive_int(value, what, RecordError)
 
 
 def _task_key(value, what: str) -> str:
@@ -104,6 +97,7 @@ class PointRecord:
     metrics: Mapping[str, float] = field(default_factory=dict)
     max_seq_length: int | None = None
     note: str = ""
+    flops_tier: str | None = None  # submissions: self-reported / consistent / verified; None for published rows
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -123,10 +117,9 @@ class PointRecord:
         set_(self, "metrics", _metrics(self.metrics, f"{self.task} metrics"))
         set_(self, "max_seq_length", _opt_positive_int(self.max_seq_length, f"{self.task} max_seq_length"))
         set_(self, "note", _text(self.note, "point note"))
-
-    @property
-    def verified(self) -> bool:
-        return self.flops_source == "modules"
+        tier = _TIER_OF_SOURCE.get(self.flops_source) if self.flops_tier is None else self.flops_tier
+        _require(tier is None or tier in FLOPS_TIERS, f"flops_tier must be one of {FLOPS_TIERS} or null, got {tier!r}")
+        set_(self, "flops_tier", tier)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -157,7 +150,7 @@ class EntryRecord:
     partial_elue_score: float | None = None  # mean over the tasks present (submissions only)
     task_scores: Mapping[str, float] = field(default_factory=dict)  # per-task ELUE score (mean residual)
     provisional: bool = False  # leans on provisional reference FLOPs (IMDb)
-    verified: bool = False  # every point's FLOPs recomputed from modules + module spec
+    flops_tier: str | None = None  # submissions: the weakest tier of its points (FLOPS_TIERS); None otherwise
     created_at: str = ""
     digest: str | None = None  # content hash of a submission (duplicates are refused)
     submitter: str = ""
@@ -180,8 +173,7 @@ class EntryRecord:
                   for k, v in self.task_scores.items()}
         _require(all(v is not None for v in scores.values()), "task_scores values must be numbers")
         set_(self, "task_scores", {t: scores[t] for t in TASK_KEYS if t in scores})
-        for name in ("provisional", "verified"):
-            _require(isinstance(getattr(self, name), bool), f"{name} must be true or false")
+        _require(isinstance(self.provisional, bool), "provisional must be true or false")
         set_(self, "created_at", _text(self.created_at, "created_at", 40))
         _require(self.digest is None or (isinstance(self.digest, str) and re.fullmatch(r"[0-9a-f]{64}", self.digest)),
                  "digest must be a sha256 hex string or null")
@@ -190,6 +182,12 @@ class EntryRecord:
         _require(len(self.points) <= _MAX_POINTS, f"at most {_MAX_POINTS} points per entry")
         points = tuple(p if isinstance(p, PointRecord) else PointRecord.from_dict(p) for p in self.points)
         set_(self, "points", points)
+        if self.source != "submission":
+            _require(self.flops_tier is None, f"only submissions have a flops_tier ({self.source} entry)")
+        else:
+            tier = self.flops_tier if self.flops_tier is not None else weakest_tier(p.flops_tier for p in points)
+            _require(tier in FLOPS_TIERS, f"flops_tier must be one of {FLOPS_TIERS}, got {tier!r}")
+            set_(self, "flops_tier", tier)
         _require(isinstance(self.extra, Mapping), "extra must be an object")
         try:
             extra = json.loads(json.dumps(dict(self.extra), allow_nan=False))
@@ -199,9 +197,9 @@ class EntryRecord:
         set_(self, "extra", extra)
 
     @property
-    def from_paper(self) -> bool:
-        """Published numbers (a paper's table or the reference curve), not scored here."""
-        return self.source != "submission"
+    def verified(self) -> bool:
+        """The server re-ran the model and it agreed with every point (the ``verified`` tier)."""
+        return self.flops_tier == "verified"
 
     @property
     def tasks(self) -> list[str]:
@@ -221,10 +219,14 @@ class EntryRecord:
     @classmethod
     def from_dict(cls, data: Mapping) -> "EntryRecord":
         _require(isinstance(data, Mapping), "an entry must be a JSON object")
-        unknown = set(data) - set(cls.__dataclass_fields__)
+        unknown = set(data) - set(cls.__dataclass_fields__) - {"verified"}
         _require(not unknown, f"unknown entry fields {sorted(unknown)}")
         _require({"entry_id", "model_name", "source"} <= set(data), "an entry needs entry_id, model_name and source")
         fields = dict(data)
+        legacy = fields.pop("verified", None)  # entries written before the tiers: recomputed FLOPs = consistent
+        if "flops_tier" not in fields and fields.get("source") == "submission" and legacy is not None:
+            _require(isinstance(legacy, bool), "verified must be true or false")
+            fields["flops_tier"] = "consistent" if legacy else "self-reported"
         points = fields.get("points", ())
         _require(isinstance(points, (list, tuple)), "points must be a list")
         fields["points"] = tuple(PointRecord.from_dict(p) for p in points)
@@ -232,17 +234,14 @@ class EntryRecord:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "EntryRecord":
-        try:
-            data = json.loads(text, parse_constant=_reject_constant)
-        except json.JSONDecodeError as err:
-            raise RecordError(f"not valid JSON: {err}") from None
-        except UnicodeDecodeError:
-            raise RecordError("not UTF-8") from None
-        return cls.from_dict(data)
+        """An entry from its JSON form (bounded depth and numbers; every field type-checked)."""
+        return cls.from_dict(load_json(text, "the entry", RecordError))
 
 
-def _reject_constant(name: str):
-    raise RecordError(f"{name} is not a valid JSON number here")
+def weakest_tier(tiers) -> str:
+    """The weakest of some FLOPs tiers (``self-reported`` when there are none or one is unknown)."""
+    ranks = [FLOPS_TIERS.index(t) if t in FLOPS_TIERS else 0 for t in tiers]
+    return FLOPS_TIERS[min(ranks)] if ranks else FLOPS_TIERS[0]
 
 
 def utc_now() -> str:
@@ -291,10 +290,11 @@ def entry_from_score(score, submission, *, digest: str | None = None, submitter:
         partial_elue_score=score.partial_elue_score,
         task_scores={t: ts.score for t, ts in score.tasks.items()},
         provisional=bool(score.provisional),
-        verified=bool(score.verified),
+        flops_tier=score.flops_tier,
         created_at=created_at or utc_now(),
         digest=digest if digest is not None else submission_digest(submission),
         submitter=submitter[:100],
         points=points,
-        extra={"missing_tasks": list(score.missing_tasks)},
+        extra={"missing_tasks": list(score.missing_tasks),
+               **({"checks_skipped": submission.checks["skipped"]} if submission.checks.get("skipped") else {})},
     )

@@ -17,8 +17,8 @@ from importlib import resources
 from typing import Mapping
 
 from ..elue.flops.params import encoder_classifier_params
-from ..elue.score.reference import ReferenceCurve, load_reference
 from ..elue.score import score_points
+from ..elue.score.reference import ReferenceCurve, load_reference
 from ..elue.tasks import TASK_KEYS
 from .records import EntryRecord, PointRecord
 
@@ -102,7 +102,7 @@ def _paper_entry(row: Mapping, papers: Mapping, curves: Mapping[str, ReferenceCu
         params=params, elue_score=elue, task_scores=task_scores,
         provisional=any(p.task == "imdb" and p.flops_source == "derived" and curves["imdb"].provisional
                         for p in points),
-        verified=False, created_at=_SEED_DATE, points=tuple(points), extra=extra,
+        created_at=_SEED_DATE, points=tuple(points), extra=extra,
     )
 
 
@@ -134,7 +134,7 @@ def reference_entry(reference=None) -> EntryRecord:
                  "SST-2 layer 4 (ELUE website chart); FLOPs by the ELUE rules",
         params=encoder_classifier_params(12), elue_score=scored["elue_score"],
         partial_elue_score=scored["partial_elue_score"], task_scores=scored["tasks"],
-        provisional=any(c.provisional for c in curves.values()), verified=False, created_at=_SEED_DATE,
+        provisional=any(c.provisional for c in curves.values()), created_at=_SEED_DATE,
         points=tuple(points), extra={"layers_params_note": "ELUE count of ElasticBERT-base static L layers"},
     )
 

@@ -20,6 +20,7 @@ import sqlite3
 import threading
 import time
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -27,6 +28,8 @@ from .records import EntryRecord, PointRecord, RecordError
 
 __all__ = [
     "SCHEMA_VERSION",
+    "JOB_STATES",
+    "VerificationJob",
     "MIGRATIONS",
     "StoreError",
     "DuplicateEntryError",
@@ -91,13 +94,48 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE points ADD COLUMN max_seq_length INTEGER",
         "CREATE INDEX points_by_task ON points (task)",
     ),
+    (  # v3: FLOPs tiers (self-reported / consistent / verified); older rows: recomputed from modules = consistent
+        "ALTER TABLE entries ADD COLUMN flops_tier TEXT CHECK (flops_tier IN ('self-reported', 'consistent', "
+        "'verified'))",
+        "UPDATE entries SET flops_tier = CASE WHEN verified = 1 THEN 'consistent' ELSE 'self-reported' END "
+        "WHERE source = 'submission'",
+        "ALTER TABLE points ADD COLUMN flops_tier TEXT",
+        "UPDATE points SET flops_tier = CASE flops_source WHEN 'modules' THEN 'consistent' "
+        "WHEN 'self-reported' THEN 'self-reported' END",
+    ),
+    (  # v4: the verification queue (a server re-run of a named model), like the Open LLM Leaderboard's requests
+        """CREATE TABLE verification_jobs (
+            entry_id TEXT PRIMARY KEY REFERENCES entries(entry_id) ON DELETE CASCADE,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'verified', 'failed')),
+            submission TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            report TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX jobs_by_state ON verification_jobs (state, created_at)",
+    ),
 )
+#: States of a verification job: waiting, being re-run, and the two outcomes.
+JOB_STATES = ("pending", "running", "verified", "failed")
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _ENTRY_COLUMNS = ("entry_id", "model_name", "source", "description", "citation", "params", "elue_score",
-                  "partial_elue_score", "provisional", "verified", "created_at", "submitter", "extra", "digest")
+                  "partial_elue_score", "provisional", "verified", "created_at", "submitter", "extra", "digest",
+                  "flops_tier")
 _POINT_COLUMNS = ("task", "label", "performance", "mflops", "params", "residual", "reference_performance",
-                  "flops_source", "metrics", "note", "max_seq_length")
+                  "flops_source", "metrics", "note", "max_seq_length", "flops_tier")
+
+
+@dataclass(frozen=True)
+class VerificationJob:
+    entry_id: str
+    state: str
+    submission: str  # server path of the kept submission zip
+    attempts: int
+    created_at: str
+    updated_at: str
+    report: dict
 
 
 class StoreError(RuntimeError):
@@ -121,13 +159,13 @@ def _entry_row(entry: EntryRecord) -> tuple:
     return (
         entry.entry_id, entry.model_name, entry.source, entry.description, entry.citation, entry.params,
         entry.elue_score, entry.partial_elue_score, int(entry.provisional), int(entry.verified), entry.created_at,
-        entry.submitter, json.dumps(entry.extra, sort_keys=True), entry.digest,
+        entry.submitter, json.dumps(entry.extra, sort_keys=True), entry.digest, entry.flops_tier,
     )
 
 
 def _point_row(entry_id: str, p: PointRecord) -> tuple:
     return (entry_id, p.task, p.label, p.performance, p.mflops, p.params, p.residual, p.reference_performance,
-            p.flops_source, json.dumps(dict(p.metrics), sort_keys=True), p.note, p.max_seq_length)
+            p.flops_source, json.dumps(dict(p.metrics), sort_keys=True), p.note, p.max_seq_length, p.flops_tier)
 
 
 class SQLiteStore:
@@ -149,6 +187,10 @@ class SQLiteStore:
 
     def describe(self) -> str:
         return f"SQLite database {self.path}"
+
+    def public_description(self) -> str:
+        """What the web page may show (no server paths)."""
+        return "SQLite database"
 
     # ------------------------------------------------------------------------------------------ connections
 
@@ -244,14 +286,33 @@ class SQLiteStore:
         """Store ``entry`` with all its points in one transaction; :class:`DuplicateEntryError` if its id or
         digest is already there."""
         try:
-            with self._transaction(write=True) as conn:
+            self._store_new(entry, keep=True)
+        except (sqlite3.Error, OverflowError) as err:
+            raise StoreError(f"could not store entry {entry.entry_id} in {self.path}: {err}") from None
+        return entry
+
+    def check_insertable(self, entry: EntryRecord) -> None:
+        """Insert ``entry`` in a transaction that is always rolled back: a :class:`StoreError` says why it could not
+        be stored (a clash, a value SQLite refuses); nothing is written either way."""
+        try:
+            self._store_new(entry, keep=False)
+        except (sqlite3.Error, OverflowError, ValueError, TypeError) as err:
+            raise StoreError(f"entry {entry.entry_id} cannot be stored: {err}") from None
+
+    def _store_new(self, entry: EntryRecord, keep: bool) -> None:
+        """Insert one new entry in one transaction; committed when ``keep``, rolled back otherwise."""
+        with closing(self._connect()) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
                 clash = self._clash(conn, entry)
                 if clash is not None:
                     raise clash
                 self._insert_entry(conn, entry, ignore_existing=False)
-        except sqlite3.Error as err:
-            raise StoreError(f"could not store entry {entry.entry_id} in {self.path}: {err}") from None
-        return entry
+                conn.execute("COMMIT" if keep else "ROLLBACK")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     @staticmethod
     def _clash(conn: sqlite3.Connection, entry: EntryRecord) -> DuplicateEntryError | None:
@@ -272,7 +333,7 @@ class SQLiteStore:
             with self._transaction(write=True) as conn:
                 for entry in entries:
                     added += self._insert_entry(conn, entry, ignore_existing=True)
-        except sqlite3.Error as err:
+        except (sqlite3.Error, OverflowError) as err:
             raise StoreError(f"could not add entries to {self.path}: {err}") from None
         return added
 
@@ -310,13 +371,14 @@ class SQLiteStore:
             entry_id=row["entry_id"], model_name=row["model_name"], source=row["source"],
             description=row["description"], citation=row["citation"], params=row["params"],
             elue_score=row["elue_score"], partial_elue_score=row["partial_elue_score"], task_scores=scores,
-            provisional=bool(row["provisional"]), verified=bool(row["verified"]), created_at=row["created_at"],
+            provisional=bool(row["provisional"]), flops_tier=row["flops_tier"], created_at=row["created_at"],
             digest=row["digest"], submitter=row["submitter"], extra=json.loads(row["extra"]),
             points=tuple(
                 PointRecord(task=p["task"], label=p["label"], performance=p["performance"], mflops=p["mflops"],
                             params=p["params"], residual=p["residual"],
                             reference_performance=p["reference_performance"], flops_source=p["flops_source"],
-                            metrics=json.loads(p["metrics"]), max_seq_length=p["max_seq_length"], note=p["note"])
+                            metrics=json.loads(p["metrics"]), max_seq_length=p["max_seq_length"], note=p["note"],
+                            flops_tier=p["flops_tier"])
                 for p in points
             ),
         )
@@ -340,6 +402,59 @@ class SQLiteStore:
     def count(self) -> int:
         with self._transaction(write=False) as conn:
             return int(conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+
+    # ------------------------------------------------------------------------------------------ verification queue
+
+    def enqueue_verification(self, entry_id: str, submission: str, now: str) -> bool:
+        """Queue a re-run of a stored entry (idempotent: an entry is queued once); True if newly queued."""
+        with self._transaction(write=True) as conn:
+            return conn.execute(
+                "INSERT OR IGNORE INTO verification_jobs (entry_id, state, submission, created_at, updated_at) "
+                "VALUES (?, 'pending', ?, ?, ?)", (entry_id, str(submission), now, now)).rowcount > 0
+
+    def claim_verification(self, now: str, max_attempts: int = 3) -> VerificationJob | None:
+        """Take the oldest job to run, in one transaction: a pending one, or one left ``running`` by a worker that
+        died (only one worker runs at a time, so a running job seen at claim time is orphaned). A job that was
+        claimed ``max_attempts`` times is marked failed instead of being run again."""
+        with self._transaction(write=True) as conn:
+            conn.execute("UPDATE verification_jobs SET state = 'failed', updated_at = ?, report = ? WHERE state IN "
+                         "('pending', 'running') AND attempts >= ?",
+                         (now, json.dumps({"error": f"gave up after {max_attempts} attempts"}), max_attempts))
+            row = conn.execute("SELECT entry_id FROM verification_jobs WHERE state IN ('pending', 'running') "
+                               "ORDER BY state = 'pending', created_at, rowid LIMIT 1").fetchone()
+            if row is None:
+                return None
+            conn.execute("UPDATE verification_jobs SET state = 'running', attempts = attempts + 1, updated_at = ? "
+                         "WHERE entry_id = ?", (now, row[0]))
+            return self._job(conn, row[0])
+
+    def finish_verification(self, entry_id: str, verified: bool, report: dict, now: str) -> None:
+        """Record a job's outcome; a verified entry and all its points move to the ``verified`` tier, in the same
+        transaction (so a kill never leaves one without the other)."""
+        state = "verified" if verified else "failed"
+        with self._transaction(write=True) as conn:
+            conn.execute("UPDATE verification_jobs SET state = ?, updated_at = ?, report = ? WHERE entry_id = ?",
+                         (state, now, json.dumps(report, sort_keys=True, default=float), entry_id))
+            if verified:
+                row = conn.execute("SELECT extra FROM entries WHERE entry_id = ?", (entry_id,)).fetchone()
+                extra = {**json.loads(row[0]), "verification": {k: report[k] for k in ("throughput", "machine", "model")
+                                                                if k in report}}
+                conn.execute("UPDATE entries SET flops_tier = 'verified', verified = 1, extra = ? WHERE entry_id = ?",
+                             (json.dumps(extra, sort_keys=True, default=float), entry_id))
+                conn.execute("UPDATE points SET flops_tier = 'verified' WHERE entry_id = ?", (entry_id,))
+
+    def verification_jobs(self, state: str | None = None) -> list[VerificationJob]:
+        """Every job (or those in ``state``), oldest first."""
+        with self._transaction(write=False) as conn:
+            ids = conn.execute("SELECT entry_id FROM verification_jobs" + (" WHERE state = ?" if state else "")
+                               + " ORDER BY created_at, entry_id", (state,) if state else ()).fetchall()
+            return [self._job(conn, r[0]) for r in ids]
+
+    @staticmethod
+    def _job(conn: sqlite3.Connection, entry_id: str) -> VerificationJob:
+        row = conn.execute("SELECT entry_id, state, submission, attempts, created_at, updated_at, report FROM "
+                           "verification_jobs WHERE entry_id = ?", (entry_id,)).fetchone()
+        return VerificationJob(*row[:6], report=json.loads(row[6]))
 
     def integrity_check(self) -> list[str]:
         """SQLite's integrity and foreign-key checks plus ours (every entry has its points); empty when healthy."""
@@ -398,6 +513,10 @@ class HubStore:
     def describe(self) -> str:
         return f"Hub dataset {self.repo_id} (local cache {self.cache.path})"
 
+    def public_description(self) -> str:
+        """What the web page may show (no server paths)."""
+        return f"Hub dataset {self.repo_id}"
+
     def _ensure_repo(self) -> None:
         if self._repo_ready or not self.create_repo:
             return
@@ -424,11 +543,27 @@ class HubStore:
                     self.skipped_files[name] = str(err)
                     logger.warning("skipping %s in %s: %s", name, self.repo_id, err)
                     continue
-                fresh.append(entry)
-            added = self.cache.ensure_entries(fresh)
+                fresh.append((name, entry))
+            added = self._cache_entries(fresh)
             self._last_sync = time.monotonic()
             self.last_sync_error = None
             return added
+
+    def _cache_entries(self, fresh: list[tuple[str, EntryRecord]]) -> int:
+        """Add synced entries to the cache in one transaction; if that fails, one by one, quarantining (in
+        ``skipped_files``) each file the cache refuses, so one bad remote file never blocks later syncs."""
+        try:
+            return self.cache.ensure_entries(entry for _, entry in fresh)
+        except StoreError:
+            pass
+        added = 0
+        for name, entry in fresh:
+            try:
+                added += self.cache.ensure_entries([entry])
+            except StoreError as err:
+                self.skipped_files[name] = f"quarantined: {err}"
+                logger.warning("quarantined %s in %s: %s", name, self.repo_id, err)
+        return added
 
     def _read_remote(self, name: str) -> EntryRecord:
         local = Path(self.api.hf_hub_download(self.repo_id, name, repo_type="dataset"))
@@ -457,6 +592,12 @@ class HubStore:
                 existing.entry_id)
         from huggingface_hub import CommitOperationAdd
 
+        try:  # validate before anything reaches the Hub: the JSON reads back, the cache accepts the row
+            if EntryRecord.from_json(entry.to_json()) != entry:
+                raise RecordError("does not survive its JSON form unchanged")
+        except RecordError as err:
+            raise StoreError(f"entry {entry.entry_id} is not valid: {err}") from None
+        self.cache.check_insertable(entry)
         try:
             self._ensure_repo()
             self.api.create_commit(
@@ -475,6 +616,33 @@ class HubStore:
     def ensure_entries(self, entries: Iterable[EntryRecord]) -> int:
         """Seed rows (reference curve, published tables): kept in the local cache only."""
         return self.cache.ensure_entries(entries)
+
+    # The verification queue lives in this replica's cache (one worker per Space); a verified entry's JSON on the Hub
+    # is rewritten with its new tier so other replicas see it when they first sync it.
+
+    def enqueue_verification(self, entry_id: str, submission: str, now: str) -> bool:
+        return self.cache.enqueue_verification(entry_id, submission, now)
+
+    def claim_verification(self, now: str, max_attempts: int = 3):
+        return self.cache.claim_verification(now, max_attempts)
+
+    def verification_jobs(self, state: str | None = None):
+        return self.cache.verification_jobs(state)
+
+    def finish_verification(self, entry_id: str, verified: bool, report: dict, now: str) -> None:
+        self.cache.finish_verification(entry_id, verified, report, now)
+        if not verified:
+            return
+        from huggingface_hub import CommitOperationAdd
+
+        entry = self.cache.get_entry(entry_id)
+        try:
+            self.api.create_commit(
+                self.repo_id, repo_type="dataset", commit_message=f"Verified ELUE entry {entry_id}",
+                operations=[CommitOperationAdd(path_in_repo=f"entries/{entry_id}.json",
+                                               path_or_fileobj=entry.to_json().encode("utf-8"))])
+        except Exception as err:  # the cache has it; the Hub copy catches up on the next verification write
+            logger.warning("could not write the verified tier of %s to %s: %s", entry_id, self.repo_id, err)
 
     def entries(self) -> list[EntryRecord]:
         self._maybe_sync()

@@ -1,5 +1,9 @@
 """Submit a zip to the leaderboard: size check -> validate (ELUE core, no code executed) -> score -> store -> rank.
 
+Validation alone computes nothing from the gold labels (only their count per task is used, to refuse a file with
+the wrong number of rows while it is read); a score exists only for a stored entry, and one submitter name may store
+a few new entries a day (:class:`UploadLimits`), so the leaderboard is no label oracle.
+
 The ELUE core reads the zip with hard limits (entries, sizes, compression ratio, path traversal, symlinks); FLOPs are
 recomputed from each instance's ``modules`` column and the declarative module spec. An entry is stored in one
 transaction or not at all; the same results submitted twice are recognised and not stored again.
@@ -9,32 +13,41 @@ from __future__ import annotations
 
 import zipfile
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Mapping
 
 from ..elue.score import SubmissionScore, score_submission
-from ..elue.submission import SubmissionError, SubmissionLimits, read_submission
+from ..elue.submission import Submission, SubmissionError, SubmissionLimits, flops_tier_of, read_submission
+from ..elue.submission.checks import cross_check
+from ..elue.tasks import TASK_KEYS, get_task
+from ..elue.verify.request import verify_request
 from .ranking import RankInfo, rank_of
 from .records import EntryRecord, RecordError, entry_from_score, submission_digest
 from .store import DuplicateEntryError, StoreError
 
-__all__ = ["UploadLimits", "SubmitError", "SubmitOutcome", "submit_file", "DEFAULT_UPLOAD_LIMITS"]
+__all__ = ["UploadLimits", "SubmitError", "SubmitOutcome", "submit_file", "expected_rows", "DEFAULT_UPLOAD_LIMITS",
+           "TIER_MEANING"]
 
 
 @dataclass(frozen=True)
 class UploadLimits:
-    """What an upload may be: the zip's own size, and the limits the ELUE core applies while reading it."""
+    """What an upload may be: the zip's own size, the limits the ELUE core applies while reading it, and how many
+    new entries one submitter name may store per day (so a stored score is never a cheap label oracle)."""
 
     max_upload_bytes: int = 32 * 2**20
     reading: SubmissionLimits = SubmissionLimits(
         max_archive_bytes=32 * 2**20, max_file_bytes=128 * 2**20, max_total_bytes=512 * 2**20,
         max_entries=256, max_files=128,
     )
+    max_submissions_per_day: int = 3  # new entries per submitter name in any 24 hours; 0 disables the limit
 
     def submission_limits(self) -> SubmissionLimits:
         return replace(self.reading, max_archive_bytes=min(self.reading.max_archive_bytes, self.max_upload_bytes))
 
 
 DEFAULT_UPLOAD_LIMITS = UploadLimits()
+ANONYMOUS = "anonymous"
 
 
 class SubmitError(ValueError):
@@ -43,34 +56,58 @@ class SubmitError(ValueError):
 
 @dataclass
 class SubmitOutcome:
-    entry: EntryRecord
-    score: SubmissionScore | None  # None for a duplicate (the stored entry is returned as it was)
+    entry: EntryRecord | None  # None when only validated (validation computes nothing from the gold labels)
+    score: SubmissionScore | None  # None for a duplicate (the stored entry is returned as it was) or a validation
     rank: RankInfo | None  # None when only validated
     stored: bool
     duplicate: bool = False
+    submission: Submission | None = None
+    queued: bool = False  # a re-run of the named model was queued (the entry becomes verified if it agrees)
 
     def summary(self) -> str:
+        if self.entry is None:
+            return _validation_summary(self.submission)
         e = self.entry
         if self.duplicate:
             head = f"Already on the leaderboard as entry {e.entry_id} ({e.model_name}); nothing new was stored."
-        elif self.stored:
-            head = f"Stored {e.model_name} as entry {e.entry_id}."
         else:
-            head = f"{e.model_name}: valid submission (validated and scored only; not stored)."
+            head = f"Stored {e.model_name} as entry {e.entry_id}."
         elue = "-" if e.elue_score is None else f"{e.elue_score:+.2f}"
         lines = [head, f"ELUE score: {elue}" + (" (provisional IMDb FLOPs)" if e.provisional else "")]
         if e.elue_score is None and e.partial_elue_score is not None:
             lines.append(f"Partial: {len(e.task_scores)}/6 tasks, mean {e.partial_elue_score:+.2f}")
-        flops = "verified from modules + module spec" if e.verified else "self-reported (some files)"
-        lines.append(f"FLOPs: {flops}")
+        lines.append(f"FLOPs tier: {e.flops_tier} ({TIER_MEANING[e.flops_tier]})")
+        if self.queued:
+            lines.append("Verification: queued; the server will re-run the named model and mark the entry "
+                         "verified if it agrees")
         if self.rank is not None:
             lines.append("Rank: " + self.rank.describe())
         return "\n".join(lines)
 
 
+#: One line per FLOPs tier, as the CLI, the Space and the docs say it.
+TIER_MEANING = {
+    "self-reported": "the submitter's own FLOPs numbers, not checked",
+    "consistent": "declared per-instance modules agree with the claimed FLOPs and pass the cross-checks; "
+                  "the model was not run",
+    "verified": "the server re-ran the model and got the same predictions and FLOPs",
+}
+
+
+def _validation_summary(submission: Submission) -> str:
+    tasks = submission.by_task()
+    lines = [f"{submission.model_name}: valid submission ({len(submission.files)} files, {len(tasks)} tasks). "
+             "Nothing was stored and nothing was scored: scores exist only for stored entries.",
+             f"FLOPs tier if stored: {flops_tier_of(f.flops_source for f in submission.files)}"]
+    for task, files in tasks.items():
+        points = ", ".join(f"{f.label} {f.mean_mflops:,.1f} MFLOPs" for f in files)
+        lines.append(f"{task}: {points}")
+    return "\n".join(lines)
+
+
 def _check_upload(path: Path, limits: UploadLimits) -> None:
     if not path.exists():
-        raise SubmitError(f"no file at {path}")
+        raise SubmitError(f"no file at {path.name}")
     if path.is_dir():
         return  # a local submission directory (CLI); the core bounds what it reads
     if path.is_symlink() or not path.is_file():
@@ -84,41 +121,131 @@ def _check_upload(path: Path, limits: UploadLimits) -> None:
         raise SubmitError(f"{path.name} is not a zip file (zip the folder holding submission.json)")
 
 
+def expected_rows(gold) -> dict[str, int]:
+    """Test-set size per task from the gold labels (a mapping, or an ELUE data directory): only counts leave here."""
+    if isinstance(gold, Mapping):
+        return {get_task(t).key: len(labels) for t, labels in gold.items()}
+    from ..elue.data import load_test_labels
+
+    out = {}
+    for task in TASK_KEYS:
+        try:
+            out[task] = int(len(load_test_labels(gold, task)))
+        except (FileNotFoundError, ValueError):
+            continue  # no gold for this task: its files are refused when scored
+    return out
+
+
+def _recent_submissions(store, submitter: str, now: datetime) -> int:
+    since = now - timedelta(days=1)
+    count = 0
+    for entry in store.entries():
+        if entry.source != "submission" or (entry.submitter.strip().lower() or ANONYMOUS) != submitter.lower():
+            continue
+        try:
+            created = datetime.fromisoformat(entry.created_at)
+        except ValueError:
+            continue
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=timezone.utc)
+        count += created > since
+    return count
+
+
+def server_texts(gold):
+    """``task -> text columns`` of the server's test sets when ``gold`` is an ELUE data directory, else None."""
+    if gold is None or isinstance(gold, Mapping):
+        return None
+    from ..elue.data import SPLIT_FILES, read_elue_tsv, task_dir
+
+    def texts(task) -> dict:
+        task = get_task(task)
+        columns = read_elue_tsv(task_dir(gold, task) / SPLIT_FILES["test_full"], task, "test_full")
+        return {name: columns[name] for name in task.text_fields}
+
+    return texts
+
+
+def _read(path: Path, gold, limits: UploadLimits, tokenizer_roots=()) -> Submission:
+    rows = expected_rows(gold)
+    try:
+        submission = read_submission(path, limits.submission_limits(), expected_rows=rows)
+        lacking = sorted({f.task for f in submission.files} - set(rows))
+        if lacking:
+            raise SubmissionError(f"this leaderboard holds no gold labels for {', '.join(lacking)}")
+        submission.checks = cross_check(submission, server_texts(gold), tokenizer_roots)
+        if submission.manifest.get("model") is not None:
+            verify_request(submission)  # a malformed re-run request is refused now, not after storing
+        return submission
+    except SubmissionError as err:
+        raise SubmitError(str(err)) from None
+    except zipfile.BadZipFile as err:
+        raise SubmitError(f"the zip is damaged: {err}") from None
+    except (RecursionError, OverflowError, MemoryError) as err:  # defence in depth: never a raw error to the user
+        raise SubmitError(f"the submission could not be read ({type(err).__name__}); it is refused") from None
+
+
 def submit_file(store, path, gold, *, reference=None, limits: UploadLimits = DEFAULT_UPLOAD_LIMITS,
-                submitter: str = "", store_result: bool = True) -> SubmitOutcome:
-    """Validate, score and (unless ``store_result=False``) store the submission at ``path`` (a zip, or a directory).
+                submitter: str = "", store_result: bool = True, now: datetime | None = None,
+                tokenizer_roots=(), verify_dir=None) -> SubmitOutcome:
+    """Validate, then (unless ``store_result=False``) score and store the submission at ``path`` (a zip, or a
+    directory).
 
     ``gold``: gold test labels as the ELUE core takes them (task -> labels, or an ELUE data directory); None refuses
-    the upload (this leaderboard cannot score). Raises :class:`SubmitError` with a plain message for anything wrong.
+    the upload (this leaderboard cannot check it). Validation (``store_result=False``) checks format and FLOPs
+    consistency (with the cross-checks of :mod:`elue_hf.elue.submission.checks`; ``tokenizer_roots``: server folders
+    holding tokenizers by Hub id) and reports nothing computed from the gold labels. ``verify_dir``: where a stored
+    submission that names its model is kept for the verification queue (None: no re-runs on this server).
+    Raises :class:`SubmitError` with a plain message for anything wrong.
     """
     if gold is None:
         raise SubmitError("this leaderboard has no gold test labels configured, so it cannot score submissions "
                           "(start it with --data-dir pointing at the ELUE data with <Task>/test_full.tsv)")
     path = Path(path)
     _check_upload(path, limits)
+    submission = _read(path, gold, limits, tokenizer_roots)
+    if not store_result:
+        return SubmitOutcome(None, None, None, stored=False, submission=submission)
+    who = submitter.strip()[:100]
     try:
-        submission = read_submission(path, limits.submission_limits())
         digest = submission_digest(submission)
         existing = store.find_digest(digest)
         if existing is not None:
             return SubmitOutcome(existing, None, rank_of(store.entries(), existing.entry_id), stored=False,
-                                 duplicate=True)
+                                 duplicate=True, submission=submission)
+        quota = limits.max_submissions_per_day
+        if quota and _recent_submissions(store, who or ANONYMOUS, now or datetime.now(timezone.utc)) >= quota:
+            raise SubmitError(f"{who or ANONYMOUS} already stored {quota} submissions in the last 24 hours, the "
+                              "limit for one submitter name; try again later")
         score = score_submission(submission, gold, reference)
-        entry = entry_from_score(score, submission, digest=digest, submitter=submitter.strip())
+        entry = entry_from_score(score, submission, digest=digest, submitter=who,
+                                 created_at=(now or datetime.now(timezone.utc)).replace(microsecond=0).isoformat())
     except (SubmissionError, RecordError) as err:
         raise SubmitError(str(err)) from None
-    except zipfile.BadZipFile as err:
-        raise SubmitError(f"the zip is damaged: {err}") from None
     except (ValueError, KeyError) as err:  # e.g. gold labels missing for a task, metric undefined
+        if isinstance(err, SubmitError):
+            raise
         raise SubmitError(f"could not score the submission: {err}") from None
-    if not store_result:
-        return SubmitOutcome(entry, score, None, stored=False)
     try:
         store.add_entry(entry)
     except DuplicateEntryError as err:  # a concurrent upload of the same results won the race
         existing = store.get_entry(err.existing_id)
         return SubmitOutcome(existing, None, rank_of(store.entries(), existing.entry_id), stored=False,
-                             duplicate=True)
+                             duplicate=True, submission=submission)
     except StoreError as err:
         raise SubmitError(f"the submission is valid but could not be stored: {err}") from None
-    return SubmitOutcome(entry, score, rank_of(store.entries(), entry.entry_id), stored=True)
+    queued = verify_dir is not None and submission.manifest.get("model") is not None
+    if queued:
+        _queue_verification(store, entry, path, Path(verify_dir))
+    return SubmitOutcome(entry, score, rank_of(store.entries(), entry.entry_id), stored=True, submission=submission,
+                         queued=queued)
+
+
+def _queue_verification(store, entry: EntryRecord, path: Path, verify_dir: Path) -> None:
+    """Keep a copy of the submission (the upload itself is deleted) and queue its re-run."""
+    from ..elue.submission import submission_bytes
+
+    verify_dir.mkdir(parents=True, exist_ok=True)
+    kept = verify_dir / f"{entry.entry_id}.zip"
+    kept.write_bytes(submission_bytes(path))
+    store.enqueue_verification(entry.entry_id, str(kept), entry.created_at)

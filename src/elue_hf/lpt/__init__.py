@@ -9,6 +9,7 @@ from .fewshot import few_shot_indices, few_shot_split
 from .layer import LPTLayer, build_prompt_generator, extend_attention_mask, generator_parameter_count
 from .model import LPTModel
 from .registration import is_lpt_registered, register_lpt
+from .saving import save_lpt_adapter
 from .templates import TEMPLATES, Template, encode_with_template, get_template, label_word_ids
 
 register_lpt()
@@ -31,4 +32,5 @@ __all__ = [
     "is_lpt_registered",
     "label_word_ids",
     "register_lpt",
+    "save_lpt_adapter",
 ]

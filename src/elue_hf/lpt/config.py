@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional, Union
 
 from peft.config import PeftConfig
+from peft.utils import CONFIG_NAME
 
-from .registration import lpt_peft_type
+from .registration import LPT_SAVED_PEFT_TYPE, lpt_peft_type
 
 __all__ = ["LPTConfig", "GENERATOR_KINDS", "HEAD_MODES", "check_prompt_layer", "normalize_generator_kind"]
 
 GENERATOR_KINDS = ("npg", "appg", "mppg", "none")
-HEAD_MODES = ("cls", "verbalizer")
+HEAD_MODES = ("cls", "verbalizer", "generative")
 
 _GENERATOR_ALIASES = {
     "npg": "npg",
@@ -65,15 +68,18 @@ class LPTConfig(PeftConfig):
         bottleneck_size (`int`): Generator bottleneck ``m`` (paper 128); unused by ``"none"``.
         head_mode (`str`): ``"cls"`` (a trainable classifier on the pooled [CLS] state, kept in ``modules_to_save``) or
             ``"verbalizer"`` (the frozen MLM head scores ``label_word_ids`` at the single [MASK] position of a
-            template; needs a masked-LM model and ``task_type="SEQ_CLS"``).
-        label_word_ids (`list[int]`, *optional*): Vocabulary ids of the label words, in label order (verbalizer mode).
+            template; needs a masked-LM model and ``task_type="SEQ_CLS"``) or ``"generative"`` (decoders, the LPT
+            code's GPT-2 mode: the frozen LM head scores ``label_word_ids`` as the token after the context, i.e. at
+            the last real token; needs a causal-LM model and ``task_type="SEQ_CLS"``).
+        label_word_ids (`list[int]`, *optional*): Vocabulary ids of the label words, in label order (verbalizer and
+            generative modes).
         mask_token_id (`int`, *optional*): Id of the [MASK] token the template inserts (verbalizer mode).
         prompt_dropout (`float`, *optional*): Dropout after the generator; default the backbone's
             ``hidden_dropout_prob``.
         token_dim (`int`, *optional*): Hidden size ``d``; filled from the model config.
-        num_layers (`int`, *optional*): Number of encoder layers ``L``; filled from the model config.
-        target_modules (`list[str]` or `str`, *optional*): Name of the encoder module to wrap; inferred for BERT,
-            RoBERTa and ElasticBERT.
+        num_layers (`int`, *optional*): Number of layers ``L`` (encoder or decoder); filled from the model config.
+        target_modules (`list[str]` or `str`, *optional*): Name of the module to wrap (the encoder or the decoder
+            stack); inferred for BERT, RoBERTa, ElasticBERT, DeBERTa-v2/v3, GPT-2 and the Llama-style decoders.
         modules_to_save (`list[str]`, *optional*): Extra trainable modules (the classification head is added
             automatically for ``task_type="SEQ_CLS"``).
     """
@@ -84,16 +90,18 @@ class LPTConfig(PeftConfig):
     num_prompt_tokens: int = field(default=5, metadata={"help": "Number of prompt tokens l."})
     generator: str = field(default="npg", metadata={"help": "Prompt generator: npg, appg, mppg or none."})
     bottleneck_size: int = field(default=128, metadata={"help": "Generator bottleneck size m."})
-    head_mode: str = field(default="cls", metadata={"help": "'cls' (classifier on [CLS]) or 'verbalizer' (MLM head)."})
+    head_mode: str = field(
+        default="cls", metadata={"help": "'cls' (classifier), 'verbalizer' (MLM head) or 'generative' (LM head)."}
+    )
     label_word_ids: Optional[list[int]] = field(default=None, metadata={"help": "Label word ids (verbalizer mode)."})
     mask_token_id: Optional[int] = field(default=None, metadata={"help": "[MASK] token id (verbalizer mode)."})
     prompt_dropout: Optional[float] = field(
         default=None, metadata={"help": "Dropout on the generated prompt; default hidden_dropout_prob."}
     )
     token_dim: Optional[int] = field(default=None, metadata={"help": "Hidden size d (filled from the model)."})
-    num_layers: Optional[int] = field(default=None, metadata={"help": "Number of encoder layers (filled)."})
+    num_layers: Optional[int] = field(default=None, metadata={"help": "Number of layers L (filled)."})
     target_modules: Optional[Union[list[str], str]] = field(
-        default=None, metadata={"help": "Encoder module to wrap; inferred for bert, roberta and elasticbert."}
+        default=None, metadata={"help": "Module to wrap (encoder / decoder stack); inferred for supported models."}
     )
     modules_to_save: Optional[list[str]] = field(
         default=None, metadata={"help": "Additional trainable modules saved with the adapter."}
@@ -111,24 +119,34 @@ class LPTConfig(PeftConfig):
             _check_int("prompt_layer", self.prompt_layer, minimum=0)
         if self.prompt_dropout is not None and not 0.0 <= float(self.prompt_dropout) < 1.0:
             raise ValueError(f"prompt_dropout must be in [0, 1), got {self.prompt_dropout}.")
-        if self.head_mode == "verbalizer":
-            self._check_verbalizer_fields()
+        if self.head_mode in ("verbalizer", "generative"):
+            self._check_label_word_fields()
         if self.label_word_ids is not None:
             self.label_word_ids = [int(i) for i in self.label_word_ids]
 
-    def _check_verbalizer_fields(self) -> None:
+    def save_pretrained(self, save_directory: str, **kwargs) -> None:
+        """PEFT's save, with ``peft_type`` written as :data:`LPT_SAVED_PEFT_TYPE`: loading the adapter without
+        ``import elue_hf`` then fails with a ``KeyError`` that names the fix instead of a bare ``KeyError: 'LPT'``."""
+        super().save_pretrained(save_directory, **kwargs)
+        path = Path(save_directory) / CONFIG_NAME
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        saved["peft_type"] = LPT_SAVED_PEFT_TYPE
+        path.write_text(json.dumps(saved, indent=2, sort_keys=True), encoding="utf-8")
+
+    def _check_label_word_fields(self) -> None:
+        mode = f"head_mode={self.head_mode!r}"
         if not self.label_word_ids:
             raise ValueError(
-                "head_mode='verbalizer' needs label_word_ids (one single-token label word per class, e.g. from "
+                f"{mode} needs label_word_ids (one single-token label word per class, e.g. from "
                 "elue_hf.lpt.templates.label_word_ids(tokenizer, ['terrible', 'great']))."
             )
         if len(set(self.label_word_ids)) != len(self.label_word_ids):
             raise ValueError(f"label_word_ids must be distinct, got {self.label_word_ids}.")
-        if self.mask_token_id is None:
+        if self.mask_token_id is None and self.head_mode == "verbalizer":
             raise ValueError("head_mode='verbalizer' needs mask_token_id (tokenizer.mask_token_id).")
         if self.task_type is None or str(self.task_type) != "SEQ_CLS":
             raise ValueError(
-                "head_mode='verbalizer' scores label words for classification: set task_type='SEQ_CLS' so that "
+                f"{mode} scores label words for classification: set task_type='SEQ_CLS' so that "
                 f"PeftModelForSequenceClassification routes the call through LPT (got task_type={self.task_type!r})."
             )
 

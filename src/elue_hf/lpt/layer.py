@@ -1,11 +1,11 @@
-"""LPT tuner layer: prompt generators, attention-mask extension and the encoder wrapper :class:`LPTLayer`.
+"""LPT tuner layer: prompt generators and the wrapper :class:`LPTLayer` of the encoder or decoder stack.
 
 Shapes: ``b`` batch, ``n`` input length, ``d`` hidden size, ``m`` bottleneck, ``l`` prompt length.
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -13,7 +13,11 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 
+from ..multi_exit import MultiExitEncoder
+from .backbones import HookedBackbone, LatePromptCall, backbone_for
+from .backbones.base import bind_call
 from .config import LPTConfig, check_prompt_layer, normalize_generator_kind
+from .masks import extend_attention_mask, token_keep_mask
 
 __all__ = [
     "LPTLayer",
@@ -45,52 +49,6 @@ def generator_parameter_count(kind: str, token_dim: int, bottleneck: int, num_to
     if kind in ("appg", "mppg"):
         return d * m + m + m * d + d
     return l * d
-
-
-def token_keep_mask(attention_mask: torch.Tensor | None, batch_size: int, seq_len: int, device=None) -> torch.Tensor:
-    """(b, n) bool: which key positions are real tokens, read from any mask form the encoder receives.
-
-    Accepts ``None`` (no padding), a 2D 0/1 mask, or a 4D (b, 1, q, n) mask that is boolean (``True`` = attend, SDPA)
-    or additive float (``0`` = attend, eager).
-    """
-    if attention_mask is None:
-        return torch.ones(batch_size, seq_len, dtype=torch.bool, device=device)
-    if attention_mask.dim() == 2:
-        return attention_mask.bool()
-    if attention_mask.dim() != 4:
-        raise ValueError(f"Expected a 2D or 4D attention mask, got shape {tuple(attention_mask.shape)}.")
-    keep = attention_mask if attention_mask.dtype == torch.bool else attention_mask == 0
-    keep = keep.any(dim=-2).any(dim=1)  # a key is a real token if some query may attend to it
-    return keep.expand(batch_size, seq_len)
-
-
-def extend_attention_mask(attention_mask: torch.Tensor | None, num_prompt_tokens: int) -> torch.Tensor | None:
-    """Extend a 4D encoder mask for ``num_prompt_tokens`` prompt vectors prepended to the sequence.
-
-    ``None`` stays ``None``. Boolean and additive float masks (b, h, q, n) get ``l`` leading key columns that attend
-    (``True`` / ``0.0``); when the mask is square (q == n > 1) ``l`` leading query rows are added too, each allowing the
-    prompt and every real token (the original's broadcast (b, 1, 1, n) mask made all query rows identical).
-    """
-    if attention_mask is None:
-        return None
-    if not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 4:
-        raise ValueError(
-            "LPT needs the encoder's 4D attention mask (None, bool or additive float, shape (b, 1, q, n)); got "
-            f"{type(attention_mask).__name__} {tuple(getattr(attention_mask, 'shape', ()))}."
-        )
-    b, h, q, n = attention_mask.shape
-    is_bool = attention_mask.dtype == torch.bool
-    keep_value = True if is_bool else 0.0
-    columns = attention_mask.new_full((b, h, q, num_prompt_tokens), keep_value)
-    extended = torch.cat([columns, attention_mask], dim=-1)
-    if q == 1:
-        return extended
-    if q != n:
-        raise ValueError(f"Cannot extend an attention mask with {q} query rows and {n} key columns.")
-    key_row = attention_mask.any(dim=-2, keepdim=True) if is_bool else attention_mask.amax(dim=-2, keepdim=True)
-    prompt_cols = attention_mask.new_full((b, h, 1, num_prompt_tokens), keep_value)
-    prompt_rows = torch.cat([prompt_cols, key_row], dim=-1).expand(b, h, num_prompt_tokens, num_prompt_tokens + n)
-    return torch.cat([prompt_rows, extended], dim=-2)
 
 
 def masked_adaptive_pool(x: torch.Tensor, keep: torch.Tensor, output_size: int, mode: str) -> torch.Tensor:
@@ -137,10 +95,11 @@ class NaivePromptGenerator(nn.Module):
         self.proj_up = nn.Linear(bottleneck, num_tokens * token_dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, hidden_states: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, keep: torch.Tensor, source: torch.Tensor | None = None):
+        """``source`` (b,): the token each row's prompt is generated from; default the first real token ([CLS])."""
         rows = torch.arange(hidden_states.shape[0], device=hidden_states.device)
-        first = hidden_states[rows, _first_token_index(keep)]
-        prompt = self.proj_up(torch.relu(self.proj_down(first)))
+        index = _first_token_index(keep) if source is None else source
+        prompt = self.proj_up(torch.relu(self.proj_down(hidden_states[rows, index])))
         return self.dropout(prompt.view(-1, self.num_tokens, self.token_dim))
 
 
@@ -156,7 +115,7 @@ class PoolingPromptGenerator(nn.Module):
         self.proj_up = nn.Linear(bottleneck, token_dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, hidden_states: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, keep: torch.Tensor, source: torch.Tensor | None = None):
         pooled = masked_adaptive_pool(self.proj_down(hidden_states), keep, self.num_tokens, self.mode)
         return self.dropout(self.proj_up(torch.relu(pooled)))
 
@@ -168,7 +127,7 @@ class StaticPrompt(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(num_tokens, token_dim)
 
-    def forward(self, hidden_states: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, keep: torch.Tensor, source: torch.Tensor | None = None):
         return self.embedding.weight[None].expand(hidden_states.shape[0], -1, -1)
 
 
@@ -201,8 +160,13 @@ class LPTLayer(nn.Module, BaseTunerLayer):
     * BERT / RoBERTa encoders: :meth:`forward` runs layers ``0..k-1`` (under ``no_grad`` when frozen), generates the
       prompt from their output, prepends it, extends the mask and runs the remaining layers; the prompt rows are
       stripped from ``last_hidden_state`` so [CLS] stays at index 0 and [MASK] at its original index.
-    * ElasticBERT encoders (with ``layer_forward``/``pool``): the same three entry points are provided, so the
-      multi-exit heads (including early exit, which indexes finished rows out of the batch) drive the loop unchanged.
+    * Multi-exit encoders (:class:`elue_hf.multi_exit.MultiExitEncoder`, e.g. ElasticBERT's): the wrapper is a
+      multi-exit encoder too (``run_layer`` inserts the prompt before layer ``k``, ``exit_states`` drops it again), so
+      the multi-exit model (including early exit, which indexes finished rows out of the batch) drives it unchanged.
+    * DeBERTa-v2/v3 encoders, GPT-2 and Llama-style decoder stacks: a family adapter from
+      :mod:`elue_hf.lpt.backbones` runs the body's own forward with call-scoped hooks on layers ``k..L-1`` (insert
+      the prompt, rewrite masks and positions, strip the prompt rows after the last layer). Decoders generate the
+      prompt from the last context token; :meth:`generation_session` keeps it fixed during ``generate()``.
     """
 
     adapter_layer_names = ("lpt_generator",)
@@ -216,19 +180,30 @@ class LPTLayer(nn.Module, BaseTunerLayer):
         self.lpt_num_tokens: dict[str, int] = {}
         self._disable_adapters = False
         self.merged_adapters = []
+        self._generation_prompts: dict | None = None  # prompts built once per generate() call (see generation_session)
+        self._source_override: torch.Tensor | None = None  # decoders: the context's last token, from the labels
         self.update_layer(adapter_name, config)
         self._active_adapter = adapter_name
 
     # -- construction -------------------------------------------------------------------------------------------------
 
     @property
+    def backbone(self) -> HookedBackbone | None:
+        """The family adapter driving the wrapped body (None: the BERT/RoBERTa/ElasticBERT encoder paths)."""
+        return backbone_for(self.get_base_layer())
+
+    @property
     def num_layers(self) -> int:
-        return len(self.get_base_layer().layer)
+        backbone = self.backbone
+        base = self.get_base_layer()
+        return len(backbone.layers(base) if backbone is not None else base.layer)
 
     def update_layer(self, adapter_name: str, config: LPTConfig) -> None:
         """Create (or replace) the generator of ``adapter_name`` from ``config`` (token_dim etc. already filled)."""
         k = config.prompt_layer
         check_prompt_layer(k, self.num_layers)
+        if self.backbone is not None:
+            self.backbone.check(self.get_base_layer(), k)
         dropout = config.prompt_dropout if config.prompt_dropout is not None else 0.0
         generator = build_prompt_generator(
             config.generator, config.token_dim, config.bottleneck_size, config.num_prompt_tokens, dropout
@@ -263,26 +238,89 @@ class LPTLayer(nn.Module, BaseTunerLayer):
             raise ValueError(f"LPT runs one adapter at a time; {len(active)} are active: {active}.")
         return active[0]
 
+    def generate_prompt(self, adapter: str, hidden_states: torch.Tensor, keep: torch.Tensor, source=None):
+        """(b, l, d) prompt of ``adapter`` from the layer-``k`` states ``hidden_states`` (b, n, d).
+
+        ``keep`` (b, n) marks the tokens the generator may read; ``source`` (b,) the token NPG reads (default [CLS]).
+        """
+        generator = self.lpt_generator[adapter]
+        weight = next(generator.parameters())  # PEFT may keep adapter weights in float32 under a bf16/fp16 backbone
+        return generator(hidden_states.to(weight.dtype), keep, source).to(hidden_states.dtype)
+
     def insert_prompt(self, adapter: str, hidden_states: torch.Tensor, attention_mask):
         """Prepend the generated prompt to ``hidden_states``; return (hidden (b, l+n, d), extended mask)."""
         b, n, _ = hidden_states.shape
         keep = token_keep_mask(attention_mask, b, n, hidden_states.device)
-        generator = self.lpt_generator[adapter]
-        weight = next(generator.parameters())  # PEFT may keep adapter weights in float32 under a bf16/fp16 backbone
-        prompt = generator(hidden_states.to(weight.dtype), keep).to(hidden_states.dtype)
+        prompt = self.generate_prompt(adapter, hidden_states, keep)
         extended = extend_attention_mask(attention_mask, self.lpt_num_tokens[adapter])
         return torch.cat([prompt, hidden_states], dim=1), extended
 
     # -- BERT / RoBERTa ---------------------------------------------------------------------------------------------
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask=None, *args: Any, **kwargs: Any):
+    def forward(self, *args: Any, **kwargs: Any):
         adapter = self._active()
         base = self.get_base_layer()
         if adapter is None:
-            return base(hidden_states, attention_mask, *args, **kwargs)
-        if hasattr(base, "layer_forward"):
-            return self._multi_exit_forward(adapter, hidden_states, attention_mask, *args, **kwargs)
+            return base(*args, **kwargs)
+        backbone = self.backbone
+        if backbone is not None:
+            return self._hooked_forward(backbone, adapter, args, kwargs)
+        return self._encoder_forward(adapter, *args, **kwargs)
+
+    def _encoder_forward(self, adapter: str, hidden_states: torch.Tensor, attention_mask=None, *args, **kwargs):
+        base = self.get_base_layer()
+        if isinstance(base, MultiExitEncoder):
+            raise TypeError(
+                f"{type(base).__name__} is a multi-exit encoder: its model drives it layer by layer through "
+                "run_layer / exit_states / pool, which this wrapper implements; it has no whole-stack forward here."
+            )
         return self._stack_forward(adapter, hidden_states, attention_mask, *args, **kwargs)
+
+    # -- DeBERTa-v2, GPT-2, Llama-style decoders (family adapters in ``backbones``) ------------------------------------
+
+    def _hooked_forward(self, backbone: HookedBackbone, adapter: str, args: tuple, kwargs: dict):
+        base = self.get_base_layer()
+        k, num = self.lpt_prompt_layer[adapter], self.lpt_num_tokens[adapter]
+        keep, source, cached, extra = backbone.begin(base, bind_call(base, args, kwargs), k, num)
+        if self._source_override is not None and not cached:
+            source = self._source_override.to(keep.device)
+        stored = None if self._generation_prompts is None else self._generation_prompts.get(adapter)
+        if stored is not None and not cached:  # uncached generation: the prompt built from the context, reused
+            source = stored[1]
+        if source is not None:
+            keep = keep & (torch.arange(keep.shape[1], device=keep.device)[None, :] <= source[:, None])
+
+        def make_prompt(hidden: torch.Tensor) -> torch.Tensor:
+            if stored is not None:
+                if stored[0].shape[0] != hidden.shape[0]:
+                    raise ValueError("The batch changed during generate(); LPT builds the prompt once per call.")
+                return stored[0]
+            prompt = self.generate_prompt(adapter, hidden, keep, source)
+            if self._generation_prompts is not None:
+                self._generation_prompts[adapter] = (prompt, source)
+            return prompt
+
+        call = LatePromptCall(base, k, num, make_prompt, source=source, cached=cached, extra=extra)
+        return backbone.run(call, args, kwargs)
+
+    @contextmanager
+    def generation_session(self):
+        """Within ``generate()``: the prompt is generated once from the context (the first forward) and reused by
+        later forwards that run without a cache, so cached and uncached decoding see the same prompt."""
+        previous, self._generation_prompts = self._generation_prompts, {}
+        try:
+            yield
+        finally:
+            self._generation_prompts = previous
+
+    @contextmanager
+    def context_source(self, source: torch.Tensor | None):
+        """Within the block, decoders generate the prompt from token ``source`` (b,) instead of the last valid one."""
+        previous, self._source_override = self._source_override, source
+        try:
+            yield
+        finally:
+            self._source_override = previous
 
     def _stack_forward(
         self,
@@ -307,9 +345,9 @@ class LPTLayer(nn.Module, BaseTunerLayer):
             hidden_states = layer(hidden_states, attention_mask, **kwargs)
         return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=hidden_states[:, l:])
 
-    # -- ElasticBERT (step API: layer_forward / pool, driven by the multi-exit heads) -----------------------------
+    # -- multi-exit encoders (ElasticBERT): the MultiExitEncoder step API -------------------------------------------
 
-    def layer_forward(self, i: int, hidden_states: torch.Tensor, attention_mask=None) -> torch.Tensor:
+    def run_layer(self, i: int, hidden_states: torch.Tensor, attention_mask=None, **kwargs) -> torch.Tensor:
         """Run layer ``i``; the prompt is generated and prepended before layer ``k``, and the mask extended from there.
 
         Layers ``>= k`` return (b, l + n, d) hidden states (the prompt rows travel with their row when early exit
@@ -318,46 +356,30 @@ class LPTLayer(nn.Module, BaseTunerLayer):
         base = self.get_base_layer()
         adapter = self._active()
         if adapter is None:
-            return base.layer_forward(i, hidden_states, attention_mask)
+            return base.run_layer(i, hidden_states, attention_mask, **kwargs)
         k, l = self.lpt_prompt_layer[adapter], self.lpt_num_tokens[adapter]
         if i < k:
             with _no_grad_if_frozen([base.layer[i]], hidden_states):
-                return base.layer_forward(i, hidden_states, attention_mask)
+                return base.run_layer(i, hidden_states, attention_mask, **kwargs)
         if i == k:
             hidden_states, attention_mask = self.insert_prompt(adapter, hidden_states, attention_mask)
         elif attention_mask is not None and attention_mask.shape[-1] == hidden_states.shape[1] - l:
             attention_mask = extend_attention_mask(attention_mask, l)
-        return base.layer_forward(i, hidden_states, attention_mask)
+        return base.run_layer(i, hidden_states, attention_mask, **kwargs)
 
-    def pool(self, i: int, hidden_states: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Pooler ``i`` on the input rows only: the prompt rows (layers ``>= k``) are stripped first, so [CLS] is at
-        index 0 and a mean pooling's ``token_mask`` (the input's own tokens) lines up."""
-        return self.get_base_layer().pool(i, self._strip(i, hidden_states), token_mask)
-
-    def _strip(self, i: int, hidden_states: torch.Tensor) -> torch.Tensor:
-        """Drop the prompt rows from the output of layer ``i`` (a no-op below the prompt layer or when disabled)."""
+    def exit_states(self, i: int, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Layer ``i``'s output without the prompt rows (a no-op below the prompt layer or when disabled), so [CLS]
+        is at index 0 and [MASK] at its original index for the exit heads."""
+        states = self.get_base_layer().exit_states(i, hidden_states)
         adapter = self._active()
         if adapter is None or i < self.lpt_prompt_layer[adapter]:
-            return hidden_states
-        return hidden_states[:, self.lpt_num_tokens[adapter] :]
+            return states
+        return states[:, self.lpt_num_tokens[adapter] :]
 
-    def _multi_exit_forward(self, adapter: str, hidden_states, attention_mask=None, *args, **kwargs):
-        """The base encoder's own ``forward`` (gradient equilibrium and all) run through this wrapper's step API.
-
-        The base class's ``forward`` is called with this wrapper as ``self``, so its loop's ``self.layer_forward`` and
-        ``self.pool`` calls land here (``config`` and ``exit_layer_indices`` resolve to the base encoder's). Exit hidden
-        states and ``last_hidden_state`` come back without the prompt rows; ``hidden_states`` (every
-        layer, when requested) keep them for layers after the insertion (length l + n), as in the BERT path.
-        """
-        base = self.get_base_layer()
-        output = type(base).forward(self, hidden_states, attention_mask, *args, **kwargs)
-        exit_hidden = getattr(output, "exit_hidden_states", None)
-        if exit_hidden is not None:
-            output.exit_hidden_states = tuple(
-                self._strip(i, h) for i, h in zip(base.exit_layer_indices, exit_hidden)
-            )
-        output.last_hidden_state = self._strip(len(base.layer) - 1, output.last_hidden_state)
-        return output
+    def pool(self, i: int, hidden_states: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Pooler ``i`` of the base encoder, on :meth:`exit_states` output (the prompt rows are already stripped, so
+        a mean pooling's ``token_mask``, the input's own tokens, lines up)."""
+        return self.get_base_layer().pool(i, hidden_states, token_mask)
 
     def __getattr__(self, name: str):
         # the wrapper stands in for the encoder: unknown attributes (config, exit_layer_indices, layer, ...) are the

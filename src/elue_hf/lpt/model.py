@@ -1,4 +1,4 @@
-"""``LPTModel``: the PEFT tuner (``BaseTuner``) that wraps the backbone's encoder in an :class:`LPTLayer`."""
+"""``LPTModel``: the PEFT tuner (``BaseTuner``) wrapping the backbone's encoder or decoder stack in an ``LPTLayer``."""
 
 from __future__ import annotations
 
@@ -11,13 +11,34 @@ from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from .backbones import (
+    BACKBONES,
+    CausalDecoderBackbone,
+    backbone_for,
+    backbone_for_model_type,
+    context_source_from_labels,
+    last_valid_index,
+)
 from .config import LPTConfig, check_prompt_layer
 from .layer import LPTLayer
 
 __all__ = ["LPTModel", "SUPPORTED_MODEL_TYPES", "masked_lm_parts", "mask_positions"]
 
-#: Backbones LPT knows how to wrap, and the name of their encoder module.
-SUPPORTED_MODEL_TYPES = {"bert": ["encoder"], "roberta": ["encoder"], "elasticbert": ["encoder"]}
+#: Backbones LPT knows how to wrap, and the name of the module it wraps (the encoder, or the decoder stack).
+SUPPORTED_MODEL_TYPES = {
+    "bert": ["encoder"],
+    "roberta": ["encoder"],
+    "elasticbert": ["encoder"],
+    **{model_type: [backbone.target_module] for backbone in BACKBONES for model_type in backbone.model_types},
+}
+
+#: Task types per family: encoders classify; decoders classify or model language.
+_DECODER_TASKS = ("SEQ_CLS", "CAUSAL_LM")
+
+
+def _config_value(model_config: dict, *names: str):
+    """The first of ``names`` set in a model config dict (GPT-2 says ``n_embd``, the others ``hidden_size``)."""
+    return next((model_config[name] for name in names if model_config.get(name) is not None), None)
 
 
 def mask_positions(input_ids: torch.Tensor, mask_token_id: int) -> torch.Tensor:
@@ -34,7 +55,8 @@ def mask_positions(input_ids: torch.Tensor, mask_token_id: int) -> torch.Tensor:
 
 
 def masked_lm_parts(model: nn.Module):
-    """(body, MLM head) of a masked-LM model: ``BertForMaskedLM`` (``cls``), ``RobertaForMaskedLM`` (``lm_head``) or
+    """(body, MLM head) of a masked-LM model: ``BertForMaskedLM`` and legacy ``DebertaV2ForMaskedLM`` (``cls``),
+    ``RobertaForMaskedLM`` (``lm_head``), non-legacy ``DebertaV2ForMaskedLM`` (``lm_predictions``) or
     ``ElasticBertForMaskedLM`` (the top exit's ``predictions`` head).
 
     The head maps (b, t, d) hidden states to (b, t, V) vocabulary logits.
@@ -45,17 +67,32 @@ def masked_lm_parts(model: nn.Module):
         head = model.cls
     elif isinstance(getattr(model, "lm_head", None), nn.Module):
         head = model.lm_head
+    elif isinstance(getattr(model, "lm_predictions", None), nn.Module):  # DeBERTa-v2, non-legacy head
+        head = partial(model.lm_predictions, word_embeddings=body.embeddings.word_embeddings)
     elif hasattr(getattr(model, "predictions", None), "transforms"):  # ElasticBERT: per-layer MLM heads
         top = body.encoder.exit_layer_indices[-1]
         head = partial(model.predictions, top)
     if head is None or body is model:
         raise ValueError(
             "head_mode='verbalizer' needs a masked-LM backbone whose frozen MLM head scores the label words (e.g. "
-            f"BertForMaskedLM, RobertaForMaskedLM, ElasticBertForMaskedLM); got {type(model).__name__}. Use "
+            "BertForMaskedLM, RobertaForMaskedLM, DebertaV2ForMaskedLM, ElasticBertForMaskedLM); got "
+            f"{type(model).__name__}. Use "
             "head_mode='cls' with a *ForSequenceClassification model otherwise (e.g. for the MiniLM, which ships no "
             "MLM head)."
         )
     return body, head
+
+
+def _check_task_type(config: LPTConfig, model_type: str | None) -> None:
+    """Decoders run ``SEQ_CLS`` or ``CAUSAL_LM``; the encoders ``SEQ_CLS`` (or no task type, for a bare encoder)."""
+    task = None if config.task_type is None else str(config.task_type)
+    if isinstance(backbone_for_model_type(model_type), CausalDecoderBackbone):
+        if task not in _DECODER_TASKS:
+            raise ValueError(
+                f"LPT on the decoder {model_type!r} needs task_type 'SEQ_CLS' or 'CAUSAL_LM', got {task!r}."
+            )
+    elif task == "CAUSAL_LM":
+        raise ValueError(f"task_type='CAUSAL_LM' needs a decoder backbone (GPT-2, Llama, ...); got {model_type!r}.")
 
 
 def _exit_classifier_names(model_config: dict) -> list[str]:
@@ -67,10 +104,13 @@ def _exit_classifier_names(model_config: dict) -> list[str]:
 class LPTModel(BaseTuner):
     """Late Prompt Tuning (Liu et al., 2022) as a PEFT tuner. Create it with ``get_peft_model(model, LPTConfig(...))``.
 
-    The backbone's encoder is replaced by an :class:`LPTLayer`; everything else stays in place and frozen. In
-    ``"verbalizer"`` head mode the forward scores the label words with the frozen MLM head at the [MASK] position
-    (training loss: cross-entropy over the full vocabulary with the label word as target; logits: restricted to the
-    label words). :meth:`unload` puts the original encoder back; merging is impossible (instance-dependent prompts).
+    The backbone's encoder (or decoder stack) is replaced by an :class:`LPTLayer`; everything else stays in place and
+    frozen. In ``"verbalizer"`` head mode the forward scores the label words with the frozen MLM head at the [MASK]
+    position, in ``"generative"`` mode (decoders) with the frozen LM head after the last token (training loss:
+    cross-entropy over the full vocabulary with the label word as target; logits: restricted to the label words).
+    With ``task_type="CAUSAL_LM"`` and ``labels`` the prompt is generated from the context before the first labelled
+    token; :meth:`generate` builds it once from the prompt ids. :meth:`unload` puts the original module back; merging
+    is impossible (instance-dependent prompts).
     """
 
     prefix: str = "lpt_"
@@ -82,19 +122,30 @@ class LPTModel(BaseTuner):
     def _pre_injection_hook(self, model: nn.Module, config: LPTConfig, adapter_name: str) -> None:
         if config.head_mode == "verbalizer":
             masked_lm_parts(model)
+        model_type = getattr(getattr(model, "config", None), "model_type", None)
+        if config.head_mode == "generative" and (
+            not isinstance(backbone_for_model_type(model_type), CausalDecoderBackbone)
+            or model.get_output_embeddings() is None
+        ):
+            raise ValueError(
+                "head_mode='generative' scores the label words with a decoder's frozen LM head: use a causal-LM model "
+                f"(GPT2LMHeadModel, LlamaForCausalLM, ...); got {type(model).__name__}."
+            )
 
     def _prepare_adapter_config(self, peft_config: LPTConfig, model_config: dict) -> LPTConfig:
         model_type = model_config.get("model_type")
         if peft_config.target_modules is None:
             if model_type not in self.target_module_mapping:
                 raise ValueError(
-                    f"LPT supports BERT, RoBERTa and ElasticBERT backbones (model_type one of "
-                    f"{sorted(self.target_module_mapping)}); got model_type={model_type!r}. For another BERT-like "
-                    "encoder with a `layer` list, pass target_modules=['<name of the encoder module>']."
+                    f"LPT supports BERT, RoBERTa and ElasticBERT encoders, DeBERTa-v2/v3, GPT-2 and Llama-style "
+                    f"decoders (model_type one of {sorted(self.target_module_mapping)}); got "
+                    f"model_type={model_type!r}. For another BERT-like encoder with a `layer` list, pass "
+                    "target_modules=['<name of the encoder module>']."
                 )
             peft_config.target_modules = list(self.target_module_mapping[model_type])
-        hidden_size = model_config.get("hidden_size")
-        num_layers = model_config.get("num_hidden_layers")
+        _check_task_type(peft_config, model_type)
+        hidden_size = _config_value(model_config, "hidden_size", "n_embd")
+        num_layers = _config_value(model_config, "num_hidden_layers", "n_layer")
         if peft_config.token_dim is None:
             peft_config.token_dim = hidden_size
         elif hidden_size is not None and peft_config.token_dim != hidden_size:
@@ -115,8 +166,14 @@ class LPTModel(BaseTuner):
             extra = [name for name in _exit_classifier_names(model_config) if name not in saved]
             if extra:
                 peft_config.modules_to_save = saved + extra
+        if model_type == "deberta-v2" and peft_config.head_mode == "cls" and peft_config.task_type == "SEQ_CLS":
+            # DeBERTa's ContextPooler is not pre-trained (created with the classifier): it trains with the head
+            saved = list(peft_config.modules_to_save or [])
+            peft_config.modules_to_save = saved if "pooler" in saved else saved + ["pooler"]
         if peft_config.prompt_dropout is None:
-            peft_config.prompt_dropout = float(model_config.get("hidden_dropout_prob", 0.0) or 0.0)
+            # BERT-likes: hidden_dropout_prob; GPT-2: embd_pdrop (the LPT code's choice); Llama-likes have none
+            dropout = _config_value(model_config, "hidden_dropout_prob", "embd_pdrop")
+            peft_config.prompt_dropout = float(dropout or 0.0)
         return peft_config
 
     @staticmethod
@@ -139,10 +196,11 @@ class LPTModel(BaseTuner):
         if isinstance(target, LPTLayer):
             target.update_layer(adapter_name, peft_config)
             return
-        if not isinstance(getattr(target, "layer", None), nn.ModuleList):
+        if backbone_for(target) is None and not isinstance(getattr(target, "layer", None), nn.ModuleList):
             raise ValueError(
-                f"LPT wraps an encoder module that owns a `layer` ModuleList; '{current_key}' is a "
-                f"{type(target).__name__}. Unsupported backbone: use BERT, RoBERTa or ElasticBERT."
+                f"LPT wraps an encoder module that owns a `layer` ModuleList, or a supported decoder stack; "
+                f"'{current_key}' is a {type(target).__name__}. Unsupported backbone: use BERT, RoBERTa, "
+                "ElasticBERT, DeBERTa-v2/v3, GPT-2 or a Llama-style decoder."
             )
         new_module = LPTLayer(target, adapter_name, peft_config)
         if adapter_name not in self.active_adapters:
@@ -183,7 +241,24 @@ class LPTModel(BaseTuner):
     def forward(self, *args, **kwargs):
         if self._active_config.head_mode == "verbalizer":
             return self._verbalizer_forward(*args, **kwargs)
+        if self._active_config.head_mode == "generative":
+            return self._generative_forward(*args, **kwargs)
+        labels = kwargs.get("labels")
+        if str(self._active_config.task_type) == "CAUSAL_LM" and labels is not None and not args:
+            # causal-LM training: the prompt is generated from the context, i.e. the tokens before the first label
+            keep = kwargs.get("attention_mask")
+            keep = torch.ones_like(labels, dtype=torch.bool) if keep is None else keep.bool()
+            with self._lpt_layer().context_source(context_source_from_labels(labels, keep)):
+                return self.model(*args, **kwargs)
         return self.model(*args, **kwargs)
+
+    def generate(self, *args, **kwargs):
+        """``generate()`` of the wrapped model; the late prompt is built once from the context (the prompt ids)."""
+        with self._lpt_layer().generation_session():
+            return self.model.generate(*args, **kwargs)
+
+    def _lpt_layer(self) -> LPTLayer:
+        return next(module for module in self.model.modules() if isinstance(module, LPTLayer))
 
     def _verbalizer_forward(
         self,
@@ -203,14 +278,38 @@ class LPTModel(BaseTuner):
         rows = torch.arange(input_ids.shape[0], device=input_ids.device)
         mask_states = outputs.last_hidden_state[rows, positions]
         vocab_logits = head(mask_states[:, None, :])[:, 0]
-        words = torch.tensor(config.label_word_ids, device=vocab_logits.device)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(vocab_logits.float(), words[labels.to(words.device).long()])
-        output = SequenceClassifierOutput(
-            loss=loss,
-            logits=vocab_logits[:, words],
-            hidden_states=getattr(outputs, "hidden_states", None),
-            attentions=getattr(outputs, "attentions", None),
-        )
-        return output.to_tuple() if return_dict is False else output
+        return _label_word_output(vocab_logits, config.label_word_ids, labels, outputs, return_dict)
+
+    def _generative_forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ):
+        """Decoders: the frozen LM head's next-token logits at the last real token, restricted to the label words."""
+        if input_ids is None:
+            raise ValueError("Generative mode reads the context from input_ids; pass input_ids.")
+        keep = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        last = last_valid_index(keep)
+        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **kwargs)
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+        return _label_word_output(outputs.logits[rows, last], self._active_config.label_word_ids, labels, outputs,
+                                  return_dict)
+
+
+def _label_word_output(vocab_logits, label_word_ids, labels, outputs, return_dict):
+    """Label-word classification: loss = cross-entropy over the full vocabulary with the label word as target
+    (docs/lpt.md, "Classification heads"); logits = the vocabulary logits restricted to the label words (in order)."""
+    words = torch.tensor(label_word_ids, device=vocab_logits.device)
+    loss = None
+    if labels is not None:
+        loss = F.cross_entropy(vocab_logits.float(), words[labels.to(words.device).long()])
+    output = SequenceClassifierOutput(
+        loss=loss,
+        logits=vocab_logits[:, words],
+        hidden_states=getattr(outputs, "hidden_states", None),
+        attentions=getattr(outputs, "attentions", None),
+    )
+    return output.to_tuple() if return_dict is False else output

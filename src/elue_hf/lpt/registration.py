@@ -11,10 +11,20 @@ from __future__ import annotations
 
 from .peft_compat import peft_type_member
 
-__all__ = ["LPT_METHOD_NAME", "LPT_PEFT_TYPE_VALUE", "lpt_peft_type", "register_lpt", "is_lpt_registered"]
+__all__ = [
+    "LPT_METHOD_NAME",
+    "LPT_PEFT_TYPE_VALUE",
+    "LPT_SAVED_PEFT_TYPE",
+    "lpt_peft_type",
+    "register_lpt",
+    "is_lpt_registered",
+]
 
 LPT_METHOD_NAME = "lpt"
 LPT_PEFT_TYPE_VALUE = "LPT"
+#: ``peft_type`` as written in a saved ``adapter_config.json``. PEFT without elue_hf looks it up in its config mapping
+#: and fails with ``KeyError: 'LPT (...)'``, which then says what to do; with elue_hf it is an alias of ``LPT``.
+LPT_SAVED_PEFT_TYPE = "LPT (Late Prompt Tuning needs elue-hf: pip install elue-hf, then `import elue_hf` first)"
 
 
 def lpt_peft_type():
@@ -60,6 +70,7 @@ def register_lpt() -> None:
         # already ours (possibly from before a module reload): refresh to the current class objects
         key = next(k for k in config_map if k == LPT_PEFT_TYPE_VALUE)
         config_map[key], tuner_map[key], prefix_map[key] = LPTConfig, LPTModel, LPTModel.prefix
+        config_map[LPT_SAVED_PEFT_TYPE] = LPTConfig
         return
 
     if peft_type_member(LPT_PEFT_TYPE_VALUE) is not None:
@@ -68,6 +79,7 @@ def register_lpt() -> None:
         register_peft_method(name=LPT_METHOD_NAME, config_cls=LPTConfig, model_cls=LPTModel, prefix=LPTModel.prefix)
     else:  # route 2: plain string key
         _register_with_string_key(config_map, tuner_map, prefix_map, LPTConfig, LPTModel)
+    config_map[LPT_SAVED_PEFT_TYPE] = LPTConfig  # saved adapters name this alias (see LPT_SAVED_PEFT_TYPE)
 
 
 def _register_with_string_key(config_map, tuner_map, prefix_map, config_cls, model_cls) -> None:

@@ -3,7 +3,10 @@
 - :mod:`.analytic`: closed-form MACs/FLOPs of encoder classifiers, vectorised over instances;
 - :mod:`.hooks`: the same numbers from forward hooks on a running model;
 - :mod:`.module_spec`: the ``modules`` column of a submission and the declarative module spec;
-- :mod:`.params`: parameter counts.
+- :mod:`.params`: parameter counts;
+- :mod:`.architectures`: other encoder families (DistilBERT, ALBERT, ELECTRA, DeBERTa-v2, ModernBERT) keyed by
+  ``config.model_type``, and the generic ``FlopCounterMode`` route for the rest;
+- :mod:`.baselines`: published ELUE baseline FLOPs reproduced with these counters.
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ from .analytic import (
     elasticbert_flops,
     bert_classifier_flops,
     model_flops,
+    shape_flops,
 )
+from .architectures import EncoderShape, UnsupportedArchitecture, encoder_shape, flops_shape
 from .hooks import (
     ElueFlopsCounter,
     HookCall,
+    SharedMacs,
     register_rule,
     default_rules,
     hooked_flops_by_length,
@@ -43,7 +49,7 @@ from .module_spec import (
     modules_macs_column,
     encoder_modules,
 )
-from .params import count_parameters, mparams, encoder_classifier_params
+from .params import count_parameters, encoder_classifier_params
 
 __all__ = [
     "MFLOPS",
@@ -60,6 +66,12 @@ __all__ = [
     "elasticbert_flops",
     "bert_classifier_flops",
     "model_flops",
+    "shape_flops",
+    "EncoderShape",
+    "UnsupportedArchitecture",
+    "encoder_shape",
+    "flops_shape",
+    "SharedMacs",
     "ElueFlopsCounter",
     "HookCall",
     "register_rule",
@@ -76,6 +88,5 @@ __all__ = [
     "modules_macs_column",
     "encoder_modules",
     "count_parameters",
-    "mparams",
     "encoder_classifier_params",
 ]

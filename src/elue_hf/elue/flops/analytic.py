@@ -35,6 +35,8 @@ __all__ = [
     "elasticbert_flops",
     "bert_classifier_flops",
     "model_flops",
+    "shape_flops",
+    "needs_encoder_shape",
 ]
 
 MFLOPS = 1e6
@@ -182,8 +184,22 @@ class ModelDims:
         return _out(np.searchsorted(layers, _num(exit_layer), side="right"))
 
 
+def needs_encoder_shape(config) -> bool:
+    """True for configs of a registered non-BERT family (DistilBERT, ALBERT, DeBERTa-v2, ModernBERT...), whose FLOPs
+    come from :func:`.architectures.encoder_shape` rather than :class:`ModelDims`."""
+    from .architectures import get_architecture
+
+    arch = get_architecture(getattr(config, "model_type", None))
+    return arch is not None and arch.family != "bert"
+
+
 def dims_from_config(config, num_labels: int | None = None) -> ModelDims:
     """Read d, d_ff, heads, layers, labels and the exit layout from a BERT / RoBERTa / ElasticBERT config."""
+    if needs_encoder_shape(config):
+        raise ValueError(
+            f"model_type {config.model_type!r} is not a BERT-layer model; use "
+            "elue_hf.elue.flops.encoder_shape(config) (its own ELUE rule)"
+        )
     missing = [a for a in ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers")
                if getattr(config, a, None) is None]
     if missing:
@@ -211,6 +227,22 @@ def _dims(config_or_dims, num_labels=None) -> ModelDims:
     return config_or_dims if isinstance(config_or_dims, ModelDims) else dims_from_config(config_or_dims, num_labels)
 
 
+def _layers_and_exits(dims, exit_layer, mode: str):
+    """Layers run (default all) and exits evaluated: static 1, dynamic every exit at layers <= exit_layer."""
+    exit_layer = dims.num_layers if exit_layer is None else exit_layer
+    k = _num(exit_layer)
+    if np.any(k < 1) or np.any(k > dims.num_layers):
+        raise ValueError(f"exit_layer must lie in [1, {dims.num_layers}], got {exit_layer!r}")
+    if mode == "static":
+        return k, 1
+    if mode != "dynamic":
+        raise ValueError(f"mode must be 'static' or 'dynamic', got {mode!r}")
+    exits = dims.exits_up_to(k)
+    if np.any(_num(exits) < 1):
+        raise ValueError(f"exit_layer {exit_layer!r} is below the first exit (layer {dims.exit_layers[0]})")
+    return k, exits
+
+
 def elasticbert_flops(config, length, exit_layer=None, mode: str = "static", active_tokens=None, num_labels=None):
     """MFLOPs per instance of an ElasticBERT classifier, vectorised over instances (docs/elue.md, "FLOPs rules").
 
@@ -222,18 +254,7 @@ def elasticbert_flops(config, length, exit_layer=None, mode: str = "static", act
     ``exit_layer`` is 1-based (default: all layers); ``active_tokens`` (N, L) enables the token-level rule.
     """
     dims = _dims(config, num_labels)
-    exit_layer = dims.num_layers if exit_layer is None else exit_layer
-    k = _num(exit_layer)
-    if np.any(k < 1) or np.any(k > dims.num_layers):
-        raise ValueError(f"exit_layer must lie in [1, {dims.num_layers}], got {exit_layer!r}")
-    if mode == "static":
-        exits = 1
-    elif mode == "dynamic":
-        exits = dims.exits_up_to(k)
-        if np.any(_num(exits) < 1):
-            raise ValueError(f"exit_layer {exit_layer!r} is below the first exit (layer {dims.exit_layers[0]})")
-    else:
-        raise ValueError(f"mode must be 'static' or 'dynamic', got {mode!r}")
+    k, exits = _layers_and_exits(dims, exit_layer, mode)
     macs = encoder_classifier_macs(
         length, dims.hidden, dims.intermediate, dims.heads, k, dims.num_labels, exits, active_tokens, dims.pooler
     )
@@ -250,8 +271,25 @@ def bert_classifier_flops(config, length, num_layers=None, active_tokens=None, n
     return macs_to_mflops(macs)
 
 
+def shape_flops(shape, length, exit_layer=None, mode: str = "static"):
+    """MFLOPs per instance of an :class:`.architectures.EncoderShape` (static: one exit; dynamic: every exit met)."""
+    from .architectures.shape import encoder_shape_macs
+
+    k, exits = _layers_and_exits(shape, exit_layer, mode)
+    return macs_to_mflops(encoder_shape_macs(length, shape, k, exits))
+
+
 def model_flops(config, length, exit_layer=None, mode: str = "static", active_tokens=None, num_labels=None):
-    """Dispatch on ``config.model_type``: ElasticBERT rule for "elasticbert", classifier rule otherwise."""
+    """Dispatch on ``config.model_type``: ElasticBERT rule for "elasticbert", the family rule of
+    :mod:`.architectures` for DistilBERT / ALBERT / DeBERTa-v2 / ModernBERT (or an ``EncoderShape``), the BERT
+    classifier rule otherwise."""
+    from .architectures import EncoderShape, encoder_shape
+
+    if isinstance(config, EncoderShape) or needs_encoder_shape(config):
+        if active_tokens is not None:
+            raise ValueError("token-level exit (active_tokens) has an ELUE rule for BERT-layer models only")
+        shape = config if isinstance(config, EncoderShape) else encoder_shape(config, num_labels)
+        return shape_flops(shape, length, exit_layer, mode)
     if getattr(config, "model_type", None) == "elasticbert" or isinstance(config, ModelDims):
         return elasticbert_flops(config, length, exit_layer, mode, active_tokens, num_labels)
     return bert_classifier_flops(config, length, exit_layer, active_tokens, num_labels)

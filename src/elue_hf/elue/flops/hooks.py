@@ -12,7 +12,7 @@ import numpy as np
 
 from .analytic import MFLOPS, layer_norm_macs, linear_macs
 
-__all__ = ["ElueFlopsCounter", "HookCall", "register_rule", "default_rules", "hooked_flops_by_length"]
+__all__ = ["ElueFlopsCounter", "HookCall", "SharedMacs", "register_rule", "default_rules", "hooked_flops_by_length"]
 
 
 @dataclass
@@ -56,13 +56,25 @@ class HookCall:
         return self.lengths.astype(np.int64) if aligned else np.full(shape[0], per_row, dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class SharedMacs:
+    """What a rule returns for a batch-independent computation (e.g. a LayerNorm over a weight tensor): it runs once
+    per forward, so every instance of the batch pays it in full (ELUE counts per instance, as at batch size 1)."""
+
+    macs: float
+
+
 def _linear_rule(call: HookCall):
     x = call.input()
     return np.asarray(linear_macs(call.tokens(x), call.module.in_features, call.module.out_features))
 
 
 def _layer_norm_rule(call: HookCall):
+    import torch
+
     x = call.input()
+    if isinstance(x, torch.nn.Parameter):  # e.g. DeBERTa's LayerNorm over the relative-position embeddings
+        return SharedMacs(layer_norm_macs(x.numel(), call.module.elementwise_affine))
     width = int(np.prod(call.module.normalized_shape))
     return np.asarray(layer_norm_macs(call.tokens(x) * width, call.module.elementwise_affine))
 
@@ -86,8 +98,9 @@ _RULES: dict[type, Callable[[HookCall], Any]] = {}
 def register_rule(module_type: type, fn: Callable[[HookCall], Any]) -> None:
     """Register how modules of ``module_type`` are counted (they become leaves: children are not hooked).
 
-    ``fn(call: HookCall)`` returns the MACs of one call: a number (whole batch) or a 1-D array with one value per
-    row of the current batch (enables per-instance figures). Later registrations override earlier ones.
+    ``fn(call: HookCall)`` returns the MACs of one call: a number (whole batch), a 1-D array with one value per
+    row of the current batch (enables per-instance figures) or :class:`SharedMacs` (paid by every row). Later
+    registrations override earlier ones.
     """
     if not isinstance(module_type, type):
         raise TypeError(f"module_type must be a class, got {module_type!r}")
@@ -110,6 +123,9 @@ def default_rules() -> dict[type, Callable[[HookCall], Any]]:
         rules[RobertaSelfAttention] = _self_attention_rule
     except ImportError:  # pragma: no cover - older transformers
         pass
+    from .architectures import architecture_rules
+
+    rules.update(architecture_rules())
     rules.update(_RULES)
     return rules
 
@@ -218,6 +234,9 @@ class ElueFlopsCounter:
         def hook(module, args, kwargs, output):
             call = HookCall(module, args, kwargs, output, self._lengths, self._padded)
             macs = rule(call)
+            if isinstance(macs, SharedMacs):
+                rows = 1 if self._current is None else self._current.size
+                macs = np.full(rows, float(macs.macs))
             arr = np.asarray(macs, dtype=np.float64)
             total = float(arr.sum())
             self._total += total

@@ -6,7 +6,7 @@ tensors once, buffers excluded, every exit included. MParams = count / 1e6.
 
 from __future__ import annotations
 
-__all__ = ["count_parameters", "mparams", "encoder_classifier_params"]
+__all__ = ["count_parameters", "encoder_classifier_params"]
 
 
 def count_parameters(model) -> int:
@@ -22,12 +22,6 @@ def count_parameters(model) -> int:
         seen.add(key)
         total += param.numel()
     return total
-
-
-def mparams(model_or_count) -> float:
-    """MParams of a model or of a parameter count."""
-    count = model_or_count if isinstance(model_or_count, int) else count_parameters(model_or_count)
-    return count / 1e6
 
 
 def encoder_classifier_params(

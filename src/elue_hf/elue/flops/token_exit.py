@@ -18,6 +18,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from ...hashee.auto import base_model_type
 from ...hashee.layer import ActiveTokenAttention
 from ...hashee.model import get_hashee
 from .analytic import (
@@ -34,7 +35,7 @@ from .module_spec import encoder_modules, module_spec_from_config
 __all__ = [
     "active_token_counts",
     "last_active_counts",
-    "token_lengths",
+    "unpadded_lengths",
     "classifier_flops",
     "modules_column",
     "module_spec",
@@ -77,8 +78,9 @@ register_rule(ActiveTokenAttention, _active_attention_rule)
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def token_lengths(input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> np.ndarray:
-    """True (unpadded) length of each row."""
+def unpadded_lengths(input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> np.ndarray:
+    """Real (unpadded) token count of each row of a padded batch: the ``n`` of the FLOPs rules. (To tokenize ELUE
+    examples and count their tokens, see :func:`elue_hf.elue.data.token_lengths`.)"""
     if attention_mask is None:
         return np.full(input_ids.shape[0], input_ids.shape[1], dtype=np.int64)
     return attention_mask.detach().to("cpu").long().sum(-1).numpy()
@@ -142,7 +144,7 @@ class Seq2SeqDims:
 
 def seq2seq_dims(config) -> Seq2SeqDims:
     """Dimensions of a BART, T5 or ``EncoderDecoderModel`` (BERT/BERT) config."""
-    if getattr(config, "model_type", None) == "encoder-decoder":
+    if base_model_type(config) == "encoder-decoder":  # also a HashEE model's "hashee_encoder-decoder"
         enc, dec = config.encoder, config.decoder
         if enc.hidden_size != dec.hidden_size:
             raise ValueError("encoder and decoder widths differ; the seq2seq FLOPs formula assumes one width")

@@ -4,32 +4,31 @@ score with its parameter tracks (:mod:`.elue_score`). See docs/elue.md, "ELUE sc
 
 from __future__ import annotations
 
+from .elue_score import (
+    TRACKS,
+    FileScore,
+    SubmissionScore,
+    TaskScore,
+    format_score,
+    param_track,
+    score_points,
+    score_submission,
+)
 from .metrics import (
     accuracy,
+    average_ranks,
     f1_positive,
     pearson,
-    average_ranks,
     spearman,
     task_metric,
 )
 from .reference import (
+    ELASTICBERT_BASE_DIMS,
     REFERENCE_ENV,
     ReferenceCurve,
     load_reference,
-    reference_curve_path,
     recompute_imdb_reference,
-    ELASTICBERT_BASE_DIMS,
-    check_reference_complete,
-)
-from .elue_score import (
-    TRACKS,
-    param_track,
-    FileScore,
-    TaskScore,
-    SubmissionScore,
-    score_points,
-    score_submission,
-    format_score,
+    reference_curve_path,
 )
 
 __all__ = [
@@ -45,7 +44,6 @@ __all__ = [
     "reference_curve_path",
     "recompute_imdb_reference",
     "ELASTICBERT_BASE_DIMS",
-    "check_reference_complete",
     "TRACKS",
     "param_track",
     "FileScore",

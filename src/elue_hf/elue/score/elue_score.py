@@ -17,10 +17,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .reference import ReferenceCurve, load_reference
-from ..submission import Submission, SubmissionError, SubmissionLimits, read_submission
-from .metrics import task_metric
+from ..submission import Submission, SubmissionError, SubmissionLimits, flops_tier_of, read_submission
 from ..tasks import TASK_KEYS, get_task
+from .metrics import task_metric
+from .reference import ReferenceCurve, load_reference
 
 __all__ = [
     "TRACKS",
@@ -78,7 +78,7 @@ class SubmissionScore:
     partial_elue_score: float | None  # mean over the tasks present
     missing_tasks: list[str]
     provisional: bool  # some score leans on provisional reference FLOPs (IMDb)
-    verified: bool  # every file's FLOPs were recomputed from modules + module_spec
+    flops_tier: str  # "consistent" (every file's FLOPs recomputed from declared modules) or "self-reported"
     tracks: dict[str, list[dict]] = field(default_factory=dict)
 
     @property
@@ -118,7 +118,8 @@ def _gold_for(task: str, gold, cache: dict) -> np.ndarray:
 def _file_score(f, gold: np.ndarray, curve: ReferenceCurve) -> FileScore:
     if f.predictions.shape[0] != gold.shape[0]:
         raise SubmissionError(
-            f"{f.path}: wrong row count: {f.predictions.shape[0]} predictions for {gold.shape[0]} {f.task} test instances"
+            f"{f.path}: wrong row count: {f.predictions.shape[0]} predictions for {gold.shape[0]} {f.task} test "
+            "instances"
         )
     metrics = task_metric(f.task, f.predictions, gold)
     if not math.isfinite(metrics["score"]):
@@ -193,7 +194,7 @@ def score_submission(
     return SubmissionScore(
         model_name=submission.model_name, params=submission.params, tasks=tasks, elue_score=elue,
         partial_elue_score=partial, missing_tasks=missing, provisional=any(ts.provisional for ts in tasks.values()),
-        verified=all(fs.flops_source == "modules" for fs in all_files), tracks=_tracks(all_files),
+        flops_tier=flops_tier_of(fs.flops_source for fs in all_files), tracks=_tracks(all_files),
     )
 
 
@@ -238,10 +239,11 @@ def format_score(result: SubmissionScore) -> str:
     lines += [header, "-" * len(header)]
     for ts in result.tasks.values():
         for fs in ts.files:
-            flag = "verified" if fs.flops_source == "modules" else "self-reported"
+            flag = flops_tier_of([fs.flops_source])
             lines.append(
                 f"{ts.task:<8} {fs.label[:30]:<30} {fs.performance:>8.2f} {fs.mean_mflops:>10.1f} "
-                f"{fs.reference_performance:>7.2f} {fs.residual:>+7.2f}  {flag}{' (provisional)' if fs.provisional else ''}"
+                f"{fs.reference_performance:>7.2f} {fs.residual:>+7.2f}  {flag}"
+                f"{' (provisional)' if fs.provisional else ''}"
             )
     lines.append("-" * len(header))
     for t in TASK_KEYS:

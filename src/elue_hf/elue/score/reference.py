@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..tasks import TASK_KEYS, get_task
+from ..tasks import get_task
 
 __all__ = [
     "REFERENCE_ENV",
@@ -154,10 +154,3 @@ def recompute_imdb_reference(lengths: Sequence[int], base_path=None, max_seq_len
         entry["note"] = f"computed on {n.size} instances; the ELUE IMDb test set has {get_task('imdb').test_size}"
     return doc
 
-
-def check_reference_complete(curves: Mapping[str, ReferenceCurve]) -> list[str]:
-    """Task keys that have no curve (empty when all six are present)."""
-    return [t for t in TASK_KEYS if t not in curves]
-
-
-__all__ += ["check_reference_complete"]

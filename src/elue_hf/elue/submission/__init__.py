@@ -5,25 +5,29 @@ See docs/elue.md, "Submission format".
 
 from __future__ import annotations
 
+from ..flops.module_spec import format_modules
 from .format import (
+    FLOPS_TIERS,
+    FLOPS_TOLERANCE,
     FORMAT,
     MANIFEST,
-    FLOPS_TOLERANCE,
-    SubmissionError,
-    SubmissionLimits,
     PredictionFile,
-    SubmissionFile,
     Submission,
+    SubmissionError,
+    SubmissionFile,
+    SubmissionLimits,
     exact_mean,
+    flops_tier_of,
 )
-from .write import write_submission, zip_submission, submission_bytes
-from .read import read_submission, parse_predictions_tsv
-from ..flops.module_spec import format_modules
+from .read import parse_predictions_tsv, read_submission
+from .write import submission_bytes, write_submission, zip_submission
 
 __all__ = [
     "FORMAT",
     "MANIFEST",
     "FLOPS_TOLERANCE",
+    "FLOPS_TIERS",
+    "flops_tier_of",
     "SubmissionError",
     "SubmissionLimits",
     "PredictionFile",

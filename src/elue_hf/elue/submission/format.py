@@ -26,6 +26,8 @@ __all__ = [
     "FORMAT",
     "MANIFEST",
     "FLOPS_TOLERANCE",
+    "FLOPS_TIERS",
+    "flops_tier_of",
     "SubmissionError",
     "SubmissionLimits",
     "PredictionFile",
@@ -37,6 +39,10 @@ __all__ = [
 FORMAT = "elue-hf-submission/1"
 MANIFEST = "submission.json"
 FLOPS_TOLERANCE = 0.01  # relative disagreement allowed between claimed and recomputed mean FLOPs
+#: How much a FLOPs number is worth, weakest first (docs/elue.md, "Threat model"):
+#: ``self-reported`` - a number only; ``consistent`` - declared per-instance modules + module spec agree with the
+#: claimed means (and the cross-checks pass); ``verified`` - the server re-ran the model and got the same.
+FLOPS_TIERS = ("self-reported", "consistent", "verified")
 _HEADERS = {
     b"index\tpred\tmodules": ("modules",),
     b"index\tpred\tmodules\tflops": ("modules", "flops"),
@@ -58,7 +64,8 @@ class SubmissionLimits:
     max_manifest_bytes: int = 2**20
     max_entries: int = 512  # zip members
     max_files: int = 256  # prediction files in the manifest
-    max_rows: int = 1_000_000  # rows per prediction file
+    max_rows: int = 1_000_000  # rows per prediction file (also capped by the task's test-set size)
+    max_line_bytes: int = 1536  # one TSV row (a 12-layer token-level dynamic modules string is ~600 bytes)
     max_compression_ratio: float = 200.0  # uncompressed / compressed, per zip member (real TSVs: ~10-30)
 
 
@@ -74,6 +81,7 @@ class PredictionFile:
     params: int | None = None  # parameters of this operating point if it differs from the submission's
     max_seq_length: int | None = None
     module_spec: Mapping | None = None  # overrides the submission's spec for this file (e.g. other label count)
+    settings: Mapping | None = None  # exit settings to re-run it: {"exit": "static", "layers": 3} (docs/elue.md)
 
 
 @dataclass
@@ -86,14 +94,18 @@ class SubmissionFile:
     predictions: np.ndarray
     mflops: np.ndarray  # per instance
     mean_mflops: float
-    flops_source: str  # "modules" (verified) or "self-reported"
+    flops_source: str  # "modules" (recomputed from declared modules) or "self-reported"
     params: int
     claimed_mean_mflops: float | None = None
     max_seq_length: int | None = None
+    modules: list | None = None  # the raw modules column in index order (for the cross-checks), when declared
+    module_spec: dict | None = None  # the spec this file's modules are read with
 
     @property
-    def verified(self) -> bool:
-        return self.flops_source == "modules"
+    def flops_tier(self) -> str:
+        """``consistent`` (FLOPs recomputed from declared modules) or ``self-reported``; never ``verified`` (only
+        a server re-run makes that)."""
+        return flops_tier_of([self.flops_source])
 
 
 @dataclass
@@ -104,12 +116,19 @@ class Submission:
     files: list[SubmissionFile]
     module_spec: dict | None = None
     manifest: dict = field(default_factory=dict)
+    checks: dict = field(default_factory=dict)  # what the cross-checks covered (see .checks.cross_check)
 
     def by_task(self) -> dict[str, list[SubmissionFile]]:
         out: dict[str, list[SubmissionFile]] = {}
         for f in self.files:
             out.setdefault(f.task, []).append(f)
         return out
+
+def flops_tier_of(sources) -> str:
+    """The tier of a set of files' FLOPs sources: the weakest one (``modules`` -> consistent)."""
+    sources = list(sources)
+    return "consistent" if sources and all(s == "modules" for s in sources) else "self-reported"
+
 
 def exact_mean(values) -> float:
     """Correctly rounded mean of floats (exact rational sum), so N copies of x average to exactly x."""
@@ -123,8 +142,14 @@ def exact_mean(values) -> float:
 
 
 def _mean_from_macs(macs: np.ndarray) -> float:
-    """Mean MFLOPs from integer MACs, exactly rounded: 2 * sum / (N * 1e6)."""
-    total = int(np.sum(macs.astype(np.int64), dtype=np.int64)) if macs.dtype.kind in "iu" else None
-    if total is None:
+    """Mean MFLOPs from integer MACs, exactly rounded: 2 * sum / (N * 1e6); the sum never wraps (int64 only when
+    it provably fits, Python ints otherwise)."""
+    if macs.dtype.kind not in "iu":
         return exact_mean(2.0 * macs / MFLOPS)
+    if macs.size == 0:
+        raise SubmissionError("cannot average zero values")
+    if int(macs.min()) < 0:
+        raise SubmissionError("negative MACs")
+    fits = int(macs.max()) <= np.iinfo(np.int64).max // int(macs.size)
+    total = int(np.sum(macs, dtype=np.int64)) if fits else sum(map(int, macs.tolist()))
     return float(Fraction(2 * total, int(macs.size) * int(MFLOPS)))

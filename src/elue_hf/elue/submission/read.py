@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 import stat
 import zipfile
@@ -13,12 +12,22 @@ from typing import Mapping
 
 import numpy as np
 
+from ...validators import MAX_MFLOPS, finite_positive, load_json, positive_int, require
 from ..flops.analytic import MFLOPS
 from ..flops.module_spec import ModulesError, modules_macs_column, validate_module_spec
 from ..tasks import EluTask, get_task
 from .format import (
-    _HEADERS, _SAFE_PATH, FLOPS_TOLERANCE, MANIFEST, FORMAT, Submission, SubmissionError, SubmissionFile,
-    SubmissionLimits, _mean_from_macs, exact_mean,
+    _HEADERS,
+    _SAFE_PATH,
+    FLOPS_TOLERANCE,
+    FORMAT,
+    MANIFEST,
+    Submission,
+    SubmissionError,
+    SubmissionFile,
+    SubmissionLimits,
+    _mean_from_macs,
+    exact_mean,
 )
 
 __all__ = ["read_submission", "parse_predictions_tsv"]
@@ -91,40 +100,45 @@ class _Source:
                 raise SubmissionError(f"zip entries outside the folder {self.prefix!r} that holds {MANIFEST}")
         return members
 
-    def read(self, rel: str, limit: int) -> bytes:
+    def read(self, rel: str, limit: int, max_lines: int | None = None, why: str = "") -> bytes:
+        """The bytes of ``rel``, streamed in 1 MiB chunks: refused as soon as it passes ``limit`` bytes, the zip
+        member's compression-ratio cap, or ``max_lines`` newlines, before the rest is read."""
         if self.zip is None:
-            return self._read_file(rel, limit)
-        info = self.members.get(self.prefix + rel)
-        if info is None:
-            raise SubmissionError(f"{rel} is listed in {MANIFEST} but missing from the zip")
-        chunks, size = [], 0
+            target = self._file(rel)
+            opener, cap = (lambda: target.open("rb")), limit
+        else:
+            info = self.members.get(self.prefix + rel)
+            if info is None:
+                raise SubmissionError(f"{rel} is listed in {MANIFEST} but missing from the zip")
+            opener = lambda: self.zip.open(info)  # noqa: E731 - never trust the header: count what comes out
+            cap = min(limit, int(self.limits.max_compression_ratio * max(info.compress_size, 1)))
+        chunks, size, lines = [], 0, 0
         try:
-            with self.zip.open(info) as handle:  # never trust the header: stop once the limit is passed
-                while True:
-                    chunk = handle.read(1 << 20)
-                    if not chunk:
-                        break
+            with opener() as handle:
+                while chunk := handle.read(1 << 20):
                     size += len(chunk)
-                    if size > limit or size > self.limits.max_compression_ratio * max(info.compress_size, 1):
-                        raise SubmissionError(f"{rel} unpacks beyond the allowed size (limit {limit} bytes)")
+                    if size > cap:
+                        raise SubmissionError(f"{rel} is larger than allowed ({cap:,} bytes{why})")
+                    lines += chunk.count(b"\n")
+                    if max_lines is not None and lines > max_lines:
+                        raise SubmissionError(f"{rel} has more than {max_lines - 1:,} rows; its task has "
+                                              f"{max_lines - 1:,} test instances")
                     chunks.append(chunk)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as err:
             raise SubmissionError(f"zip entry {rel} is corrupt or unsupported: {err}") from None
+        except OSError as err:
+            raise SubmissionError(f"cannot read {rel}: {err.strerror or err}") from None
         self._account(rel, size)
         return b"".join(chunks)
 
-    def _read_file(self, rel: str, limit: int) -> bytes:
+    def _file(self, rel: str) -> Path:
         root = self.path.resolve()
         target = (self.path / rel).resolve()
         if root not in target.parents:
             raise SubmissionError(f"{rel} resolves outside the submission directory")
         if not target.is_file():
-            raise SubmissionError(f"{rel} is listed in {MANIFEST} but is not a file in {self.path}")
-        size = target.stat().st_size
-        if size > limit:
-            raise SubmissionError(f"{rel} is {size} bytes; the limit is {limit}")
-        self._account(rel, size)
-        return target.read_bytes()
+            raise SubmissionError(f"{rel} is listed in {MANIFEST} but is not a file in {self.path.name}")
+        return target
 
     def _account(self, rel: str, size: int) -> None:
         self.total += size
@@ -142,44 +156,42 @@ class _Source:
             self.zip.close()
 
 
-def _require(cond: bool, message: str) -> None:
-    if not cond:
-        raise SubmissionError(message)
+def _require(cond, message: str) -> None:
+    require(cond, message, SubmissionError)
 
 
 def _positive_int(value, what: str) -> int:
-    _require(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-             f"{what} must be a positive integer, got {value!r}")
-    return int(value)
+    return positive_int(value, what, SubmissionError)
 
 
-def _finite_positive(value, what: str) -> float:
-    _require(
-        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0,
-        f"{what} must be a finite positive number (MFLOPs), got {value!r}",
-    )
-    return float(value)
+def _optional(entry: Mapping, key: str, kind: type | tuple, what: str, default=None):
+    value = entry.get(key, default)
+    _require(value is None or (isinstance(value, kind) and not isinstance(value, bool)),
+             f"{what}: {key!r} must be {_KIND_NAMES.get(kind, 'of another type')} or absent, "
+             f"got {type(value).__name__}")
+    return value
 
 
-def _reject_constant(name: str):
-    raise SubmissionError(f"{MANIFEST}: {name} is not a valid number")
+_KIND_NAMES = {str: "a string", dict: "a JSON object", int: "an integer"}
 
 
 def _parse_manifest(raw: bytes, limits: SubmissionLimits) -> dict:
-    try:
-        manifest = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError:
-        raise SubmissionError(f"{MANIFEST} is not UTF-8") from None
-    except json.JSONDecodeError as err:
-        raise SubmissionError(f"{MANIFEST} is not valid JSON: {err}") from None
+    """Parse and type-check ``submission.json`` (every field the reader uses; a UTF-8 BOM is accepted)."""
+    manifest = load_json(raw, MANIFEST, SubmissionError)
     _require(isinstance(manifest, dict), f"{MANIFEST} must hold a JSON object")
-    _require(manifest.get("format") == FORMAT, f"{MANIFEST}: 'format' must be {FORMAT!r}, got {manifest.get('format')!r}")
+    _require(manifest.get("format") == FORMAT,
+             f"{MANIFEST}: 'format' must be {FORMAT!r}, got {str(manifest.get('format'))[:40]!r}")
     name = manifest.get("model_name")
-    _require(isinstance(name, str) and 0 < len(name.strip()) <= 200, f"{MANIFEST}: 'model_name' must be 1-200 characters")
-    description = manifest.get("description", "")
-    _require(isinstance(description, str) and len(description) <= 10_000,
-             f"{MANIFEST}: 'description' must be a string of at most 10,000 characters")
+    _require(isinstance(name, str) and 0 < len(name.strip()) <= 200,
+             f"{MANIFEST}: 'model_name' must be 1-200 characters")
+    description = _optional(manifest, "description", str, MANIFEST, "")
+    _require(len(description or "") <= 10_000, f"{MANIFEST}: 'description' must be at most 10,000 characters")
     _positive_int(manifest.get("params"), f"{MANIFEST}: 'params'")
+    _optional(manifest, "module_spec", dict, MANIFEST)
+    tokenizer = _optional(manifest, "tokenizer", str, MANIFEST)
+    _require(tokenizer is None or 0 < len(tokenizer) <= 300, f"{MANIFEST}: 'tokenizer' must be 1-300 characters")
+    _optional(manifest, "model", dict, MANIFEST)
+    _optional(manifest, "extra", dict, MANIFEST)
     files = manifest.get("files")
     _require(isinstance(files, list) and files, f"{MANIFEST}: 'files' must be a non-empty list")
     _require(len(files) <= limits.max_files, f"{MANIFEST}: {len(files)} files; the limit is {limits.max_files}")
@@ -189,20 +201,24 @@ def _parse_manifest(raw: bytes, limits: SubmissionLimits) -> dict:
         _require(isinstance(entry, dict), f"{where} must be an object")
         path = entry.get("path")
         _require(isinstance(path, str) and _SAFE_PATH.fullmatch(path) is not None and path.endswith(".tsv")
-                 and ".." not in path.split("/"), f"{where}: 'path' {path!r} must be a relative .tsv path like 'sst-2/k3.tsv'")
+                 and ".." not in path.split("/"),
+                 f"{where}: 'path' {str(path)[:60]!r} must be a relative .tsv path like 'sst-2/k3.tsv'")
         _require(path not in seen, f"{where}: file {path} is listed twice")
         seen.add(path)
+        _require(isinstance(entry.get("task"), str), f"{where} ({path}): 'task' must be a string")
         try:
-            get_task(entry.get("task", ""))
+            get_task(entry["task"])
         except ValueError as err:
             raise SubmissionError(f"{where}: {err}") from None
-        _finite_positive(entry.get("mean_flops"), f"{where} ({path}): 'mean_flops'")
-        if "params" in entry:
-            _positive_int(entry["params"], f"{where} ({path}): 'params'")
-        if entry.get("max_seq_length") is not None:
-            _positive_int(entry["max_seq_length"], f"{where} ({path}): 'max_seq_length'")
-        label = entry.get("label", "")
-        _require(isinstance(label, str) and len(label) <= 200, f"{where}: 'label' must be a string (<= 200 chars)")
+        finite_positive(entry.get("mean_flops"), f"{where} ({path}): 'mean_flops'", SubmissionError)
+        for key in ("params", "max_seq_length"):
+            if entry.get(key) is not None:
+                _positive_int(entry[key], f"{where} ({path}): {key!r}")
+        label = _optional(entry, "label", str, where, "")
+        _require(len(label or "") <= 200, f"{where}: 'label' must be at most 200 characters")
+        _optional(entry, "module_spec", dict, where)
+        _optional(entry, "flops_source", str, where)
+        _optional(entry, "settings", dict, where)
     return manifest
 
 
@@ -274,11 +290,14 @@ def parse_predictions_tsv(
     module_spec: Mapping[str, dict] | None = None,
     max_rows: int = SubmissionLimits.max_rows,
     cache: dict | None = None,
+    max_line_bytes: int = SubmissionLimits.max_line_bytes,
+    keep: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Parse one prediction TSV -> (predictions sorted by index, per-instance MACs from modules or None,
     self-reported per-instance MFLOPs or None). Raises :class:`SubmissionError` naming the line.
 
-    ``cache``: parsed ``modules`` values, reusable across files that share ``module_spec``."""
+    ``cache``: parsed ``modules`` values, reusable across files that share ``module_spec``; ``keep``: a dict that
+    receives the raw ``modules`` column in index order (key ``"modules"``) when it is filled."""
     task = get_task(task)
     if not data.isascii():
         try:
@@ -294,11 +313,16 @@ def parse_predictions_tsv(
         data += b"\n"
     header, _, body = data.partition(b"\n")
     columns = _HEADERS.get(header)
-    _require(columns is not None, f"{path}: header must be 'index<TAB>pred<TAB>modules[<TAB>flops]', got {header[:80]!r}")
+    _require(columns is not None,
+             f"{path}: header must be 'index<TAB>pred<TAB>modules[<TAB>flops]', got {header[:80]!r}")
     _require(len(body) > 0, f"{path} has a header but no rows")
     n_rows = body.count(b"\n")
-    _require(n_rows <= max_rows, f"{path} has {n_rows} rows; the limit is {max_rows}")
+    _require(n_rows <= max_rows, f"{path} has {n_rows:,} rows; the limit is {max_rows:,}")
     rows = _Rows(path, body, 2 + len(columns))
+    longest = int(np.max(np.diff(np.r_[-1, rows.ends])) - 1)
+    if longest > max_line_bytes:
+        row = int(np.argmax(np.diff(np.r_[-1, rows.ends])))
+        raise rows.error(row, f"a row of {longest:,} bytes; the limit is {max_line_bytes:,}")
     cols = rows.columns
 
     index = _int_column(rows, cols[0], "index")
@@ -334,12 +358,14 @@ def parse_predictions_tsv(
             macs = modules_macs_column(cols[2], module_spec, cache)[order]
         except ModulesError as err:
             raise rows.error(err.row, f"malformed modules: {err}") from None
+        if keep is not None:
+            keep["modules"] = [cols[2][i] for i in order.tolist()]
     flops = None
     if "flops" in columns:
         flops = _float_column(rows, cols[3], "flops")
-        nonpos = np.flatnonzero(flops <= 0)
+        nonpos = np.flatnonzero((flops <= 0) | (flops > MAX_MFLOPS))
         if nonpos.size:
-            raise rows.error(int(nonpos[0]), "flops must be > 0 MFLOPs")
+            raise rows.error(int(nonpos[0]), f"flops must be > 0 and <= {MAX_MFLOPS:g} MFLOPs")
         flops = flops[order]
     _require(macs is not None or flops is not None,
              f"{path}: no FLOPs: fill the modules column (with a module_spec) or add a flops column")
@@ -355,9 +381,19 @@ def _spec_or_none(spec, where: str) -> dict | None:
         raise SubmissionError(f"{where}: {err}") from None
 
 
-def read_submission(path, limits: SubmissionLimits | None = None, tolerance: float = FLOPS_TOLERANCE) -> Submission:
-    """Read and validate a submission directory or zip; recompute and verify every file's mean FLOPs.
+def _row_cap(task: EluTask, expected_rows: Mapping[str, int] | None, limits: SubmissionLimits) -> int:
+    """Most rows a file of ``task`` may have: the known test-set size (exact when ``expected_rows`` gives it)."""
+    if expected_rows is not None and task.key in expected_rows:
+        return int(expected_rows[task.key])
+    return min(limits.max_rows, task.test_size)
 
+
+def read_submission(path, limits: SubmissionLimits | None = None, tolerance: float = FLOPS_TOLERANCE,
+                    expected_rows: Mapping[str, int] | None = None) -> Submission:
+    """Read and validate a submission directory or zip; recompute and check every file's mean FLOPs.
+
+    ``expected_rows``: test-set size per task (the server's gold); a file with another row count is refused, and a
+    longer one while it is still being read. Without it a file may have at most the task's ELUE test-set size.
     Raises :class:`SubmissionError` (a ``ValueError``) with the offending file/row for any problem.
     """
     limits = limits or SubmissionLimits()
@@ -373,9 +409,17 @@ def read_submission(path, limits: SubmissionLimits | None = None, tolerance: flo
             rel, task = entry["path"], get_task(entry["task"])
             file_spec = _spec_or_none(entry.get("module_spec"), f"{MANIFEST} ({rel})") or spec
             cache = caches.setdefault(json.dumps(file_spec, sort_keys=True), {})
-            preds, macs, flops = parse_predictions_tsv(
-                source.read(rel, limits.max_file_bytes), task, rel, file_spec, limits.max_rows, cache
-            )
+            cap = _row_cap(task, expected_rows, limits)
+            budget = (cap + 1) * (limits.max_line_bytes + 1)
+            why = f": {cap:,} rows of at most {limits.max_line_bytes:,} bytes" if budget < limits.max_file_bytes else ""
+            data = source.read(rel, min(limits.max_file_bytes, budget), cap + 1, why)
+            kept: dict = {}
+            preds, macs, flops = parse_predictions_tsv(data, task, rel, file_spec, cap, cache, limits.max_line_bytes,
+                                                       kept)
+            del data
+            if expected_rows is not None and task.key in expected_rows and len(preds) != cap:
+                raise SubmissionError(f"{rel}: wrong row count: {len(preds)} predictions for {cap} {task.key} "
+                                      "test instances")
             claimed = float(entry["mean_flops"])
             if macs is not None:
                 per_instance, mean, origin = 2.0 * macs / MFLOPS, _mean_from_macs(macs), "modules"
@@ -392,6 +436,7 @@ def read_submission(path, limits: SubmissionLimits | None = None, tolerance: flo
                     mflops=per_instance, mean_mflops=mean, flops_source=origin,
                     params=int(entry.get("params", manifest["params"])), claimed_mean_mflops=claimed,
                     max_seq_length=entry.get("max_seq_length"),
+                    modules=kept.get("modules"), module_spec=file_spec,
                 )
             )
         return Submission(

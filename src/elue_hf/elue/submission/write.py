@@ -71,12 +71,16 @@ def write_submission(
     files: Mapping[str, PredictionFile | Mapping] | Sequence[PredictionFile | Mapping],
     module_spec: Mapping | None = None,
     extra: Mapping[str, Any] | None = None,
+    tokenizer: str | None = None,
+    model: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a submission directory (TSVs + ``submission.json``) and return its path.
 
     ``files`` maps a point name (e.g. ``"k=3"``; written to ``<task>/<name>.tsv``) to a :class:`PredictionFile`
     (or a dict of its fields), or is a list of them (names from ``label``). Mean FLOPs per file are computed here: from
-    ``modules`` + ``module_spec`` when both are given (verifiable), else from the self-reported ``flops``.
+    ``modules`` + ``module_spec`` when both are given (checkable), else from the self-reported ``flops``.
+    ``tokenizer``: the Hub id whose tokenisation gave the declared lengths; ``model``: ``{"id": "owner/name",
+    "revision": ...}`` so the server can re-run it (with each file's ``settings``).
     """
     if not isinstance(model_name, str) or not model_name.strip():
         raise SubmissionError("model_name must be a non-empty string")
@@ -118,6 +122,8 @@ def write_submission(
             entry["max_seq_length"] = int(point.max_seq_length)
         if point.module_spec is not None:
             entry["module_spec"] = file_spec
+        if point.settings is not None:
+            entry["settings"] = dict(point.settings)
         entries.append(entry)
     manifest = {
         "format": FORMAT,
@@ -127,6 +133,10 @@ def write_submission(
         "module_spec": spec,
         "files": entries,
     }
+    if tokenizer is not None:
+        manifest["tokenizer"] = str(tokenizer)
+    if model is not None:
+        manifest["model"] = dict(model)
     if extra:
         manifest["extra"] = dict(extra)
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n", encoding="utf-8")

@@ -9,21 +9,13 @@ import datasets
 import evaluate
 import numpy as np
 
-from elue_hf.elue.score.reference import load_reference
+from elue_hf.citations import bibtex
 from elue_hf.elue.score import score_submission
 from elue_hf.elue.score.metrics import task_metric
+from elue_hf.elue.score.reference import load_reference
 from elue_hf.elue.tasks import TASK_KEYS, get_task
 
-_CITATION = """\
-@inproceedings{liu-etal-2022-towards,
-  title = {Towards Efficient {NLP}: A Standard Evaluation and A Strong Baseline},
-  author = {Liu, Xiangyang and Sun, Tianxiang and He, Junliang and Wu, Jiawen and Wu, Lingling and Zhang, Xinyu and
-            Jiang, Hao and Cao, Zhao and Huang, Xuanjing and Qiu, Xipeng},
-  booktitle = {Proceedings of NAACL-HLT 2022},
-  year = {2022},
-  note = {arXiv:2110.07038}
-}
-"""
+_CITATION = bibtex("elue")  # the one copy lives in elue_hf.citations (README.md is tested against it)
 
 _DESCRIPTION = """\
 ELUE (Efficient Language Understanding Evaluation) scores quality *and* cost. For one task it returns the task metric
@@ -49,7 +41,7 @@ Returns (one task):
     the task metrics (acc / f1 / acc_and_f1 / pearson / spearmanr / corr), "score" (main metric), "mean_flops",
     "reference_score" (ElasticBERT at that FLOPs), "elue_residual" (score - reference), "provisional".
 Returns (submission): the SubmissionScore as a dict (tasks, elue_score, partial_elue_score, missing_tasks,
-    provisional, verified, tracks).
+    provisional, flops_tier, tracks).
 Examples:
     >>> elue = evaluate.load(elue_hf.metrics.METRIC_PATH)
     >>> elue.compute(predictions=[0, 1, 1], references=[0, 1, 0], flops=[1000.0, 1100.0, 900.0], task="sst-2")

@@ -6,6 +6,7 @@ modules it calls. ``app_from_env()`` builds the app the Space runs (configuratio
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -18,7 +19,7 @@ from ...leaderboard.ranking import AXES, TRACK_NAMES, Filters
 from ...leaderboard.seed import seed_store
 from ...leaderboard.store import StoreError, open_store
 from ...leaderboard.submit import DEFAULT_UPLOAD_LIMITS, SubmitError, UploadLimits, submit_file
-from .texts import SUBMIT_HELP, about_markdown
+from .texts import SUBMIT_HELP, about_markdown, escape_markdown
 from .views import (
     AXIS_TITLES,
     SERIES_COLORS,
@@ -28,7 +29,10 @@ from .views import (
     pareto_frames,
     task_frame,
     track_frame,
+    validation_frame,
 )
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["SOURCE_CHOICES", "AXIS_CHOICES", "Leaderboard", "build_app", "app_from_env", "launch", "DATA_DIR_ENV"]
 
@@ -44,11 +48,13 @@ class Leaderboard:
     """What the app does, without gradio: read the store, build every view, submit uploads."""
 
     def __init__(self, store, gold=None, reference=None, limits: UploadLimits = DEFAULT_UPLOAD_LIMITS,
-                 seed: bool = True):
+                 seed: bool = True, tokenizer_roots=(), verify_dir=None):
         self.store = store
         self.gold = gold
         self.curves = reference if isinstance(reference, Mapping) else load_reference(reference)
         self.limits = limits
+        self.tokenizer_roots = list(tokenizer_roots)
+        self.verify_dir = verify_dir
         if seed:
             seed_store(store, self.curves)
 
@@ -68,10 +74,15 @@ class Leaderboard:
         scoring = "open" if self.gold is not None else "closed (no gold test labels configured)"
         note = ""
         if getattr(self.store, "last_sync_error", None):
-            note = f"\n\n**Hub sync failed, showing the local cache:** {self.store.last_sync_error}"
+            note += "\n\n**The Hub results repo could not be read; showing the local copy.**"
+        quarantined = len(getattr(self.store, "skipped_files", None) or ())
+        if quarantined:
+            note += (f"\n\n**{quarantined} file(s) in the Hub results repo were refused and quarantined** "
+                     "(invalid entries; the maintainers are told in the logs).")
+        store = escape_markdown(self.store.public_description())
         return (f"# ELUE leaderboard\nEfficient Language Understanding Evaluation: quality and FLOPs. "
                 f"{len(entries)} entries ({subs} submission{'s' * (subs != 1)}, {len(entries) - subs} from the "
-                f"papers and the reference curve). Store: {self.store.describe()}. Submissions: {scoring}.{note}")
+                f"papers and the reference curve). Store: {store}. Submissions: {scoring}.{note}")
 
     def task_view(self, entries, task: str, axis: str, filters: Filters):
         points, lines, hidden = pareto_frames(entries, task, axis, self.curves, filters)
@@ -98,20 +109,42 @@ class Leaderboard:
 
     # ----------------------------------------------------------------------------------------------- submit
 
-    def submit(self, upload, submitter: str = "", store_result: bool = True) -> tuple[str, pd.DataFrame]:
-        """(status markdown, the entry's points) for an uploaded file; errors become a plain message."""
+    def submit(self, upload, submitter: str = "", store_result: bool = True,
+               discard_upload: bool = False) -> tuple[str, pd.DataFrame]:
+        """(status markdown, the entry's points) for an uploaded file; errors become one plain sentence. Everything
+        from the upload is escaped before it is shown. ``discard_upload``: delete the uploaded file afterwards
+        (the app's temporary copy)."""
         if upload is None:
             return "**Nothing uploaded.** Choose a submission zip first.", entry_frame_empty()
         path = upload if isinstance(upload, (str, Path)) else getattr(upload, "name", None)
         try:
             outcome = submit_file(self.store, path, self.gold, reference=self.curves, limits=self.limits,
-                                  submitter=submitter or "", store_result=store_result)
+                                  submitter=submitter or "", store_result=store_result,
+                                  tokenizer_roots=self.tokenizer_roots, verify_dir=self.verify_dir)
         except SubmitError as err:
-            return f"**Submission refused:** {err}", entry_frame_empty()
+            return f"**Submission refused:** {escape_markdown(err)}", entry_frame_empty()
         except StoreError as err:
-            return f"**The leaderboard store failed:** {err}", entry_frame_empty()
-        status = outcome.summary().replace("\n", "  \n")
+            logger.error("leaderboard store failed: %s", err)
+            return "**The leaderboard store failed; nothing was stored. Please try again later.**", entry_frame_empty()
+        except Exception:  # a bug, not the user's fault: one plain sentence here, the traceback in the logs
+            logger.exception("unexpected error while processing an upload")
+            return "**The submission could not be processed (an internal error was logged).**", entry_frame_empty()
+        finally:
+            if discard_upload and path is not None:
+                discard(path)
+        status = "  \n".join(escape_markdown(line) for line in outcome.summary().split("\n"))
+        if outcome.entry is None:
+            return status, validation_frame(outcome.submission)
         return status, entry_frame(outcome.entry)
+
+
+def discard(path) -> None:
+    """Delete an uploaded file (never a directory); a file already gone is fine."""
+    try:
+        if Path(path).is_file():
+            Path(path).unlink()
+    except OSError as err:
+        logger.warning("could not delete the upload %s: %s", path, err)
 
 
 def entry_frame_empty() -> pd.DataFrame:
@@ -119,18 +152,18 @@ def entry_frame_empty() -> pd.DataFrame:
 
 
 def build_app(store, gold=None, reference=None, limits: UploadLimits = DEFAULT_UPLOAD_LIMITS, seed: bool = True,
-              title: str = "ELUE leaderboard"):
+              title: str = "ELUE leaderboard", tokenizer_roots=(), verify_dir=None):
     """The gradio app over ``store`` (see :class:`Leaderboard` for the arguments)."""
     import gradio as gr
 
-    board = Leaderboard(store, gold, reference, limits, seed)
+    board = Leaderboard(store, gold, reference, limits, seed, tokenizer_roots, verify_dir)
     views = board.views()
     with gr.Blocks(title=title) as demo:
         header = gr.Markdown(views[0])
         with gr.Row():
             search = gr.Textbox(label="Search models", placeholder="e.g. ElasticBERT", scale=3)
             sources = gr.CheckboxGroup(list(SOURCE_CHOICES), value=list(SOURCE_CHOICES), label="Show", scale=3)
-            verified = gr.Checkbox(label="verified FLOPs only", value=False, scale=1)
+            verified = gr.Checkbox(label="verified FLOPs only (model re-run by the server)", value=False, scale=1)
         outputs = [header]
         with gr.Tabs():
             with gr.Tab("ELUE Score", id="elue"):
@@ -187,18 +220,25 @@ def build_app(store, gold=None, reference=None, limits: UploadLimits = DEFAULT_U
             return [gr.update(x_title=AXIS_TITLES[AXIS_CHOICES[axis_label]])] * len(plots)
 
         def do_submit(upload_path, who, *filter_values):
-            return [*board.submit(upload_path, who, store_result=True), *refresh(*filter_values)]
+            return [*board.submit(upload_path, who, store_result=True, discard_upload=True), *refresh(*filter_values)]
 
         def do_validate(upload_path, who):
-            return list(board.submit(upload_path, who, store_result=False))
+            return list(board.submit(upload_path, who, store_result=False, discard_upload=True))
 
         demo.load(refresh, filters, outputs, api_name="refresh")
         for trigger in (search.submit, sources.change, verified.change):
             trigger(refresh, filters, outputs, api_visibility="private")
         axis.change(refresh, filters, outputs, api_visibility="private").then(
             retitle, [axis], plots, api_visibility="private")
-        submit_btn.click(do_submit, [upload, submitter, *filters], [status, result, *outputs], api_name="submit")
-        validate_btn.click(do_validate, [upload, submitter], [status, result], api_name="validate")
+        def clear_status():  # the previous upload's status never lingers next to a new one
+            return "*Checking the upload...*", entry_frame_empty()
+
+        for button, action, inputs, targets, name in (
+            (submit_btn, do_submit, [upload, submitter, *filters], [status, result, *outputs], "submit"),
+            (validate_btn, do_validate, [upload, submitter], [status, result], "validate"),
+        ):
+            button.click(clear_status, None, [status, result], queue=False, api_visibility="private").then(
+                action, inputs, targets, api_name=name)
     demo.board = board  # for tests and scripts
     return demo
 
@@ -208,11 +248,22 @@ def app_from_env(env: Mapping[str, str] | None = None):
 
     ``ELUE_RESULTS_REPO`` (Hub dataset store; ``HF_TOKEN`` for writing), ``ELUE_LEADERBOARD_DB`` (SQLite path, or the
     Hub store's cache), ``ELUE_DATA_DIR`` (gold labels: ELUE data with ``<Task>/test_full.tsv``; without it
-    submissions are closed), ``ELUE_HF_REFERENCE`` (reference-curve JSON)."""
+    submissions are closed), ``ELUE_HF_REFERENCE`` (reference-curve JSON), ``ELUE_TOKENIZER_DIR`` (tokenizers by Hub
+    id for the token-length check), ``ELUE_VERIFY_DIR`` (where submissions naming a model are kept and re-run by a
+    background worker; unset: no re-runs), ``ELUE_MODEL_DIR`` (models by Hub id, tried before the Hub)."""
     env = os.environ if env is None else env
     store = open_store(env.get("ELUE_LEADERBOARD_DB"), env.get("ELUE_RESULTS_REPO"), token=env.get("HF_TOKEN"))
     gold = env.get(DATA_DIR_ENV) or None
-    return build_app(store, gold=gold, reference=env.get("ELUE_HF_REFERENCE") or None)
+    roots = [env["ELUE_TOKENIZER_DIR"]] if env.get("ELUE_TOKENIZER_DIR") else []
+    verify_dir = env.get("ELUE_VERIFY_DIR") or None
+    if verify_dir and gold:  # re-runs in a background thread, one at a time
+        from ...elue.verify.worker import start_background_worker
+
+        models = [env["ELUE_MODEL_DIR"]] if env.get("ELUE_MODEL_DIR") else []
+        start_background_worker(store, gold, lock_path=Path(verify_dir) / "worker.lock", model_roots=models,
+                                tokenizer_roots=roots)
+    return build_app(store, gold=gold, reference=env.get("ELUE_HF_REFERENCE") or None, tokenizer_roots=roots,
+                     verify_dir=verify_dir)
 
 
 def launch(app, host: str = "127.0.0.1", port: int | None = None, block: bool = True, quiet: bool = False,

@@ -2,17 +2,55 @@
 
 from __future__ import annotations
 
+import html
+import re
+
 from ...citations import bibtex
 
-__all__ = ["about_markdown", "SUBMIT_HELP"]
+__all__ = ["about_markdown", "SUBMIT_HELP", "escape_markdown", "THREAT_MODEL"]
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]#|~!:])")  # ":" breaks autolinks
+_LINE_START = re.compile(r"^(\s*[0-9]*)([.)\-+=])", re.MULTILINE)  # list markers / setext underlines
+
+
+def escape_markdown(text: str) -> str:
+    """``text`` shown literally in a gr.Markdown: HTML entities escaped, Markdown punctuation backslash-escaped
+    (emphasis, links, images, code, headings, tables, list markers at a line start)."""
+    escaped = html.escape(_MARKDOWN_SPECIAL.sub(r"\\\1", str(text)), quote=False)
+    return _LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), escaped)
+
 
 SUBMIT_HELP = """\
 Upload **one zip** made with `elue_hf.elue.submission.write_submission` + `zip_submission` (or `elue-hf evaluate`):
 `submission.json` (model name, parameter count, declarative module spec) and one TSV per operating point,
-`<task>/<point>.tsv` with columns `index  pred  modules`. FLOPs are **recomputed** from each instance's `modules`
-column and the module spec ("verified"); files that carry only a `flops` column are marked "self-reported".
-No uploaded code is ever run: there is no model file, only JSON and TSV. Limits: zip size, number of files, size
-after unpacking, compression ratio. **Submit** scores and stores the entry; **Validate only** scores without storing.
+`<task>/<point>.tsv` with columns `index  pred  modules`. FLOPs are **recomputed** from each instance's declared
+`modules` column and the module spec (tier "consistent"); files that carry only a `flops` column are
+"self-reported"; "verified" needs a server re-run of the model (see About). No uploaded code is ever run: there is
+no model file, only JSON and TSV. Limits: zip size, rows per file (the test-set size), bytes per row, number of
+files, compression ratio, a few stored submissions per submitter name a day. **Validate only** checks the format
+and the FLOPs consistency and stores nothing; it computes nothing from the gold labels. **Submit** scores and
+stores the entry.
+"""
+
+THREAT_MODEL = """\
+### Threat model: what each FLOPs tier proves
+
+- **self-reported**: a FLOPs number per instance, finite and positive. Checked: nothing else. The submitter can
+  misstate anything about cost.
+- **consistent**: each instance declares the modules it ran (`modules` column) and the module spec gives their
+  shapes. Checked: the recomputed mean FLOPs match the claim within 1%; the declared token length of every instance
+  equals the length the server's copy of the named tokenizer gives for that test text; the declared `params` equal
+  the count the module spec implies; every row runs the embedding, then layers contiguously from the first, and
+  stops at an exit after its last layer. Still possible to misstate: *which* exit an instance really took (a deeper
+  run declared as a shallower one) and whether the declared modules are the model's real sizes.
+- **verified**: the server fetched the named model (safetensors only, never remote code), re-ran it on the test set
+  with the declared exit settings in a sandboxed subprocess, and got the same predictions on at least 99.5% of the
+  instances and every point's mean FLOPs within 1%. Still possible: a model trained on the test set.
+
+The **verified FLOPs only** filter keeps submissions in the verified tier (published rows and the reference curve
+always stay). Gold labels never leave the server: validation reports format and cost only, scores exist only for
+stored entries, and one submitter name may store a few entries a day, so the leaderboard cannot be used as a
+label oracle. Uploads are parsed as JSON and text with hard limits, never executed, and deleted after processing.
 """
 
 
@@ -45,6 +83,7 @@ are ranked, partial ones listed below.
 the ElasticBERT-base reference curve in grey (on the FLOPs axis drawn as the score interpolates and extrapolates it).
 Published rows without per-task FLOPs appear on the parameter axis only.
 
+{THREAT_MODEL}
 **Published rows** are copied from the papers' tables and marked "from the paper"; they are never rescored. HashEE
 Tab. 2 reports speed-ups over BERT-base; their MFLOPs are the 12-layer reference MFLOPs divided by that speed-up
 (marked "derived").

@@ -11,8 +11,8 @@ import pandas as pd
 from ...elue.flops.params import encoder_classifier_params
 from ...elue.score.reference import ReferenceCurve
 from ...elue.tasks import TASK_KEYS, get_task
-from ...leaderboard.records import EntryRecord
 from ...leaderboard.ranking import AXES, Filters, elue_rows, filter_entries, task_points, track_rows
+from ...leaderboard.records import EntryRecord
 
 __all__ = [
     "TASK_COLUMNS",
@@ -24,6 +24,7 @@ __all__ = [
     "pareto_frames",
     "frontier_steps",
     "entry_frame",
+    "validation_frame",
     "metric_title",
 ]
 
@@ -105,7 +106,8 @@ def task_frame(entries: Iterable[EntryRecord], task: str, axis: str = "mflops",
     columns = ["Model", "Point", metric, "MFLOPs", "MParams", "vs reference", "FLOPs", "Pareto", "Source", "Notes"]
     rows = [{
         "Model": r["model"], "Point": r["label"], metric: _r(r["performance"]), "MFLOPs": _r(r["mflops"], 1),
-        "MParams": _mparams(r["params"]), "vs reference": _r(r["residual"]), "FLOPs": r["flops_source"],
+        "MParams": _mparams(r["params"]), "vs reference": _r(r["residual"]),
+        "FLOPs": r["flops_tier"] or r["flops_source"],
         "Pareto": "*" if r["pareto"] else "", "Source": _source({**r, "citation": citation[r["entry_id"]]}),
         "Notes": r["note"],
     } for r in task_points(entries, task, axis)]
@@ -164,6 +166,17 @@ def entry_frame(entry: EntryRecord) -> pd.DataFrame:
     rows = [{
         "Task": get_task(p.task).name, "Point": p.label, "Metric": _r(p.performance), "MFLOPs": _r(p.mflops, 1),
         "Reference": _r(p.reference_performance), "vs reference": _r(p.residual), "MParams": _mparams(p.params),
-        "FLOPs": "verified" if p.verified else p.flops_source,
+        "FLOPs": p.flops_tier or p.flops_source,
     } for p in entry.points]
+    return _frame(rows, columns)
+
+
+def validation_frame(submission) -> pd.DataFrame:
+    """A validated (not stored) submission's points: cost and FLOPs tier only; no metric (validation never touches
+    the gold labels)."""
+    columns = ["Task", "Point", "Metric", "MFLOPs", "Reference", "vs reference", "MParams", "FLOPs"]
+    rows = [{
+        "Task": get_task(f.task).name, "Point": f.label, "Metric": None, "MFLOPs": _r(f.mean_mflops, 1),
+        "Reference": None, "vs reference": None, "MParams": _mparams(f.params), "FLOPs": f.flops_tier,
+    } for f in submission.files]
     return _frame(rows, columns)

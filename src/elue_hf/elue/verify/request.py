@@ -1,0 +1,68 @@
+"""What a submission asks the verifier to re-run: the model and each file's exit settings, type-checked."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ...validators import finite_number, positive_int, require
+from ..submission.format import Submission, SubmissionError
+
+__all__ = ["AGREEMENT", "FLOPS_TOLERANCE", "SETTINGS_KINDS", "ARCHITECTURES", "VerifyError", "VerifyRequest",
+           "verify_request"]
+
+AGREEMENT = 0.995  # share of instances whose re-run prediction must equal the submitted one
+FLOPS_TOLERANCE = 0.01  # relative tolerance on every point's mean FLOPs
+SETTINGS_KINDS = ("static", "entropy", "patience")
+ARCHITECTURES = ("elasticbert", "bert", "roberta")
+_MODEL_ID = re.compile(r"[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95})?")
+_REVISION = re.compile(r"[\w.\-/]{1,100}")
+
+
+class VerifyError(SubmissionError):
+    """The submission cannot be verified (nothing named, a malformed request, an unsupported model)."""
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    model_id: str
+    revision: str | None
+    settings: dict  # file path -> {"exit": ..., "layers" | "value": ...}
+    max_length: dict  # file path -> max_seq_length used to tokenise
+
+
+def _settings(raw, where: str) -> dict:
+    require(isinstance(raw, dict), f"{where}: 'settings' must be an object like {{'exit': 'static', 'layers': 3}}",
+            VerifyError)
+    kind = raw.get("exit")
+    require(isinstance(kind, str) and kind in SETTINGS_KINDS, f"{where}: settings 'exit' must be one of "
+            f"{SETTINGS_KINDS}", VerifyError)
+    if kind == "static":
+        require(set(raw) <= {"exit", "layers"}, f"{where}: static settings take only 'layers'", VerifyError)
+        return {"exit": kind, "layers": positive_int(raw.get("layers"), f"{where}: 'layers'", VerifyError, 1000)}
+    require(set(raw) <= {"exit", "value"}, f"{where}: {kind} settings take only 'value'", VerifyError)
+    if kind == "patience":
+        return {"exit": kind, "value": positive_int(raw.get("value"), f"{where}: 'value'", VerifyError, 1000)}
+    return {"exit": kind, "value": finite_number(raw.get("value"), f"{where}: 'value'", VerifyError, 1e6)}
+
+
+def verify_request(submission: Submission) -> VerifyRequest:
+    """The re-run a submission asks for; :class:`VerifyError` when it names no model or a setting is malformed."""
+    model = submission.manifest.get("model")
+    require(isinstance(model, dict), "submission.json names no 'model' ({'id': 'owner/name', 'revision': ...}): "
+            "it cannot be verified by a re-run", VerifyError)
+    model_id, revision = model.get("id"), model.get("revision")
+    require(isinstance(model_id, str) and _MODEL_ID.fullmatch(model_id) is not None,
+            f"'model' 'id' must be a Hub id like 'owner/name', got {str(model_id)[:60]!r}", VerifyError)
+    require(revision is None or (isinstance(revision, str) and _REVISION.fullmatch(revision) is not None),
+            "'model' 'revision' must be a branch, tag or commit", VerifyError)
+    require(set(model) <= {"id", "revision"}, f"'model' takes only 'id' and 'revision', got {sorted(model)}",
+            VerifyError)
+    entries = {e["path"]: e for e in submission.manifest["files"]}
+    settings, lengths = {}, {}
+    for f in submission.files:
+        entry = entries[f.path]
+        require("settings" in entry, f"{f.path}: no exit 'settings' to re-run", VerifyError)
+        settings[f.path] = _settings(entry["settings"], f.path)
+        lengths[f.path] = int(f.max_seq_length or 512)
+    return VerifyRequest(model_id, revision, settings, lengths)

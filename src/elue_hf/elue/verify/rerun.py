@@ -1,0 +1,190 @@
+"""Re-run a submission's model on the server's test sets and compare (runs inside :mod:`.sandbox`'s subprocess).
+
+``python -m elue_hf.elue.verify.rerun ARGS_JSON`` writes the report to ``ARGS_JSON["report"]``; nothing submitted is
+executed: weights come from safetensors files, the architecture from this package (ElasticBERT, BERT, RoBERTa), never
+from remote code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ...validators import require
+from ..flops import dims_from_config
+from ..flops.module_spec import encoder_modules, module_spec_from_config, modules_macs_column
+from ..submission import read_submission
+from ..submission.format import SubmissionError, _mean_from_macs
+from ..tasks import get_task
+from .request import AGREEMENT, ARCHITECTURES, FLOPS_TOLERANCE, VerifyError, VerifyRequest, verify_request
+
+__all__ = ["resolve_model", "load_model", "rerun", "compare_point", "measure_throughput"]
+
+_WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]  # never *.bin / *.pt / *.pkl
+
+
+def resolve_model(request: VerifyRequest, model_roots=(), allow_hub: bool = True) -> Path:
+    """The folder of the named model: a server folder by Hub id (``owner--name``) first, else a Hub snapshot of
+    config, tokenizer and safetensors files only."""
+    for root in model_roots:
+        for folder in (Path(root) / request.model_id.replace("/", "--"), Path(root) / request.model_id):
+            if folder.is_dir():
+                return folder
+    require(allow_hub, f"model {request.model_id!r} is not available on this server", VerifyError)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(request.model_id, revision=request.revision, allow_patterns=_WEIGHT_PATTERNS))
+    except Exception as err:  # the Hub's many error types: one sentence for the report
+        raise VerifyError(f"cannot download {request.model_id}: {type(err).__name__}: {err}") from None
+
+
+def load_model(folder: Path):
+    """A known architecture from safetensors weights (no pickles, no remote code), in eval mode on the CPU."""
+    require(any(folder.glob("*.safetensors")), f"{folder.name} holds no .safetensors weights", VerifyError)
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    import elue_hf  # noqa: F401  (registers ElasticBERT with the Auto classes)
+
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    require(config.model_type in ARCHITECTURES, f"architecture {config.model_type!r} cannot be re-run; known: "
+            f"{', '.join(ARCHITECTURES)}", VerifyError)
+    model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True, trust_remote_code=False)
+    return model.eval()
+
+
+def _tokenizer(submission, folder: Path, tokenizer_roots, allow_hub: bool):
+    from ..submission.checks import _fast, load_tokenizer
+
+    name = submission.manifest.get("tokenizer")
+    if name is not None:
+        return load_tokenizer(name, tokenizer_roots, allow_hub)
+    from transformers import AutoTokenizer
+
+    return _fast(AutoTokenizer.from_pretrained(folder, use_fast=True, trust_remote_code=False), folder.name)
+
+
+def _dataset(data_dir, task):
+    import datasets
+
+    from ..data import SPLIT_FILES, read_elue_tsv, task_dir
+
+    columns = read_elue_tsv(task_dir(data_dir, task) / SPLIT_FILES["test_full"], task, "test_full")
+    return datasets.Dataset.from_dict({name: columns[name] for name in task.text_fields})
+
+
+def compare_point(task, submitted, claimed_mflops: float, predictions, mflops: float) -> dict:
+    """Agreement of re-run and submitted predictions and the relative FLOPs difference of one point."""
+    submitted, predictions = np.asarray(submitted), np.asarray(predictions)
+    if submitted.shape != predictions.shape:
+        return {"agreement": 0.0, "rerun_mflops": mflops, "claimed_mflops": claimed_mflops, "flops_diff": 1.0,
+                "ok": False, "why": f"{predictions.size} re-run predictions for {submitted.size} rows"}
+    same = (np.isclose(submitted, predictions, rtol=1e-3, atol=1e-3) if get_task(task).is_regression
+            else submitted == predictions)
+    agreement = float(np.mean(same))
+    diff = abs(claimed_mflops - mflops) / mflops
+    why = []
+    if agreement < AGREEMENT:
+        why.append(f"predictions agree on {100 * agreement:.2f}% of the instances (needed {100 * AGREEMENT:g}%)")
+    if diff > FLOPS_TOLERANCE:
+        why.append(f"mean FLOPs {claimed_mflops:.2f} claimed, {mflops:.2f} MFLOPs re-run "
+                   f"({100 * diff:.2f}% off; tolerance {100 * FLOPS_TOLERANCE:g}%)")
+    return {"agreement": agreement, "rerun_mflops": mflops, "claimed_mflops": claimed_mflops, "flops_diff": diff,
+            "ok": not why, "why": "; ".join(why)}
+
+
+def _point_mflops(model, point) -> float:
+    dims = dims_from_config(model.config)
+    spec = module_spec_from_config(model.config)
+    modules = [encoder_modules(dims, int(n), int(k), point.mode) for n, k in zip(point.lengths, point.exit_layers)]
+    return _mean_from_macs(modules_macs_column(modules, spec))
+
+
+def _setting_of(point) -> dict:
+    if point.mode == "static":
+        return {"exit": "static", "layers": int(point.setting["layers"])}
+    return {"exit": point.setting["exit"], "value": point.setting["value"]}
+
+
+def measure_throughput(model, tokenizer, dataset, task, max_length: int, sizes=(1, 32), rows: int = 64) -> dict:
+    """Instances per second of a plain forward at each batch size over the first ``rows`` test instances."""
+    import torch
+
+    from ..data import tokenize_examples
+
+    subset = dataset.select(range(min(rows, len(dataset))))
+    out = {}
+    with torch.no_grad():
+        for size in sizes:
+            start = time.perf_counter()
+            for i in range(0, len(subset), size):
+                enc = tokenize_examples(tokenizer, task, subset[i: i + size], max_length, padding=True,
+                                        return_tensors="pt")
+                model(**enc)
+            out[f"batch_{size}"] = len(subset) / (time.perf_counter() - start)
+    return out
+
+
+def rerun(submission_path, data_dir, model_roots=(), tokenizer_roots=(), allow_hub: bool = True) -> dict:
+    """Re-run the named model with every file's settings; the report says per file what agreed and why not."""
+    from ..inference import ExitSetting, point_params, run_operating_points
+
+    started = time.perf_counter()
+    submission = read_submission(submission_path)
+    request = verify_request(submission)
+    folder = resolve_model(request, model_roots, allow_hub)
+    model = load_model(folder)
+    tokenizer = _tokenizer(submission, folder, tokenizer_roots, allow_hub)
+    files = {f.path: f for f in submission.files}
+    report: dict = {"model": {"id": request.model_id, "revision": request.revision,
+                              "architecture": model.config.model_type}, "files": {}}
+    datasets_by_task: dict = {}
+    groups: dict[tuple, list[str]] = {}  # one full pass per task and max length gives every setting's point
+    for path, max_length in request.max_length.items():
+        groups.setdefault((files[path].task, max_length), []).append(path)
+    for (task_key, max_length), paths in groups.items():
+        task = get_task(task_key)
+        dataset = datasets_by_task.setdefault(task.key, _dataset(data_dir, task))
+        wanted = [request.settings[p] for p in paths]
+        settings = [ExitSetting(s["exit"], s["layers"] if s["exit"] == "static" else s["value"]) for s in wanted]
+        points = run_operating_points(model, tokenizer, dataset, task, max_length=max_length, settings=settings)
+        by_setting = {json.dumps(_setting_of(p), sort_keys=True): p for p in points}
+        for path in paths:
+            point = by_setting[json.dumps(request.settings[path], sort_keys=True)]
+            f = files[path]
+            row = compare_point(task.key, f.predictions, f.mean_mflops, point.predictions, _point_mflops(model, point))
+            params = point_params(model, point)
+            if params != f.params:
+                row["ok"] = False
+                row["why"] = "; ".join(filter(None, [row["why"], f"params {f.params:,} declared, the model's "
+                                                                 f"operating point holds {params:,}"]))
+            report["files"][path] = row
+    first = next(iter(datasets_by_task))
+    report["throughput"] = measure_throughput(model, tokenizer, datasets_by_task[first], get_task(first),
+                                              next(iter(request.max_length.values())))
+    report["verified"] = all(r["ok"] for r in report["files"].values())
+    report["seconds"] = time.perf_counter() - started
+    return report
+
+
+def main(argv=None) -> int:
+    """Child entry point: run :func:`rerun` with the JSON arguments, write the report (or the refusal)."""
+    args = json.loads((argv or sys.argv[1:])[0])
+    from .sandbox import describe_machine
+
+    try:
+        report = rerun(args["submission"], args["data_dir"], args.get("model_roots", ()),
+                       args.get("tokenizer_roots", ()), args.get("allow_hub", True))
+    except (SubmissionError, FileNotFoundError, ValueError) as err:
+        report = {"verified": False, "error": str(err)}
+    report["machine"] = describe_machine()
+    Path(args["report"]).write_text(json.dumps(report, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
