@@ -51,8 +51,16 @@ $(VENV)/.browser-ok: $(VENV)/.torch-ok
 demo: setup
 	$(VENV)/bin/elue-hf demo
 
-test: setup
+# The whole suite (what CI runs): lint, then every test.
+test: setup lint
 	$(PY) -m pytest -q
+
+# The fast tests only (under a minute on two cores), for the edit-test loop.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(VENV)/.deps-ok
+	$(VENV)/bin/ruff check src tests benchmarks spaces
 
 # The wheel the Spaces install (their requirements.txt names ./wheels/elue_hf-<version>-py3-none-any.whl).
 space-wheel: $(VENV)/.deps-ok

@@ -62,7 +62,8 @@ def per_depth_costs(by_module: dict[str, float], layers: int) -> tuple[float, np
     emb = sum(v for k, v in by_module.items() if k.startswith("elasticbert.embeddings"))
     layer = np.array([sum(v for k, v in by_module.items() if k.startswith(f"elasticbert.encoder.layer.{i}."))
                       for i in range(layers)])
-    exit_ = np.array([by_module.get(f"elasticbert.encoder.pooler.{i}.dense", 0.0) + by_module.get(f"classifiers.{i}", 0.0)
+    exit_ = np.array([by_module.get(f"elasticbert.encoder.pooler.{i}.dense", 0.0)
+                      + by_module.get(f"classifiers.{i}", 0.0)
                       for i in range(layers)])
     return emb, layer, exit_
 

@@ -7,12 +7,12 @@ import time
 
 import numpy as np
 import pytest
-from tests.helpers.leaderboard import make_submission
 
 from elue_hf.demo.context import DemoContext
 from elue_hf.demo.leaderboard import find_submission_zip, run, task_ranking_table
 from elue_hf.leaderboard.seed import seed_entries
 from elue_hf.leaderboard.store import SQLiteStore
+from tests.helpers.leaderboard import make_submission
 
 
 def context(tmp_path, labels, **kw) -> DemoContext:

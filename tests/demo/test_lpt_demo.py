@@ -8,9 +8,8 @@ from peft import get_peft_model
 from transformers import BertForSequenceClassification, BertModel
 
 from elue_hf.demo.context import DemoContext
-from elue_hf.lpt import LPTConfig, generator_parameter_count
 from elue_hf.demo.lpt import run
-
+from elue_hf.lpt import LPTConfig, generator_parameter_count
 from tests.helpers.lpt import WORDS, bert_config, tiny_tokenizer
 
 

@@ -20,9 +20,9 @@ from elue_hf.elue.data import (
     token_lengths,
     tokenize_examples,
 )
-from tests.helpers.elue_fixtures import synthetic_vocab, write_synthetic_elue, write_synthetic_task
 from elue_hf.elue.score.metrics import average_ranks, f1_positive, pearson, spearman, task_metric
 from elue_hf.elue.tasks import TASK_KEYS, TASKS, get_task
+from tests.helpers.elue_fixtures import synthetic_vocab, write_synthetic_elue, write_synthetic_task
 
 
 def test_registry_facts():
@@ -128,7 +128,9 @@ def test_from_hub_mappings():
     snli = datasets.Dataset.from_dict({"premise": ["a", "b", "c"], "hypothesis": ["x", "y", "z"], "label": [0, -1, 2]})
     out = from_hub(snli, "snli")
     assert out["label"] == [0, 2] and out["idx"] == [0, 1] and out["premise"] == ["a", "c"]
-    sst = datasets.Dataset.from_dict({"sentence": ["s1", "s2"], "label": [0.8, 0.5], "tokens": ["", ""], "tree": ["", ""]})
+    sst = datasets.Dataset.from_dict(
+        {"sentence": ["s1", "s2"], "label": [0.8, 0.5], "tokens": ["", ""], "tree": ["", ""]}
+    )
     assert from_hub(sst, "sst-2")["label"] == [1, 0]
     sci = datasets.Dataset.from_dict({"sentence1": ["p"], "sentence2": ["h"], "gold_label": ["entailment"]})
     assert from_hub(sci, "scitail")["label"] == [1]

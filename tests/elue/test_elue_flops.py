@@ -229,8 +229,8 @@ def test_real_minilm_as_elasticbert_matches_spec_values(minilm_dir):
     """ELUE FLOPs of a MiniLM-L6 classifier, C = 2 (docs/elue.md, "FLOPs rules"): n=128 2,876.47; n=64 1,399.46."""
     from transformers import AutoConfig
 
-    from elue_hf.elasticbert.convert import elasticbert_config_from_bert
     from elue_hf.elasticbert import ElasticBertForSequenceClassification
+    from elue_hf.elasticbert.convert import elasticbert_config_from_bert
 
     config = _eager(elasticbert_config_from_bert(AutoConfig.from_pretrained(minilm_dir), 1, num_labels=2))
     with torch.device("meta"):

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from elue_hf.elue.flops.params import count_parameters, encoder_classifier_params
+from elue_hf.elue.score import TRACKS, param_track, score_points, score_submission
 from elue_hf.elue.score.reference import (
     REFERENCE_ENV,
     ReferenceCurve,
@@ -18,7 +19,6 @@ from elue_hf.elue.score.reference import (
     recompute_imdb_reference,
     reference_curve_path,
 )
-from elue_hf.elue.score import TRACKS, param_track, score_points, score_submission
 from elue_hf.elue.submission import PredictionFile, SubmissionError, write_submission
 from elue_hf.elue.tasks import TASK_KEYS, get_task
 

@@ -235,8 +235,8 @@ def test_bad_headers_encoding_and_missing_flops():
         parse_predictions_tsv(_tsv(["0\t1\t(3),emb"], "index\tpred\tmodules"), "sst-2", "x", None)
     with pytest.raises(SubmissionError, match="limit is 2"):
         parse_predictions_tsv(_tsv(["0\t1\t\t1", "1\t1\t\t1", "2\t1\t\t1"]), "sst-2", max_rows=2)
-    preds, macs, flops = parse_predictions_tsv(b"\xef\xbb\xbf" + _tsv(["1\t0\t\t2", "0\t1\t\t3"]).replace(b"\n", b"\r\n"),
-                                               "sst-2")
+    raw = b"\xef\xbb\xbf" + _tsv(["1\t0\t\t2", "0\t1\t\t3"]).replace(b"\n", b"\r\n")
+    preds, macs, flops = parse_predictions_tsv(raw, "sst-2")
     assert preds.tolist() == [1, 0] and flops.tolist() == [3.0, 2.0] and macs is None
 
 

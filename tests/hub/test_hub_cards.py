@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from tests.helpers.leaderboard import gold_labels, make_submission
 from huggingface_hub import ModelCard
 
+from elue_hf.citations import CITATIONS, bibtex
 from elue_hf.elue.score import score_submission
 from elue_hf.hub.cards import (
     ELASTICBERT_VARIANTS,
@@ -18,8 +18,8 @@ from elue_hf.hub.cards import (
     results_table,
     template_dir,
 )
-from elue_hf.citations import CITATIONS, bibtex
 from elue_hf.leaderboard.seed import published_data
+from tests.helpers.leaderboard import gold_labels, make_submission
 
 
 def reload(card, tmp_path) -> ModelCard:
@@ -72,7 +72,8 @@ def test_cards_carry_a_submission_score(tmp_path):
                                    remote_code=True), tmp_path)
     loaded = {(r.dataset_config, r.metric_type, r.metric_name): r.metric_value for r in card.data.eval_results}
     first = score.tasks["sst-2"].files[0]
-    assert loaded[("sst-2", "flops", f"MFLOPs per instance ({first.label}; consistent FLOPs)")] == round(first.mean_mflops, 4)
+    key = ("sst-2", "flops", f"MFLOPs per instance ({first.label}; consistent FLOPs)")
+    assert loaded[key] == round(first.mean_mflops, 4)
     assert loaded[("mrpc", "elue_score", "ELUE task score")] == round(score.tasks["mrpc"].score, 4)
     assert "trust_remote_code=True)` works" in card.text and "| 2 |" in card.text
     assert "| 0 |" not in card.text  # depths start at 1
@@ -87,7 +88,6 @@ def test_full_score_adds_the_elue_score_row(tmp_path):
 
 def test_lpt_and_hashee_cards(tmp_path):
     import elue_hf.lpt  # noqa: F401
-
     from elue_hf.lpt import LPTConfig
 
     config = LPTConfig(task_type="SEQ_CLS", prompt_layer=6, num_prompt_tokens=5, generator="npg",

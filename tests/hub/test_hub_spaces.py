@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import ast
 import argparse
+import ast
 import socket
 from pathlib import Path
 
@@ -11,8 +11,8 @@ import gradio
 import pytest
 from huggingface_hub import SpaceCard
 
-from elue_hf.hub.cards import SPACE_SDK_VERSION, leaderboard_space_card, metric_space_card
 from elue_hf.commands.hub import register
+from elue_hf.hub.cards import SPACE_SDK_VERSION, leaderboard_space_card, metric_space_card
 from elue_hf.spaces.metric.app import build_metric_app, compute_from_text, parse_numbers
 
 SPACES = Path(__file__).resolve().parents[2] / "spaces"

@@ -24,13 +24,13 @@ def test_parameter_counts_match_spec_table(d, npg, ppg, none):
     assert generator_parameter_count("none", d, 128, 20) == none
 
 
-@pytest.mark.parametrize("kind, l", [("npg", 5), ("appg", 7), ("mppg", 3), ("none", 20)])
-def test_modules_have_the_formula_parameter_count(kind, l):
-    module = build_prompt_generator(kind, token_dim=48, bottleneck=16, num_tokens=l, dropout=0.1)
-    assert sum(p.numel() for p in module.parameters()) == generator_parameter_count(kind, 48, 16, l)
+@pytest.mark.parametrize("kind, num", [("npg", 5), ("appg", 7), ("mppg", 3), ("none", 20)])
+def test_modules_have_the_formula_parameter_count(kind, num):
+    module = build_prompt_generator(kind, token_dim=48, bottleneck=16, num_tokens=num, dropout=0.1)
+    assert sum(p.numel() for p in module.parameters()) == generator_parameter_count(kind, 48, 16, num)
     hidden = torch.randn(3, 9, 48)
     keep = torch.ones(3, 9, dtype=torch.bool)
-    assert module(hidden, keep).shape == (3, l, 48)
+    assert module(hidden, keep).shape == (3, num, 48)
 
 
 def _reference_pool(x, keep, size, mode):

@@ -18,7 +18,6 @@ from transformers.models.bert.modeling_bert import BertEncoder
 import elue_hf.lpt.layer as lpt_layer
 from elue_hf.lpt import LPTConfig, LPTLayer, generator_parameter_count
 from elue_hf.lpt.registration import LPT_SAVED_PEFT_TYPE
-
 from tests.helpers.lpt import bert_config, padded_batch, roberta_config, trainable_names
 
 BACKBONES = {
@@ -119,9 +118,9 @@ def test_zero_prompt_hidden_by_the_mask_equals_the_frozen_backbone(monkeypatch):
     torch.nn.init.zeros_(generator.proj_up.bias)
     original = lpt_layer.extend_attention_mask
 
-    def hide_prompt(attention_mask, l):
-        extended = original(attention_mask, l)
-        extended[..., :l] = torch.finfo(extended.dtype).min  # no query may attend to a prompt key
+    def hide_prompt(attention_mask, num):
+        extended = original(attention_mask, num)
+        extended[..., :num] = torch.finfo(extended.dtype).min  # no query may attend to a prompt key
         return extended
 
     monkeypatch.setattr(lpt_layer, "extend_attention_mask", hide_prompt)

@@ -8,8 +8,7 @@ from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_PREFIX_MAPPIN
 from peft.utils import PeftType
 
 import elue_hf  # noqa: F401  (import elue_hf registers LPT)
-from elue_hf.lpt import LPTConfig, LPTModel, is_lpt_registered, register_lpt
-from elue_hf.lpt import peft_compat, registration
+from elue_hf.lpt import LPTConfig, LPTModel, is_lpt_registered, peft_compat, register_lpt, registration
 
 
 def test_import_registers_an_enum_member():

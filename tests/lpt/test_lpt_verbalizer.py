@@ -8,7 +8,6 @@ from transformers import BertForMaskedLM, BertForSequenceClassification, Roberta
 
 from elue_hf.lpt import LPTConfig, encode_with_template, get_template, label_word_ids
 from elue_hf.lpt.templates import Template
-
 from tests.helpers.lpt import bert_config, padded_batch, roberta_config, tiny_tokenizer, trainable_names
 
 MASK_ID, WORDS = 4, [10, 11]

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .context import DemoContext, OperatingPoint
 from ..elue.flops import dims_from_config, model_flops
 from ..elue.flops.module_spec import encoder_modules, module_spec_from_config, with_embedding_sizes
 from ..elue.flops.params import count_parameters
-from ..elue.plots import pareto_plot
 from ..elue.inference import operating_point_params, point_params, run_operating_points
+from ..elue.plots import pareto_plot
 from ..elue.score import score_submission
 from ..elue.submission import PredictionFile, write_submission, zip_submission
+from .context import DemoContext, OperatingPoint
 
 __all__ = ["run", "fill_flops"]
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .context import DemoContext
-from ..elue.tasks import get_task
 from ..commands.leaderboard import open_command
+from ..elue.tasks import get_task
 from ..leaderboard.ranking import competition_ranks
 from ..leaderboard.seed import seed_store
 from ..leaderboard.store import SQLiteStore
 from ..leaderboard.submit import submit_file
+from .context import DemoContext
 
 __all__ = ["run", "find_submission_zip", "task_ranking_table"]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .context import DemoContext, OperatingPoint
 from ..lpt.fewshot import few_shot_split
+from .context import DemoContext, OperatingPoint
 
 __all__ = ["DemoMethod", "demo_methods", "run"]
 
@@ -73,7 +73,7 @@ def demo_methods() -> list[DemoMethod]:
 
 
 def _count(model) -> tuple[int, int]:
-    """(trainable, used) parameters; PEFT's frozen original of a ``modules_to_save`` head is not used, so not counted."""
+    """(trainable, used) parameters; PEFT's frozen original of a ``modules_to_save`` head is not used (not counted)."""
     named = [(n, p) for n, p in model.named_parameters() if ".original_module." not in n]
     return sum(p.numel() for _, p in named if p.requires_grad), sum(p.numel() for _, p in named)
 
@@ -111,7 +111,8 @@ def run(
 ) -> list[dict]:
     """Train and score each method of :func:`demo_methods`; print a table and append one OperatingPoint per method.
 
-    Defaults (about 80 s on 2 CPU cores): ``k = 100`` examples (the paper's 100-shot), 100 steps of batch 8 per method, scored
+    Defaults (about 80 s on 2 CPU cores): ``k = 100`` examples (the paper's 100-shot), 100 steps of batch 8 per method,
+    scored
     on the first 400 rows of the held-out slice. ``ctx.quick`` shrinks everything for smoke tests.
     """
     import torch

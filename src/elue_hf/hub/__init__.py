@@ -7,6 +7,7 @@ Nothing here touches the network until a push helper is called; with ``HF_HUB_OF
 
 from __future__ import annotations
 
+from ..citations import CITATIONS, bibtex
 from .cards import (
     ELASTICBERT_VARIANTS,
     elasticbert_card,
@@ -18,7 +19,6 @@ from .cards import (
     metric_space_card,
     space_card,
 )
-from ..citations import CITATIONS, bibtex
 from .push import PushError, push_elasticbert, push_lpt_adapter, push_space
 
 __all__ = [

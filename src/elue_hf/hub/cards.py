@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..citations import bibtex
 from ..elue.flops import encoder_classifier_macs, macs_to_mflops
 from ..elue.flops.params import encoder_classifier_params
 from ..elue.submission.format import flops_tier_of
 from ..elue.tasks import get_task
-from ..citations import bibtex
 
 __all__ = [
     "TEMPLATES_ENV",
