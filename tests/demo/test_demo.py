@@ -29,8 +29,8 @@ def test_demo_rejects_unknown_sections(tmp_path, capsys):
 
 
 def test_pareto_front_and_plot_use_the_flops_axis(tmp_path):
-    from elue_hf.demo.runner import pareto_front, save_pareto_plot
     from elue_hf.demo.context import OperatingPoint
+    from elue_hf.demo.runner import pareto_front, save_pareto_plot
 
     pts = [
         OperatingPoint("A", "1", 70.0, mean_flops=100.0),

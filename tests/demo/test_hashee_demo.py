@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel, BertTokenizer
 
-from elue_hf.demo.context import DemoContext
 from elue_hf.demo import hashee as demo
+from elue_hf.demo.context import DemoContext
 from elue_hf.hashee import HashTable
 
 WORDS = "a the film movie is was good bad great dull fun boring plot acting and but not very".split()

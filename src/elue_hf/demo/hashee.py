@@ -19,11 +19,11 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .context import DemoContext, OperatingPoint
 from ..elue.flops.params import count_parameters
 from ..elue.flops.token_exit import classifier_flops, last_active_counts, module_spec, modules_column
 from ..hashee.hashing import frequency_table, tokenize_texts
 from ..hashee.model import apply_hashee, hashee_config_for, remove_hashee
+from .context import DemoContext, OperatingPoint
 
 __all__ = ["run", "fine_tune", "evaluate"]
 

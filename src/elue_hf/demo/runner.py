@@ -54,7 +54,8 @@ def register(subparsers) -> None:
         default="mean",
         help="what every exit pools: the mean over valid tokens (what all-MiniLM-L6-v2 was trained for) or [CLS]",
     )
-    p.add_argument("--sections", default="all", help="comma-separated extra sections to run (elue,leaderboard,hashee,lpt) or 'none'")
+    p.add_argument("--sections", default="all",
+                   help="comma-separated extra sections to run (elue,leaderboard,hashee,lpt) or 'none'")
     p.add_argument("--quick", action="store_true", help="a tiny smoke run (tests): few steps, small slices")
     p.set_defaults(func=main)
 
@@ -177,7 +178,8 @@ def _wanted_sections(spec: str) -> list[str]:
     names = {s.strip() for s in spec.split(",") if s.strip()}
     unknown = names - {m.rsplit(".", 1)[1] for m in SECTIONS}
     if unknown:
-        raise ValueError(f"unknown demo sections {sorted(unknown)}; choose from elue, leaderboard, hashee, lpt, all, none")
+        raise ValueError(f"unknown demo sections {sorted(unknown)}; "
+                         "choose from elue, leaderboard, hashee, lpt, all, none")
     return [m for m in SECTIONS if m.rsplit(".", 1)[1] in names]
 
 
@@ -197,7 +199,8 @@ def build_context(args) -> DemoContext:
     model = convert_bert_to_elasticbert(base, num_labels=2, pooling=args.pooling)
     print(
         f"MiniLM ({base.name}) -> ElasticBERT: {model.config.num_hidden_layers} layers, "
-        f"{model.config.num_output_layers} exits ({model.config.pooling} pooling), {model.num_parameters():,} parameters"
+        f"{model.config.num_output_layers} exits ({model.config.pooling} pooling), "
+        f"{model.num_parameters():,} parameters"
     )
     print(f"data: {RT_DATASET_NAME}: train {len(data['train'])}, held-out {len(data['test'])}")
     return DemoContext(
