@@ -39,8 +39,10 @@ def _assert_real_vocabulary(folder):
 def test_convert_saves_the_source_tokenizer(bert_dir, tmp_path, capsys):
     assert main(["convert", "--model", str(bert_dir), "--output-dir", str(tmp_path / "eb"),
                  "--num-output-layers", "2", "--num-labels", "3"]) == 0
-    assert "exits on layers [2, 3], 3 labels" in capsys.readouterr().out
+    assert "exits on layers [2, 3] (cls pooling), 3 labels" in capsys.readouterr().out
     _assert_real_vocabulary(tmp_path / "eb")
+    assert main(["convert", "--model", str(bert_dir), "--output-dir", str(tmp_path / "mean"), "--pooling", "mean"]) == 0
+    assert json.loads((tmp_path / "mean" / "config.json").read_text())["pooling"] == "mean"
 
 
 def test_convert_takes_a_tokenizer_and_warns_when_there_is_none(tmp_path, caplog):

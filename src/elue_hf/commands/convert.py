@@ -20,6 +20,9 @@ def register(subparsers) -> None:
     parser.add_argument("--num-labels", type=int, default=2, help="labels of the exit classifiers (1 = regression)")
     parser.add_argument("--num-output-layers", type=int, default=None,
                         help="exits on the top layers (default: every layer; 1 = a static model)")
+    parser.add_argument("--pooling", choices=("cls", "mean"), default="cls",
+                        help="what every exit pools: [CLS] (ElasticBERT's own) or the mean over valid tokens (for "
+                             "mean-pooling sentence encoders such as all-MiniLM-L6-v2; docs/elasticbert.md)")
     parser.set_defaults(func=cmd_convert)
 
 
@@ -36,8 +39,10 @@ def cmd_convert(args) -> int:
 
         source = str(minilm_path())
     model = convert_bert_to_elasticbert(source, num_labels=args.num_labels, num_output_layers=args.num_output_layers,
-                                        save_directory=args.output_dir, tokenizer=args.tokenizer)
+                                        save_directory=args.output_dir, tokenizer=args.tokenizer,
+                                        pooling=args.pooling)
     config = model.config
     print(f"ElasticBERT with {config.num_hidden_layers} layers, exits on layers "
-          f"{[i + 1 for i in config.exit_layer_indices]}, {config.num_labels} labels: {args.output_dir}")
+          f"{[i + 1 for i in config.exit_layer_indices]} ({config.pooling} pooling), {config.num_labels} labels: "
+          f"{args.output_dir}")
     return 0
