@@ -4,6 +4,7 @@ ELUE test sets, the sandboxed subprocess, the leaderboard queue, and submissions
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -87,6 +88,16 @@ def test_an_honest_submission_is_verified_in_the_sandbox(server, tmp_path):
     assert set(report["throughput"]) == {"batch_1", "batch_32"} and min(report["throughput"].values()) > 0
     assert report["machine"]["threads"] >= 1 and report["machine"]["cpu"]
     assert report["model"] == {"id": MODEL_ID, "revision": None, "architecture": "elasticbert"}
+
+
+def test_relative_paths_work_although_the_rerun_runs_elsewhere(server, tmp_path, monkeypatch):
+    """The sandbox runs in a temporary folder: paths given relative to the caller's folder must still resolve."""
+    honest = write(server, tmp_path, outputs(server, sweep_static=(2,), entropy=()), name="relative")
+    monkeypatch.chdir(tmp_path)
+    report = run_sandboxed(os.path.relpath(honest), os.path.relpath(server["data"]),
+                           model_roots=[os.path.relpath(server["models"])],
+                           tokenizer_roots=[os.path.relpath(server["tokenizers"])], allow_hub=False, limits=LIMITS)
+    assert report["verified"] is True, report
 
 
 def test_claims_the_rerun_contradicts(server, tmp_path):

@@ -26,8 +26,8 @@ def register(subparsers) -> None:
     verify = subparsers.add_parser(
         "verify", help="re-run a submission's model in a sandbox and check its predictions and FLOPs",
         description="Fetch the model the submission names (safetensors only, no remote code), re-run the ELUE test "
-        "set in a subprocess with memory and time limits, and compare predictions (>= 99.5%% agreement) and every "
-        "point's mean FLOPs (within 1%%). Exit code 0: verified, 1: contradicted, 2: cannot verify.")
+        "set in a subprocess with memory and time limits, and compare predictions (>= 99.5% agreement) and every "
+        "point's mean FLOPs (within 1%). Exit code 0: verified, 1: contradicted, 2: cannot verify.")
     verify.add_argument("submission", help="submission zip or directory")
     _common(verify)
     verify.add_argument("--json", action="store_true", help="print the full report as JSON")

@@ -36,8 +36,11 @@ def run_sandboxed(submission, data_dir, *, model_roots=(), tokenizer_roots=(), a
     limits = limits or SandboxLimits()
     with tempfile.TemporaryDirectory(prefix="elue-verify-") as tmp:
         report_path = Path(tmp) / "report.json"
-        args = {"submission": str(submission), "data_dir": str(data_dir), "report": str(report_path),
-                "model_roots": [str(r) for r in model_roots], "tokenizer_roots": [str(r) for r in tokenizer_roots],
+        # the subprocess runs in its own temporary folder: every path it gets is absolute
+        absolute = lambda path: str(Path(path).expanduser().resolve())  # noqa: E731
+        args = {"submission": absolute(submission), "data_dir": absolute(data_dir), "report": str(report_path),
+                "model_roots": [absolute(r) for r in model_roots],
+                "tokenizer_roots": [absolute(r) for r in (*tokenizer_roots, *model_roots)],  # saved with the model
                 "allow_hub": allow_hub}
         command = [sys.executable, "-m", "elue_hf.elue.verify.rerun", json.dumps(args)]
         try:
