@@ -116,6 +116,6 @@ def test_loading_without_elue_hf_never_prompts_and_names_the_fix(bert_dir, tmp_p
     ids = str(synthetic_tokenizer()(TEXT)["input_ids"])
     assert done.stdout.count(f"ElasticBertForSequenceClassification BertTokenizer {ids}") == 2
     assert "[y/N]" not in output
-    assert "KeyError: 'LPT (Late Prompt Tuning needs elue-hf: pip install elue-hf, then `import elue_hf` first)'" \
+    assert "KeyError: 'LPT (Late Prompt Tuning needs the elue-hf package installed and `import elue_hf` first)'" \
         in done.stdout
     assert "loaded PeftModelForSequenceClassification LPT" in done.stdout

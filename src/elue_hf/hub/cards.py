@@ -339,7 +339,7 @@ submission (directory or zip) and gold labels, the per-task scores, the ELUE sco
 ```python
 import evaluate
 
-elue = evaluate.load("<this Space's id>")  # the module imports elue_hf: pip install elue-hf first
+elue = evaluate.load("<this Space's id>")  # the module imports elue_hf: install elue-hf first
 elue.compute(predictions=[0, 1, 1], references=[0, 1, 0], flops=[1010.2, 1100.0, 980.5], task="sst-2")
 ```
 

@@ -24,7 +24,7 @@ LPT_METHOD_NAME = "lpt"
 LPT_PEFT_TYPE_VALUE = "LPT"
 #: ``peft_type`` as written in a saved ``adapter_config.json``. PEFT without elue_hf looks it up in its config mapping
 #: and fails with ``KeyError: 'LPT (...)'``, which then says what to do; with elue_hf it is an alias of ``LPT``.
-LPT_SAVED_PEFT_TYPE = "LPT (Late Prompt Tuning needs elue-hf: pip install elue-hf, then `import elue_hf` first)"
+LPT_SAVED_PEFT_TYPE = "LPT (Late Prompt Tuning needs the elue-hf package installed and `import elue_hf` first)"
 
 
 def lpt_peft_type():
