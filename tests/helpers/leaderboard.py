@@ -13,6 +13,7 @@ from elue_hf.elue.flops import ModelDims
 from elue_hf.elue.flops.module_spec import encoder_modules, module_spec_from_config
 from elue_hf.elue.submission import PredictionFile, write_submission, zip_submission
 from elue_hf.elue.tasks import TASK_KEYS, get_task
+from elue_hf.leaderboard.records import EntryRecord, PointRecord
 
 # BERT-base shape, so the FLOPs land on the ELUE reference curve's axis; 12 exits (dynamic ElasticBERT-like).
 DIMS = ModelDims(hidden=768, intermediate=3072, heads=12, num_layers=12, num_labels=2,
@@ -137,3 +138,17 @@ def true_lengths(data_dir: Path, tasks, root: Path, max_length: int = 512) -> di
     tokenizer = load_tokenizer(TOKENIZER_ID, [root], allow_hub=False)
     texts = server_texts(data_dir)
     return {get_task(t).key: token_lengths(tokenizer, t, texts(t), max_length) for t in tasks}
+
+
+def make_entry(i: int, digest: bool = True, tasks=("sst-2", "mrpc")) -> EntryRecord:
+    """A small stored submission (three operating points per task, the ``consistent`` tier), numbered ``i``."""
+    points = tuple(
+        PointRecord(task=t, label=f"k={k}", performance=80.0 + i * 0.01 + k, mflops=100.0 * k, params=1_000_000 * k,
+                    residual=0.5 * k, reference_performance=80.0, metrics={"acc": 80.0 + k}, max_seq_length=128)
+        for t in tasks for k in (1, 2, 3)
+    )
+    return EntryRecord(
+        entry_id=f"sub-{i:05d}", model_name=f"model {i}", source="submission", params=3_000_000,
+        partial_elue_score=0.5, task_scores={t: 1.0 for t in tasks}, flops_tier="consistent",
+        created_at=f"2024-01-01T00:00:{i % 60:02d}+00:00", digest=f"{i:064x}" if digest else None, points=points,
+    )

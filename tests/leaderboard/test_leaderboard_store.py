@@ -25,22 +25,7 @@ from elue_hf.leaderboard.store import (
     StoreError,
     open_store,
 )
-from tests.helpers.hub_fake import FakeHub
-from tests.helpers.leaderboard import failing_point_insert
-
-
-def make_entry(i: int, digest: bool = True, tasks=("sst-2", "mrpc")) -> EntryRecord:
-    points = tuple(
-        PointRecord(task=t, label=f"k={k}", performance=80.0 + i * 0.01 + k, mflops=100.0 * k, params=1_000_000 * k,
-                    residual=0.5 * k, reference_performance=80.0, metrics={"acc": 80.0 + k}, max_seq_length=128)
-        for t in tasks for k in (1, 2, 3)
-    )
-    return EntryRecord(
-        entry_id=f"sub-{i:05d}", model_name=f"model {i}", source="submission", params=3_000_000,
-        partial_elue_score=0.5, task_scores={t: 1.0 for t in tasks}, flops_tier="consistent",
-        created_at=f"2024-01-01T00:00:{i % 60:02d}+00:00", digest=f"{i:064x}" if digest else None, points=points,
-    )
-
+from tests.helpers.leaderboard import failing_point_insert, make_entry
 
 # ------------------------------------------------------------------------------------------------ SQLite basics
 
@@ -217,12 +202,6 @@ def test_a_failing_write_rolls_back_everything(tmp_path):
 # ------------------------------------------------------------------------------------------------- Hub store
 
 
-@pytest.fixture
-def hub(tmp_path):
-    with FakeHub(tmp_path / "downloads").patched() as fake:
-        yield fake
-
-
 def test_hub_store_writes_one_json_file_per_entry_in_one_commit(tmp_path, hub):
     store = HubStore("org/elue-results", cache_path=tmp_path / "cache.db", sync_interval=0)
     entry = make_entry(1)
@@ -379,23 +358,6 @@ def test_any_integer_params_is_stored_or_refused_cleanly(value):
         assert "params" in str(err)
         return
     assert 0 < entry.params <= 10**13
-
-
-def test_verification_queue_on_the_hub_store(tmp_path, hub):
-    store = HubStore("org/elue-results", cache_path=tmp_path / "cache.db", sync_interval=0)
-    store.add_entry(make_entry(1))
-    store.add_entry(make_entry(2))
-    assert store.enqueue_verification("sub-00001", "/kept/1.zip", "2026-01-01T00:00:00+00:00")
-    assert store.enqueue_verification("sub-00002", "/kept/2.zip", "2026-01-01T00:00:01+00:00")
-    job = store.claim_verification("2026-01-01T00:01:00+00:00")
-    assert (job.entry_id, job.state, job.attempts) == ("sub-00001", "running", 1)
-    store.finish_verification("sub-00001", True, {"verified": True, "throughput": {"batch_1": 1.0}}, "t")
-    store.finish_verification("sub-00002", False, {"verified": False, "error": "contradicted"}, "t")
-    assert [j.state for j in store.verification_jobs()] == ["verified", "failed"]
-    on_hub = EntryRecord.from_json(hub.files["entries/sub-00001.json"])  # rewritten with its new tier
-    assert on_hub.verified and on_hub.extra["verification"] == {"throughput": {"batch_1": 1.0}}
-    assert EntryRecord.from_json(hub.files["entries/sub-00002.json"]).flops_tier == "consistent"
-    assert len(hub.commits) == 3
 
 
 def test_a_job_is_given_up_after_three_attempts(tmp_path):

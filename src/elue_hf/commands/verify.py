@@ -38,6 +38,9 @@ def register(subparsers) -> None:
         description="Take pending verification jobs from the leaderboard store, re-run each in a sandbox, and mark "
         "agreeing entries verified. Safe to stop and restart.")
     worker.add_argument("--db", default=None, help="leaderboard SQLite database (default $ELUE_LEADERBOARD_DB)")
+    worker.add_argument("--results-repo", default=None,
+                        help="Hub dataset repo holding the results and the queue (default $ELUE_RESULTS_REPO; --db is "
+                             "its cache)")
     worker.add_argument("--once", action="store_true", help="stop when the queue is empty")
     _common(worker)
     worker.set_defaults(func=cmd_worker)
@@ -73,11 +76,12 @@ def cmd_verify(args) -> int:
 
 def cmd_worker(args) -> int:
     from ..elue.verify.worker import run_worker
-    from ..leaderboard.store import SQLiteStore, default_db_path
+    from ..leaderboard.store import open_store
 
     options = _options(args)
-    store = SQLiteStore(args.db or default_db_path())
-    done = run_worker(store, options.pop("data_dir"), lock_path=store.path.with_suffix(".verify.lock"),
+    store = open_store(args.db, args.results_repo)
+    database = store.cache.path if store.kind == "hub" else store.path
+    done = run_worker(store, options.pop("data_dir"), lock_path=database.with_suffix(".verify.lock"),
                       once=args.once, **options)
     print(f"{done} verification job(s) run; {len(store.verification_jobs('pending'))} pending")
     return 0

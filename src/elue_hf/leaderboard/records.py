@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
@@ -30,6 +30,10 @@ __all__ = [
     "PointRecord",
     "EntryRecord",
     "entry_from_score",
+    "VERIFICATION_KEYS",
+    "verification_extra",
+    "without_verification",
+    "with_verification",
     "submission_digest",
     "new_entry_id",
     "utc_now",
@@ -242,6 +246,36 @@ def weakest_tier(tiers) -> str:
     """The weakest of some FLOPs tiers (``self-reported`` when there are none or one is unknown)."""
     ranks = [FLOPS_TIERS.index(t) if t in FLOPS_TIERS else 0 for t in tiers]
     return FLOPS_TIERS[min(ranks)] if ranks else FLOPS_TIERS[0]
+
+
+#: What of a verification report travels with a verified entry (``extra["verification"]``).
+VERIFICATION_KEYS = ("throughput", "machine", "model")
+
+
+def verification_extra(report: Mapping) -> dict:
+    """The part of a verification report kept with a verified entry (its ``extra["verification"]``)."""
+    return {k: report[k] for k in VERIFICATION_KEYS if k in report}
+
+
+def without_verification(entry: EntryRecord) -> EntryRecord:
+    """``entry`` as it stands before any re-run: a ``verified`` point falls back to the tier of its FLOPs source
+    (``self-reported`` when that names none), a ``verified`` entry to the weakest of its points, and
+    ``extra["verification"]`` is dropped. Never raises a tier; entries without a ``verified`` claim come back equal."""
+    if entry.source != "submission":
+        return entry
+    points = tuple(replace(p, flops_tier=_TIER_OF_SOURCE.get(p.flops_source, FLOPS_TIERS[0]))
+                   if p.flops_tier == "verified" else p for p in entry.points)
+    tier = weakest_tier(p.flops_tier for p in points) if entry.flops_tier == "verified" else entry.flops_tier
+    extra = {k: v for k, v in entry.extra.items() if k != "verification"}
+    return replace(entry, points=points, flops_tier=tier, extra=extra)
+
+
+def with_verification(entry: EntryRecord, report: Mapping) -> EntryRecord:
+    """``entry`` after a re-run that agreed: it and all its points ``verified``, the report's summary in
+    ``extra["verification"]`` (what :meth:`SQLiteStore.finish_verification` writes)."""
+    points = tuple(replace(p, flops_tier="verified") for p in entry.points)
+    return replace(entry, points=points, flops_tier="verified",
+                   extra={**entry.extra, "verification": verification_extra(report)})
 
 
 def utc_now() -> str:

@@ -1,0 +1,236 @@
+"""The verification queue of the Hub store: request files on the Hub, replicas with separate caches that agree, a
+restarted replica that resumes, quarantined request files, untrusted tier claims, pushes that survive Hub failures."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from elue_hf.cli import main
+from elue_hf.elue.verify.worker import run_worker
+from elue_hf.leaderboard.hub_store import MAX_REPORT_CHARS, bounded_report, request_from_json, request_json
+from elue_hf.leaderboard.records import EntryRecord, RecordError, with_verification
+from elue_hf.leaderboard.store import HubStore, StoreError, VerificationJob
+from tests.helpers.leaderboard import make_entry
+
+REPO = "org/elue-results"
+T0, T1, T2 = "2026-01-01T00:00:00+00:00", "2026-01-01T00:01:00+00:00", "2026-01-01T00:02:00+00:00"
+REPORT = {"verified": True, "throughput": {"batch_1": 12.5}, "machine": {"cpu": "x86", "threads": 1, "gpu": None},
+          "model": {"id": "org/model", "architecture": "elasticbert"}, "files": {"sst-2/k1.tsv": {"agreement": 1.0}}}
+
+
+def replica(tmp_path, name: str) -> HubStore:
+    """One Space replica: its own cache, the shared (fake) Hub repo, syncing on every read."""
+    return HubStore(REPO, cache_path=tmp_path / f"{name}.db", sync_interval=0)
+
+
+def request_on_hub(hub, entry_id: str) -> dict:
+    return json.loads(hub.files[f"requests/{entry_id}.json"])
+
+
+def tiers(entry: EntryRecord) -> tuple:
+    return entry.flops_tier, {p.flops_tier for p in entry.points}
+
+
+def test_replicas_agree_once_a_job_is_verified(tmp_path, hub):
+    a, b = replica(tmp_path, "a"), replica(tmp_path, "b")
+    a.add_entry(make_entry(1))
+    a.add_entry(make_entry(2))
+    assert a.enqueue_verification("sub-00001", "/kept/sub-00001.zip", T0)
+    assert request_on_hub(hub, "sub-00001") == {
+        "entry_id": "sub-00001", "state": "pending", "attempts": 0, "created_at": T0, "updated_at": T0,
+        "submission": "/kept/sub-00001.zip", "report": {}}
+    assert [(e.entry_id, e.flops_tier) for e in b.entries()] == [("sub-00001", "consistent"),
+                                                                  ("sub-00002", "consistent")]
+    assert [(j.entry_id, j.state) for j in b.verification_jobs()] == [("sub-00001", "pending")]
+    job = a.claim_verification(T1)
+    assert (job.entry_id, job.state, job.attempts) == ("sub-00001", "running", 1)
+    assert request_on_hub(hub, "sub-00001")["state"] == "running"
+    a.finish_verification("sub-00001", True, REPORT, T2)
+    assert [c["message"] for c in hub.commits] == [
+        "Add ELUE entry model 1 (sub-00001)", "Add ELUE entry model 2 (sub-00002)",
+        "Queue the verification of sub-00001", "Verification of sub-00001 running (attempt 1)",
+        "Verification of sub-00001: verified"]
+    assert hub.commits[-1]["paths"] == ["requests/sub-00001.json", "entries/sub-00001.json"]  # one commit
+    downloads = dict(hub.downloads)
+    b.sync()
+    changed = {k: hub.downloads[k] - downloads.get(k, 0) for k in hub.downloads}
+    assert {k for k, n in changed.items() if n} == {"requests/sub-00001.json", "entries/sub-00001.json"}
+    seen = b.get_entry("sub-00001")
+    assert tiers(seen) == ("verified", {"verified"}) and seen == a.get_entry("sub-00001")
+    assert seen.extra["verification"] == {k: REPORT[k] for k in ("throughput", "machine", "model")}
+    assert tiers(b.get_entry("sub-00002")) == ("consistent", {"consistent"})
+    (remote,) = b.verification_jobs()
+    assert (remote.state, remote.attempts, remote.updated_at, remote.report) == ("verified", 1, T2, REPORT)
+    assert b.sync() == 0 and hub.downloads == {k: downloads.get(k, 0) + changed[k] for k in hub.downloads}
+
+
+def test_a_fresh_replica_recovers_the_queue_and_the_worker_resumes(tmp_path, hub):
+    a = replica(tmp_path, "a")
+    for i in (1, 2):
+        a.add_entry(make_entry(i))
+        a.enqueue_verification(f"sub-{i:05d}", str(tmp_path / f"gone-{i}.zip"), f"2026-01-01T00:00:0{i}+00:00")
+    assert a.claim_verification(T1).entry_id == "sub-00001"  # ... and the Space dies while re-running it
+    c = replica(tmp_path, "c")  # restarted with an empty cache
+    assert [(j.entry_id, j.state, j.attempts) for j in c.verification_jobs()] == [
+        ("sub-00001", "running", 1), ("sub-00002", "pending", 0)]
+    done = run_worker(c, tmp_path / "data", lock_path=tmp_path / "c.lock", once=True)
+    assert done == 2
+    states = {i: request_on_hub(hub, i) for i in ("sub-00001", "sub-00002")}
+    assert {i: (s["state"], s["attempts"]) for i, s in states.items()} == {"sub-00001": ("failed", 2),
+                                                                           "sub-00002": ("failed", 1)}
+    assert states["sub-00001"]["report"] == {"verified": False, "error": "the kept submission file is gone"}
+    assert [j.state for j in a.verification_jobs()] == ["failed", "failed"]  # the first replica catches up
+    assert {e.flops_tier for e in a.entries()} == {"consistent"}
+
+
+def test_a_job_claimed_too_often_fails_on_every_replica(tmp_path, hub):
+    a = replica(tmp_path, "a")
+    a.add_entry(make_entry(1))
+    a.enqueue_verification("sub-00001", "/kept/1.zip", T0)
+    for n in (1, 2, 3):  # three replicas in turn claim it and die
+        assert replica(tmp_path, f"r{n}").claim_verification(T1).attempts == n
+    assert replica(tmp_path, "r4").claim_verification(T2) is None
+    assert request_on_hub(hub, "sub-00001")["state"] == "failed"
+    assert "gave up after 3 attempts" in a.verification_jobs()[0].report["error"]
+
+
+BAD_REQUESTS = {
+    "not JSON": (b"{oops", "not valid JSON|Expecting"),
+    "a list": (b"[]", "must be a JSON object"),
+    "unknown state": ({"state": "done"}, "state must be one of"),
+    "attempts as text": ({"attempts": "1"}, "attempts must be an integer"),
+    "attempts as bool": ({"attempts": True}, "attempts must be an integer"),
+    "extra field": ({"owner": "me"}, "exactly the fields"),
+    "other entry": ({"entry_id": "sub-00002"}, "holds entry_id"),
+    "report not an object": ({"report": "fine"}, "report must be an object"),
+    "verified without a verdict": ({"state": "verified", "report": {"verified": False}}, "verified request needs"),
+    "empty submission": ({"submission": ""}, "submission must be a string"),
+    "oversized": ({"report": {"blob": "x" * (70 * 2**10)}}, "larger than 65536 bytes"),
+}
+
+
+def _request_bytes(change) -> bytes:
+    if isinstance(change, bytes):
+        return change
+    good = {"entry_id": "sub-00001", "state": "pending", "attempts": 0, "created_at": T0, "updated_at": T0,
+            "submission": "/kept/1.zip", "report": {}}
+    return json.dumps({**good, **change}).encode()
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
+def test_a_malformed_request_file_is_quarantined(tmp_path, hub, case):
+    change, why = BAD_REQUESTS[case]
+    hub.files["entries/sub-00001.json"] = make_entry(1).to_json().encode()
+    hub.files["requests/sub-00001.json"] = _request_bytes(change)
+    b = replica(tmp_path, "b")
+    assert [e.entry_id for e in b.entries()] == ["sub-00001"] and b.last_sync_error is None
+    assert list(b.skipped_files) == ["requests/sub-00001.json"]
+    assert any(part in b.skipped_files["requests/sub-00001.json"] for part in why.split("|"))
+    assert b.verification_jobs() == [] and tiers(b.get_entry("sub-00001"))[0] == "consistent"
+    hub.files["entries/sub-00002.json"] = make_entry(2).to_json().encode()
+    assert len(b.entries()) == 2  # later syncs keep working
+    reads = hub.downloads.get("requests/sub-00001.json", 0)
+    assert reads == (0 if case == "oversized" else 1)  # an oversized file is refused by its listed size, unread
+    restarted = HubStore(REPO, cache_path=tmp_path / "b.db", sync_interval=0)  # the quarantine outlives a restart
+    assert list(restarted.skipped_files) == ["requests/sub-00001.json"]
+    restarted.sync()
+    assert hub.downloads.get("requests/sub-00001.json", 0) == reads  # not read again while it is unchanged
+    hub.files["requests/sub-00001.json"] = _request_bytes({})  # repaired on the Hub: read again
+    assert [j.state for j in restarted.verification_jobs()] == ["pending"]
+
+
+def test_an_entry_file_claiming_verified_is_not_trusted(tmp_path, hub):
+    a, b = replica(tmp_path, "a"), replica(tmp_path, "b")
+    a.add_entry(make_entry(1))
+    a.enqueue_verification("sub-00001", "/kept/1.zip", T0)
+    assert b.get_entry("sub-00001") is None and tiers(b.entries()[0]) == ("consistent", {"consistent"})
+    forged = with_verification(make_entry(1), {"throughput": {"batch_1": 1e9}})
+    hub.files["entries/sub-00001.json"] = forged.to_json().encode()  # edited on the Hub, no verified record
+    for name in ("a", "b", "c"):  # the writer, a replica that had it, a fresh one
+        seen = replica(tmp_path, name).entries()[0]
+        assert tiers(seen) == ("consistent", {"consistent"}) and "verification" not in seen.extra
+    self_reported = EntryRecord.from_dict({**forged.to_dict(), "entry_id": "sub-00009", "digest": None, "points": [
+        {**p.to_dict(), "flops_source": "self-reported"} for p in forged.points]})
+    hub.files["entries/sub-00009.json"] = self_reported.to_json().encode()
+    assert tiers(b.get_entry("sub-00009") or b.entries()[-1]) == ("self-reported", {"self-reported"})
+    with pytest.raises(StoreError, match="claims the verified tier"):
+        a.add_entry(with_verification(make_entry(3), {}))
+    a.claim_verification(T1)
+    a.finish_verification("sub-00001", True, REPORT, T2)  # the record, not the file, makes it verified
+    assert tiers(b.entries()[0]) == ("verified", {"verified"})
+    assert b.get_entry("sub-00001").extra["verification"]["throughput"] == {"batch_1": 12.5}
+
+
+def test_an_edited_entry_file_reaches_every_replica(tmp_path, hub):
+    a, b = replica(tmp_path, "a"), replica(tmp_path, "b")
+    a.add_entry(make_entry(1))
+    assert b.entries()[0].description == ""
+    edited = EntryRecord.from_dict({**make_entry(1).to_dict(), "description": "retracted by the submitter"})
+    hub.files["entries/sub-00001.json"] = edited.to_json().encode()
+    assert a.entries() == b.entries() == [edited]
+
+
+def test_a_failed_push_loses_no_result(tmp_path, hub):
+    a, b = replica(tmp_path, "a"), replica(tmp_path, "b")
+    a.add_entry(make_entry(1))
+    hub.fail_commit = True  # the Hub goes away
+    assert a.enqueue_verification("sub-00001", "/kept/1.zip", T0)
+    job = a.claim_verification(T1)
+    a.finish_verification(job.entry_id, True, REPORT, T2)  # no exception: the worker goes on
+    assert "ConnectionError" in a.last_push_error and "requests/sub-00001.json" not in hub.files
+    assert tiers(a.get_entry("sub-00001")) == ("verified", {"verified"})
+    a.sync()  # still unreachable for commits: the local result is not overwritten by the Hub's older state
+    assert [j.state for j in a.verification_jobs()] == ["verified"]
+    assert tiers(b.entries()[0]) == ("consistent", {"consistent"}) and b.verification_jobs() == []
+    hub.fail_commit = False
+    a.sync()  # pushes what is pending, in one commit
+    assert hub.commits[-1]["paths"] == ["requests/sub-00001.json", "entries/sub-00001.json"]
+    assert request_on_hub(hub, "sub-00001")["state"] == "verified" and a.last_push_error is None
+    assert tiers(b.entries()[0]) == ("verified", {"verified"})
+    assert [(j.state, j.attempts) for j in b.verification_jobs()] == [("verified", 1)]
+    commits = len(hub.commits)
+    a.sync()
+    assert len(hub.commits) == commits  # nothing left to push
+
+
+def test_a_racing_remote_state_never_overwrites_an_unpushed_one(tmp_path, hub):
+    a = replica(tmp_path, "a")
+    a.add_entry(make_entry(1))
+    a.enqueue_verification("sub-00001", "/kept/1.zip", T0)
+    a.claim_verification(T1)
+    hub.fail_commit = True
+    a.finish_verification("sub-00001", False, {"verified": False, "error": "contradicted"}, T2)
+    hub.files["requests/sub-00001.json"] = _request_bytes({"state": "pending", "updated_at": T2})
+    a.sync()
+    assert [j.state for j in a.verification_jobs()] == ["failed"]
+    hub.fail_commit = False
+    a.sync()
+    assert request_on_hub(hub, "sub-00001")["state"] == "failed"
+
+
+def test_request_files_round_trip_and_reports_are_bounded():
+    job = VerificationJob("sub-1", "verified", "/kept/sub-1.zip", 2, T0, T1, bounded_report(REPORT))
+    assert request_from_json(request_json(job), "sub-1") == job
+    with pytest.raises(RecordError, match="holds entry_id"):
+        request_from_json(request_json(job), "sub-2")
+    odd = bounded_report({"verified": False, "seconds": math.nan, "rate": float("inf"), "n": 3})
+    assert odd == {"verified": False, "seconds": None, "rate": None, "n": 3}
+    huge = bounded_report({**REPORT, "files": {f"f{i}": {"why": "x" * 100} for i in range(1000)}})
+    assert huge["truncated"] and "files" not in huge and huge["throughput"] == REPORT["throughput"]
+    assert len(json.dumps(huge)) <= MAX_REPORT_CHARS
+    assert bounded_report({"verified": True, "model": "m" * MAX_REPORT_CHARS}) == {"verified": True, "truncated": True}
+
+
+def test_the_worker_cli_runs_the_hub_queue(tmp_path, hub, capsys):
+    a = replica(tmp_path, "a")
+    a.add_entry(make_entry(1))
+    a.enqueue_verification("sub-00001", str(tmp_path / "gone.zip"), T0)
+    args = ["verify-worker", "--results-repo", REPO, "--db", str(tmp_path / "worker.db"), "--once", "--data-dir",
+            str(tmp_path)]
+    assert main(args) == 0
+    assert capsys.readouterr().out.strip() == "1 verification job(s) run; 0 pending"
+    assert request_on_hub(hub, "sub-00001")["state"] == "failed"
+    assert (tmp_path / "worker.verify.lock").exists()
