@@ -48,11 +48,12 @@ def bert_base_spec(num_labels: int = 2) -> dict:
 
 def make_submission(folder: Path, gold: dict, name: str = "tiny-model", depths=(3, 6), accuracy: float = 0.9,
                     seed: int = 0, params: int | None = None, self_reported: bool = False, lengths=None,
-                    tokenizer: str | None = None) -> Path:
+                    tokenizer: str | None = None, model: str | None = None) -> Path:
     """A real submission zip (written and zipped by the ELUE core) with static points at ``depths`` per task.
 
     ``params``: per file (default: what the static point's modules hold, by the spec's parameter rule);
-    ``lengths``: task -> declared token lengths (default: random); ``tokenizer``: the manifest's tokenizer name."""
+    ``lengths``: task -> declared token lengths (default: random); ``tokenizer``: the manifest's tokenizer name;
+    ``model``: a Hub id the submission names for a re-run (each file then carries its static exit settings)."""
     from elue_hf.elue.submission.checks import spec_params
 
     rng = np.random.default_rng(seed)
@@ -68,6 +69,8 @@ def make_submission(folder: Path, gold: dict, name: str = "tiny-model", depths=(
             used = ["emb", *(f"layer_{i}" for i in range(1, k + 1)), *(f"exit_{i}" for i in range(1, k + 1))]
             point = {"task": task.key, "predictions": preds, "label": f"k={k}",
                      "params": params or spec_params(spec, used)}
+            if model:
+                point["settings"] = {"exit": "static", "layers": k}
             if self_reported:
                 point["flops"] = [100.0 * k + float(n) for n in n_tokens]
             else:
@@ -75,7 +78,8 @@ def make_submission(folder: Path, gold: dict, name: str = "tiny-model", depths=(
                 point["module_spec"] = spec
             files[f"{task.key}-k{k}"] = PredictionFile(**point)
     total = params or spec_params(bert_base_spec())
-    sub = write_submission(folder / name, name, f"test submission {name}", total, files, tokenizer=tokenizer)
+    sub = write_submission(folder / name, name, f"test submission {name}", total, files, tokenizer=tokenizer,
+                           model={"id": model} if model else None)
     return zip_submission(sub, folder / f"{name}.zip")
 
 

@@ -13,7 +13,8 @@ from elue_hf.elue.verify.worker import run_worker
 from elue_hf.leaderboard.hub_store import MAX_REPORT_CHARS, bounded_report, request_from_json, request_json
 from elue_hf.leaderboard.records import EntryRecord, RecordError, with_verification
 from elue_hf.leaderboard.store import HubStore, StoreError, VerificationJob
-from tests.helpers.leaderboard import make_entry
+from elue_hf.leaderboard.submit import submit_file
+from tests.helpers.leaderboard import gold_labels, make_entry, make_submission
 
 REPO = "org/elue-results"
 T0, T1, T2 = "2026-01-01T00:00:00+00:00", "2026-01-01T00:01:00+00:00", "2026-01-01T00:02:00+00:00"
@@ -71,7 +72,8 @@ def test_a_fresh_replica_recovers_the_queue_and_the_worker_resumes(tmp_path, hub
     a = replica(tmp_path, "a")
     for i in (1, 2):
         a.add_entry(make_entry(i))
-        a.enqueue_verification(f"sub-{i:05d}", str(tmp_path / f"gone-{i}.zip"), f"2026-01-01T00:00:0{i}+00:00")
+        entry_id = f"sub-{i:05d}"
+        a.enqueue_verification(entry_id, str(tmp_path / "gone" / f"{entry_id}.zip"), f"2026-01-01T00:00:0{i}+00:00")
     assert a.claim_verification(T1).entry_id == "sub-00001"  # ... and the Space dies while re-running it
     c = replica(tmp_path, "c")  # restarted with an empty cache
     assert [(j.entry_id, j.state, j.attempts) for j in c.verification_jobs()] == [
@@ -89,7 +91,7 @@ def test_a_fresh_replica_recovers_the_queue_and_the_worker_resumes(tmp_path, hub
 def test_a_job_claimed_too_often_fails_on_every_replica(tmp_path, hub):
     a = replica(tmp_path, "a")
     a.add_entry(make_entry(1))
-    a.enqueue_verification("sub-00001", "/kept/1.zip", T0)
+    a.enqueue_verification("sub-00001", "/kept/sub-00001.zip", T0)
     for n in (1, 2, 3):  # three replicas in turn claim it and die
         assert replica(tmp_path, f"r{n}").claim_verification(T1).attempts == n
     assert replica(tmp_path, "r4").claim_verification(T2) is None
@@ -108,6 +110,7 @@ BAD_REQUESTS = {
     "report not an object": ({"report": "fine"}, "report must be an object"),
     "verified without a verdict": ({"state": "verified", "report": {"verified": False}}, "verified request needs"),
     "empty submission": ({"submission": ""}, "submission must be a string"),
+    "another entry's submission": ({"submission": "/kept/sub-00002.zip"}, "must be a file named sub-00001.zip"),
     "oversized": ({"report": {"blob": "x" * (70 * 2**10)}}, "larger than 65536 bytes"),
 }
 
@@ -116,7 +119,7 @@ def _request_bytes(change) -> bytes:
     if isinstance(change, bytes):
         return change
     good = {"entry_id": "sub-00001", "state": "pending", "attempts": 0, "created_at": T0, "updated_at": T0,
-            "submission": "/kept/1.zip", "report": {}}
+            "submission": "/kept/sub-00001.zip", "report": {}}
     return json.dumps({**good, **change}).encode()
 
 
@@ -139,13 +142,13 @@ def test_a_malformed_request_file_is_quarantined(tmp_path, hub, case):
     restarted.sync()
     assert hub.downloads.get("requests/sub-00001.json", 0) == reads  # not read again while it is unchanged
     hub.files["requests/sub-00001.json"] = _request_bytes({})  # repaired on the Hub: read again
-    assert [j.state for j in restarted.verification_jobs()] == ["pending"]
+    assert [j.state for j in restarted.verification_jobs()] == ["pending"] and restarted.skipped_files == {}
 
 
 def test_an_entry_file_claiming_verified_is_not_trusted(tmp_path, hub):
     a, b = replica(tmp_path, "a"), replica(tmp_path, "b")
     a.add_entry(make_entry(1))
-    a.enqueue_verification("sub-00001", "/kept/1.zip", T0)
+    a.enqueue_verification("sub-00001", "/kept/sub-00001.zip", T0)
     assert b.get_entry("sub-00001") is None and tiers(b.entries()[0]) == ("consistent", {"consistent"})
     forged = with_verification(make_entry(1), {"throughput": {"batch_1": 1e9}})
     hub.files["entries/sub-00001.json"] = forged.to_json().encode()  # edited on the Hub, no verified record
@@ -156,6 +159,8 @@ def test_an_entry_file_claiming_verified_is_not_trusted(tmp_path, hub):
         {**p.to_dict(), "flops_source": "self-reported"} for p in forged.points]})
     hub.files["entries/sub-00009.json"] = self_reported.to_json().encode()
     assert tiers(b.get_entry("sub-00009") or b.entries()[-1]) == ("self-reported", {"self-reported"})
+    with pytest.raises(StoreError, match="must be a file named sub-00001.zip"):
+        a.enqueue_verification("sub-00001", "/kept/other.zip", T0)
     with pytest.raises(StoreError, match="claims the verified tier"):
         a.add_entry(with_verification(make_entry(3), {}))
     a.claim_verification(T1)
@@ -177,7 +182,7 @@ def test_a_failed_push_loses_no_result(tmp_path, hub):
     a, b = replica(tmp_path, "a"), replica(tmp_path, "b")
     a.add_entry(make_entry(1))
     hub.fail_commit = True  # the Hub goes away
-    assert a.enqueue_verification("sub-00001", "/kept/1.zip", T0)
+    assert a.enqueue_verification("sub-00001", "/kept/sub-00001.zip", T0)
     job = a.claim_verification(T1)
     a.finish_verification(job.entry_id, True, REPORT, T2)  # no exception: the worker goes on
     assert "ConnectionError" in a.last_push_error and "requests/sub-00001.json" not in hub.files
@@ -199,7 +204,7 @@ def test_a_failed_push_loses_no_result(tmp_path, hub):
 def test_a_racing_remote_state_never_overwrites_an_unpushed_one(tmp_path, hub):
     a = replica(tmp_path, "a")
     a.add_entry(make_entry(1))
-    a.enqueue_verification("sub-00001", "/kept/1.zip", T0)
+    a.enqueue_verification("sub-00001", "/kept/sub-00001.zip", T0)
     a.claim_verification(T1)
     hub.fail_commit = True
     a.finish_verification("sub-00001", False, {"verified": False, "error": "contradicted"}, T2)
@@ -218,6 +223,8 @@ def test_request_files_round_trip_and_reports_are_bounded():
         request_from_json(request_json(job), "sub-2")
     odd = bounded_report({"verified": False, "seconds": math.nan, "rate": float("inf"), "n": 3})
     assert odd == {"verified": False, "seconds": None, "rate": None, "n": 3}
+    cached = VerificationJob("sub-1", "failed", "/kept/sub-1.zip", 1, T0, T1, {"verified": False, "seconds": math.nan})
+    assert request_from_json(request_json(cached), "sub-1").report == {"verified": False, "seconds": None}
     huge = bounded_report({**REPORT, "files": {f"f{i}": {"why": "x" * 100} for i in range(1000)}})
     assert huge["truncated"] and "files" not in huge and huge["throughput"] == REPORT["throughput"]
     assert len(json.dumps(huge)) <= MAX_REPORT_CHARS
@@ -227,10 +234,56 @@ def test_request_files_round_trip_and_reports_are_bounded():
 def test_the_worker_cli_runs_the_hub_queue(tmp_path, hub, capsys):
     a = replica(tmp_path, "a")
     a.add_entry(make_entry(1))
-    a.enqueue_verification("sub-00001", str(tmp_path / "gone.zip"), T0)
+    a.enqueue_verification("sub-00001", str(tmp_path / "gone" / "sub-00001.zip"), T0)
     args = ["verify-worker", "--results-repo", REPO, "--db", str(tmp_path / "worker.db"), "--once", "--data-dir",
             str(tmp_path)]
     assert main(args) == 0
     assert capsys.readouterr().out.strip() == "1 verification job(s) run; 0 pending"
     assert request_on_hub(hub, "sub-00001")["state"] == "failed"
     assert (tmp_path / "worker.verify.lock").exists()
+
+
+def test_the_page_says_when_results_wait_for_the_hub(tmp_path, hub):
+    from elue_hf.spaces.leaderboard.app import Leaderboard
+
+    store = replica(tmp_path, "a")
+    board = Leaderboard(store, seed=False)
+    store.add_entry(make_entry(1))
+    hub.files["requests/sub-00001.json"] = b"{oops"
+    hub.fail_commit = True
+    store.enqueue_verification("sub-00001", "/kept/sub-00001.zip", T0)
+    header = board.header(store.entries())
+    assert "1 file(s) in the Hub results repo were refused and quarantined" in header
+    assert "Verification results are waiting to be written" in header
+    hub.fail_commit = False
+    header = board.header(store.entries())  # the local request replaced the broken file on the Hub
+    assert "waiting to be written" not in header and "quarantined" not in header
+    assert request_on_hub(hub, "sub-00001")["state"] == "pending"
+
+
+def test_a_submission_naming_its_model_is_queued_on_the_hub(tmp_path, hub):
+    gold = gold_labels(tasks=("sst-2",))
+    upload = make_submission(tmp_path, gold, name="named", depths=(3,), model="org/named")
+    kept = tmp_path / "kept"
+    outcome = submit_file(replica(tmp_path, "a"), upload, gold, verify_dir=kept)
+    entry_id = outcome.entry.entry_id
+    assert outcome.queued and (kept / f"{entry_id}.zip").is_file()
+    request = request_on_hub(hub, entry_id)
+    assert (request["state"], request["submission"]) == ("pending", str(kept / f"{entry_id}.zip"))
+    assert [(j.entry_id, j.state) for j in replica(tmp_path, "b").verification_jobs()] == [(entry_id, "pending")]
+
+
+def test_a_cache_from_before_the_hub_queue_publishes_its_jobs(tmp_path, hub):
+    from elue_hf.leaderboard.store import SQLiteStore
+
+    old = SQLiteStore(tmp_path / "old.db")  # a replica's cache that kept its queue locally (v5 marks them unsynced)
+    old.add_entry(make_entry(1))
+    old.enqueue_verification("sub-00001", "/kept/sub-00001.zip", T0)
+    old.claim_verification(T1)
+    old.finish_verification("sub-00001", True, REPORT, T2)
+    hub.files["entries/sub-00001.json"] = old.get_entry("sub-00001").to_json().encode()  # rewritten by old code
+    assert tiers(replica(tmp_path, "b").entries()[0]) == ("consistent", {"consistent"})  # no record yet
+    upgraded = HubStore(REPO, cache_path=tmp_path / "old.db", sync_interval=0)
+    assert tiers(upgraded.entries()[0]) == ("verified", {"verified"})
+    assert request_on_hub(hub, "sub-00001")["state"] == "verified"
+    assert tiers(replica(tmp_path, "b").entries()[0]) == ("verified", {"verified"})

@@ -86,6 +86,7 @@ def bounded_report(report: dict) -> dict:
 def request_json(job: VerificationJob) -> str:
     """The request file of ``job`` (what :func:`request_from_json` reads back)."""
     data = {name: getattr(job, name) for name in _REQUEST_FIELDS}
+    data["report"] = bounded_report(job.report)
     return json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n"
 
 
@@ -93,6 +94,11 @@ def _short_text(value, what: str, limit: int) -> str:
     require(isinstance(value, str) and 0 < len(value) <= limit, f"{what} must be a string of 1 to {limit} characters",
             RecordError)
     return value
+
+
+def _kept_name(submission: str, entry_id: str) -> bool:
+    """The server keeps a queued submission as ``<entry_id>.zip``: a request cannot point at another entry's file."""
+    return Path(submission).name == f"{entry_id}.zip"
 
 
 def request_from_json(raw: bytes | str, entry_id: str) -> VerificationJob:
@@ -112,9 +118,10 @@ def request_from_json(raw: bytes | str, entry_id: str) -> VerificationJob:
             RecordError)
     require(data["state"] != "verified" or report.get("verified") is True,
             "a verified request needs a report with \"verified\": true", RecordError)
+    submission = _short_text(data["submission"], "submission", 1000)
+    require(_kept_name(submission, entry_id), f"submission must be a file named {entry_id}.zip", RecordError)
     return VerificationJob(
-        entry_id=entry_id, state=data["state"], attempts=attempts, report=report,
-        submission=_short_text(data["submission"], "submission", 1000),
+        entry_id=entry_id, state=data["state"], attempts=attempts, report=report, submission=submission,
         created_at=_short_text(data["created_at"], "created_at", 40),
         updated_at=_short_text(data["updated_at"], "updated_at", 40),
     )
@@ -176,7 +183,7 @@ class HubCache(SQLiteStore):
         try:
             with self._transaction(write=True) as conn:
                 return sum(self._apply_one(conn, u) for u in updates), []
-        except (sqlite3.Error, StoreError, RecordError, OverflowError) as err:
+        except (sqlite3.Error, StoreError, ValueError, TypeError, OverflowError) as err:  # RecordError: a ValueError
             if len(updates) == 1:
                 return 0, [(updates[0], str(err))]
         added, refused = 0, []
@@ -291,6 +298,7 @@ class HubStore:
             for update, why in refused:
                 for path, blob in update.blobs.items():
                     self._quarantine(path, blob, f"quarantined: {why}")
+            self.skipped_files = self.cache.problems()  # a repaired file leaves the quarantine
             self._last_sync = time.monotonic()
             self.last_sync_error = None
             return added
@@ -306,7 +314,7 @@ class HubStore:
             kind, entry_id = _HUB_FILE.fullmatch(path).groups()
             try:
                 record = self._read_remote(path, kind, entry_id, changed[path].size)
-            except RecordError as err:
+            except (ValueError, TypeError) as err:  # RecordError and anything else the content causes, not I/O
                 self._quarantine(path, changed[path].blob_id, str(err))
                 continue
             update = updates.setdefault(entry_id, _Update(entry_id))
@@ -417,6 +425,9 @@ class HubStore:
 
     def enqueue_verification(self, entry_id: str, submission: str, now: str) -> bool:
         """Queue a re-run (idempotent); its request file is committed now, or by a later sync if the Hub fails."""
+        if not _kept_name(str(submission), entry_id):
+            raise StoreError(f"the kept submission of {entry_id} must be a file named {entry_id}.zip, got "
+                             f"{Path(submission).name!r}")
         with self._lock:
             queued = self.cache.enqueue_verification(entry_id, submission, now)
             if queued:

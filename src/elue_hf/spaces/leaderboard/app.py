@@ -78,7 +78,9 @@ class Leaderboard:
         quarantined = len(getattr(self.store, "skipped_files", None) or ())
         if quarantined:
             note += (f"\n\n**{quarantined} file(s) in the Hub results repo were refused and quarantined** "
-                     "(invalid entries; the maintainers are told in the logs).")
+                     "(invalid entries or verification requests; the maintainers are told in the logs).")
+        if getattr(self.store, "last_push_error", None):
+            note += "\n\n**Verification results are waiting to be written to the Hub results repo.**"
         store = escape_markdown(self.store.public_description())
         return (f"# ELUE leaderboard\nEfficient Language Understanding Evaluation: quality and FLOPs. "
                 f"{len(entries)} entries ({subs} submission{'s' * (subs != 1)}, {len(entries) - subs} from the "
