@@ -161,6 +161,10 @@ def test_an_entry_file_claiming_verified_is_not_trusted(tmp_path, hub):
     assert tiers(b.get_entry("sub-00009") or b.entries()[-1]) == ("self-reported", {"self-reported"})
     with pytest.raises(StoreError, match="must be a file named sub-00001.zip"):
         a.enqueue_verification("sub-00001", "/kept/other.zip", T0)
+    with pytest.raises(StoreError, match="created_at must be a string of 1 to 40"):
+        a.enqueue_verification("sub-00001", "/kept/sub-00001.zip", "")
+    with pytest.raises(StoreError, match="time of a queue operation must be a string"):
+        a.claim_verification(None)
     with pytest.raises(StoreError, match="claims the verified tier"):
         a.add_entry(with_verification(make_entry(3), {}))
     a.claim_verification(T1)

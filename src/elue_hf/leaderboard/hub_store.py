@@ -127,6 +127,21 @@ def request_from_json(raw: bytes | str, entry_id: str) -> VerificationJob:
     )
 
 
+def _writable(job: VerificationJob) -> None:
+    """Refuse (:class:`StoreError`) a job whose request file would not read back: every replica would quarantine it."""
+    try:
+        request_from_json(request_json(job), job.entry_id)
+    except RecordError as err:
+        raise StoreError(f"the verification job of {job.entry_id} cannot be written to the Hub: {err}") from None
+
+
+def _writable_time(now) -> None:
+    try:
+        _short_text(now, "the time of a queue operation", 40)
+    except RecordError as err:
+        raise StoreError(str(err)) from None
+
+
 def settled_entry(entry: EntryRecord, job: VerificationJob | None) -> EntryRecord:
     """What the cache shows for an entry: its tier as the entry file earns it, raised to ``verified`` only by a
     ``verified`` job."""
@@ -425,9 +440,7 @@ class HubStore:
 
     def enqueue_verification(self, entry_id: str, submission: str, now: str) -> bool:
         """Queue a re-run (idempotent); its request file is committed now, or by a later sync if the Hub fails."""
-        if not _kept_name(str(submission), entry_id):
-            raise StoreError(f"the kept submission of {entry_id} must be a file named {entry_id}.zip, got "
-                             f"{Path(submission).name!r}")
+        _writable(VerificationJob(entry_id, "pending", str(submission), 0, now, now, {}))
         with self._lock:
             queued = self.cache.enqueue_verification(entry_id, submission, now)
             if queued:
@@ -437,6 +450,7 @@ class HubStore:
     def claim_verification(self, now: str, max_attempts: int = 3) -> VerificationJob | None:
         """Sync, then take the oldest job as :meth:`SQLiteStore.claim_verification` does, and record the claim on the
         Hub (a restarted replica finds the job ``running`` there and takes it again, attempts counted)."""
+        _writable_time(now)
         with self._lock:
             self._maybe_sync(force=True)
             job = self.cache.claim_verification(now, max_attempts)
@@ -447,6 +461,7 @@ class HubStore:
     def finish_verification(self, entry_id: str, verified: bool, report: dict, now: str) -> None:
         """Record the outcome in the cache (tier and job in one transaction), then on the Hub: the request file and, if
         verified, the entry file in one commit. A failed commit loses nothing: the next sync pushes it."""
+        _writable_time(now)
         with self._lock:
             self.cache.finish_verification(entry_id, verified, bounded_report(report), now)
             self._push_unsynced(f"Verification of {entry_id}: {'verified' if verified else 'failed'}")
