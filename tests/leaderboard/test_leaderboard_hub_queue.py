@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -25,6 +26,11 @@ REPORT = {"verified": True, "throughput": {"batch_1": 12.5}, "machine": {"cpu": 
 def replica(tmp_path, name: str) -> HubStore:
     """One Space replica: its own cache, the shared (fake) Hub repo, syncing on every read."""
     return HubStore(REPO, cache_path=tmp_path / f"{name}.db", sync_interval=0)
+
+
+def later(hours: float) -> str:
+    """``hours`` after T1."""
+    return (datetime.fromisoformat(T1) + timedelta(hours=hours)).isoformat()
 
 
 def request_on_hub(hub, entry_id: str) -> dict:
@@ -92,9 +98,9 @@ def test_a_job_claimed_too_often_fails_on_every_replica(tmp_path, hub):
     a = replica(tmp_path, "a")
     a.add_entry(make_entry(1))
     a.enqueue_verification("sub-00001", "/kept/sub-00001.zip", T0)
-    for n in (1, 2, 3):  # three replicas in turn claim it and die
-        assert replica(tmp_path, f"r{n}").claim_verification(T1).attempts == n
-    assert replica(tmp_path, "r4").claim_verification(T2) is None
+    for n in (1, 2, 3):  # three replicas in turn claim it and die; each takes it once the lease has run out
+        assert replica(tmp_path, f"r{n}").claim_verification(later(6 * n)).attempts == n
+    assert replica(tmp_path, "r4").claim_verification(later(24)) is None
     assert request_on_hub(hub, "sub-00001")["state"] == "failed"
     assert "gave up after 3 attempts" in a.verification_jobs()[0].report["error"]
 
@@ -110,6 +116,7 @@ BAD_REQUESTS = {
     "report not an object": ({"report": "fine"}, "report must be an object"),
     "verified without a verdict": ({"state": "verified", "report": {"verified": False}}, "verified request needs"),
     "empty submission": ({"submission": ""}, "submission must be a string"),
+    "updated_at not a time": ({"updated_at": "yesterday"}, "updated_at must be an ISO 8601 time"),
     "another entry's submission": ({"submission": "/kept/sub-00002.zip"}, "must be a file named sub-00001.zip"),
     "oversized": ({"report": {"blob": "x" * (70 * 2**10)}}, "larger than 65536 bytes"),
 }
@@ -185,15 +192,20 @@ def test_an_edited_entry_file_reaches_every_replica(tmp_path, hub):
 def test_a_failed_push_loses_no_result(tmp_path, hub):
     a, b = replica(tmp_path, "a"), replica(tmp_path, "b")
     a.add_entry(make_entry(1))
+    a.add_entry(make_entry(2))
     hub.fail_commit = True  # the Hub goes away
     assert a.enqueue_verification("sub-00001", "/kept/sub-00001.zip", T0)
-    job = a.claim_verification(T1)
+    assert a.claim_verification(T1) is None  # a claim only the cache knows would not be safe
+    assert [(j.state, j.attempts) for j in a.verification_jobs()] == [("pending", 0)]
+    hub.fail_commit = False
+    job = a.claim_verification(T1)  # pushes the waiting request, then claims it
+    hub.fail_commit = True
     a.finish_verification(job.entry_id, True, REPORT, T2)  # no exception: the worker goes on
-    assert "ConnectionError" in a.last_push_error and "requests/sub-00001.json" not in hub.files
+    assert "ConnectionError" in a.last_push_error and request_on_hub(hub, "sub-00001")["state"] == "running"
     assert tiers(a.get_entry("sub-00001")) == ("verified", {"verified"})
     a.sync()  # still unreachable for commits: the local result is not overwritten by the Hub's older state
     assert [j.state for j in a.verification_jobs()] == ["verified"]
-    assert tiers(b.entries()[0]) == ("consistent", {"consistent"}) and b.verification_jobs() == []
+    assert tiers(b.entries()[0]) == ("consistent", {"consistent"}) and b.verification_jobs()[0].state == "running"
     hub.fail_commit = False
     a.sync()  # pushes what is pending, in one commit
     assert hub.commits[-1]["paths"] == ["requests/sub-00001.json", "entries/sub-00001.json"]

@@ -8,29 +8,40 @@ The repository is the shared truth; each replica's cache (another Space instance
   ``verified``, ``failed``), attempts, timestamps, the server path of the kept submission and the re-run's report,
   written by every enqueue, claim and finish (the Open LLM Leaderboard keeps its requests the same way).
 
-:meth:`HubStore.sync` lists the repository tree and reads only files whose git blob id differs from the one the cache
-last read (table ``hub_files``): new entries, changed entries and changed requests; everything one sync learns goes into
-the cache in one transaction. Only a request file in state ``verified`` makes an entry ``verified``: the tier an entry
-file claims is never trusted (a ``verified`` claim falls back to the tier its FLOPs source earns; see
+:meth:`HubStore.sync` reads the commit at the head of the repository and lists its tree, reads only files whose git blob
+id differs from the one the cache last read (table ``hub_files``): new entries, changed entries and changed requests,
+and drops what the cache read from files now gone (a moderator deleted an entry or its request); everything one sync
+learns goes into the cache in one transaction. Only a request file in state ``verified`` makes an entry ``verified``:
+the tier an entry file claims is never trusted (a ``verified`` claim falls back to the tier its FLOPs source earns; see
 :func:`~elue_hf.leaderboard.records.without_verification`). A malformed or oversized file is quarantined (kept in
 ``skipped_files`` and in the cache, not read again until it changes) and never stops later syncs.
 
-A job changed here (enqueued, claimed, finished) is written to the cache first and then pushed; when the Hub cannot be
-reached it stays marked unsynced, the next sync (or queue operation) pushes it, and until then a sync never overwrites
-it with the Hub's older copy. Queue operations are serialised within a replica; run one verification worker per
-results repository (a job left ``running`` is taken as orphaned by the next claim, as in :class:`SQLiteStore`).
+Every queue write (a claim, a pushed job state, a deletion) is a commit whose ``parent_commit`` is the commit the cache
+reflects: if another replica committed in between, the Hub refuses it (HTTP 412), and the replica reads the Hub again
+and retries with what it finds. So two workers never claim the same job: one claim is refused and its worker takes the
+next job (or none). A ``running`` job is taken over only once its lease (``lease_hours``, longer than a re-run may
+last) has run out since it was claimed: its worker is then taken as dead, and the attempt is counted.
+
+A job changed here (enqueued, finished) is written to the cache first and then pushed; when the Hub cannot be reached
+it stays marked unsynced, the next sync (or queue operation) pushes it, and until then a sync never overwrites it with
+the Hub's older copy. A claim is made on the Hub first: when the Hub cannot be reached no job is claimed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import os
 import re
+import secrets
+import socket
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable
 
@@ -45,18 +56,41 @@ from .sqlite_store import (
     default_db_path,
 )
 
-__all__ = ["HubStore", "HubCache", "request_json", "request_from_json", "bounded_report", "MAX_REPORT_CHARS"]
+__all__ = ["HubStore", "HubCache", "request_json", "request_from_json", "bounded_report", "plan_claim", "git_blob_id",
+           "lease_hours_from", "MAX_REPORT_CHARS", "DEFAULT_LEASE_HOURS", "LEASE_ENV"]
 
 logger = logging.getLogger(__name__)
 
 _HUB_FILE = re.compile(r"(entries|requests)/([A-Za-z0-9][A-Za-z0-9_.\-]{0,79})\.json")
 _REQUEST_FIELDS = ("entry_id", "state", "attempts", "created_at", "updated_at", "submission", "report")
+#: How long a claimed job stays its worker's by default (``$ELUE_VERIFY_LEASE_HOURS`` overrides): longer than a re-run
+#: may take (``elue-hf verify-worker --time-limit``, 4 h by default).
+DEFAULT_LEASE_HOURS = 6.0
+LEASE_ENV = "ELUE_VERIFY_LEASE_HOURS"
 #: A request's report is kept to this many characters of JSON (the per-file rows go first when it is longer).
 MAX_REPORT_CHARS = 32_000
 _MAX_ATTEMPTS_READ = 1000
 
 
 # ----------------------------------------------------------------------------------------------- request files
+
+
+def git_blob_id(data: bytes) -> str:
+    """The git blob id the Hub lists for a file not in LFS: sha1 of ``blob <size>\\0<bytes>``."""
+    return hashlib.sha1(b"blob %d\x00" % len(data) + data).hexdigest()
+
+
+def lease_hours_from(value=None) -> float:
+    """The claim lease in hours: ``value``, else ``$ELUE_VERIFY_LEASE_HOURS``, else :data:`DEFAULT_LEASE_HOURS`."""
+    raw = value if value is not None else os.environ.get(LEASE_ENV) or DEFAULT_LEASE_HOURS
+    try:
+        hours = float(raw)
+    except (TypeError, ValueError):
+        hours = math.nan
+    if not (math.isfinite(hours) and hours > 0):
+        raise StoreError(f"the claim lease must be a positive number of hours (--lease-hours, ${LEASE_ENV}), "
+                         f"got {str(raw)[:40]!r}")
+    return hours
 
 
 def _finite(value):
@@ -122,8 +156,8 @@ def request_from_json(raw: bytes | str, entry_id: str) -> VerificationJob:
     require(_kept_name(submission, entry_id), f"submission must be a file named {entry_id}.zip", RecordError)
     return VerificationJob(
         entry_id=entry_id, state=data["state"], attempts=attempts, report=report, submission=submission,
-        created_at=_short_text(data["created_at"], "created_at", 40),
-        updated_at=_short_text(data["updated_at"], "updated_at", 40),
+        created_at=_time_text(data["created_at"], "created_at"),
+        updated_at=_time_text(data["updated_at"], "updated_at"),
     )
 
 
@@ -137,9 +171,61 @@ def _writable(job: VerificationJob) -> None:
 
 def _writable_time(now) -> None:
     try:
-        _short_text(now, "the time of a queue operation", 40)
+        _time_text(now, "the time of a queue operation")
     except RecordError as err:
         raise StoreError(str(err)) from None
+
+
+def _instant(text: str) -> datetime | None:
+    """An ISO 8601 time as an aware datetime (a time without zone is UTC); None when it is not one."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _time_text(value, what: str) -> str:
+    _short_text(value, what, 40)
+    require(_instant(value) is not None, f"{what} must be an ISO 8601 time, got {value[:40]!r}", RecordError)
+    return value
+
+
+# ------------------------------------------------------------------------------------------------------ claims
+
+
+def _takeable(job: VerificationJob, now: datetime, lease: timedelta) -> bool:
+    """A job a worker may claim: pending, or ``running`` with its lease run out (its worker is taken as dead)."""
+    if job.state == "pending":
+        return True
+    since = _instant(job.updated_at)
+    return job.state == "running" and (since is None or now - since >= lease)
+
+
+def plan_claim(jobs: Iterable[VerificationJob], now: str, max_attempts: int, lease: timedelta,
+               worker: str) -> tuple[list[tuple[VerificationJob, VerificationJob]], VerificationJob | None]:
+    """What one claim writes, as (job before, job after) pairs, and the job claimed (None when none is takeable).
+
+    Takeable jobs (:func:`_takeable`) already claimed ``max_attempts`` times are failed; of the others the oldest is
+    taken, running jobs whose lease ran out first: ``running``, one more attempt, ``updated_at = now`` and a report
+    naming the ``worker`` that holds it (so two replicas' claims never write the same bytes)."""
+    moment = _instant(now)
+    takeable = sorted((j for j in jobs if _takeable(j, moment, lease)),
+                      key=lambda j: (j.state == "pending", j.created_at, j.entry_id))
+    gave_up = {"error": f"gave up after {max_attempts} attempts"}
+    changes = [(j, replace(j, state="failed", updated_at=now, report=gave_up)) for j in takeable
+               if j.attempts >= max_attempts]
+    runnable = [j for j in takeable if j.attempts < max_attempts]
+    if not runnable:
+        return changes, None
+    claimed = replace(runnable[0], state="running", attempts=runnable[0].attempts + 1, updated_at=now,
+                      report={"worker": worker})
+    return changes + [(runnable[0], claimed)], claimed
+
+
+def _paths_of(entry_id: str) -> tuple[str, str]:
+    """The entry file and the request file of an entry."""
+    return f"entries/{entry_id}.json", f"requests/{entry_id}.json"
 
 
 def settled_entry(entry: EntryRecord, job: VerificationJob | None) -> EntryRecord:
@@ -185,28 +271,72 @@ class HubCache(SQLiteStore):
             ids = conn.execute("SELECT entry_id FROM verification_jobs WHERE synced = 0 ORDER BY rowid").fetchall()
             return [self._job(conn, r[0]) for r in ids]
 
-    def mark_synced(self, jobs: Iterable[VerificationJob]) -> None:
-        """Mark jobs as written to the Hub, each only if it has not changed since it was read."""
+    def record_pushed(self, changes: Iterable[tuple[VerificationJob, VerificationJob]], blobs: dict[str, str]) -> None:
+        """After a commit: each job moves from its state before to the one written, marked synced, only if the cache
+        still holds the state before (a job changed meanwhile stays unsynced); the written files' blobs are known."""
         with self._transaction(write=True) as conn:
-            conn.executemany("UPDATE verification_jobs SET synced = 1 WHERE entry_id = ? AND state = ? AND "
-                             "attempts = ? AND updated_at = ?",
-                             [(j.entry_id, j.state, j.attempts, j.updated_at) for j in jobs])
+            conn.executemany(
+                "UPDATE verification_jobs SET state = ?, attempts = ?, updated_at = ?, report = ?, synced = 1 "
+                "WHERE entry_id = ? AND state = ? AND attempts = ? AND updated_at = ?",
+                [(after.state, after.attempts, after.updated_at, json.dumps(after.report, sort_keys=True),
+                  before.entry_id, before.state, before.attempts, before.updated_at) for before, after in changes])
+            self._know(conn, blobs)
 
-    def apply(self, updates: list[_Update]) -> tuple[int, list[tuple[_Update, str]]]:
-        """Bring the cache up to date with ``updates``: all in one transaction, or, when that fails, each in its own.
-        Returns how many entries were new, and the updates the cache refused with why."""
+    def record_blobs(self, blobs: dict[str, str]) -> None:
+        with self._transaction(write=True) as conn:
+            self._know(conn, blobs)
+
+    def drop(self, entry_id: str) -> bool:
+        """Forget an entry deleted from the Hub here: its row (with points and job) and its files' blobs."""
+        with self._transaction(write=True) as conn:
+            self._unknow(conn, _paths_of(entry_id))
+            return conn.execute("DELETE FROM entries WHERE entry_id = ?", (entry_id,)).rowcount > 0
+
+    @staticmethod
+    def _unknow(conn: sqlite3.Connection, paths: Iterable[str]) -> None:
+        conn.executemany("DELETE FROM hub_files WHERE path = ?", [(p,) for p in paths])
+
+    @staticmethod
+    def _know(conn: sqlite3.Connection, blobs: dict[str, str]) -> None:
+        conn.executemany("INSERT OR REPLACE INTO hub_files (path, blob_id, problem) VALUES (?, ?, NULL)",
+                         list(blobs.items()))
+
+    def apply(self, updates: list[_Update], gone: Iterable[str] = ()) -> tuple[int, list[tuple[_Update, str]]]:
+        """Bring the cache up to date with ``updates`` and the Hub files ``gone``: all in one transaction, or, when
+        that fails, the deletions in one and each update in its own. Returns how many entries were new, and the
+        updates the cache refused with why."""
+        gone = sorted(gone)
         try:
             with self._transaction(write=True) as conn:
+                self._forget(conn, gone)
                 return sum(self._apply_one(conn, u) for u in updates), []
         except (sqlite3.Error, StoreError, ValueError, TypeError, OverflowError) as err:  # RecordError: a ValueError
-            if len(updates) == 1:
+            if len(updates) == 1 and not gone:
                 return 0, [(updates[0], str(err))]
+        if gone:
+            self.apply([], gone)
         added, refused = 0, []
         for update in updates:
             more, failed = self.apply([update])
             added += more
             refused += failed
         return added, refused
+
+    def _forget(self, conn: sqlite3.Connection, gone: list[str]) -> None:
+        """Files deleted from the Hub: a gone entry file drops the entry it brought (a submission, with its points and
+        job); a gone request file drops a job already on the Hub (an unpushed one is kept, and pushed again) and the
+        tier it gave. Local rows (seeded, or never read from the Hub) have no blob here and are never touched."""
+        for path in gone:
+            kind, entry_id = _HUB_FILE.fullmatch(path).groups()
+            if kind == "entries":  # its request file, if still there, is read again should the entry come back
+                self._unknow(conn, _paths_of(entry_id))
+                conn.execute("DELETE FROM entries WHERE entry_id = ? AND source = 'submission'", (entry_id,))
+                continue
+            self._unknow(conn, (path,))
+            if conn.execute("DELETE FROM verification_jobs WHERE entry_id = ? AND synced = 1", (entry_id,)).rowcount:
+                cached = self._load_in(conn, "WHERE entry_id = ?", (entry_id,))
+                if cached and settled_entry(cached[0], None) != cached[0]:
+                    self._replace_entry(conn, settled_entry(cached[0], None))
 
     def _apply_one(self, conn: sqlite3.Connection, update: _Update) -> bool:
         cached = self._load_in(conn, "WHERE entry_id = ?", (update.entry_id,))
@@ -229,8 +359,7 @@ class HubCache(SQLiteStore):
             self._replace_entry(conn, settled)
         if job is not None:
             self._put_job(conn, job)
-        conn.executemany("INSERT OR REPLACE INTO hub_files (path, blob_id, problem) VALUES (?, ?, NULL)",
-                         list(blobs.items()))
+        self._know(conn, blobs)
         return cached is None
 
     @staticmethod
@@ -255,6 +384,9 @@ class HubStore:
     from the Hub at most every ``sync_interval`` seconds; a failed sync keeps serving the cache and records the error
     in ``last_sync_error`` (a failed push of a job state: ``last_push_error``). A new entry is committed to the Hub
     first and then to the cache; if the process dies in between, the next sync brings the entry back.
+    ``lease_hours`` (default ``$ELUE_VERIFY_LEASE_HOURS``, else :data:`DEFAULT_LEASE_HOURS`): how long a claimed job
+    stays its worker's; it must be longer than a re-run may take. A queue write that finds the repository changed
+    since this replica read it is re-read and retried, ``conflict_retries`` times at most.
     """
 
     kind = "hub"
@@ -262,7 +394,8 @@ class HubStore:
     max_request_bytes = 64 * 2**10
 
     def __init__(self, repo_id: str, cache_path=None, api=None, token: str | None = None, private: bool = True,
-                 create_repo: bool = True, sync_interval: float = 30.0):
+                 create_repo: bool = True, sync_interval: float = 30.0, lease_hours: float | None = None,
+                 conflict_retries: int = 5):
         if not isinstance(repo_id, str) or not re.fullmatch(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+", repo_id):
             raise StoreError(f"results repo must look like 'owner/name', got {repo_id!r}")
         if api is None:
@@ -274,6 +407,9 @@ class HubStore:
         self.private = private
         self.create_repo = create_repo
         self.sync_interval = float(sync_interval)
+        self.lease = timedelta(hours=lease_hours_from(lease_hours))
+        self.conflict_retries = int(conflict_retries)
+        self.worker = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"  # who holds a claim
         cache_path = cache_path or default_db_path().with_name(f"hub-cache-{repo_id.replace('/', '--')}.db")
         self.cache = HubCache(cache_path)
         self.last_sync_error: str | None = None
@@ -281,6 +417,8 @@ class HubStore:
         self.skipped_files: dict[str, str] = self.cache.problems()
         self._repo_ready = False
         self._last_sync = -float("inf")
+        self._head: str | None = None  # the commit the cache reflects (None: read the Hub before the next write)
+        self._head_paths: frozenset[str] = frozenset()
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
@@ -302,33 +440,41 @@ class HubStore:
     # ------------------------------------------------------------------------------------------------ sync
 
     def sync(self) -> int:
-        """Push job states not on the Hub yet, then read every entry and request file that is new or changed on the
-        Hub into the cache (one transaction); returns how many entries were new."""
+        """Read every entry and request file that is new, changed or gone on the Hub into the cache (one
+        transaction), then push job states not on the Hub yet; returns how many entries were new."""
         with self._lock:
+            added = self._read_hub()
             self._push_unsynced("Sync the ELUE verification queue")
-            tree = self._remote_tree()
-            known = self.cache.known_blobs()
-            changed = {path: item for path, item in tree.items() if known.get(path) != item.blob_id}
-            added, refused = self.cache.apply(self._read_updates(changed))
-            for update, why in refused:
-                for path, blob in update.blobs.items():
-                    self._quarantine(path, blob, f"quarantined: {why}")
-            self.skipped_files = self.cache.problems()  # a repaired file leaves the quarantine
-            self._last_sync = time.monotonic()
-            self.last_sync_error = None
             return added
 
-    def _remote_tree(self) -> dict:
-        """Hub path -> its ``RepoFile`` (path, size, blob_id), for the entry and request files of the repo."""
-        return {item.path: item for item in self.api.list_repo_tree(self.repo_id, recursive=True, repo_type="dataset")
+    def _read_hub(self) -> int:
+        """Bring the cache to the Hub's current commit, which becomes the parent of this replica's next queue write."""
+        head = self.api.repo_info(self.repo_id, repo_type="dataset").sha
+        tree = self._remote_tree(head)
+        known = self.cache.known_blobs()
+        changed = {path: item for path, item in tree.items() if known.get(path) != item.blob_id}
+        added, refused = self.cache.apply(self._read_updates(changed, head), set(known) - set(tree))
+        for update, why in refused:
+            for path, blob in update.blobs.items():
+                self._quarantine(path, blob, f"quarantined: {why}")
+        self.skipped_files = self.cache.problems()  # a repaired (or deleted) file leaves the quarantine
+        self._head, self._head_paths = head, frozenset(tree)
+        self._last_sync = time.monotonic()
+        self.last_sync_error = None
+        return added
+
+    def _remote_tree(self, head: str) -> dict:
+        """Hub path -> its ``RepoFile`` (path, size, blob_id), for the entry and request files at commit ``head``."""
+        return {item.path: item for item in self.api.list_repo_tree(self.repo_id, recursive=True, repo_type="dataset",
+                                                                    revision=head)
                 if getattr(item, "blob_id", None) is not None and _HUB_FILE.fullmatch(item.path)}
 
-    def _read_updates(self, changed: dict) -> list[_Update]:
+    def _read_updates(self, changed: dict, head: str) -> list[_Update]:
         updates: dict[str, _Update] = {}
         for path in sorted(changed):
             kind, entry_id = _HUB_FILE.fullmatch(path).groups()
             try:
-                record = self._read_remote(path, kind, entry_id, changed[path].size)
+                record = self._read_remote(path, kind, entry_id, changed[path].size, head)
             except (ValueError, TypeError) as err:  # RecordError and anything else the content causes, not I/O
                 self._quarantine(path, changed[path].blob_id, str(err))
                 continue
@@ -340,11 +486,11 @@ class HubStore:
             update.blobs[path] = changed[path].blob_id
         return list(updates.values())
 
-    def _read_remote(self, path: str, kind: str, entry_id: str, size: int | None):
+    def _read_remote(self, path: str, kind: str, entry_id: str, size: int | None, head: str):
         limit = self.max_entry_bytes if kind == "entries" else self.max_request_bytes
         if size is not None and size > limit:
             raise RecordError(f"larger than {limit} bytes")
-        local = Path(self.api.hf_hub_download(self.repo_id, path, repo_type="dataset"))
+        local = Path(self.api.hf_hub_download(self.repo_id, path, repo_type="dataset", revision=head))
         if local.stat().st_size > limit:
             raise RecordError(f"larger than {limit} bytes")
         if kind == "requests":
@@ -373,14 +519,38 @@ class HubStore:
 
     # ----------------------------------------------------------------------------------------------- writes
 
-    def _commit(self, files: dict[str, str], message: str) -> None:
-        from huggingface_hub import CommitOperationAdd
+    def _commit(self, files: dict[str, str], message: str, parent: str | None = None, deletions: Iterable[str] = ()):
+        """One commit; with ``parent`` it is refused (HTTP 412) if the branch moved past that commit."""
+        from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
         self._ensure_repo()
-        self.api.create_commit(
-            self.repo_id, repo_type="dataset", commit_message=message,
-            operations=[CommitOperationAdd(path_in_repo=path, path_or_fileobj=text.encode("utf-8"))
-                        for path, text in files.items()])
+        operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=text.encode("utf-8"))
+                      for path, text in files.items()]
+        operations += [CommitOperationDelete(path_in_repo=path) for path in deletions]
+        return self.api.create_commit(self.repo_id, repo_type="dataset", commit_message=message,
+                                      operations=operations, **({"parent_commit": parent} if parent else {}))
+
+    def _commit_on(self, head: str, files: dict[str, str], message: str, deletions: Iterable[str] = ()) -> dict:
+        """Commit on top of ``head`` (the commit the cache reflects); returns the blob ids of the files written. The
+        cache no longer reflects the branch head afterwards (the next queue write reads the Hub first)."""
+        self._commit(files, message, parent=head, deletions=deletions)
+        self._head = None
+        return {path: git_blob_id(text.encode("utf-8")) for path, text in files.items()}
+
+    def _without_conflict(self, write):
+        """``write(head)`` on the commit the cache reflects; when the Hub changed since (HTTP 412), read it again and
+        retry, :attr:`conflict_retries` times at most."""
+        for _ in range(self.conflict_retries):
+            if self._head is None:
+                self._read_hub()
+            try:
+                return write(self._head)
+            except Exception as err:
+                if getattr(getattr(err, "response", None), "status_code", None) != 412:
+                    raise
+                logger.info("%s changed since it was read; reading it again", self.repo_id)
+                self._head = None
+        raise StoreError(f"the Hub dataset {self.repo_id} kept changing: {self.conflict_retries} tries refused")
 
     def add_entry(self, entry: EntryRecord) -> EntryRecord:
         if entry.source != "submission":
@@ -400,43 +570,72 @@ class HubStore:
         except RecordError as err:
             raise StoreError(f"entry {entry.entry_id} is not valid: {err}") from None
         self.cache.check_insertable(entry)
+        path, text = f"entries/{entry.entry_id}.json", entry.to_json()
         try:
-            self._commit({f"entries/{entry.entry_id}.json": entry.to_json()},
-                         f"Add ELUE entry {entry.model_name} ({entry.entry_id})")
+            self._commit({path: text}, f"Add ELUE entry {entry.model_name} ({entry.entry_id})")
         except Exception as err:
             raise StoreError(f"could not write the entry to the Hub dataset {self.repo_id}: "
                              f"{type(err).__name__}: {err}") from err
         self.cache.add_entry(entry)
+        self.cache.record_blobs({path: git_blob_id(text.encode("utf-8"))})  # so its deletion is seen too
         return entry
 
     def ensure_entries(self, entries: Iterable[EntryRecord]) -> int:
         """Seed rows (reference curve, published tables): kept in the local cache only."""
         return self.cache.ensure_entries(entries)
 
+    def delete_entry(self, entry_id: str) -> bool:
+        """Moderation: delete the entry file and its request file from the Hub in one commit, then the cached row
+        (with its points and job); True if there was anything to delete. Other replicas drop it on their next sync.
+        A row only this cache holds (a seeded row) is deleted from the cache alone."""
+        with self._lock:
+            try:
+                self._read_hub()
+                gone = self._without_conflict(lambda head: self._delete_files(head, entry_id))
+            except Exception as err:
+                raise StoreError(f"could not delete entry {entry_id} from the Hub dataset {self.repo_id}: "
+                                 f"{type(err).__name__}: {err}") from err
+            return self.cache.drop(entry_id) or bool(gone)
+
+    def _delete_files(self, head: str, entry_id: str) -> list[str]:
+        paths = [path for path in _paths_of(entry_id) if path in self._head_paths]
+        if paths:
+            self._commit_on(head, {}, f"Delete ELUE entry {entry_id}", deletions=paths)
+        return paths
+
     # ---------------------------------------------------------------------------------- verification queue
 
-    def _push_unsynced(self, message: str) -> bool:
-        """Write every job changed here and not on the Hub yet in one commit: its request file, and for a verified
-        job the entry file with its new tier (informative: readers trust the request). On failure the jobs stay
-        unsynced for the next try; returns whether everything is on the Hub."""
-        jobs = self.cache.unsynced_jobs()
-        if not jobs:
-            return True
+    def _job_files(self, jobs: Iterable[VerificationJob]) -> dict[str, str]:
+        """The request file of each job, and for a verified job the entry file with its new tier (informative:
+        readers trust the request)."""
         files = {}
         for job in jobs:
             files[f"requests/{job.entry_id}.json"] = request_json(job)
             if job.state == "verified":
                 files[f"entries/{job.entry_id}.json"] = self.cache.get_entry(job.entry_id).to_json()
+        return files
+
+    def _push_unsynced(self, message: str) -> bool:
+        """Write every job changed here and not on the Hub yet in one commit on top of the commit the cache reflects
+        (so a deletion made meanwhile is never undone). On failure the jobs stay unsynced for the next try; returns
+        whether everything is on the Hub."""
         try:
-            self._commit(files, message)
+            self._without_conflict(lambda head: self._push_jobs(head, message))
         except Exception as err:  # the cache keeps the states; the next sync or queue operation pushes them
             self.last_push_error = f"{type(err).__name__}: {err}"
-            logger.warning("could not write %d verification job(s) to %s: %s", len(jobs), self.repo_id,
-                           self.last_push_error)
+            logger.warning("could not write verification jobs to %s: %s", self.repo_id, self.last_push_error)
             return False
-        self.cache.mark_synced(jobs)
         self.last_push_error = None
         return True
+
+    def _push_jobs(self, head: str, message: str) -> None:
+        jobs = self.cache.unsynced_jobs()
+        if jobs:
+            self._record([(j, j) for j in jobs], self._commit_on(head, self._job_files(jobs), message))
+
+    def _record(self, changes: list[tuple[VerificationJob, VerificationJob]], blobs: dict[str, str]) -> None:
+        self.cache.record_pushed(changes, blobs)
+        self.skipped_files = self.cache.problems()  # a file rewritten here leaves the quarantine
 
     def enqueue_verification(self, entry_id: str, submission: str, now: str) -> bool:
         """Queue a re-run (idempotent); its request file is committed now, or by a later sync if the Hub fails."""
@@ -448,15 +647,28 @@ class HubStore:
             return queued
 
     def claim_verification(self, now: str, max_attempts: int = 3) -> VerificationJob | None:
-        """Sync, then take the oldest job as :meth:`SQLiteStore.claim_verification` does, and record the claim on the
-        Hub (a restarted replica finds the job ``running`` there and takes it again, attempts counted)."""
+        """Take the oldest takeable job (:func:`plan_claim`): a claim is a commit on top of the commit this replica
+        last read, so of two replicas claiming at once one is refused, reads the Hub again and takes another job (or
+        none). None as well when the Hub cannot be read or written: a claim not on the Hub would not be safe."""
         _writable_time(now)
         with self._lock:
             self._maybe_sync(force=True)
-            job = self.cache.claim_verification(now, max_attempts)
+            if self.last_sync_error is not None:
+                return None
+            try:
+                return self._without_conflict(lambda head: self._claim(head, now, max_attempts))
+            except Exception as err:
+                self.last_push_error = f"{type(err).__name__}: {err}"
+                logger.warning("could not claim a verification job in %s: %s", self.repo_id, self.last_push_error)
+                return None
+
+    def _claim(self, head: str, now: str, max_attempts: int) -> VerificationJob | None:
+        changes, job = plan_claim(self.cache.verification_jobs(), now, max_attempts, self.lease, self.worker)
+        if changes:
             label = f"{job.entry_id} running (attempt {job.attempts})" if job else "expired jobs failed"
-            self._push_unsynced(f"Verification of {label}")
-            return job
+            self._record(changes, self._commit_on(head, self._job_files(after for _, after in changes),
+                                                  f"Verification of {label}"))
+        return job
 
     def finish_verification(self, entry_id: str, verified: bool, report: dict, now: str) -> None:
         """Record the outcome in the cache (tier and job in one transaction), then on the Hub: the request file and, if
