@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta
 
 import pytest
 
@@ -15,30 +14,8 @@ from elue_hf.leaderboard.hub_store import MAX_REPORT_CHARS, bounded_report, requ
 from elue_hf.leaderboard.records import EntryRecord, RecordError, with_verification
 from elue_hf.leaderboard.store import HubStore, StoreError, VerificationJob
 from elue_hf.leaderboard.submit import submit_file
+from tests.helpers.hub_replicas import REPO, REPORT, T0, T1, T2, later, replica, request_on_hub, tiers
 from tests.helpers.leaderboard import gold_labels, make_entry, make_submission
-
-REPO = "org/elue-results"
-T0, T1, T2 = "2026-01-01T00:00:00+00:00", "2026-01-01T00:01:00+00:00", "2026-01-01T00:02:00+00:00"
-REPORT = {"verified": True, "throughput": {"batch_1": 12.5}, "machine": {"cpu": "x86", "threads": 1, "gpu": None},
-          "model": {"id": "org/model", "architecture": "elasticbert"}, "files": {"sst-2/k1.tsv": {"agreement": 1.0}}}
-
-
-def replica(tmp_path, name: str) -> HubStore:
-    """One Space replica: its own cache, the shared (fake) Hub repo, syncing on every read."""
-    return HubStore(REPO, cache_path=tmp_path / f"{name}.db", sync_interval=0)
-
-
-def later(hours: float) -> str:
-    """``hours`` after T1."""
-    return (datetime.fromisoformat(T1) + timedelta(hours=hours)).isoformat()
-
-
-def request_on_hub(hub, entry_id: str) -> dict:
-    return json.loads(hub.files[f"requests/{entry_id}.json"])
-
-
-def tiers(entry: EntryRecord) -> tuple:
-    return entry.flops_tier, {p.flops_tier for p in entry.points}
 
 
 def test_replicas_agree_once_a_job_is_verified(tmp_path, hub):

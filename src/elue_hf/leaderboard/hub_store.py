@@ -520,21 +520,21 @@ class HubStore:
     # ----------------------------------------------------------------------------------------------- writes
 
     def _commit(self, files: dict[str, str], message: str, parent: str | None = None, deletions: Iterable[str] = ()):
-        """One commit; with ``parent`` it is refused (HTTP 412) if the branch moved past that commit."""
+        """One commit; with ``parent`` it is refused (HTTP 412) if the branch moved past that commit. Afterwards the
+        cache no longer reflects the branch head: the next queue write reads the Hub first."""
         from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
         self._ensure_repo()
         operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=text.encode("utf-8"))
                       for path, text in files.items()]
         operations += [CommitOperationDelete(path_in_repo=path) for path in deletions]
+        self._head = None
         return self.api.create_commit(self.repo_id, repo_type="dataset", commit_message=message,
                                       operations=operations, **({"parent_commit": parent} if parent else {}))
 
     def _commit_on(self, head: str, files: dict[str, str], message: str, deletions: Iterable[str] = ()) -> dict:
-        """Commit on top of ``head`` (the commit the cache reflects); returns the blob ids of the files written. The
-        cache no longer reflects the branch head afterwards (the next queue write reads the Hub first)."""
+        """Commit on top of ``head`` (the commit the cache reflects); returns the blob ids of the files written."""
         self._commit(files, message, parent=head, deletions=deletions)
-        self._head = None
         return {path: git_blob_id(text.encode("utf-8")) for path, text in files.items()}
 
     def _without_conflict(self, write):
@@ -549,7 +549,6 @@ class HubStore:
                 if getattr(getattr(err, "response", None), "status_code", None) != 412:
                     raise
                 logger.info("%s changed since it was read; reading it again", self.repo_id)
-                self._head = None
         raise StoreError(f"the Hub dataset {self.repo_id} kept changing: {self.conflict_retries} tries refused")
 
     def add_entry(self, entry: EntryRecord) -> EntryRecord:
