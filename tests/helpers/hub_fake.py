@@ -21,6 +21,11 @@ CONFLICT = "A commit has happened since. Please refresh and try again."
 RESULTS_REPO = "org/elue-results"
 
 
+def repo_url(repo_id: str, repo_type: str | None) -> str:
+    prefix = "" if repo_type in (None, "model") else f"{repo_type}s/"
+    return f"https://huggingface.co/{prefix}{repo_id}"
+
+
 def hub_error(status: int, message: str, url: str, code: str | None = None):
     """Raise what ``huggingface_hub`` raises for this HTTP answer (built by its own ``hf_raise_for_status``)."""
     headers = {"X-Error-Code": code} if code else {}
@@ -108,9 +113,7 @@ class FakeHub:
 
     def create_repo(self, api, repo_id, **kw):
         self.repos.append({"repo_id": repo_id, **kw})
-        repo_type = kw.get("repo_type")
-        prefix = "" if repo_type in (None, "model") else f"{repo_type}s/"
-        return RepoUrl(f"https://huggingface.co/{prefix}{repo_id}")
+        return RepoUrl(repo_url(repo_id, kw.get("repo_type")))
 
     def create_commit(self, api, repo_id, operations, *, commit_message="", repo_type=None, parent_commit=None, **kw):
         if parent_commit is not None and not constants.REGEX_COMMIT_OID.fullmatch(parent_commit):
@@ -138,7 +141,7 @@ class FakeHub:
                                  "paths": list(files), "files": files, "deleted": deletes, "sha": sha,
                                  "parent_commit": parent_commit, **kw})
         head = sha or branch.head
-        return CommitInfo(commit_url=f"https://huggingface.co/{repo_id}/commit/{head}", commit_message=commit_message,
+        return CommitInfo(commit_url=f"{repo_url(repo_id, repo_type)}/commit/{head}", commit_message=commit_message,
                           commit_description="", oid=head)
 
     def repo_info(self, api, repo_id, *, repo_type=None, revision=None, **kw):

@@ -52,9 +52,9 @@ def test_push_elasticbert_uploads_code_auto_map_and_a_card_in_one_commit(hub, tm
     gold = gold_labels(("sst-2",))
     score = score_submission(make_submission(tmp_path, gold), gold)
     result = push_elasticbert(model, "me/tiny-elasticbert", tokenizer=tokenizer, score=score)
-    assert result == "https://huggingface.co/me/tiny-elasticbert/commit/0"
     assert hub.repos == [{"repo_id": "me/tiny-elasticbert", "repo_type": "model", "private": False, "exist_ok": True}]
     (commit,) = hub.commits
+    assert (result, result.oid) == (f"https://huggingface.co/me/tiny-elasticbert/commit/{commit['sha']}", commit["sha"])
     assert commit["repo_type"] == "model"
     files = commit["files"]
     assert {"config.json", "model.safetensors", "modeling_elasticbert.py", "configuration_elasticbert.py",

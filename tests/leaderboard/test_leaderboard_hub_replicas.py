@@ -11,6 +11,7 @@ from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils.sha import git_hash
 
+from elue_hf.cli import main
 from elue_hf.leaderboard.hub_store import LEASE_ENV, git_blob_id, plan_claim
 from elue_hf.leaderboard.records import EntryRecord
 from elue_hf.leaderboard.store import StoreError, VerificationJob
@@ -89,6 +90,16 @@ def test_a_running_job_is_taken_over_only_after_its_lease(tmp_path, hub, monkeyp
         monkeypatch.setenv(LEASE_ENV, bad)
         with pytest.raises(StoreError, match="lease must be a positive number of hours"):
             replica(tmp_path, "e")
+
+
+def test_the_worker_cli_refuses_a_lease_shorter_than_a_rerun(tmp_path, hub, capsys):
+    args = ["verify-worker", "--results-repo", REPO, "--db", str(tmp_path / "w.db"), "--once", "--data-dir",
+            str(tmp_path), "--time-limit", "7200"]
+    assert main([*args, "--lease-hours", "2"]) == 2
+    assert "the claim lease (2 h) must be longer than --time-limit (7200 s)" in capsys.readouterr().err
+    assert main([*args, "--lease-hours", "0"]) == 2
+    assert "lease must be a positive number of hours" in capsys.readouterr().err
+    assert main([*args, "--lease-hours", "2.5"]) == 0 and hub.commits == []
 
 
 def test_a_claim_plan_fails_only_takeable_jobs():

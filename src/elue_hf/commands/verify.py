@@ -41,6 +41,9 @@ def register(subparsers) -> None:
     worker.add_argument("--results-repo", default=None,
                         help="Hub dataset repo holding the results and the queue (default $ELUE_RESULTS_REPO; --db is "
                              "its cache)")
+    worker.add_argument("--lease-hours", type=float, default=None,
+                        help="with a results repo: how long a claimed job stays this worker's before another replica "
+                             "may take it over; longer than --time-limit (default $ELUE_VERIFY_LEASE_HOURS, else 6)")
     worker.add_argument("--once", action="store_true", help="stop when the queue is empty")
     _common(worker)
     worker.set_defaults(func=cmd_worker)
@@ -76,10 +79,16 @@ def cmd_verify(args) -> int:
 
 def cmd_worker(args) -> int:
     from ..elue.verify.worker import run_worker
-    from ..leaderboard.store import open_store
+    from ..leaderboard.store import StoreError, open_store
 
     options = _options(args)
-    store = open_store(args.db, args.results_repo)
+    try:
+        store = open_store(args.db, args.results_repo, lease_hours=args.lease_hours)
+    except StoreError as err:  # a bad repo name or lease: one sentence
+        raise ValueError(str(err)) from None
+    if store.kind == "hub" and store.lease.total_seconds() <= args.time_limit:
+        raise ValueError(f"the claim lease ({store.lease.total_seconds() / 3600:g} h) must be longer than --time-limit "
+                         f"({args.time_limit} s), or another replica takes over a job still running")
     database = store.cache.path if store.kind == "hub" else store.path
     done = run_worker(store, options.pop("data_dir"), lock_path=database.with_suffix(".verify.lock"),
                       once=args.once, **options)

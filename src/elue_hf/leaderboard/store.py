@@ -34,10 +34,11 @@ __all__ = ["SCHEMA_VERSION", "JOB_STATES", "VerificationJob", "MIGRATIONS", "Sto
 RESULTS_REPO_ENV = "ELUE_RESULTS_REPO"
 
 
-def open_store(db=None, results_repo: str | None = None, token: str | None = None, api=None):
+def open_store(db=None, results_repo: str | None = None, token: str | None = None, api=None, lease_hours=None):
     """The configured store: a :class:`HubStore` when ``results_repo`` or ``$ELUE_RESULTS_REPO`` is set (``db`` is
-    then its cache), else a :class:`SQLiteStore` at ``db`` / ``$ELUE_LEADERBOARD_DB`` / the default path."""
+    then its cache; ``lease_hours``: how long a claimed job stays its worker's, default ``$ELUE_VERIFY_LEASE_HOURS``
+    or 6), else a :class:`SQLiteStore` at ``db`` / ``$ELUE_LEADERBOARD_DB`` / the default path."""
     repo = results_repo or os.environ.get(RESULTS_REPO_ENV)
     if repo:
-        return HubStore(repo, cache_path=db, api=api, token=token)
+        return HubStore(repo, cache_path=db, api=api, token=token, lease_hours=lease_hours)
     return SQLiteStore(db or default_db_path())

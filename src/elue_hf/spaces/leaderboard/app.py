@@ -252,9 +252,11 @@ def app_from_env(env: Mapping[str, str] | None = None):
     Hub store's cache), ``ELUE_DATA_DIR`` (gold labels: ELUE data with ``<Task>/test_full.tsv``; without it
     submissions are closed), ``ELUE_HF_REFERENCE`` (reference-curve JSON), ``ELUE_TOKENIZER_DIR`` (tokenizers by Hub
     id for the token-length check), ``ELUE_VERIFY_DIR`` (where submissions naming a model are kept and re-run by a
-    background worker; unset: no re-runs), ``ELUE_MODEL_DIR`` (models by Hub id, tried before the Hub)."""
+    background worker; unset: no re-runs), ``ELUE_MODEL_DIR`` (models by Hub id, tried before the Hub),
+    ``ELUE_VERIFY_LEASE_HOURS`` (with a results repo: how long a claimed job stays this replica's, default 6)."""
     env = os.environ if env is None else env
-    store = open_store(env.get("ELUE_LEADERBOARD_DB"), env.get("ELUE_RESULTS_REPO"), token=env.get("HF_TOKEN"))
+    store = open_store(env.get("ELUE_LEADERBOARD_DB"), env.get("ELUE_RESULTS_REPO"), token=env.get("HF_TOKEN"),
+                       lease_hours=env.get("ELUE_VERIFY_LEASE_HOURS") or None)
     gold = env.get(DATA_DIR_ENV) or None
     roots = [env["ELUE_TOKENIZER_DIR"]] if env.get("ELUE_TOKENIZER_DIR") else []
     verify_dir = env.get("ELUE_VERIFY_DIR") or None
