@@ -119,6 +119,22 @@ def failing_point_insert(message: str):
     return insert
 
 
+def refusing_entry_insert(entry_id: str):
+    """A stand-in for ``SQLiteStore._insert_entry`` that refuses one entry as SQLite would refuse a row."""
+    import sqlite3
+
+    from elue_hf.leaderboard.store import SQLiteStore
+
+    real_insert = SQLiteStore._insert_entry
+
+    def insert(self, conn, entry, ignore_existing):
+        if entry.entry_id == entry_id:
+            raise sqlite3.IntegrityError("refused by the cache (simulated)")
+        return real_insert(self, conn, entry, ignore_existing)
+
+    return insert
+
+
 TOKENIZER_ID = "elue-tests/synthetic-wordpiece"
 
 

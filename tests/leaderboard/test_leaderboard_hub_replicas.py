@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import timedelta
+from unittest.mock import patch
 
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
@@ -14,10 +15,10 @@ from huggingface_hub.utils.sha import git_hash
 from elue_hf.cli import main
 from elue_hf.leaderboard.hub_store import LEASE_ENV, git_blob_id, plan_claim
 from elue_hf.leaderboard.records import EntryRecord
-from elue_hf.leaderboard.store import StoreError, VerificationJob
+from elue_hf.leaderboard.store import SQLiteStore, StoreError, VerificationJob
 from tests.helpers.hub_fake import CONFLICT
 from tests.helpers.hub_replicas import REPO, REPORT, T0, T1, T2, later, replica, request_on_hub, tiers
-from tests.helpers.leaderboard import make_entry
+from tests.helpers.leaderboard import make_entry, refusing_entry_insert
 
 FILES_1 = ("entries/sub-00001.json", "requests/sub-00001.json")
 
@@ -143,6 +144,18 @@ def test_an_entry_deleted_on_the_hub_leaves_every_replica(tmp_path, hub):
     with pytest.raises(StoreError, match="could not delete entry sub-00002 from the Hub dataset"):
         b.delete_entry("sub-00002")
     assert b.get_entry("sub-00002") is not None
+
+
+def test_a_deletion_is_applied_when_the_cache_refuses_another_file(tmp_path, hub):
+    b = replica(tmp_path, "b")
+    for i in (1, 2):
+        hub.files[f"entries/sub-{i:05d}.json"] = make_entry(i).to_json().encode()
+    assert len(b.entries()) == 2
+    del hub.files["entries/sub-00001.json"]
+    hub.files["entries/sub-00003.json"] = make_entry(3).to_json().encode()
+    with patch.object(SQLiteStore, "_insert_entry", refusing_entry_insert("sub-00003")):
+        assert [e.entry_id for e in b.entries()] == ["sub-00002"]
+    assert "quarantined" in b.skipped_files["entries/sub-00003.json"]
 
 
 def test_a_request_deleted_on_the_hub_takes_its_tier_away(tmp_path, hub):

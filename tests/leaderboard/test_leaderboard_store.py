@@ -25,7 +25,7 @@ from elue_hf.leaderboard.store import (
     StoreError,
     open_store,
 )
-from tests.helpers.leaderboard import failing_point_insert, make_entry
+from tests.helpers.leaderboard import failing_point_insert, make_entry, refusing_entry_insert
 
 # ------------------------------------------------------------------------------------------------ SQLite basics
 
@@ -295,15 +295,8 @@ def test_hub_store_quarantines_a_remote_file_the_cache_refuses(tmp_path, hub):
         hub.files[f"entries/sub-{i:05d}.json"] = make_entry(i).to_json().encode()
     hub.files["entries/sub-huge.json"] = make_entry(4).to_json().replace(
         '"params": 3000000', '"params": ' + "9" * 31).replace("sub-00004", "sub-huge").encode()
-    real_insert = SQLiteStore._insert_entry
-
-    def insert(self, conn, entry, ignore_existing):
-        if entry.entry_id == "sub-00002":
-            raise sqlite3.IntegrityError("refused by the cache (simulated)")
-        return real_insert(self, conn, entry, ignore_existing)
-
     store = HubStore("org/elue-results", cache_path=tmp_path / "cache.db", sync_interval=0)
-    with patch.object(SQLiteStore, "_insert_entry", insert):
+    with patch.object(SQLiteStore, "_insert_entry", refusing_entry_insert("sub-00002")):
         assert [e.entry_id for e in store.entries()] == ["sub-00001", "sub-00003"]
     assert store.last_sync_error is None
     assert "quarantined" in store.skipped_files["entries/sub-00002.json"]

@@ -314,7 +314,8 @@ class HubCache(SQLiteStore):
             if len(updates) == 1 and not gone:
                 return 0, [(updates[0], str(err))]
         if gone:
-            self.apply([], gone)
+            with self._transaction(write=True) as conn:
+                self._forget(conn, gone)
         added, refused = 0, []
         for update in updates:
             more, failed = self.apply([update])
