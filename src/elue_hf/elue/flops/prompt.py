@@ -55,11 +55,11 @@ def prompt_shape(adapter_config: Mapping, num_layers: int) -> PromptShape:
 
 def generator_macs(shape: PromptShape, lengths, d: int):
     """MACs of the prompt generator per instance (table in the module docstring)."""
-    n, d, m, l = np.asarray(lengths, dtype=np.int64), int(d), shape.bottleneck, shape.tokens
+    n, d, m, tokens = np.asarray(lengths, dtype=np.int64), int(d), shape.bottleneck, shape.tokens
     if shape.generator == "npg":
-        return np.broadcast_to(np.int64(d * m + m * l * d), n.shape).copy()
+        return np.broadcast_to(np.int64(d * m + m * tokens * d), n.shape).copy()
     if shape.generator in ("appg", "mppg"):
-        return n * d * m + l * m * d
+        return n * d * m + tokens * m * d
     return np.zeros_like(n)
 
 
