@@ -46,3 +46,28 @@ def test_vectorised_and_read_from_an_adapter_config():
     assert both.tolist() == [EMB + LAYER_5 + 2 * LAYER_7 + 84 + EXIT] * 2
     with pytest.raises(ValueError, match="generator must be one of"):
         PromptShape(1, 2, "magic", 3)
+
+
+@pytest.mark.parametrize("generator", ["npg", "appg", "mppg", "none"])
+def test_the_hooked_counter_agrees_on_a_running_lpt_model(generator):
+    """The closed form against ELUE's forward hooks on a real LPT model (one unpadded instance of 7 tokens)."""
+    import torch
+    from peft import get_peft_model
+    from transformers import BertForSequenceClassification
+
+    from elue_hf.elue.flops import ElueFlopsCounter, dims_from_config
+    from elue_hf.elue.lpt_points import lpt_prompt_shape
+    from elue_hf.lpt import LPTConfig
+    from tests.helpers.lpt import bert_config
+
+    torch.manual_seed(0)
+    base = BertForSequenceClassification(bert_config(num_labels=2))
+    model = get_peft_model(base, LPTConfig(task_type="SEQ_CLS", num_prompt_tokens=3, bottleneck_size=8,
+                                           prompt_layer=1, generator=generator)).eval()
+    shape = lpt_prompt_shape(model)
+    assert shape == PromptShape(1, 3, generator, 8)
+    ids = torch.randint(5, 50, (1, 7))
+    with torch.no_grad(), ElueFlopsCounter(model) as counter:
+        model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    expected = late_prompt_flops(dims_from_config(model.config), shape, [7])
+    assert counter.per_instance_mflops.tolist() == pytest.approx(expected.tolist(), rel=1e-12)
