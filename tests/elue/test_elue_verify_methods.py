@@ -22,7 +22,7 @@ from elue_hf.elue.hashee_points import hashee_prediction_file, hashee_spec, run_
 from elue_hf.elue.inference import ExitSetting, run_operating_points
 from elue_hf.elue.lpt_points import lpt_params, lpt_prediction_file
 from elue_hf.elue.submission import read_submission, write_submission, zip_submission
-from elue_hf.elue.submission.checks import load_tokenizer
+from elue_hf.elue.submission.checks import check_params, check_structure, load_tokenizer
 from elue_hf.elue.tasks import get_task
 from elue_hf.elue.verify import VerifyError, verify_request
 from elue_hf.elue.verify.rerun import _dataset, rerun
@@ -45,6 +45,7 @@ def _hashee_model(folder: Path):
     config = hashee_config_for(model, synthetic_tokenizer(), hash_function="random-cons", seed=3)
     apply_hashee(model, random_cons_table(config))
     model.save_pretrained(folder)
+    synthetic_tokenizer().save_pretrained(folder)  # published with its tokenizer (save_hashee_model does so)
     return model.eval()
 
 
@@ -56,6 +57,7 @@ def _lpt_model(models: Path):
                                            prompt_layer=1, generator="appg"))
     model.peft_config["default"].base_model_name_or_path = "me/base"  # published next to its base model
     model.save_pretrained(models / "me--lpt")
+    synthetic_tokenizer().save_pretrained(models / "me--lpt")  # as save_lpt_adapter does
     return model.eval()
 
 
@@ -101,7 +103,7 @@ def lpt_submission(server, folder, name="lpt", model_id="me/lpt", point=None, fl
 
 
 def run(server, path):
-    return rerun(path, server["data"], [server["models"]], [server["tokenizers"]], allow_hub=False)
+    return rerun(path, server["data"], [server["models"]], [server["tokenizers"], server["models"]], allow_hub=False)
 
 
 def sandboxed(server, path):
@@ -216,3 +218,27 @@ def test_an_adapter_on_an_unknown_architecture_is_refused(server, tmp_path):
     (odd / "adapter_config.json").write_text(json.dumps({**saved, "base_model_name_or_path": "/etc/models/x"}))
     with pytest.raises(VerifyError, match="the adapter's base model 'id' must be a Hub id"):
         run(server, lpt_submission(server, tmp_path, "path", model_id="me/lpt-on-distil"))
+
+
+# ------------------------------------------------------------------------------------ evaluate -> verify, end to end
+
+
+@pytest.mark.parametrize("model_id, architecture", [("me/hashee", "hashee_elasticbert"), ("me/lpt", "bert+lpt")])
+def test_evaluate_writes_submissions_that_verify(server, tmp_path, capsys, model_id, architecture):
+    folder = server["models"] / model_id.replace("/", "--")
+    base = ["--base-model", str(server["models"] / "me--base")] if "lpt" in model_id else []
+    assert main(["evaluate", "--model", str(folder), "--model-id", model_id, *base,
+                 "--task", "sst-2", "--data-dir", str(server["data"]), "--output", str(tmp_path / "out"),
+                 "--no-progress"]) == 0
+    zipped = tmp_path / "out" / "submission.zip"
+    manifest = read_submission(zipped).manifest
+    assert manifest["model"] == {"id": model_id}
+    assert [f["settings"] for f in manifest["files"]] == ([{"exit": "hashee"}] if "hashee" in model_id else
+                                                        [{"exit": "static", "layers": 3}])
+    for f in read_submission(zipped).files:  # the submit path's cross-checks pass (HashEE: params and structure)
+        check_params(f)
+        check_structure(f)
+    capsys.readouterr()
+    report = run(server, zipped)
+    assert report["verified"] is True, report
+    assert report["model"]["architecture"] == architecture
