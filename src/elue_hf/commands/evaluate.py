@@ -240,7 +240,7 @@ def cmd_evaluate(args) -> int:
     dataset = _test_dataset(args, task)
     start = time.perf_counter()
     files, spec, params, route = _prediction_files(model, tokenizer, dataset, task, args, max_length)
-    print(f"{len(files)} operating point(s) from one pass over {len(dataset)} rows "
+    print(f"{len(files)} operating point{'s' if len(files) != 1 else ''} from one pass over {len(dataset)} rows "
           f"({time.perf_counter() - start:.1f} s)")
     print(f"FLOPs: {route} route for model_type {model.config.model_type!r}"
           + (" (FlopCounterMode + ELUE terms; self-reported)" if route == "generic" else "")

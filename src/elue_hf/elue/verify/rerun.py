@@ -56,6 +56,7 @@ def load_model(folder: Path, num_labels: int | None = None):
     """A known architecture (plain or HashEE) from safetensors weights (no pickles, no remote code), in eval mode on
     the CPU. ``num_labels``: a fresh head of that size where the checkpoint's differs (an adapter's base model)."""
     require(any(folder.glob("*.safetensors")), f"{folder.name} holds no .safetensors weights", VerifyError)
+    require((folder / "config.json").is_file(), f"{folder.name} holds no config.json (not a model folder)", VerifyError)
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     import elue_hf  # noqa: F401  (registers ElasticBERT and the HashEE model types with the Auto classes)
