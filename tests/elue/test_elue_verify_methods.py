@@ -245,3 +245,24 @@ def test_evaluate_writes_submissions_that_verify(server, tmp_path, capsys, model
     report = run(server, zipped)
     assert report["verified"] is True, report
     assert report["model"]["architecture"] == architecture
+
+
+def test_the_leaderboard_queue_verifies_hashee_and_lpt_entries(server, tmp_path):
+    from elue_hf.elue.verify.worker import run_worker
+    from elue_hf.leaderboard.store import SQLiteStore
+    from elue_hf.leaderboard.submit import submit_file
+
+    store = SQLiteStore(tmp_path / "lb.db")
+    kw = {"tokenizer_roots": [server["tokenizers"]], "verify_dir": tmp_path / "kept"}
+    hashee = submit_file(store, hashee_submission(server, tmp_path), server["data"], submitter="a", **kw)
+    lpt = submit_file(store, lpt_submission(server, tmp_path), server["data"], submitter="b", **kw)
+    assert hashee.queued and lpt.queued
+    assert store.get_entry(hashee.entry.entry_id).flops_tier == "consistent"  # modules with (m,n,d) layers
+    assert store.get_entry(lpt.entry.entry_id).flops_tier == "self-reported"  # the flops column
+    done = run_worker(store, server["data"], lock_path=tmp_path / "w.lock", once=True,
+                      model_roots=[server["models"]], tokenizer_roots=[server["tokenizers"]], allow_hub=False,
+                      limits=LIMITS)
+    assert done == 2
+    for outcome in (hashee, lpt):
+        entry = store.get_entry(outcome.entry.entry_id)
+        assert entry.verified and {p.flops_tier for p in entry.points} == {"verified"}
