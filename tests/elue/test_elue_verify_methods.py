@@ -80,9 +80,9 @@ def _write(folder: Path, name: str, model_id: str, files: dict, params: int, spe
     return zip_submission(sub, folder / f"{name}.zip")
 
 
-def hashee_submission(server, folder, name="hashee", model_id="me/hashee", edit=None):
+def hashee_submission(server, folder, name="hashee", model_id="me/hashee", edit=None, model=None):
     """As ``elue-hf evaluate`` writes it for a HashEE folder; ``edit`` changes the outputs before writing."""
-    model = server["hashee"]
+    model = model or server["hashee"]
     out = run_hashee(model, server["tokenizer"], server["dataset"], "sst-2", 128)
     out = edit(out) if edit else out
     files = {"hashee": hashee_prediction_file(out, "sst-2", model.config, max_seq_length=128)}
@@ -134,6 +134,15 @@ def test_an_honest_hashee_submission_is_verified_in_the_sandbox(server, tmp_path
     counts = run_hashee(server["hashee"], server["tokenizer"], server["dataset"], "sst-2", 128).counts
     lengths = server["dataset"].num_rows
     assert counts.shape == (lengths, 4) and (counts[:, -1] < counts[:, 0]).any()  # tokens really left early
+
+
+def test_a_hashee_bert_is_verified_too(server, tmp_path):
+    plain = AutoModelForSequenceClassification.from_pretrained(save_tiny_bert(tmp_path / "bert"))
+    apply_hashee(plain, random_cons_table(hashee_config_for(plain, synthetic_tokenizer(), hash_function="random-cons",
+                                                            seed=4)))
+    plain.save_pretrained(server["models"] / "me--hashee-bert")
+    report = run(server, hashee_submission(server, tmp_path, "bert", model_id="me/hashee-bert", model=plain.eval()))
+    assert report["verified"] is True and report["model"]["architecture"] == "hashee_bert", report
 
 
 def test_hashee_claims_the_rerun_contradicts(server, tmp_path):
