@@ -59,7 +59,9 @@ def register(subparsers) -> None:
         epilog="examples: elue-hf evaluate --model DIR --task sst-2 --data-dir ELUE --static --entropy 0.1,0.3 "
         "--patience 1,2    |    --static 1,3,6 (chosen depths)",
     )
-    ev.add_argument("--model", required=True, help="local model folder (or a Hub id available offline)")
+    ev.add_argument("--model", required=True,
+                    help="local model folder (or a Hub id available offline); a HashEE folder gives one token-level "
+                    "point, an LPT adapter folder static points")
     ev.add_argument("--base-model", default=None,
                     help="for an LPT adapter folder: its base model (folder or Hub id; default: the adapter's "
                     "base_model_name_or_path)")
