@@ -48,6 +48,8 @@ def test_demo_section_runs_and_reports(tiny_context, capsys):
     assert table.config.hash_function == "frequency" and table.config.num_buckets == 3
     tsv = next((out / "submission").rglob("*.tsv")).read_text().splitlines()
     assert tsv[0] == "index\tpred\tmodules" and len(tsv) == 11
+    manifest = json.loads((out / "submission" / "submission.json").read_text())
+    assert manifest["files"][0]["settings"] == {"exit": "hashee"}  # what a re-run of the saved model needs
     assert "HashEE on MiniLM-L6" in capsys.readouterr().out
 
 

@@ -63,7 +63,7 @@ def test_missing_model_folder_and_wrong_task_name(tmp_path, capsys):
                         f"elue-hf evaluate: error: --model {tmp_path / 'nope'}: no such folder")
     _one_sentence_error(capsys, ["evaluate", "--model", "./models/nope", *base[1:]], "no such folder")
     _one_sentence_error(capsys, ["evaluate", "--model", str(tmp_path), *base[1:]],
-                        "the folder has no model files (config.json)")
+                        "the folder has no model files (config.json, adapter_config.json)")
     _one_sentence_error(capsys, ["pretrain", "--model", str(tmp_path / "nope")], "--model")
     _one_sentence_error(capsys, ["push-model", str(tmp_path / "nope"), "--repo-id", "me/x"],
                         f"elue-hf push-model: error: model {tmp_path / 'nope'}: no such folder")

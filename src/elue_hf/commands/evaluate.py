@@ -59,7 +59,12 @@ def register(subparsers) -> None:
         epilog="examples: elue-hf evaluate --model DIR --task sst-2 --data-dir ELUE --static --entropy 0.1,0.3 "
         "--patience 1,2    |    --static 1,3,6 (chosen depths)",
     )
-    ev.add_argument("--model", required=True, help="local model folder (or a Hub id available offline)")
+    ev.add_argument("--model", required=True,
+                    help="local model folder (or a Hub id available offline); a HashEE folder gives one token-level "
+                    "point, an LPT adapter folder static points")
+    ev.add_argument("--base-model", default=None,
+                    help="for an LPT adapter folder: its base model (folder or Hub id; default: the adapter's "
+                    "base_model_name_or_path)")
     ev.add_argument("--task", required=True, type=_task, help="sst-2, imdb, mrpc, sts-b, snli or scitail")
     ev.add_argument("--tokenizer", default=None,
                     help="tokenizer folder or Hub id (default: the model folder; needed when it has no tokenizer)")
@@ -129,12 +134,25 @@ def parse_settings(args, exit_layers=()) -> list:
     return settings
 
 
-def _load_model(name: str):
+def _load_model(name: str, base_model: str | None = None, num_labels: int | None = None):
+    """A classifier folder or Hub id (HashEE folders included), or an LPT adapter folder on its base model
+    (``base_model``, default the adapter's ``base_model_name_or_path``, given a head of ``num_labels``)."""
     from transformers import AutoModelForSequenceClassification
 
-    import elue_hf  # noqa: F401  (registers ElasticBERT with the Auto classes)
+    import elue_hf  # noqa: F401  (registers ElasticBERT, HashEE and LPT with the Auto classes and PEFT)
 
-    return load_from(AutoModelForSequenceClassification.from_pretrained, name, "--model")
+    def load(source):
+        if not (isinstance(source, Path) and (source / "adapter_config.json").is_file()):
+            return AutoModelForSequenceClassification.from_pretrained(source)
+        from peft import PeftConfig, PeftModel
+
+        base_name = base_model or PeftConfig.from_pretrained(source).base_model_name_or_path
+        load_base = lambda b: AutoModelForSequenceClassification.from_pretrained(  # noqa: E731
+            b, num_labels=num_labels, ignore_mismatched_sizes=True)
+        base = load_from(load_base, str(base_name), "--base-model")
+        return PeftModel.from_pretrained(base, source, is_trainable=False).eval()
+
+    return load_from(load, name, "--model", ("config.json", "adapter_config.json"))
 
 
 def _load_tokenizer(name: str, flag: str = "--tokenizer"):
@@ -208,9 +226,6 @@ def _progress(disabled: bool):
 def cmd_evaluate(args) -> int:
     import numpy as np
 
-    from ..elue.flops.architectures import flops_shape
-    from ..elue.flops.params import count_parameters
-    from ..elue.inference import point_params, run_operating_points, submission_spec, to_prediction_file
     from ..elue.plots import pareto_plot
     from ..elue.score import score_submission
     from ..elue.submission import write_submission, zip_submission
@@ -220,32 +235,27 @@ def cmd_evaluate(args) -> int:
     parse_settings(args)  # flag mistakes first, before anything is loaded
     out = prepare_output(args.output, args.model, task.key, args.overwrite)
     max_length = args.max_length or (512 if task.key == "imdb" else 128)
-    model = _load_model(args.model)
+    model = _load_model(args.model, args.base_model, task.num_labels)
     if model.config.num_labels != task.num_labels:
         raise ValueError(f"the model has {model.config.num_labels} labels but {task.name} needs {task.num_labels}")
     tokenizer = _load_tokenizer(args.tokenizer or args.model, "--tokenizer" if args.tokenizer else "--model")
     dataset = _test_dataset(args, task)
-    dims = flops_shape(model)
-    settings = parse_settings(args, dims.exit_layers)
     start = time.perf_counter()
-    points = run_operating_points(model, tokenizer, dataset, task, max_length=max_length,
-                                  batch_size=args.batch_size, progress=_progress(args.no_progress),
-                                  settings=settings)
-    print(f"{len(points)} operating points from one pass over {len(dataset)} rows "
+    files, spec, params, route = _prediction_files(model, tokenizer, dataset, task, args, max_length)
+    print(f"{len(files)} operating point{'s' if len(files) != 1 else ''} from one pass over {len(dataset)} rows "
           f"({time.perf_counter() - start:.1f} s)")
-    route = getattr(dims, "route", "analytic")
     print(f"FLOPs: {route} route for model_type {model.config.model_type!r}"
-          + (" (FlopCounterMode + ELUE terms; self-reported)" if route == "generic" else ""))
+          + (" (FlopCounterMode + ELUE terms; self-reported)" if route == "generic" else "")
+          + (" (self-reported; `elue-hf verify` re-runs it)" if route == "lpt" else ""))
     clear_earlier_run(out)
-    files = {p.label: to_prediction_file(p, task, dims, point_params(model, p), max_length) for p in points}
     name = args.model_name or Path(str(args.model)).name
     data = args.data_name or f"the ELUE {task.name} test set"
-    modes = ", ".join(p.label for p in points)
+    modes = ", ".join(files)
     extra = {**({"data_name": args.data_name} if args.data_name else {}),
-             **({"flops_route": route} if route == "generic" else {})}
+             **({"flops_route": route} if route in ("generic", "lpt") else {})}
     model_id, revision = _published_as(args.model_id or args.model)
     sub = write_submission(out / "submission", name, f"elue-hf evaluate on {data} ({task.name} format): {modes}",
-                           count_parameters(model), files, module_spec=submission_spec(model), extra=extra or None,
+                           params, files, module_spec=spec, extra=extra or None,
                            tokenizer=model_id, model={"id": model_id, **({"revision": revision} if revision else {})})
     zipped = zip_submission(sub)
     print(f"submission: {sub} ({zipped})")
@@ -264,6 +274,39 @@ def cmd_evaluate(args) -> int:
     png = pareto_plot(plot_points, task, out / f"pareto_{task.key}.png", args.reference, data_label=args.data_name)
     print(f"Pareto plot: {png}")
     return 0
+
+
+def _prediction_files(model, tokenizer, dataset, task, args, max_length: int):
+    """``(files by label, module spec, params, FLOPs route)`` of a plain, HashEE or LPT classifier."""
+    from ..elue.flops.architectures import flops_shape
+    from ..elue.flops.params import count_parameters
+    from ..elue.inference import point_params, run_operating_points, submission_spec, to_prediction_file
+    from ..elue.lpt_points import is_lpt_model, lpt_params, lpt_prediction_file
+    from ..hashee.auto import is_hashee_config
+
+    progress = _progress(args.no_progress)
+    if is_hashee_config(model.config):
+        from ..elue.hashee_points import HASHEE_LABEL, hashee_prediction_file, hashee_spec, run_hashee
+
+        if parse_settings(args):
+            raise ValueError("a HashEE model exits token by token as its table says: --static/--entropy/--patience "
+                             "do not apply")
+        out = run_hashee(model, tokenizer, dataset, task, max_length, args.batch_size, progress)
+        params = count_parameters(model)
+        return ({HASHEE_LABEL: hashee_prediction_file(out, task, model.config, params, max_length)},
+                hashee_spec(model), params, "token-level (HashEE)")
+    lpt = is_lpt_model(model)
+    dims = flops_shape(model)
+    settings = parse_settings(args, dims.exit_layers)
+    if lpt and any(s.exit != "static" for s in settings):
+        raise ValueError("an LPT classifier is evaluated at static exits only (--static)")
+    points = run_operating_points(model, tokenizer, dataset, task, max_length=max_length,
+                                  batch_size=args.batch_size, progress=progress, settings=settings)
+    if lpt:
+        files = [lpt_prediction_file(model, p, task, max_length) for p in points]
+        return {f.label: f for f in files}, None, lpt_params(model), "lpt"
+    files = {p.label: to_prediction_file(p, task, dims, point_params(model, p), max_length) for p in points}
+    return files, submission_spec(model), count_parameters(model), getattr(dims, "route", "analytic")
 
 
 def _published_as(name: str) -> tuple[str, str | None]:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from ..elue.flops.params import count_parameters
-from ..elue.flops.token_exit import classifier_flops, last_active_counts, module_spec, modules_column
+from ..elue.flops.token_exit import classifier_flops, last_active_counts, module_spec
 from ..hashee.hashing import frequency_table, tokenize_texts
 from ..hashee.model import apply_hashee, hashee_config_for, remove_hashee
 from .context import DemoContext, OperatingPoint
@@ -85,15 +85,17 @@ def evaluate(model, table, ctx: DemoContext, batch_size: int = 64) -> dict:
 
 
 def _write_submission(out_dir, model, result, ctx: DemoContext, label: str):
-    from elue_hf.elue.submission import PredictionFile, read_submission, write_submission
+    """The ELUE submission of the run; its file carries the settings ``{"exit": "hashee"}`` that re-run it."""
+    from elue_hf.elue.hashee_points import TokenExitOutputs, hashee_prediction_file
+    from elue_hf.elue.submission import read_submission, write_submission
 
-    modules = modules_column(model.config, result["lengths"], result["counts"])
+    outputs = TokenExitOutputs(result["predictions"].tolist(), result["lengths"], result["counts"])
     path = write_submission(
         out_dir / "submission", "elue-hf demo: HashEE on MiniLM-L6 (static ElasticBERT)",
         f"HashEE {label}; SST-2-like data: {ctx.dataset_name} test slice, not the ELUE SST-2 test set",
         count_parameters(model),
-        {"hashee-frequency": PredictionFile("sst-2", result["predictions"].tolist(), modules=modules,
-                                            label=f"HashEE {label}", max_seq_length=ctx.max_length)},
+        {"hashee-frequency": hashee_prediction_file(outputs, "sst-2", model.config, max_seq_length=ctx.max_length,
+                                                    label=f"HashEE {label}")},
         module_spec=module_spec(model.config),
     )  # fmt: skip
     return path, read_submission(path).files[0].mean_mflops

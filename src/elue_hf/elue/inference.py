@@ -142,8 +142,9 @@ def _decode(task, logits):
 
 
 def full_pass(model, tokenizer, dataset, task, max_length: int = 128, batch_size: int = 32,
-              progress: Callable[..., Iterable] | None = None):
-    """Every exit's logits ``(rows, exits, labels)`` (float32, CPU) and the token lengths of ``dataset``."""
+              progress: Callable[..., Iterable] | None = None, after_batch: Callable | None = None):
+    """Every exit's logits ``(rows, exits, labels)`` (float32, CPU) and the token lengths of ``dataset``.
+    ``after_batch(model)`` runs after each batch's forward (e.g. to read HashEE's active-token counts)."""
     import torch
 
     task = get_task(task)
@@ -157,6 +158,8 @@ def full_pass(model, tokenizer, dataset, task, max_length: int = 128, batch_size
             enc = tokenize_examples(tokenizer, task, batch, max_length, padding=True, return_tensors="pt")
             enc = {k: v.to(model.device) for k, v in enc.items()}
             out = model(**enc)
+            if after_batch is not None:
+                after_batch(model)
             logits = getattr(out, "all_logits", None)
             chunks.append((out.logits[:, None] if logits is None else logits).float().cpu())
             lengths += enc["attention_mask"].sum(-1).tolist()

@@ -9,11 +9,11 @@ from ...validators import finite_number, positive_int, require
 from ..submission.format import Submission, SubmissionError
 
 __all__ = ["AGREEMENT", "FLOPS_TOLERANCE", "SETTINGS_KINDS", "ARCHITECTURES", "VerifyError", "VerifyRequest",
-           "verify_request"]
+           "model_reference", "verify_request"]
 
 AGREEMENT = 0.995  # share of instances whose re-run prediction must equal the submitted one
 FLOPS_TOLERANCE = 0.01  # relative tolerance on every point's mean FLOPs
-SETTINGS_KINDS = ("static", "entropy", "patience")
+SETTINGS_KINDS = ("static", "entropy", "patience", "hashee")  # "hashee": the token-level exits of its table
 ARCHITECTURES = ("elasticbert", "bert", "roberta")
 _MODEL_ID = re.compile(r"[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95})?")
 _REVISION = re.compile(r"[\w.\-/]{1,100}")
@@ -37,6 +37,10 @@ def _settings(raw, where: str) -> dict:
     kind = raw.get("exit")
     require(isinstance(kind, str) and kind in SETTINGS_KINDS, f"{where}: settings 'exit' must be one of "
             f"{SETTINGS_KINDS}", VerifyError)
+    if kind == "hashee":
+        require(set(raw) == {"exit"}, f"{where}: hashee settings take nothing but 'exit' (the table decides)",
+                VerifyError)
+        return {"exit": kind}
     if kind == "static":
         require(set(raw) <= {"exit", "layers"}, f"{where}: static settings take only 'layers'", VerifyError)
         return {"exit": kind, "layers": positive_int(raw.get("layers"), f"{where}: 'layers'", VerifyError, 1000)}
@@ -46,16 +50,21 @@ def _settings(raw, where: str) -> dict:
     return {"exit": kind, "value": finite_number(raw.get("value"), f"{where}: 'value'", VerifyError, 1e6)}
 
 
+def model_reference(model_id, revision, what: str) -> tuple[str, str | None]:
+    """A checked Hub id and revision (:class:`VerifyError` naming ``what`` otherwise): nothing else is resolved."""
+    require(isinstance(model_id, str) and _MODEL_ID.fullmatch(model_id) is not None,
+            f"{what} 'id' must be a Hub id like 'owner/name', got {str(model_id)[:60]!r}", VerifyError)
+    require(revision is None or (isinstance(revision, str) and _REVISION.fullmatch(revision) is not None),
+            f"{what} 'revision' must be a branch, tag or commit", VerifyError)
+    return model_id, revision
+
+
 def verify_request(submission: Submission) -> VerifyRequest:
     """The re-run a submission asks for; :class:`VerifyError` when it names no model or a setting is malformed."""
     model = submission.manifest.get("model")
     require(isinstance(model, dict), "submission.json names no 'model' ({'id': 'owner/name', 'revision': ...}): "
             "it cannot be verified by a re-run", VerifyError)
-    model_id, revision = model.get("id"), model.get("revision")
-    require(isinstance(model_id, str) and _MODEL_ID.fullmatch(model_id) is not None,
-            f"'model' 'id' must be a Hub id like 'owner/name', got {str(model_id)[:60]!r}", VerifyError)
-    require(revision is None or (isinstance(revision, str) and _REVISION.fullmatch(revision) is not None),
-            "'model' 'revision' must be a branch, tag or commit", VerifyError)
+    model_id, revision = model_reference(model.get("id"), model.get("revision"), "'model'")
     require(set(model) <= {"id", "revision"}, f"'model' takes only 'id' and 'revision', got {sorted(model)}",
             VerifyError)
     entries = {e["path"]: e for e in submission.manifest["files"]}

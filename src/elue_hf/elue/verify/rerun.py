@@ -1,8 +1,8 @@
 """Re-run a submission's model on the server's test sets and compare (runs inside :mod:`.sandbox`'s subprocess).
 
 ``python -m elue_hf.elue.verify.rerun ARGS_JSON`` writes the report to ``ARGS_JSON["report"]``; nothing submitted is
-executed: weights come from safetensors files, the architecture from this package (ElasticBERT, BERT, RoBERTa), never
-from remote code.
+executed: weights come from safetensors files, the architecture from this package (ElasticBERT, BERT, RoBERTa, with a
+HashEE table or under an LPT adapter), never from remote code.
 """
 
 from __future__ import annotations
@@ -14,47 +14,93 @@ from pathlib import Path
 
 import numpy as np
 
+from ...hashee.auto import base_model_type, is_hashee_config
 from ...validators import require
 from ..flops import dims_from_config
 from ..flops.module_spec import encoder_modules, module_spec_from_config, modules_macs_column
+from ..flops.params import count_parameters
 from ..submission import read_submission
 from ..submission.format import SubmissionError, _mean_from_macs
 from ..tasks import get_task
+from .adapter import is_adapter_folder, load_lpt_classifier
 from .request import AGREEMENT, ARCHITECTURES, FLOPS_TOLERANCE, VerifyError, VerifyRequest, verify_request
 
-__all__ = ["resolve_model", "load_model", "rerun", "compare_point", "measure_throughput"]
+__all__ = ["resolve_model", "resolve_named", "load_model", "load_named_model", "model_kind", "rerun", "compare_point",
+           "measure_throughput"]
 
 _WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]  # never *.bin / *.pt / *.pkl
 
 
 def resolve_model(request: VerifyRequest, model_roots=(), allow_hub: bool = True) -> Path:
-    """The folder of the named model: a server folder by Hub id (``owner--name``) first, else a Hub snapshot of
+    """The folder of the model a request names (see :func:`resolve_named`)."""
+    return resolve_named(request.model_id, request.revision, model_roots, allow_hub)
+
+
+def resolve_named(model_id: str, revision: str | None, model_roots=(), allow_hub: bool = True) -> Path:
+    """The folder of a (checked) Hub id: a server folder by Hub id (``owner--name``) first, else a Hub snapshot of
     config, tokenizer and safetensors files only."""
     for root in model_roots:
-        for folder in (Path(root) / request.model_id.replace("/", "--"), Path(root) / request.model_id):
+        for folder in (Path(root) / model_id.replace("/", "--"), Path(root) / model_id):
             if folder.is_dir():
                 return folder
-    require(allow_hub, f"model {request.model_id!r} is not available on this server", VerifyError)
+    require(allow_hub, f"model {model_id!r} is not available on this server", VerifyError)
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(request.model_id, revision=request.revision, allow_patterns=_WEIGHT_PATTERNS))
+        return Path(snapshot_download(model_id, revision=revision, allow_patterns=_WEIGHT_PATTERNS))
     except Exception as err:  # the Hub's many error types: one sentence for the report
-        raise VerifyError(f"cannot download {request.model_id}: {type(err).__name__}: {err}") from None
+        raise VerifyError(f"cannot download {model_id}: {type(err).__name__}: {err}") from None
 
 
-def load_model(folder: Path):
-    """A known architecture from safetensors weights (no pickles, no remote code), in eval mode on the CPU."""
+def load_model(folder: Path, num_labels: int | None = None):
+    """A known architecture (plain or HashEE) from safetensors weights (no pickles, no remote code), in eval mode on
+    the CPU. ``num_labels``: a fresh head of that size where the checkpoint's differs (an adapter's base model)."""
     require(any(folder.glob("*.safetensors")), f"{folder.name} holds no .safetensors weights", VerifyError)
+    require((folder / "config.json").is_file(), f"{folder.name} holds no config.json (not a model folder)", VerifyError)
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    import elue_hf  # noqa: F401  (registers ElasticBERT with the Auto classes)
+    import elue_hf  # noqa: F401  (registers ElasticBERT and the HashEE model types with the Auto classes)
 
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
-    require(config.model_type in ARCHITECTURES, f"architecture {config.model_type!r} cannot be re-run; known: "
-            f"{', '.join(ARCHITECTURES)}", VerifyError)
-    model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True, trust_remote_code=False)
+    require(base_model_type(config) in ARCHITECTURES, f"architecture {config.model_type!r} cannot be re-run; known: "
+            f"{', '.join(ARCHITECTURES)} (plain or with a HashEE table)", VerifyError)
+    extra = {} if num_labels is None else {"num_labels": num_labels, "ignore_mismatched_sizes": True}
+    model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True, trust_remote_code=False,
+                                                               **extra)
     return model.eval()
+
+
+def _load_base(folder: Path, num_labels: int):
+    model = load_model(folder, num_labels)
+    require(not is_hashee_config(model.config), "a HashEE model under an LPT adapter cannot be re-run", VerifyError)
+    return model
+
+
+def load_named_model(folder: Path, num_labels: int, model_roots=(), allow_hub: bool = True):
+    """The model in ``folder``: an LPT adapter on its (resolved) base model, or a plain / HashEE classifier."""
+    if is_adapter_folder(folder):
+        return load_lpt_classifier(folder, lambda i, r: resolve_named(i, r, model_roots, allow_hub), _load_base,
+                                   num_labels)
+    return load_model(folder)
+
+
+def model_kind(model) -> str:
+    """``lpt`` (an LPT adapter on its base), ``hashee`` (token-level exits) or ``plain``."""
+    from ..lpt_points import is_lpt_model
+
+    return "lpt" if is_lpt_model(model) else "hashee" if is_hashee_config(model.config) else "plain"
+
+
+def _check_fit(kind: str, settings: dict) -> None:
+    """:class:`VerifyError` for a file whose settings the model cannot run."""
+    for path, s in settings.items():
+        if kind == "hashee":
+            require(s["exit"] == "hashee", f"{path}: a HashEE model is re-run with settings {{'exit': 'hashee'}} "
+                    f"(its table decides each token's exit), got {s}", VerifyError)
+        require(kind == "hashee" or s["exit"] != "hashee", f"{path}: settings {{'exit': 'hashee'}} need a HashEE "
+                "model; the named model has no exit table", VerifyError)
+        require(kind != "lpt" or s["exit"] == "static", f"{path}: an LPT classifier is re-run at static exits only, "
+                f"got {s['exit']!r}", VerifyError)
 
 
 def _tokenizer(submission, folder: Path, tokenizer_roots, allow_hub: bool):
@@ -129,19 +175,46 @@ def measure_throughput(model, tokenizer, dataset, task, max_length: int, sizes=(
     return out
 
 
-def rerun(submission_path, data_dir, model_roots=(), tokenizer_roots=(), allow_hub: bool = True) -> dict:
-    """Re-run the named model with every file's settings; the report says per file what agreed and why not."""
+def _rerun_group(model, kind: str, tokenizer, dataset, task, max_length: int, wanted: dict) -> dict:
+    """``{path: (predictions, mean MFLOPs, params)}`` of one task and max length: one pass gives every setting."""
     from ..inference import ExitSetting, point_params, run_operating_points
 
+    if kind == "hashee":
+        from ..hashee_points import hashee_mean_mflops, run_hashee
+
+        out = run_hashee(model, tokenizer, dataset, task, max_length)
+        row = (out.predictions, hashee_mean_mflops(model.config, out), count_parameters(model))
+        return {path: row for path in wanted}
+    from ..lpt_points import lpt_mean_mflops, lpt_params
+
+    settings = [ExitSetting(s["exit"], s["layers"] if s["exit"] == "static" else s["value"]) for s in wanted.values()]
+    points = run_operating_points(model, tokenizer, dataset, task, max_length=max_length, settings=settings)
+    by_setting = {json.dumps(_setting_of(p), sort_keys=True): p for p in points}
+    rows = {}
+    for path, setting in wanted.items():
+        point = by_setting[json.dumps(setting, sort_keys=True)]
+        rows[path] = ((point.predictions, lpt_mean_mflops(model, point), lpt_params(model)) if kind == "lpt" else
+                      (point.predictions, _point_mflops(model, point), point_params(model, point)))
+    return rows
+
+
+def _architecture(model, kind: str) -> str:
+    return f"{model.config.model_type}+lpt" if kind == "lpt" else model.config.model_type
+
+
+def rerun(submission_path, data_dir, model_roots=(), tokenizer_roots=(), allow_hub: bool = True) -> dict:
+    """Re-run the named model with every file's settings; the report says per file what agreed and why not."""
     started = time.perf_counter()
     submission = read_submission(submission_path)
     request = verify_request(submission)
     folder = resolve_model(request, model_roots, allow_hub)
-    model = load_model(folder)
-    tokenizer = _tokenizer(submission, folder, tokenizer_roots, allow_hub)
     files = {f.path: f for f in submission.files}
+    model = load_named_model(folder, get_task(submission.files[0].task).num_labels, model_roots, allow_hub)
+    kind = model_kind(model)
+    _check_fit(kind, request.settings)
+    tokenizer = _tokenizer(submission, folder, tokenizer_roots, allow_hub)
     report: dict = {"model": {"id": request.model_id, "revision": request.revision,
-                              "architecture": model.config.model_type}, "files": {}}
+                              "architecture": _architecture(model, kind)}, "files": {}}
     datasets_by_task: dict = {}
     groups: dict[tuple, list[str]] = {}  # one full pass per task and max length gives every setting's point
     for path, max_length in request.max_length.items():
@@ -149,15 +222,11 @@ def rerun(submission_path, data_dir, model_roots=(), tokenizer_roots=(), allow_h
     for (task_key, max_length), paths in groups.items():
         task = get_task(task_key)
         dataset = datasets_by_task.setdefault(task.key, _dataset(data_dir, task))
-        wanted = [request.settings[p] for p in paths]
-        settings = [ExitSetting(s["exit"], s["layers"] if s["exit"] == "static" else s["value"]) for s in wanted]
-        points = run_operating_points(model, tokenizer, dataset, task, max_length=max_length, settings=settings)
-        by_setting = {json.dumps(_setting_of(p), sort_keys=True): p for p in points}
+        rows = _rerun_group(model, kind, tokenizer, dataset, task, max_length, {p: request.settings[p] for p in paths})
         for path in paths:
-            point = by_setting[json.dumps(request.settings[path], sort_keys=True)]
             f = files[path]
-            row = compare_point(task.key, f.predictions, f.mean_mflops, point.predictions, _point_mflops(model, point))
-            params = point_params(model, point)
+            predictions, mflops, params = rows[path]
+            row = compare_point(task.key, f.predictions, f.mean_mflops, predictions, mflops)
             if params != f.params:
                 row["ok"] = False
                 row["why"] = "; ".join(filter(None, [row["why"], f"params {f.params:,} declared, the model's "
