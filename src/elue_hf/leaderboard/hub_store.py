@@ -335,9 +335,9 @@ class HubCache(SQLiteStore):
                 continue
             self._unknow(conn, (path,))
             if conn.execute("DELETE FROM verification_jobs WHERE entry_id = ? AND synced = 1", (entry_id,)).rowcount:
-                cached = self._load_in(conn, "WHERE entry_id = ?", (entry_id,))
-                if cached and settled_entry(cached[0], None) != cached[0]:
-                    self._replace_entry(conn, settled_entry(cached[0], None))
+                for cached in self._load_in(conn, "WHERE entry_id = ?", (entry_id,)):
+                    if settled_entry(cached, None) != cached:  # the tier its request gave goes with it
+                        self._replace_entry(conn, settled_entry(cached, None))
 
     def _apply_one(self, conn: sqlite3.Connection, update: _Update) -> bool:
         cached = self._load_in(conn, "WHERE entry_id = ?", (update.entry_id,))
@@ -386,8 +386,9 @@ class HubStore:
     in ``last_sync_error`` (a failed push of a job state: ``last_push_error``). A new entry is committed to the Hub
     first and then to the cache; if the process dies in between, the next sync brings the entry back.
     ``lease_hours`` (default ``$ELUE_VERIFY_LEASE_HOURS``, else :data:`DEFAULT_LEASE_HOURS`): how long a claimed job
-    stays its worker's; it must be longer than a re-run may take. A queue write that finds the repository changed
-    since this replica read it is re-read and retried, ``conflict_retries`` times at most.
+    stays its worker's; it must be longer than a re-run may take. ``worker`` names this replica in the claims it
+    makes. A queue write that finds the repository changed since this replica read it is re-read and retried,
+    ``conflict_retries`` times at most.
     """
 
     kind = "hub"
