@@ -47,7 +47,8 @@ def test_replicas_agree_once_a_job_is_verified(tmp_path, hub):
     assert seen.extra["verification"] == {k: REPORT[k] for k in ("throughput", "machine", "model")}
     assert tiers(b.get_entry("sub-00002")) == ("consistent", {"consistent"})
     (remote,) = b.verification_jobs()
-    assert (remote.state, remote.attempts, remote.updated_at, remote.report) == ("verified", 1, T2, REPORT)
+    assert (remote.state, remote.attempts, remote.updated_at) == ("verified", 1, T2)
+    assert remote.report == {**REPORT, "worker": a.worker}  # the result names the worker whose claim it finished
     assert b.sync() == 0 and hub.downloads == {k: downloads.get(k, 0) + changed[k] for k in hub.downloads}
 
 
@@ -66,7 +67,8 @@ def test_a_fresh_replica_recovers_the_queue_and_the_worker_resumes(tmp_path, hub
     states = {i: request_on_hub(hub, i) for i in ("sub-00001", "sub-00002")}
     assert {i: (s["state"], s["attempts"]) for i, s in states.items()} == {"sub-00001": ("failed", 2),
                                                                            "sub-00002": ("failed", 1)}
-    assert states["sub-00001"]["report"] == {"verified": False, "error": "the kept submission file is gone"}
+    assert states["sub-00001"]["report"] == {"verified": False, "error": "the kept submission file is gone",
+                                             "worker": c.worker}
     assert [j.state for j in a.verification_jobs()] == ["failed", "failed"]  # the first replica catches up
     assert {e.flops_tier for e in a.entries()} == {"consistent"}
 
@@ -194,19 +196,20 @@ def test_a_failed_push_loses_no_result(tmp_path, hub):
     assert len(hub.commits) == commits  # nothing left to push
 
 
-def test_a_racing_remote_state_never_overwrites_an_unpushed_one(tmp_path, hub):
+def test_an_unpushed_result_waits_for_the_hub_and_keeps_to_its_claim(tmp_path, hub):
     a = replica(tmp_path, "a")
     a.add_entry(make_entry(1))
     a.enqueue_verification("sub-00001", "/kept/sub-00001.zip", T0)
     a.claim_verification(T1)
     hub.fail_commit = True
-    a.finish_verification("sub-00001", False, {"verified": False, "error": "contradicted"}, T2)
-    hub.files["requests/sub-00001.json"] = _request_bytes({"state": "pending", "updated_at": T2})
-    a.sync()
-    assert [j.state for j in a.verification_jobs()] == ["failed"]
+    assert a.finish_verification("sub-00001", False, {"verified": False, "error": "contradicted"}, T2)
+    a.sync()  # the Hub still shows a's claim: a read never overwrites the unpushed result, which waits
+    assert [j.state for j in a.verification_jobs()] == ["failed"] and "unreachable" in a.last_push_error
+    hub.files["requests/sub-00001.json"] = _request_bytes({"state": "pending", "updated_at": T2})  # re-queued
     hub.fail_commit = False
-    a.sync()
-    assert request_on_hub(hub, "sub-00001")["state"] == "failed"
+    a.sync()  # the claim that result finishes is gone: the result is discarded, the Hub's request kept
+    assert request_on_hub(hub, "sub-00001")["state"] == "pending"
+    assert [j.state for j in a.verification_jobs()] == ["pending"] and a.last_push_error is None
 
 
 def test_request_files_round_trip_and_reports_are_bounded():

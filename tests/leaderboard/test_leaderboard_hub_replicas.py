@@ -93,6 +93,68 @@ def test_a_running_job_is_taken_over_only_after_its_lease(tmp_path, hub, monkeyp
             replica(tmp_path, "e")
 
 
+def taken_over(tmp_path, hub):
+    """Replica a claims sub-00001 and hangs past the lease; replica b takes the job over."""
+    a, b = replica(tmp_path, "a"), replica(tmp_path, "b")
+    queued(a, 1)
+    a.claim_verification(T1)
+    assert b.claim_verification(later(6)).attempts == 2
+    return a, b
+
+
+FAILED = {"verified": False, "error": "contradicted"}
+
+
+def test_a_worker_past_its_lease_never_overwrites_the_takeover(tmp_path, hub, caplog):
+    a, b = taken_over(tmp_path, hub)
+    assert b.finish_verification("sub-00001", False, FAILED, later(7))  # the normal path: b's claim, b's result
+    commits = len(hub.commits)
+    assert a.finish_verification("sub-00001", True, REPORT, later(8)) is False  # a wakes up, its claim long gone
+    assert len(hub.commits) == commits and "no longer running under the claim" in caplog.text
+    request = request_on_hub(hub, "sub-00001")
+    assert (request["state"], request["attempts"], request["report"]) == ("failed", 2, {**FAILED, "worker": b.worker})
+    for store in (a, b):  # a's cache shows b's result, and a's verdict never raised the tier
+        assert [(j.state, j.report["worker"]) for j in store.verification_jobs()] == [("failed", b.worker)]
+        assert tiers(store.entries()[0]) == ("consistent", {"consistent"})
+
+
+def test_a_stale_result_is_refused_while_the_takeover_still_runs(tmp_path, hub):
+    a, b = taken_over(tmp_path, hub)
+    assert a.finish_verification("sub-00001", False, FAILED, later(7)) is False
+    assert request_on_hub(hub, "sub-00001")["report"] == {"worker": b.worker}  # b's claim stands
+    assert b.finish_verification("sub-00001", True, REPORT, later(8))
+    assert request_on_hub(hub, "sub-00001")["state"] == "verified" and tiers(a.entries()[0])[0] == "verified"
+
+
+def test_a_takeover_landing_before_the_result_commit_wins(tmp_path, hub):
+    a = replica(tmp_path, "a")
+    queued(a, 1)
+    a.claim_verification(T1)
+    b = replica(tmp_path, "b")
+    claims = race(hub, b, later(6))  # b takes the job between a's read of the Hub and a's result commit
+    assert a.finish_verification("sub-00001", True, REPORT, later(6)) is False
+    assert claims[0].attempts == 2 and hub.conflicts == 1
+    assert request_on_hub(hub, "sub-00001")["report"] == {"worker": b.worker}
+    assert [(j.state, j.attempts) for j in a.verification_jobs()] == [("running", 2)]
+    assert tiers(a.entries()[0]) == ("consistent", {"consistent"})
+
+
+def test_a_result_kept_offline_is_dropped_when_its_job_was_taken_over(tmp_path, hub):
+    a, b = replica(tmp_path, "a"), replica(tmp_path, "b")
+    queued(a, 1)
+    a.claim_verification(T1)
+    hub.fail_commit = True
+    assert a.finish_verification("sub-00001", True, REPORT, T2)  # kept in a's cache until the Hub answers
+    assert tiers(a.entries()[0])[0] == "verified"
+    hub.fail_commit = False
+    assert b.claim_verification(later(6)).attempts == 2  # the Hub still shows a's claim, whose lease ran out
+    assert b.finish_verification("sub-00001", False, FAILED, later(7))
+    a.sync()  # a's result finishes a claim the Hub no longer shows: discarded, b's result read instead
+    assert request_on_hub(hub, "sub-00001")["report"] == {**FAILED, "worker": b.worker}
+    assert [(j.state, j.attempts) for j in a.verification_jobs()] == [("failed", 2)] and a.last_push_error is None
+    assert tiers(a.entries()[0]) == ("consistent", {"consistent"}) and a.cache.unsynced_jobs() == []
+
+
 def test_the_worker_cli_refuses_a_lease_shorter_than_a_rerun(tmp_path, hub, capsys):
     args = ["verify-worker", "--results-repo", REPO, "--db", str(tmp_path / "w.db"), "--once", "--data-dir",
             str(tmp_path), "--time-limit", "7200"]

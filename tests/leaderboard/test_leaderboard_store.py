@@ -362,3 +362,21 @@ def test_a_job_is_given_up_after_three_attempts(tmp_path):
     assert store.claim_verification("t") is None
     (job,) = store.verification_jobs()
     assert job.state == "failed" and "gave up after 3 attempts" in job.report["error"]
+
+
+def test_a_worker_whose_job_was_taken_over_cannot_record_its_result(tmp_path, caplog):
+    from elue_hf.elue.verify.worker import run_job
+
+    first, second = SQLiteStore(tmp_path / "lb.db"), SQLiteStore(tmp_path / "lb.db")  # two worker processes
+    first.add_entry(make_entry(1))
+    first.enqueue_verification("sub-00001", str(tmp_path / "gone.zip"), "t0")
+    stale = first.claim_verification("t1")  # ... and the first worker hangs; the next one takes the job over
+    assert stale.report == {"worker": first.worker} and second.claim_verification("t2").attempts == 2
+    run_job(second, second.verification_jobs()[0], tmp_path)  # the normal path: recorded under second's claim
+    (job,) = first.verification_jobs()
+    assert (job.state, job.attempts, job.report["worker"]) == ("failed", 2, second.worker)
+    report = run_job(first, stale, tmp_path)  # the stale worker finishes: refused, and it goes on without crashing
+    assert report["verified"] is False and "result discarded" in caplog.text
+    assert first.verification_jobs() == [job]
+    assert not first.finish_verification("sub-00001", True, {"verified": True}, "t3")  # not running any more
+    assert not first.get_entry("sub-00001").verified and first.verification_jobs() == [job]

@@ -20,7 +20,11 @@ Every queue write (a claim, a pushed job state, a deletion) is a commit whose ``
 reflects: if another replica committed in between, the Hub refuses it (HTTP 412), and the replica reads the Hub again
 and retries with what it finds. So two workers never claim the same job: one claim is refused and its worker takes the
 next job (or none). A ``running`` job is taken over only once its lease (``lease_hours``, longer than a re-run may
-last) has run out since it was claimed: its worker is then taken as dead, and the attempt is counted.
+last) has run out since it was claimed: its worker is then taken as dead, and the attempt is counted. A result is
+kept only while its job is still ``running`` under the claim of the worker that produced it: finishing re-reads the
+Hub, and the commit that writes the result is made on top of a commit whose request still shows that claim. A worker
+that outlived its lease (a Space suspended for longer) and whose job was taken over has its result discarded, with a
+warning, and never overwrites the result of the worker that took the job.
 
 A job changed here (enqueued, finished) is written to the cache first and then pushed; when the Hub cannot be reached
 it stays marked unsynced, the next sync (or queue operation) pushes it, and until then a sync never overwrites it with
@@ -35,8 +39,6 @@ import logging
 import math
 import os
 import re
-import secrets
-import socket
 import sqlite3
 import threading
 import time
@@ -54,6 +56,7 @@ from .sqlite_store import (
     StoreError,
     VerificationJob,
     default_db_path,
+    worker_name,
 )
 
 __all__ = ["HubStore", "HubCache", "request_json", "request_from_json", "bounded_report", "plan_claim", "git_blob_id",
@@ -106,11 +109,11 @@ def _finite(value):
 
 def bounded_report(report: dict) -> dict:
     """A report as plain, finite JSON of at most :data:`MAX_REPORT_CHARS` characters: when longer, only its summary
-    (verdict, error, throughput, machine, model) is kept, marked ``"truncated": true``."""
+    (verdict, error, throughput, machine, model, worker) is kept, marked ``"truncated": true``."""
     plain = _finite(json.loads(json.dumps(dict(report), default=float)))
     if len(json.dumps(plain)) <= MAX_REPORT_CHARS:
         return plain
-    summary = {k: plain[k] for k in ("verified", "error", "throughput", "machine", "model") if k in plain}
+    summary = {k: plain[k] for k in ("verified", "error", "throughput", "machine", "model", "worker") if k in plain}
     summary["truncated"] = True
     if len(json.dumps(summary)) <= MAX_REPORT_CHARS:
         return summary
@@ -292,6 +295,16 @@ class HubCache(SQLiteStore):
             self._unknow(conn, _paths_of(entry_id))
             return conn.execute("DELETE FROM entries WHERE entry_id = ?", (entry_id,)).rowcount > 0
 
+    def discard(self, entry_id: str, update: _Update | None) -> None:
+        """Drop this cache's unpushed state of a job for the Hub's: ``update`` (its request as read at the head), or
+        none when the Hub's request does not read; the entry's tier follows, all in one transaction."""
+        with self._transaction(write=True) as conn:
+            conn.execute("UPDATE verification_jobs SET synced = 1 WHERE entry_id = ?", (entry_id,))
+            if update is not None:
+                self._apply_one(conn, update)
+            else:
+                self._forget(conn, [f"requests/{entry_id}.json"])
+
     @staticmethod
     def _unknow(conn: sqlite3.Connection, paths: Iterable[str]) -> None:
         conn.executemany("DELETE FROM hub_files WHERE path = ?", [(p,) for p in paths])
@@ -411,7 +424,7 @@ class HubStore:
         self.sync_interval = float(sync_interval)
         self.lease = timedelta(hours=lease_hours_from(lease_hours))
         self.conflict_retries = int(conflict_retries)
-        self.worker = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"  # who holds a claim
+        self.worker = worker_name()  # who holds the claims this replica makes
         cache_path = cache_path or default_db_path().with_name(f"hub-cache-{repo_id.replace('/', '--')}.db")
         self.cache = HubCache(cache_path)
         self.last_sync_error: str | None = None
@@ -420,7 +433,7 @@ class HubStore:
         self._repo_ready = False
         self._last_sync = -float("inf")
         self._head: str | None = None  # the commit the cache reflects (None: read the Hub before the next write)
-        self._head_paths: frozenset[str] = frozenset()
+        self._head_blobs: dict[str, str] = {}  # Hub path -> blob id, at the commit the cache reflects
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
@@ -460,7 +473,7 @@ class HubStore:
             for path, blob in update.blobs.items():
                 self._quarantine(path, blob, f"quarantined: {why}")
         self.skipped_files = self.cache.problems()  # a repaired (or deleted) file leaves the quarantine
-        self._head, self._head_paths = head, frozenset(tree)
+        self._head, self._head_blobs = head, {path: item.blob_id for path, item in tree.items()}
         self._last_sync = time.monotonic()
         self.last_sync_error = None
         return added
@@ -599,7 +612,7 @@ class HubStore:
             return self.cache.drop(entry_id) or bool(gone)
 
     def _delete_files(self, head: str, entry_id: str) -> list[str]:
-        paths = [path for path in _paths_of(entry_id) if path in self._head_paths]
+        paths = [path for path in _paths_of(entry_id) if path in self._head_blobs]
         if paths:
             self._commit_on(head, {}, f"Delete ELUE entry {entry_id}", deletions=paths)
         return paths
@@ -616,23 +629,55 @@ class HubStore:
                 files[f"entries/{job.entry_id}.json"] = self.cache.get_entry(job.entry_id).to_json()
         return files
 
-    def _push_unsynced(self, message: str) -> bool:
+    def _push_unsynced(self, message: str) -> set[str]:
         """Write every job changed here and not on the Hub yet in one commit on top of the commit the cache reflects
-        (so a deletion made meanwhile is never undone). On failure the jobs stay unsynced for the next try; returns
-        whether everything is on the Hub."""
+        (so a deletion made meanwhile is never undone); a finished job whose claim the Hub no longer shows is discarded
+        instead (:meth:`_claim_held`). On failure the jobs stay unsynced for the next try. Returns the entry ids whose
+        results were discarded."""
+        discarded: set[str] = set()
         try:
-            self._without_conflict(lambda head: self._push_jobs(head, message))
+            self._without_conflict(lambda head: self._push_jobs(head, message, discarded))
         except Exception as err:  # the cache keeps the states; the next sync or queue operation pushes them
             self.last_push_error = f"{type(err).__name__}: {err}"
             logger.warning("could not write verification jobs to %s: %s", self.repo_id, self.last_push_error)
-            return False
+            return discarded
         self.last_push_error = None
-        return True
+        return discarded
 
-    def _push_jobs(self, head: str, message: str) -> None:
-        jobs = self.cache.unsynced_jobs()
+    def _push_jobs(self, head: str, message: str, discarded: set[str]) -> None:
+        jobs = []
+        for job in self.cache.unsynced_jobs():
+            if job.state in ("verified", "failed") and not self._claim_held(job, head):
+                discarded.add(job.entry_id)
+            else:
+                jobs.append(job)
         if jobs:
             self._record([(j, j) for j in jobs], self._commit_on(head, self._job_files(jobs), message))
+
+    def _claim_held(self, job: VerificationJob, head: str) -> bool:
+        """Whether the request of the finished ``job`` at ``head`` still shows the claim it finishes: ``running``, the
+        same attempt, the worker its report names. When not, its result is discarded (with a warning) and the cache
+        takes the Hub's request instead. With no request on the Hub there is no other result to overwrite: the job
+        is written (a cache from before the Hub queue, a request deleted on the Hub)."""
+        path, problem, current = f"requests/{job.entry_id}.json", None, None
+        if path not in self._head_blobs:
+            return True
+        try:
+            current = self._read_remote(path, "requests", job.entry_id, None, head)
+        except (ValueError, TypeError) as err:  # a malformed request: quarantined below
+            problem = str(err)
+        worker = job.report.get("worker")
+        if (current is not None and current.state == "running" and current.attempts == job.attempts
+                and worker is not None and current.report.get("worker") == worker):
+            return True
+        logger.warning("discarding the %s result of %s by %s: the job is no longer running under its claim in %s "
+                       "(taken over after the lease, or deleted)", job.state, job.entry_id, worker, self.repo_id)
+        self.cache.discard(job.entry_id, current and _Update(job.entry_id, job=current,
+                                                             blobs={path: self._head_blobs[path]}))
+        self.skipped_files = self.cache.problems()
+        if problem is not None:
+            self._quarantine(path, self._head_blobs[path], problem)
+        return False
 
     def _record(self, changes: list[tuple[VerificationJob, VerificationJob]], blobs: dict[str, str]) -> None:
         self.cache.record_pushed(changes, blobs)
@@ -671,13 +716,21 @@ class HubStore:
                                                   f"Verification of {label}"))
         return job
 
-    def finish_verification(self, entry_id: str, verified: bool, report: dict, now: str) -> None:
-        """Record the outcome in the cache (tier and job in one transaction), then on the Hub: the request file and, if
-        verified, the entry file in one commit. A failed commit loses nothing: the next sync pushes it."""
+    def finish_verification(self, entry_id: str, verified: bool, report: dict, now: str) -> bool:
+        """Record the outcome if the job is still ``running`` under this replica's claim: the Hub is read first (a
+        takeover there reaches the cache), the outcome goes to the cache (tier and job in one transaction), then to
+        the Hub: the request file and, if verified, the entry file in one commit on top of a commit whose request still
+        shows the claim. Returns False, with a logged warning, when the claim was taken over (the stale result is
+        discarded); True otherwise. A failed commit loses nothing: the next sync pushes it (or discards it, should
+        the claim be taken over meanwhile)."""
         _writable_time(now)
         with self._lock:
-            self.cache.finish_verification(entry_id, verified, bounded_report(report), now)
-            self._push_unsynced(f"Verification of {entry_id}: {'verified' if verified else 'failed'}")
+            self._maybe_sync(force=True)
+            if not self.cache.finish_verification(entry_id, verified, bounded_report({**report, "worker": self.worker}),
+                                                  now, worker=self.worker):
+                return False
+            discarded = self._push_unsynced(f"Verification of {entry_id}: {'verified' if verified else 'failed'}")
+            return entry_id not in discarded
 
     def verification_jobs(self, state: str | None = None) -> list[VerificationJob]:
         self._maybe_sync()

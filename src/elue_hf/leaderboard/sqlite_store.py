@@ -9,7 +9,10 @@ verification queue (``verification_jobs``). :mod:`elue_hf.leaderboard.store` is 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import secrets
+import socket
 import sqlite3
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -27,8 +30,11 @@ __all__ = [
     "DuplicateEntryError",
     "SQLiteStore",
     "default_db_path",
+    "worker_name",
     "DB_ENV",
 ]
+
+logger = logging.getLogger(__name__)
 
 DB_ENV = "ELUE_LEADERBOARD_DB"
 
@@ -145,6 +151,24 @@ class DuplicateEntryError(StoreError):
         self.existing_id = existing_id
 
 
+def worker_name() -> str:
+    """A name for the worker of one store object (``<host>:<pid>:<random>``): the claims it makes carry it, and a
+    job is finished only under the claim that names it."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _held(row, worker: str) -> bool:
+    """Whether a ``verification_jobs`` (state, report) row is ``running`` under the claim of ``worker``."""
+    return row is not None and row[0] == "running" and json.loads(row[1]).get("worker") == worker
+
+
+def _claim_text(row) -> str:
+    if row is None:
+        return "gone"
+    holder = json.loads(row[1]).get("worker")
+    return f"{row[0]}" + (f" under {holder}" if holder and row[0] == "running" else "")
+
+
 def default_db_path() -> Path:
     """``$ELUE_LEADERBOARD_DB``, else ``elue_hf_outputs/leaderboard/leaderboard.db`` under the working directory."""
     return Path(os.environ.get(DB_ENV) or Path("elue_hf_outputs") / "leaderboard" / "leaderboard.db")
@@ -171,6 +195,7 @@ class SQLiteStore:
     def __init__(self, path, timeout: float = 30.0):
         self.path = Path(path)
         self.timeout = float(timeout)
+        self.worker = worker_name()  # who holds the claims this object makes
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -427,7 +452,8 @@ class SQLiteStore:
     def claim_verification(self, now: str, max_attempts: int = 3) -> VerificationJob | None:
         """Take the oldest job to run, in one transaction: a pending one, or one left ``running`` by a worker that
         died (only one worker runs at a time, so a running job seen at claim time is orphaned). A job that was
-        claimed ``max_attempts`` times is marked failed instead of being run again."""
+        claimed ``max_attempts`` times is marked failed instead of being run again. The claim's report names this
+        store's :attr:`worker`: only it may finish the job (:meth:`finish_verification`)."""
         with self._transaction(write=True) as conn:
             conn.execute("UPDATE verification_jobs SET state = 'failed', updated_at = ?, report = ?, synced = 0 "
                          "WHERE state IN ('pending', 'running') AND attempts >= ?",
@@ -437,23 +463,36 @@ class SQLiteStore:
             if row is None:
                 return None
             conn.execute("UPDATE verification_jobs SET state = 'running', attempts = attempts + 1, updated_at = ?, "
-                         "synced = 0 WHERE entry_id = ?", (now, row[0]))
+                         "report = ?, synced = 0 WHERE entry_id = ?",
+                         (now, json.dumps({"worker": self.worker}), row[0]))
             return self._job(conn, row[0])
 
-    def finish_verification(self, entry_id: str, verified: bool, report: dict, now: str) -> None:
-        """Record a job's outcome; a verified entry and all its points move to the ``verified`` tier, in the same
-        transaction (so a kill never leaves one without the other)."""
+    def finish_verification(self, entry_id: str, verified: bool, report: dict, now: str,
+                            worker: str | None = None) -> bool:
+        """Record a job's outcome, only while the job is still ``running`` under the claim of ``worker`` (default
+        :attr:`worker`); a verified entry and all its points move to the ``verified`` tier, in the same transaction
+        (so a kill never leaves one without the other). The stored report names the worker. Returns False, with a
+        logged warning and nothing written, when the claim was taken over (or the job is gone or already finished):
+        a stale worker never overwrites the result of the worker that took its job."""
+        worker = worker or self.worker
         state = "verified" if verified else "failed"
         with self._transaction(write=True) as conn:
+            row = conn.execute("SELECT state, report FROM verification_jobs WHERE entry_id = ?", (entry_id,)).fetchone()
+            if not _held(row, worker):
+                logger.warning("discarding the %s result of %s: the job is no longer running under the claim of %s "
+                               "(now %s)", state, entry_id, worker, _claim_text(row))
+                return False
             conn.execute("UPDATE verification_jobs SET state = ?, updated_at = ?, report = ?, synced = 0 "
                          "WHERE entry_id = ?",
-                         (state, now, json.dumps(report, sort_keys=True, default=float), entry_id))
+                         (state, now, json.dumps({**report, "worker": worker}, sort_keys=True, default=float),
+                          entry_id))
             if verified:
                 row = conn.execute("SELECT extra FROM entries WHERE entry_id = ?", (entry_id,)).fetchone()
                 extra = {**json.loads(row[0]), "verification": verification_extra(report)}
                 conn.execute("UPDATE entries SET flops_tier = 'verified', verified = 1, extra = ? WHERE entry_id = ?",
                              (json.dumps(extra, sort_keys=True, default=float), entry_id))
                 conn.execute("UPDATE points SET flops_tier = 'verified' WHERE entry_id = ?", (entry_id,))
+        return True
 
     def verification_jobs(self, state: str | None = None) -> list[VerificationJob]:
         """Every job (or those in ``state``), oldest first."""

@@ -1,6 +1,7 @@
 """The verification worker: takes queued jobs from the leaderboard store one at a time, re-runs each in the
 sandbox, records the outcome (and the ``verified`` tier) in one transaction. Safe to kill and restart: a job left
-``running`` by a dead worker is taken again (at most ``max_attempts`` times); a lock file keeps it to one worker."""
+``running`` by a dead worker is taken again (at most ``max_attempts`` times); a lock file keeps it to one worker. A
+worker whose job was taken over meanwhile has its outcome refused by the store, and goes on with the next job."""
 
 from __future__ import annotations
 
@@ -40,14 +41,18 @@ def _single_worker(lock_path: Path):
 
 def run_job(store, job, data_dir, *, model_roots=(), tokenizer_roots=(), allow_hub: bool = True,
             limits: SandboxLimits | None = None) -> dict:
-    """Re-run one claimed job and record its outcome; returns the report."""
+    """Re-run one claimed job and record its outcome; returns the report. When the store refuses the outcome (the
+    job was taken over by another worker after its lease ran out) the result is discarded with a warning."""
     if not Path(job.submission).is_file():
         report = {"verified": False, "error": "the kept submission file is gone"}
     else:
         report = run_sandboxed(job.submission, data_dir, model_roots=model_roots, tokenizer_roots=tokenizer_roots,
                                allow_hub=allow_hub, limits=limits)
-    store.finish_verification(job.entry_id, bool(report.get("verified")), report, _now())
-    logger.info("verification of %s: %s", job.entry_id, "verified" if report.get("verified") else "failed")
+    if store.finish_verification(job.entry_id, bool(report.get("verified")), report, _now()) is False:
+        logger.warning("verification of %s: result discarded, the job is no longer this worker's (its claim was "
+                       "taken over after the lease)", job.entry_id)
+    else:
+        logger.info("verification of %s: %s", job.entry_id, "verified" if report.get("verified") else "failed")
     return report
 
 
