@@ -45,7 +45,9 @@ THREAT_MODEL = """\
   run declared as a shallower one) and whether the declared modules are the model's real sizes.
 - **verified**: the server fetched the named model (safetensors only, never remote code), re-ran it on the test set
   with the declared exit settings in a sandboxed subprocess, and got the same predictions on at least 99.5% of the
-  instances and every point's mean FLOPs within 1%. Still possible: a model trained on the test set.
+  instances and every point's mean FLOPs within 1%. Models it can re-run: ElasticBERT, BERT and RoBERTa
+  classifiers, plain (static, entropy or patience exits), with a HashEE table, or under an LPT adapter on such a base.
+  Still possible: a model trained on the test set.
 
 The **verified FLOPs only** filter keeps submissions in the verified tier (published rows and the reference curve
 always stay). Gold labels never leave the server: validation reports format and cost only, scores exist only for
