@@ -37,15 +37,16 @@ def tiny_context(tmp_path):
 def test_demo_section_runs_and_reports(tiny_context, capsys):
     demo.run(tiny_context)
     (point,) = tiny_context.points
-    assert point.method == "HashEE" and point.label == "freq B=L=3"
-    assert 0 <= point.accuracy <= 100 and point.mean_flops > 0 and 1 <= point.mean_exit_layer <= 3
+    assert point.method == "HashEE" and point.label == "freq B=L=3 min 2"
+    assert 0 <= point.accuracy <= 100 and point.mean_flops > 0 and 2 <= point.mean_exit_layer <= 3
     assert point.extra["flops_speedup_vs_6L"] >= 1 and point.extra["flops_speedup_vs_bert_base"] > 1
     out = tiny_context.out_dir / "hashee"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["submission_mean_mflops"] == pytest.approx(point.mean_flops)
-    assert summary["active_share_per_layer"][0] == 1.0
+    assert summary["active_share_per_layer"][:2] == [1.0, 1.0]  # the exit floor: every token passes two layers
     table = HashTable.load(out / "hashee_table.safetensors")
     assert table.config.hash_function == "frequency" and table.config.num_buckets == 3
+    assert table.config.min_exit_layer == 2 and table.config.special_exit == 3  # [CLS] pooling: specials pass all
     tsv = next((out / "submission").rglob("*.tsv")).read_text().splitlines()
     assert tsv[0] == "index\tpred\tmodules" and len(tsv) == 11
     manifest = json.loads((out / "submission" / "submission.json").read_text())
@@ -58,3 +59,6 @@ def test_demo_section_uses_the_context_pooling(tiny_context):
     demo.run(tiny_context)
     summary = json.loads((tiny_context.out_dir / "hashee" / "summary.json").read_text())
     assert summary["pooling"] == "mean" and 0 <= summary["accuracy"] <= 100
+    table = HashTable.load(tiny_context.out_dir / "hashee" / "hashee_table.safetensors")
+    special = tiny_context.tokenizer.all_special_ids
+    assert table.config.special_exit == 2 and set(table.exits[special].tolist()) == {2}  # mean pooling: the floor

@@ -66,6 +66,19 @@ def test_token_level_layer_entries_match_hashee_rule():
     assert 2 * modules_macs(text, module_spec_from_config(six)) / 1e6 == pytest.approx(7341.01, abs=0.005)
 
 
+def test_a_layer_with_no_active_token_costs_its_key_and_value_projections():
+    # HashEE with special ids exiting early: every token of an instance can leave before the last layer
+    six = ModelDims(768, 3072, 12, 6, 2, (6,))
+    text = encoder_modules(six, 10, 6, "static", active_tokens=[10, 10, 0, 0, 0, 0])
+    assert "(0,10,768),layer_3" in text and parse_modules(text)[3] == ("layer_3", (0, 10, 768))
+    full, zero = (modules_macs(f"(10),emb; ({m},10,768),layer_1; (768),exit_6", module_spec_from_config(six))
+                  for m in (1, 0))
+    assert full - zero == modules_macs("(1,10,768),layer_1", SPEC) - 2 * 10 * 768**2  # 0 queries: 2 n d^2 left
+    for bad in ("(0,768),layer_1", "(0),emb", "(0,0,768),layer_1", "(5,0,768),layer_1"):
+        with pytest.raises(ModulesError):
+            modules_macs(bad, SPEC)
+
+
 @pytest.mark.parametrize(
     "text, message",
     [

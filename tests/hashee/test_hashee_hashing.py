@@ -1,5 +1,6 @@
 """HashEE exit tables: every hash function on tiny hand-made corpora (docs/hashee.md, "Hash functions")."""
 
+import dataclasses
 import math
 
 import datasets
@@ -55,6 +56,10 @@ def test_bucket_to_layer(layers, buckets, expected):
         (dict(special_ids=[12]), "outside the vocabulary"),
         (dict(cluster_order="median"), "cluster_order"),
         (dict(mode="fast"), "mode"),
+        (dict(min_exit_layer=0), "positive integer"),
+        (dict(min_exit_layer=5), "must not exceed num_layers"),
+        (dict(special_exit_layer=5), "must lie in"),
+        (dict(min_exit_layer=3, special_exit_layer=2), "must lie in"),
     ],
 )
 def test_config_rejects_bad_values(kw, match):
@@ -68,6 +73,15 @@ def test_config_dict_round_trip():
     assert HashEEConfig.from_json_string(config.to_json_string()) == config
     with pytest.raises(ValueError, match="Unknown HashEEConfig fields"):
         HashEEConfig.from_dict({**config.to_dict(), "bogus": 1})
+
+
+def test_exit_floor_and_special_exit_are_saved_and_default_to_the_paper():
+    assert (cfg().min_exit_layer, cfg().special_exit) == (1, 4)  # the paper: floor 1, special ids at L
+    config = cfg(min_exit_layer=2, special_exit_layer=2)
+    assert HashEEConfig.from_dict(config.to_dict()) == config
+    assert HashEEConfig.from_dict({k: v for k, v in cfg().to_dict().items()
+                                   if k not in ("min_exit_layer", "special_exit_layer")}) == cfg()  # older tables
+    assert HashEEConfig(num_layers=6, num_buckets=6, vocab_size=5, min_exit_layer=2).exit_layers == [2, 2, 3, 4, 5, 6]
 
 
 # ------------------------------------------------------------------------------------------------ frequency
@@ -94,6 +108,22 @@ def test_frequency_equal_types_per_bucket_and_remainder():
     # s = 11 // 3 = 3: ids 1-3 -> bucket 0 (layer 1), 4-6 -> bucket 1 (layer 3), 7-11 -> last bucket (layer 5)
     assert exits[1:12].tolist() == [1, 1, 1, 3, 3, 3, 5, 5, 5, 5, 5]
     assert exits[12:].tolist() == [6] * 8 and int(exits[0]) == 6
+
+
+def test_frequency_with_exit_floor_and_early_special_ids():
+    config = HashEEConfig(num_layers=6, num_buckets=3, vocab_size=20, special_ids=[0], min_exit_layer=2,
+                          special_exit_layer=2)
+    corpus = [[i] * (20 - i) for i in range(1, 12)]
+    table = frequency_table(config, corpus)
+    # the same buckets as without a floor (1, 3, 5), bucket 0 raised to layer 2; special id 0 at layer 2
+    assert table.exits[1:12].tolist() == [2, 2, 2, 3, 3, 3, 5, 5, 5, 5, 5]
+    assert int(table.exits[0]) == 2 and table.exits[12:].tolist() == [6] * 8
+    incons = random_incons_table(dataclasses.replace(config, hash_function="random-incons"))
+    torch.manual_seed(0)
+    drawn = incons.lookup(torch.full((8, 32), 5))
+    assert set(drawn.unique().tolist()) == {2, 3, 5}  # random draws respect the floor too
+    with pytest.raises(ValueError, match="Special ids must exit at layer 2"):
+        HashTable(config, torch.full((20,), 6))
 
 
 def test_frequency_ties_do_not_depend_on_data_order():

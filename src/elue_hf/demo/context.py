@@ -52,6 +52,25 @@ class DemoContext:
             return_tensors="pt",
         )
 
+    def fine_tune(self, model, steps: int, batch_size: int, learning_rate: float, head_lr_scale: float = 5.0,
+                  desc: str = "fine-tune") -> list[float]:
+        """The demo's recipe on ``self.data["train"]``: AdamW, 6 % linear warm-up, grad-clip 1, and the exit heads
+        (poolers, classifiers: untrained, only MiniLM's top pooler exists) at ``head_lr_scale`` times the step size.
+        Returns the loss of every step."""
+        from ..training import OptimizerSettings, param_groups, train_steps
+
+        groups = param_groups(model, learning_rate, head_lr_scale,
+                              is_head=lambda n: ".pooler." in n or n.startswith(("classifier", "classifiers")))
+        bar = self.progress(range(steps), desc=desc, unit="step")
+
+        def show(step: int, loss: float, batch: dict) -> None:
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{loss:.3f}")
+
+        settings = OptimizerSettings(steps=steps, learning_rate=learning_rate, warmup=max(1, int(0.06 * steps)))
+        return train_steps(model, self.training_batches(self.data["train"], batch_size), settings, groups=groups,
+                           progress=lambda _: bar, on_step=show)
+
     def training_batches(self, dataset, batch_size: int) -> Iterator[dict]:
         """Endless labelled batches of ``dataset`` (a ``sentence``/``label`` slice) in one seeded shuffled order:
         batch i holds rows ``order[(i * batch_size + j) % len(order)]``, j < batch_size."""

@@ -75,20 +75,7 @@ def fine_tune_exits(
     model, ctx: DemoContext, steps: int, batch_size: int, learning_rate: float, head_lr_scale: float = 5.0
 ) -> list[float]:
     """Fine-tune every exit together (the model's multi-exit loss, gradient equilibrium by default)."""
-    from ..training import OptimizerSettings, param_groups, train_steps
-
-    # Exit heads (poolers, classifiers) start untrained (only the top pooler exists in MiniLM): a larger step size.
-    groups = param_groups(model, learning_rate, head_lr_scale,
-                          is_head=lambda n: ".pooler." in n or n.startswith(("classifier", "classifiers")))
-    bar = ctx.progress(range(steps), desc="fine-tune all exits", unit="step")
-
-    def show(step: int, loss: float, batch: dict) -> None:
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{loss:.3f}")
-
-    settings = OptimizerSettings(steps=steps, learning_rate=learning_rate, warmup=max(1, int(0.06 * steps)))
-    return train_steps(model, ctx.training_batches(ctx.data["train"], batch_size), settings, groups=groups,
-                       progress=lambda _: bar, on_step=show)
+    return ctx.fine_tune(model, steps, batch_size, learning_rate, head_lr_scale, desc="fine-tune all exits")
 
 
 def _batches(ctx: DemoContext, dataset, batch_size: int, desc: str):

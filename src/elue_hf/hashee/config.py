@@ -33,16 +33,22 @@ class HashEEConfig:
 
     Args:
         num_layers: L, the number of backbone layers a token can pass (every token exits at a layer in 1..L).
-        num_buckets: B <= L; bucket ``b`` (0 = "easiest" ids) exits at layer ``1 + b * (L // B)``.
+        num_buckets: B <= L; bucket ``b`` (0 = "easiest" ids) exits at layer ``1 + b * (L // B)`` (raised to
+            ``min_exit_layer``).
         vocab_size: V, the length of the exit table (one entry per token id).
         hash_function: one of ``random-cons``, ``random-incons`` (ablation), ``frequency`` (default), ``mi``,
             ``cluster``.
-        special_ids: ids that always pass every layer (``tokenizer.all_special_ids``).
+        special_ids: ids that exit at ``special_exit_layer`` whatever the hash (``tokenizer.all_special_ids``).
         seed: seed of the random hashes and of k-means.
         cluster_order: ``"sum"`` (original code) or ``"mean"`` (paper text) of the member norms, for ``cluster``.
         fingerprint: short digest of the statistics the table was built from (token counts, MI counts or the
             embedding matrix), so a result can be traced back to its table.
         mode: ``"skip"`` (compute only active tokens; fast) or ``"reference"`` (compute every token, keep active ones).
+        min_exit_layer: every token passes at least this many layers (default 1: the paper's rule). A departure from
+            the paper for small models, where a single layer leaves the most frequent tokens barely contextualised
+            (docs/hashee.md, "Exit floor and special tokens").
+        special_exit_layer: where special ids exit; ``None`` (default, the paper's rule) = L, which [CLS] pooling
+            needs. With mean pooling no token is special to the head, and ``min_exit_layer`` is enough.
     """
 
     num_layers: int
@@ -54,6 +60,8 @@ class HashEEConfig:
     cluster_order: str = "sum"
     fingerprint: str | None = None
     mode: str = "skip"
+    min_exit_layer: int = 1
+    special_exit_layer: int | None = None
 
     def __post_init__(self):
         _positive_int("num_layers", self.num_layers)
@@ -64,6 +72,15 @@ class HashEEConfig:
                 f"HashEEConfig.num_buckets ({self.num_buckets}) must not exceed num_layers ({self.num_layers}): "
                 "bucket b exits at layer 1 + b * (L // B)"
             )
+        _positive_int("min_exit_layer", self.min_exit_layer)
+        if self.min_exit_layer > self.num_layers:
+            raise ValueError(f"HashEEConfig.min_exit_layer ({self.min_exit_layer}) must not exceed num_layers "
+                             f"({self.num_layers})")
+        if self.special_exit_layer is not None:
+            _positive_int("special_exit_layer", self.special_exit_layer)
+            if not self.min_exit_layer <= self.special_exit_layer <= self.num_layers:
+                raise ValueError(f"HashEEConfig.special_exit_layer ({self.special_exit_layer}) must lie in "
+                                 f"min_exit_layer..num_layers ({self.min_exit_layer}..{self.num_layers})")
         if self.hash_function not in HASH_FUNCTIONS:
             raise ValueError(f"Unknown hash_function {self.hash_function!r}; expected one of {HASH_FUNCTIONS}")
         if self.cluster_order not in CLUSTER_ORDERS:
@@ -84,7 +101,16 @@ class HashEEConfig:
         """Exit layer (1-based) of bucket ``bucket`` in 0..B-1."""
         if not 0 <= bucket < self.num_buckets:
             raise ValueError(f"bucket {bucket} is out of range 0..{self.num_buckets - 1}")
-        return 1 + bucket * self.layer_step
+        return max(self.min_exit_layer, 1 + bucket * self.layer_step)
+
+    def bucket_exits(self, buckets):
+        """Exit layers of an array or tensor of bucket indices (vectorised :meth:`bucket_exit_layer`)."""
+        return (1 + buckets * self.layer_step).clip(min=self.min_exit_layer)
+
+    @property
+    def special_exit(self) -> int:
+        """The layer special ids exit at: ``special_exit_layer``, or L by default."""
+        return self.num_layers if self.special_exit_layer is None else self.special_exit_layer
 
     @property
     def exit_layers(self) -> list[int]:

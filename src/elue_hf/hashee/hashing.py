@@ -118,7 +118,7 @@ def validate_exits(exits: torch.Tensor, config: HashEEConfig) -> None:
         raise ValueError(
             f"The exit table must have shape ({config.vocab_size},) (vocab_size), got {tuple(exits.shape)}"
         )
-    allowed = set(config.exit_layers) | {config.num_layers}
+    allowed = set(config.exit_layers) | {config.num_layers, config.special_exit}
     if config.hash_function == "random-incons":
         allowed.add(RANDOM_EXIT)
     present = set(torch.unique(exits).tolist())
@@ -129,8 +129,8 @@ def validate_exits(exits: torch.Tensor, config: HashEEConfig) -> None:
         )
     if config.special_ids:
         special = exits[torch.tensor(config.special_ids)]
-        if bool((special != config.num_layers).any()):
-            raise ValueError(f"Special ids must exit at the last layer L={config.num_layers}")
+        if bool((special != config.special_exit).any()):
+            raise ValueError(f"Special ids must exit at layer {config.special_exit} (the config's special exit)")
 
 
 def lookup_exits(table: torch.Tensor, input_ids: torch.Tensor, config: HashEEConfig) -> torch.Tensor:
@@ -145,7 +145,7 @@ def lookup_exits(table: torch.Tensor, input_ids: torch.Tensor, config: HashEECon
             )
     exits = table[input_ids.long()]
     if config.hash_function == "random-incons":
-        draw = 1 + torch.randint(0, config.num_buckets, exits.shape, device=exits.device) * config.layer_step
+        draw = config.bucket_exits(torch.randint(0, config.num_buckets, exits.shape, device=exits.device))
         exits = torch.where(exits == RANDOM_EXIT, draw, exits)
     return exits
 
@@ -330,7 +330,7 @@ def rank_ids(scores: np.ndarray, seen: np.ndarray) -> np.ndarray:
 def exits_from_ranking(ranked_ids: np.ndarray, config: HashEEConfig) -> torch.Tensor:
     """Exit table from a ranking (easiest first): equal numbers of types per bucket, remainder to the last bucket.
 
-    Ids not in the ranking and special ids exit at L.
+    Ids not in the ranking exit at L; special ids at ``config.special_exit`` (L by default).
     """
     num_seen = len(ranked_ids)
     size = num_seen // config.num_buckets
@@ -338,8 +338,8 @@ def exits_from_ranking(ranked_ids: np.ndarray, config: HashEEConfig) -> torch.Te
     last = config.num_buckets - 1
     buckets = np.minimum(positions // size, last) if size else np.full(num_seen, last)
     exits = np.full(config.vocab_size, config.num_layers, dtype=np.int64)
-    exits[ranked_ids] = 1 + buckets * config.layer_step
-    exits[config.special_ids] = config.num_layers
+    exits[ranked_ids] = config.bucket_exits(buckets)
+    exits[config.special_ids] = config.special_exit
     return torch.from_numpy(exits)
 
 
@@ -451,15 +451,15 @@ def _random_buckets(config: HashEEConfig) -> torch.Tensor:
 
 def random_cons_table(config: HashEEConfig) -> HashTable:
     """A seeded uniform bucket for every vocabulary id (drawn once); special ids exit at L."""
-    exits = 1 + _random_buckets(config) * config.layer_step
-    exits[config.special_ids] = config.num_layers
+    exits = config.bucket_exits(_random_buckets(config))
+    exits[config.special_ids] = config.special_exit
     return HashTable(_with(config, "random-cons", None), exits)
 
 
 def random_incons_table(config: HashEEConfig) -> HashTable:
     """Ablation: every occurrence draws a fresh bucket at every forward (table value 0); special ids exit at L."""
     exits = torch.full((config.vocab_size,), RANDOM_EXIT, dtype=torch.long)
-    exits[config.special_ids] = config.num_layers
+    exits[config.special_ids] = config.special_exit
     return HashTable(_with(config, "random-incons", None), exits)
 
 
@@ -518,8 +518,8 @@ def cluster_table(
     order = torch.argsort(stat, stable=True)
     bucket_of_cluster = torch.empty_like(order)
     bucket_of_cluster[order] = torch.arange(config.num_buckets)
-    exits = 1 + bucket_of_cluster[labels] * config.layer_step
-    exits[config.special_ids] = config.num_layers
+    exits = config.bucket_exits(bucket_of_cluster[labels])
+    exits[config.special_ids] = config.special_exit
     return HashTable(_with(config, "cluster", _fingerprint(embeddings.numpy())), exits)
 
 

@@ -4,7 +4,8 @@ See docs/elue.md, "Submission format".
 
 ``modules`` lists what one instance activated: entries ``(shape),name`` separated by ``;``, shapes without the batch
 axis, e.g. ``(15),emb; (15,768),layer_1; (768),exit_1``. A layer entry ``(m,n,d)`` means m active query tokens over n
-key tokens (token-level exit, docs/hashee.md, "FLOPs"). The spec maps each module name to a kind with its dimensions:
+key tokens (token-level exit, docs/hashee.md, "FLOPs"); m may be 0 (every token exited earlier: the layer still
+projects the n keys and values). The spec maps each module name to a kind with its dimensions:
 
 =============  ============================  ===================================================
 kind           dimensions                    MACs for one entry of shape ...
@@ -215,9 +216,17 @@ def _parse_entry(part: str, position: int) -> tuple[str, tuple[int, ...]]:
     if any(not s.isdigit() for s in raw):
         raise ModulesError(f"entry {position} {entry!r}: the shape must be comma-separated positive integers")
     shape = tuple(int(s) for s in raw)
-    if any(v <= 0 or v > _MAX_DIM for v in shape):
-        raise ModulesError(f"entry {position} {entry!r}: every dimension must lie in [1, {_MAX_DIM}]")
+    if not _valid_shape(shape):
+        raise ModulesError(f"entry {position} {entry!r}: every dimension must lie in [1, {_MAX_DIM}] (only a "
+                           "layer's m in (m,n,d) may be 0)")
     return match.group(2), shape
+
+
+def _valid_shape(shape: tuple[int, ...]) -> bool:
+    """Every dimension in [1, _MAX_DIM], except the m of an (m,n,d) entry, which may be 0: a token-level layer none of
+    whose tokens is still active (it projects the keys and values of its n tokens all the same)."""
+    lowest = 0 if len(shape) == 3 else 1
+    return bool(shape) and lowest <= shape[0] <= _MAX_DIM and all(1 <= v <= _MAX_DIM for v in shape[1:])
 
 
 def _split_entries(text) -> list[str]:
@@ -242,8 +251,9 @@ def format_modules(entries: Iterable[tuple[str, Sequence[int]]]) -> str:
         shape = tuple(int(v) for v in np.atleast_1d(shape))
         if not _NAME.fullmatch(str(name)):
             raise ModulesError(f"module name {name!r} must match {_NAME.pattern}")
-        if not shape or any(v <= 0 for v in shape):
-            raise ModulesError(f"module {name!r}: shape {shape} must be non-empty positive integers")
+        if not _valid_shape(shape):
+            raise ModulesError(f"module {name!r}: shape {shape} must be non-empty positive integers (an (m,n,d) "
+                               "layer may have m = 0)")
         parts.append(f"({','.join(map(str, shape))}),{name}")
     return "; ".join(parts)
 
@@ -257,6 +267,9 @@ def entry_macs(name: str, shape: tuple[int, ...], spec: Mapping[str, dict]) -> i
 
     def bad(expected: str):
         return ModulesError(f"module {name!r} ({kind}) got shape {shape}; expected {expected}")
+
+    if kind != "layer" and 0 in shape:
+        raise bad("positive dimensions (only a layer's m in (m,n,d) may be 0)")
 
     if kind == "embedding":
         d = module["d"]
