@@ -170,3 +170,26 @@ def test_pipeline_runs_a_saved_hashee_classifier(minilm_dir, tmp_path):
     scores = [{d["label"]: d["score"] for d in row} for row in classifier(texts)]
     expected = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits.softmax(-1)
     assert torch.allclose(torch.tensor([[s["LABEL_0"], s["LABEL_1"]] for s in scores]), expected, atol=1e-6)
+
+
+def test_shallow_types_and_an_early_special_exit_survive_save_and_load(tmp_path):
+    """The demo's kind of table (a floor, the most frequent types after layer 1, special ids after layer 1) on a
+    mean-pooled ElasticBERT: saved in the config block, reloaded by the Auto classes, same outputs in both modes."""
+    from elue_hf.hashee import frequency_table, hashee_config_for
+
+    from .test_hashee_model import SPECIAL, logits_both_modes
+
+    torch.manual_seed(3)
+    model = scaled(elasticbert(pooling="mean")).eval()
+    ids, mask = batch(5, cls=1)
+    config = hashee_config_for(model, None, special_ids=SPECIAL, min_exit_layer=3, num_shallow_types=4,
+                               special_exit_layer=1)  # fmt: skip
+    table = frequency_table(config, ids[mask.bool()].view(1, -1))
+    assert set(table.exits.unique().tolist()) >= {1, 3} and 2 not in table.exits.tolist()
+    apply_hashee(model, table)
+    model.save_pretrained(tmp_path)
+    auto = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert hashee_table(auto).config.num_shallow_types == 4 and torch.equal(hashee_table(auto).exits, table.exits)
+    assert torch.equal(logits(auto, ids, mask), logits(model, ids, mask))
+    skip, reference = logits_both_modes(auto, ids, mask)
+    torch.testing.assert_close(skip, reference, atol=1e-5, rtol=0)

@@ -59,7 +59,9 @@ def test_bucket_to_layer(layers, buckets, expected):
         (dict(min_exit_layer=0), "positive integer"),
         (dict(min_exit_layer=5), "must not exceed num_layers"),
         (dict(special_exit_layer=5), "must lie in"),
-        (dict(min_exit_layer=3, special_exit_layer=2), "must lie in"),
+        (dict(num_shallow_types=-1), "non-negative integer"),
+        (dict(num_shallow_types=True), "non-negative integer"),
+        (dict(num_shallow_types=3, hash_function="cluster"), "needs a hash that ranks types"),
     ],
 )
 def test_config_rejects_bad_values(kw, match):
@@ -124,6 +126,24 @@ def test_frequency_with_exit_floor_and_early_special_ids():
     assert set(drawn.unique().tolist()) == {2, 3, 5}  # random draws respect the floor too
     with pytest.raises(ValueError, match="Special ids must exit at layer 2"):
         HashTable(config, torch.full((20,), 6))
+
+
+def test_shallow_types_exit_after_layer_one_below_the_floor(tmp_path):
+    config = HashEEConfig(num_layers=6, num_buckets=3, vocab_size=20, special_ids=[0], min_exit_layer=3,
+                          special_exit_layer=1, num_shallow_types=2)
+    corpus = [[i] * (20 - i) for i in range(1, 12)]
+    table = frequency_table(config, corpus)
+    # the two most frequent types (1, 2) at layer 1; the rest of bucket 0 (3) and bucket 1 (4-6) at the floor 3;
+    # the last bucket (7-11) at 5; special id 0 at layer 1 (below the floor); unseen ids at L
+    assert table.exits[1:12].tolist() == [1, 1, 3, 3, 3, 3, 5, 5, 5, 5, 5]
+    assert int(table.exits[0]) == 1 and table.exits[12:].tolist() == [6] * 8
+    assert HashEEConfig.from_dict(config.to_dict()) == config
+    assert HashTable.load(table.save(tmp_path)).exits.equal(table.exits)
+    paper_specials = table.exits.clone()
+    paper_specials[0] = 6
+    without = dataclasses.replace(config, num_shallow_types=0, special_exit_layer=None)
+    with pytest.raises(ValueError, match=r"values \[1\] that are not exit layers"):
+        HashTable(without, paper_specials)  # layer 1 is below the floor unless shallow types are configured
 
 
 def test_frequency_ties_do_not_depend_on_data_order():

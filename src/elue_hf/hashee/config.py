@@ -11,9 +11,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["HASH_FUNCTIONS", "CLUSTER_ORDERS", "MODES", "RANDOM_EXIT", "HashEEConfig"]
+__all__ = ["HASH_FUNCTIONS", "RANKED_HASHES", "CLUSTER_ORDERS", "MODES", "RANDOM_EXIT", "HashEEConfig"]
 
 HASH_FUNCTIONS = ("random-cons", "random-incons", "frequency", "mi", "cluster")
+RANKED_HASHES = ("frequency", "mi")  # the hashes that rank token types (num_shallow_types applies to them)
 CLUSTER_ORDERS = ("sum", "mean")
 MODES = ("skip", "reference")
 
@@ -48,7 +49,11 @@ class HashEEConfig:
             the paper for small models, where a single layer leaves the most frequent tokens barely contextualised
             (docs/hashee.md, "Exit floor and special tokens").
         special_exit_layer: where special ids exit; ``None`` (default, the paper's rule) = L, which [CLS] pooling
-            needs. With mean pooling no token is special to the head, and ``min_exit_layer`` is enough.
+            needs. With mean pooling no token is special to the head: any layer in 1..L.
+        num_shallow_types: the first N types of the ranking (``frequency``: the N most frequent, i.e. punctuation and
+            function words; ``mi``: the N highest-MI) exit after layer 1 whatever ``min_exit_layer``; 0 (default,
+            the paper's rule) = none. With a floor, this buys back FLOPs on the cheapest tokens to spend on the rest
+            (docs/hashee.md, "Exit floor and special tokens").
     """
 
     num_layers: int
@@ -62,6 +67,7 @@ class HashEEConfig:
     mode: str = "skip"
     min_exit_layer: int = 1
     special_exit_layer: int | None = None
+    num_shallow_types: int = 0
 
     def __post_init__(self):
         _positive_int("num_layers", self.num_layers)
@@ -78,11 +84,18 @@ class HashEEConfig:
                              f"({self.num_layers})")
         if self.special_exit_layer is not None:
             _positive_int("special_exit_layer", self.special_exit_layer)
-            if not self.min_exit_layer <= self.special_exit_layer <= self.num_layers:
+            if self.special_exit_layer > self.num_layers:
                 raise ValueError(f"HashEEConfig.special_exit_layer ({self.special_exit_layer}) must lie in "
-                                 f"min_exit_layer..num_layers ({self.min_exit_layer}..{self.num_layers})")
+                                 f"1..num_layers (1..{self.num_layers})")
+        if isinstance(self.num_shallow_types, bool) or not isinstance(self.num_shallow_types, int) \
+                or self.num_shallow_types < 0:
+            raise ValueError(f"HashEEConfig.num_shallow_types must be a non-negative integer, got "
+                             f"{self.num_shallow_types!r}")
         if self.hash_function not in HASH_FUNCTIONS:
             raise ValueError(f"Unknown hash_function {self.hash_function!r}; expected one of {HASH_FUNCTIONS}")
+        if self.num_shallow_types and self.hash_function not in RANKED_HASHES:
+            raise ValueError(f"HashEEConfig.num_shallow_types needs a hash that ranks types {RANKED_HASHES}, "
+                             f"not {self.hash_function!r}")
         if self.cluster_order not in CLUSTER_ORDERS:
             raise ValueError(f"Unknown cluster_order {self.cluster_order!r}; expected one of {CLUSTER_ORDERS}")
         if self.mode not in MODES:
@@ -116,6 +129,12 @@ class HashEEConfig:
     def exit_layers(self) -> list[int]:
         """Exit layer of every bucket, bucket 0 first."""
         return [self.bucket_exit_layer(b) for b in range(self.num_buckets)]
+
+    @property
+    def allowed_exits(self) -> set[int]:
+        """Every value a table of this config may hold (bucket layers, L, the special exit, layer 1 for shallow
+        types)."""
+        return set(self.exit_layers) | {self.num_layers, self.special_exit} | ({1} if self.num_shallow_types else set())
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -2,7 +2,10 @@
 
 Every builder returns a :class:`HashTable` (an int64 tensor of length V plus its :class:`HashEEConfig`). Rules shared by
 all hashes: special ids exit at L (they pass every layer, so [CLS] feeds the head); ids without statistics exit at L;
-bucket ``b`` exits at ``1 + b * (L // B)``; exactly B buckets.
+bucket ``b`` exits at ``1 + b * (L // B)``; exactly B buckets. ``HashEEConfig`` can depart from the paper in three
+ways, all off by default: an exit floor (``min_exit_layer``), the special ids' layer (``special_exit_layer``) and, for
+the ranked hashes, the first ``num_shallow_types`` ranked types after layer 1 (docs/hashee.md, "Exit floor and special
+tokens").
 
 - ``random-cons``: a seeded uniform bucket per vocabulary id;
 - ``random-incons`` (ablation): a fresh uniform bucket for every occurrence, at every forward (table value 0);
@@ -118,7 +121,7 @@ def validate_exits(exits: torch.Tensor, config: HashEEConfig) -> None:
         raise ValueError(
             f"The exit table must have shape ({config.vocab_size},) (vocab_size), got {tuple(exits.shape)}"
         )
-    allowed = set(config.exit_layers) | {config.num_layers, config.special_exit}
+    allowed = config.allowed_exits
     if config.hash_function == "random-incons":
         allowed.add(RANDOM_EXIT)
     present = set(torch.unique(exits).tolist())
@@ -330,7 +333,8 @@ def rank_ids(scores: np.ndarray, seen: np.ndarray) -> np.ndarray:
 def exits_from_ranking(ranked_ids: np.ndarray, config: HashEEConfig) -> torch.Tensor:
     """Exit table from a ranking (easiest first): equal numbers of types per bucket, remainder to the last bucket.
 
-    Ids not in the ranking exit at L; special ids at ``config.special_exit`` (L by default).
+    The first ``config.num_shallow_types`` ranked ids exit at layer 1 (below any floor); ids not in the ranking exit at
+    L; special ids at ``config.special_exit`` (L by default).
     """
     num_seen = len(ranked_ids)
     size = num_seen // config.num_buckets
@@ -339,6 +343,7 @@ def exits_from_ranking(ranked_ids: np.ndarray, config: HashEEConfig) -> torch.Te
     buckets = np.minimum(positions // size, last) if size else np.full(num_seen, last)
     exits = np.full(config.vocab_size, config.num_layers, dtype=np.int64)
     exits[ranked_ids] = config.bucket_exits(buckets)
+    exits[ranked_ids[: config.num_shallow_types]] = 1
     exits[config.special_ids] = config.special_exit
     return torch.from_numpy(exits)
 
