@@ -34,19 +34,23 @@ def tiny_context(tmp_path):
                        base_model_path=tmp_path / "bert", max_length=16, quick=True)  # fmt: skip
 
 
-def test_demo_section_runs_and_reports(tiny_context, capsys):
+def test_demo_section_runs_and_reports(tiny_context, capsys, monkeypatch):
+    monkeypatch.setattr(demo, "SHALLOW_TYPES", 3)  # the tiny vocabulary has fewer than 50 types
     demo.run(tiny_context)
     (point,) = tiny_context.points
-    assert point.method == "HashEE" and point.label == "freq B=L=3 min 2"
-    assert 0 <= point.accuracy <= 100 and point.mean_flops > 0 and 2 <= point.mean_exit_layer <= 3
+    assert point.method == "HashEE" and point.label == "freq B=L=3 floor 3 +3@1"
+    assert 0 <= point.accuracy <= 100 and point.mean_flops > 0 and 1 < point.mean_exit_layer < 3
     assert point.extra["flops_speedup_vs_6L"] >= 1 and point.extra["flops_speedup_vs_bert_base"] > 1
     out = tiny_context.out_dir / "hashee"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["submission_mean_mflops"] == pytest.approx(point.mean_flops)
-    assert summary["active_share_per_layer"][:2] == [1.0, 1.0]  # the exit floor: every token passes two layers
+    share = summary["active_share_per_layer"]
+    assert share[0] == 1.0 and 0 < share[1] == share[2] < 1  # shallow types leave after layer 1, the rest pass all 3
     table = HashTable.load(out / "hashee_table.safetensors")
     assert table.config.hash_function == "frequency" and table.config.num_buckets == 3
-    assert table.config.min_exit_layer == 2 and table.config.special_exit == 3  # [CLS] pooling: specials pass all
+    assert table.config.min_exit_layer == 3 and table.config.special_exit == 3  # [CLS] pooling: specials pass all
+    seen = [i for i in range(len(tiny_context.tokenizer)) if i not in tiny_context.tokenizer.all_special_ids]
+    assert sorted(table.exits[seen].tolist()) == [1] * 3 + [3] * (len(seen) - 3)
     tsv = next((out / "submission").rglob("*.tsv")).read_text().splitlines()
     assert tsv[0] == "index\tpred\tmodules" and len(tsv) == 11
     manifest = json.loads((out / "submission" / "submission.json").read_text())
@@ -61,4 +65,4 @@ def test_demo_section_uses_the_context_pooling(tiny_context):
     assert summary["pooling"] == "mean" and 0 <= summary["accuracy"] <= 100
     table = HashTable.load(tiny_context.out_dir / "hashee" / "hashee_table.safetensors")
     special = tiny_context.tokenizer.all_special_ids
-    assert table.config.special_exit == 2 and set(table.exits[special].tolist()) == {2}  # mean pooling: the floor
+    assert table.config.special_exit == 1 and set(table.exits[special].tolist()) == {1}  # mean pooling: after layer 1
