@@ -40,3 +40,13 @@ def test_pareto_front_and_plot_use_the_flops_axis(tmp_path):
     ]
     assert [(p.method, p.label) for p in pareto_front(pts, "mean_flops")] == [("A", "1"), ("B", "1")]
     assert save_pareto_plot(pts, tmp_path / "p.png", "t").read_bytes().startswith(b"\x89PNG")
+
+
+def test_operating_point_table_keeps_its_columns_aligned_with_long_labels():
+    from elue_hf.demo.context import OperatingPoint
+    from elue_hf.demo.runner import format_table
+
+    lines = format_table([OperatingPoint("ElasticBERT static", "k=1", 74.5, mean_flops=95.5, mean_exit_layer=1.0),
+                          OperatingPoint("HashEE", "freq B=L=6 floor 3 +50@1", 76.88, mean_flops=272.5)]).splitlines()
+    assert len({len(line) for line in lines}) == 1  # every row as wide as the header: the columns line up
+    assert lines[2].split()[-4:] == ["76.88", "-", "272.5", "-"]

@@ -148,12 +148,13 @@ def save_pareto_plot(points: list[OperatingPoint], path: Path, title: str) -> Pa
 
 
 def format_table(points: list[OperatingPoint]) -> str:
-    lines = [f"{'method':<24} {'setting':<10} {'acc %':>7} {'mean layer':>10} {'MFLOPs':>10} {'params':>11}"]
+    width = max([10] + [len(p.label) for p in points])  # the setting column fits the longest label
+    lines = [f"{'method':<24} {'setting':<{width}} {'acc %':>7} {'mean layer':>10} {'MFLOPs':>10} {'params':>11}"]
     for p in points:
         flops = f"{p.mean_flops:10.1f}" if p.mean_flops is not None else f"{'-':>10}"
         layer = f"{p.mean_exit_layer:10.2f}" if p.mean_exit_layer is not None else f"{'-':>10}"
         params = f"{p.params:11,d}" if p.params is not None else f"{'-':>11}"
-        lines.append(f"{p.method:<24} {p.label:<10} {p.accuracy:7.2f} {layer} {flops} {params}")
+        lines.append(f"{p.method:<24} {p.label:<{width}} {p.accuracy:7.2f} {layer} {flops} {params}")
     return "\n".join(lines)
 
 
