@@ -206,6 +206,8 @@ def test_mutual_information_formula_multiclass():
     got = {t: int(table.exits[t]) for t in ranking}
     assert [got[t] for t in ranking] == [1, 1, 3, 3, 5, 5]
     assert int(table.exits[11]) == 6 and all(int(table.exits[s]) == 6 for s in SPECIAL)
+    shallow = mi_table(dataclasses.replace(config, min_exit_layer=3, num_shallow_types=1), MI_SEQS, MI_LABELS)
+    assert [int(shallow.exits[t]) for t in ranking] == [1, 3, 3, 3, 5, 5]  # the highest-MI type after layer 1
 
 
 def test_mutual_information_counts_first_occurrence():
