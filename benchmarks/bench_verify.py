@@ -30,8 +30,8 @@ def main(n: int = 400) -> None:
     from elue_hf.elue.inference import point_params, run_operating_points, submission_spec, to_prediction_file
     from elue_hf.elue.submission import write_submission, zip_submission
     from elue_hf.elue.tasks import get_task
-    from elue_hf.elue.verify.rerun import _dataset, _setting_of
-    from elue_hf.elue.verify.sandbox import SandboxLimits, run_sandboxed
+    from elue_hf.verify.rerun import _dataset, _setting_of
+    from elue_hf.verify.sandbox import SandboxLimits, run_sandboxed
 
     root = Path(tempfile.mkdtemp(prefix="bench_verify_"))
     task = get_task("sst-2")

@@ -50,7 +50,7 @@ def register(subparsers) -> None:
 
 
 def _options(args) -> dict:
-    from ..elue.verify.sandbox import SandboxLimits
+    from ..verify.sandbox import SandboxLimits
 
     data_dir = args.data_dir or os.environ.get("ELUE_DATA_DIR")
     if not data_dir:
@@ -64,9 +64,9 @@ def _options(args) -> dict:
 
 def cmd_verify(args) -> int:
     from ..elue.submission import read_submission
-    from ..elue.verify import verify_request
-    from ..elue.verify.sandbox import run_sandboxed
-    from ..elue.verify.worker import summarize
+    from ..verify import verify_request
+    from ..verify.sandbox import run_sandboxed
+    from ..verify.worker import summarize
 
     options = _options(args)
     verify_request(read_submission(args.submission))  # refuse at once what cannot be verified
@@ -78,8 +78,8 @@ def cmd_verify(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    from ..elue.verify.worker import run_worker
     from ..leaderboard.store import StoreError, open_store
+    from ..verify.worker import run_worker
 
     options = _options(args)
     try:

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from ..elue.flops.params import count_parameters
-from ..elue.flops.token_exit import classifier_flops, last_active_counts, module_spec
+from ..elue.methods.hashee_flops import classifier_flops, last_active_counts, module_spec
 from ..hashee.hashing import frequency_table, tokenize_texts
 from ..hashee.model import apply_hashee, hashee_config_for, remove_hashee
 from .context import DemoContext, OperatingPoint
@@ -96,7 +96,7 @@ def evaluate(model, table, ctx: DemoContext, batch_size: int = 64) -> dict:
 
 def _write_submission(out_dir, model, result, ctx: DemoContext, label: str):
     """The ELUE submission of the run; its file carries the settings ``{"exit": "hashee"}`` that re-run it."""
-    from elue_hf.elue.hashee_points import TokenExitOutputs, hashee_prediction_file
+    from elue_hf.elue.methods.hashee_points import TokenExitOutputs, hashee_prediction_file
     from elue_hf.elue.submission import read_submission, write_submission
 
     outputs = TokenExitOutputs(result["predictions"].tolist(), result["lengths"], result["counts"])

@@ -46,7 +46,7 @@ class ClassificationData:
     eval: Any
     text_columns: tuple[str, ...]
     label_names: list[str] | None
-    task: Any = None  # the EluTask when the data is an ELUE task
+    task: Any = None  # the ElueTask when the data is an ELUE task
 
     @property
     def num_labels(self) -> int:

@@ -91,7 +91,7 @@ def per_exit_metrics(all_logits, labels, task=None, exit_layers=None) -> dict[st
     Args:
         all_logits: (batch, exits, labels) logits; (batch, 1, 1) or (batch, exits, 1) is regression.
         labels: (batch,) gold labels.
-        task: an ELUE task (name or ``EluTask``) for its metrics (acc / acc and F1 / Pearson-Spearman); default
+        task: an ELUE task (name or ``ElueTask``) for its metrics (acc / acc and F1 / Pearson-Spearman); default
             accuracy for classification and Pearson/Spearman (``corr``) for regression.
         exit_layers: 1-based layer of each exit (default 1..exits).
     """

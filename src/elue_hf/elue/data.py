@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .tasks import EluTask, get_task
+from .tasks import ElueTask, get_task
 
 __all__ = [
     "SPLIT_FILES",
@@ -58,7 +58,7 @@ def _read_lines(path: Path) -> list[list[str]]:
     return [line.split("\t") for line in lines[1:]]  # no quote handling (csv.QUOTE_NONE); header skipped
 
 
-def _layout(task: EluTask, split: str) -> tuple[tuple[int, ...], int | None, int | None]:
+def _layout(task: ElueTask, split: str) -> tuple[tuple[int, ...], int | None, int | None]:
     """(text column positions, label position, index position) of a split file."""
     if task.key == "mrpc":
         return (3, 4), (None if split == "test" else 0), (0 if split == "test" else None)
@@ -68,7 +68,7 @@ def _layout(task: EluTask, split: str) -> tuple[tuple[int, ...], int | None, int
     return tuple(range(k)), k, None
 
 
-def _parse_label(task: EluTask, raw: str, where: str):
+def _parse_label(task: ElueTask, raw: str, where: str):
     raw = raw.strip()
     if task.is_regression:
         try:
@@ -111,7 +111,7 @@ def read_elue_tsv(path, task, split: str) -> dict[str, list]:
     return columns
 
 
-def _features(task: EluTask):
+def _features(task: ElueTask):
     import datasets
 
     feats = {name: datasets.Value("string") for name in task.text_fields}
@@ -182,7 +182,7 @@ def _tsv_field(value) -> str:
     return " ".join(str(value).split())  # the format has no quoting: tabs and line breaks become spaces
 
 
-def _label_field(task: EluTask, value) -> str:
+def _label_field(task: ElueTask, value) -> str:
     if task.is_regression:
         return repr(float(value))
     return str(int(value))
@@ -241,7 +241,7 @@ def write_elue_task(splits, data_dir, task) -> Path:
 # ------------------------------------------------------------------------------------------------- Hub copies
 
 
-def _convert_label(task: EluTask, rule: str, value):
+def _convert_label(task: ElueTask, rule: str, value):
     if rule == "sst_threshold":
         return int(float(value) > 0.5)
     if rule == "scitail_names":
@@ -253,7 +253,7 @@ def _convert_label(task: EluTask, rule: str, value):
 
 
 def from_hub(dataset, task, split_seed: int = 0):
-    """Map a Hub ``Dataset`` / ``DatasetDict`` of ``task`` onto our columns (see ``EluTask.hub``; README table).
+    """Map a Hub ``Dataset`` / ``DatasetDict`` of ``task`` onto our columns (see ``ElueTask.hub``; README table).
 
     SNLI drops label -1 rows; SST's float sentiment becomes ``label > 0.5``; SciTail's names become codes; an IMDb
     ``DatasetDict`` without validation gets a seeded, balanced 5,000-row dev split carved out of train (2,500 per class,
@@ -307,7 +307,7 @@ def load_hub_task(task, **load_kwargs):
 # --------------------------------------------------------------------------------------------------- tokenising
 
 
-def _texts(task: EluTask, batch: dict) -> tuple[list[str], list[str] | None]:
+def _texts(task: ElueTask, batch: dict) -> tuple[list[str], list[str] | None]:
     first = list(batch[task.text_fields[0]])
     second = list(batch[task.text_fields[1]]) if task.is_pair else None
     return first, second
@@ -335,7 +335,7 @@ def make_tokenize_fn(tokenizer, task, max_length: int = 128):
 def token_lengths(tokenizer, task, dataset_or_batch, max_length: int = 128) -> np.ndarray:
     """Tokenize ELUE examples and count their tokens (with [CLS]/[SEP], after truncation at ``max_length``): the
     lengths ELUE FLOPs are counted at. (For the rows of an already padded batch, see
-    :func:`elue_hf.elue.flops.token_exit.unpadded_lengths`.)"""
+    :func:`elue_hf.elue.methods.hashee_flops.unpadded_lengths`.)"""
     task = get_task(task)
     batch = dataset_or_batch if isinstance(dataset_or_batch, dict) else dataset_or_batch.to_dict()
     enc = tokenize_examples(tokenizer, task, batch, max_length)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["HubSource", "EluTask", "TASKS", "TASK_KEYS", "get_task"]
+__all__ = ["HubSource", "ElueTask", "TASKS", "TASK_KEYS", "get_task"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class HubSource:
 
 
 @dataclass(frozen=True)
-class EluTask:
+class ElueTask:
     key: str  # ELUE key, e.g. "sst-2"
     name: str  # display name, e.g. "SST-2"
     dir_name: str  # folder of the original layout
@@ -70,10 +70,10 @@ _MRPC_TSV = {
     "test_full": ("label", "#1 ID", "#2 ID", "#1 String", "#2 String"),
 }
 
-TASKS: dict[str, EluTask] = {
+TASKS: dict[str, ElueTask] = {
     t.key: t
     for t in (
-        EluTask(
+        ElueTask(
             key="sst-2", name="SST-2", dir_name="SST-2", site_name="sst",
             text_fields=("sentence",), label_names=("negative", "positive"), metric="acc",
             sizes={"train": 8544, "dev": 1101, "test": 2208, "test_file": 2210}, tsv_columns=_SINGLE_TSV,
@@ -85,7 +85,7 @@ TASKS: dict[str, EluTask] = {
             ),
             aliases=("sst", "sst2"),
         ),
-        EluTask(
+        ElueTask(
             key="imdb", name="IMDb", dir_name="IMDb", site_name="imdb",
             text_fields=("sentence",), label_names=("negative", "positive"), metric="acc",
             sizes={"train": 20000, "dev": 5000, "test": 25000, "test_file": 25000}, tsv_columns=_SINGLE_TSV,
@@ -96,7 +96,7 @@ TASKS: dict[str, EluTask] = {
                 "train set; which ones is not published, so `from_hub` makes a seeded balanced 5,000 dev split.",
             ),
         ),
-        EluTask(
+        ElueTask(
             key="mrpc", name="MRPC", dir_name="MRPC", site_name="mrpc",
             text_fields=("sentence1", "sentence2"), label_names=("not_paraphrase", "paraphrase"),
             metric="acc_and_f1", sizes={"train": 3668, "dev": 408, "test": 1725, "test_file": 1725},
@@ -107,7 +107,7 @@ TASKS: dict[str, EluTask] = {
                 "Labelled test set (GLUE's nyu-mll/glue mrpc test has label -1).",
             ),
         ),
-        EluTask(
+        ElueTask(
             key="sts-b", name="STS-B", dir_name="STS-B", site_name="sts",
             text_fields=("sentence1", "sentence2"), label_names=None, metric="corr",
             sizes={"train": 5749, "dev": 1500, "test": 1379, "test_file": 1379},
@@ -119,7 +119,7 @@ TASKS: dict[str, EluTask] = {
             ),
             aliases=("sts", "stsb", "sts_b"),
         ),
-        EluTask(
+        ElueTask(
             key="snli", name="SNLI", dir_name="SNLI", site_name="snli",
             text_fields=("premise", "hypothesis"), label_names=("entailment", "neutral", "contradiction"),
             metric="acc", sizes={"train": 549367, "dev": 9842, "test": 9824, "test_file": 9824},
@@ -131,7 +131,7 @@ TASKS: dict[str, EluTask] = {
                 "spell-checked dev/test files, so a few texts may differ from the Hub copy.",
             ),
         ),
-        EluTask(
+        ElueTask(
             key="scitail", name="SciTail", dir_name="SciTail", site_name="scitail",
             text_fields=("premise", "hypothesis"), label_names=("neutral", "entails"), metric="acc",
             sizes={"train": 23596, "dev": 1304, "test": 2126, "test_file": 2126},
@@ -155,9 +155,9 @@ for _t in TASKS.values():
         _ALIASES[_name.lower().replace("-", "").replace("_", "")] = _t.key
 
 
-def get_task(name: str | EluTask) -> EluTask:
+def get_task(name: str | ElueTask) -> ElueTask:
     """Look a task up by ELUE key, display name, folder name, website name or alias (case-insensitive)."""
-    if isinstance(name, EluTask):
+    if isinstance(name, ElueTask):
         return name
     if not isinstance(name, str):
         raise ValueError(f"task must be a string, got {type(name).__name__}")

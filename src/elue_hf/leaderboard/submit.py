@@ -21,7 +21,7 @@ from ..elue.score import SubmissionScore, score_submission
 from ..elue.submission import Submission, SubmissionError, SubmissionLimits, flops_tier_of, read_submission
 from ..elue.submission.checks import cross_check
 from ..elue.tasks import TASK_KEYS, get_task
-from ..elue.verify.request import verify_request
+from ..verify.request import verify_request
 from .ranking import RankInfo, rank_of
 from .records import EntryRecord, RecordError, entry_from_score, submission_digest
 from .store import DuplicateEntryError, StoreError

@@ -15,7 +15,7 @@ import numpy as np
 from ...validators import MAX_MFLOPS, finite_positive, load_json, positive_int, require
 from ..flops.analytic import MFLOPS
 from ..flops.module_spec import ModulesError, modules_macs_column, validate_module_spec
-from ..tasks import EluTask, get_task
+from ..tasks import ElueTask, get_task
 from .format import (
     _HEADERS,
     _SAFE_PATH,
@@ -285,7 +285,7 @@ def _float_column(rows: _Rows, col: list[bytes], what: str) -> np.ndarray:
 
 def parse_predictions_tsv(
     data: bytes,
-    task: EluTask | str,
+    task: ElueTask | str,
     path: str = "<tsv>",
     module_spec: Mapping[str, dict] | None = None,
     max_rows: int = SubmissionLimits.max_rows,
@@ -381,7 +381,7 @@ def _spec_or_none(spec, where: str) -> dict | None:
         raise SubmissionError(f"{where}: {err}") from None
 
 
-def _row_cap(task: EluTask, expected_rows: Mapping[str, int] | None, limits: SubmissionLimits) -> int:
+def _row_cap(task: ElueTask, expected_rows: Mapping[str, int] | None, limits: SubmissionLimits) -> int:
     """Most rows a file of ``task`` may have: the known test-set size (exact when ``expected_rows`` gives it)."""
     if expected_rows is not None and task.key in expected_rows:
         return int(expected_rows[task.key])

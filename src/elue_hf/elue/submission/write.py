@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..flops.module_spec import ModulesError, modules_macs_column, validate_module_spec
-from ..tasks import EluTask, get_task
+from ..tasks import ElueTask, get_task
 from .format import FORMAT, MANIFEST, PredictionFile, SubmissionError, _mean_from_macs, exact_mean
 
 __all__ = ["write_submission", "zip_submission", "submission_bytes"]
@@ -24,7 +24,7 @@ def _slug(text: str) -> str:
     return slug[:80] or "point"
 
 
-def _format_pred(task: EluTask, value) -> str:
+def _format_pred(task: ElueTask, value) -> str:
     if task.is_regression:
         v = float(value)
         if not math.isfinite(v):
@@ -39,7 +39,7 @@ def _format_pred(task: EluTask, value) -> str:
 
 
 
-def _tsv_text(task: EluTask, point: PredictionFile) -> str:
+def _tsv_text(task: ElueTask, point: PredictionFile) -> str:
     preds = list(point.predictions)
     n = len(preds)
     if n == 0:

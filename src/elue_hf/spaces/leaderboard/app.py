@@ -261,7 +261,7 @@ def app_from_env(env: Mapping[str, str] | None = None):
     roots = [env["ELUE_TOKENIZER_DIR"]] if env.get("ELUE_TOKENIZER_DIR") else []
     verify_dir = env.get("ELUE_VERIFY_DIR") or None
     if verify_dir and gold:  # re-runs in a background thread, one at a time
-        from ...elue.verify.worker import start_background_worker
+        from ...verify.worker import start_background_worker
 
         models = [env["ELUE_MODEL_DIR"]] if env.get("ELUE_MODEL_DIR") else []
         start_background_worker(store, gold, lock_path=Path(verify_dir) / "worker.lock", model_roots=models,

@@ -21,7 +21,7 @@ import torch
 from ...hashee.auto import base_model_type
 from ...hashee.layer import ActiveTokenAttention
 from ...hashee.model import get_hashee
-from .analytic import (
+from ..flops.analytic import (
     attention_macs,
     dims_from_config,
     layer_macs,
@@ -29,8 +29,8 @@ from .analytic import (
     macs_to_mflops,
     model_flops,
 )
-from .hooks import HookCall, default_rules, register_rule
-from .module_spec import encoder_modules, module_spec_from_config
+from ..flops.hooks import HookCall, default_rules, register_rule
+from ..flops.module_spec import encoder_modules, module_spec_from_config
 
 __all__ = [
     "active_token_counts",

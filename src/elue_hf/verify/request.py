@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ...validators import finite_number, positive_int, require
-from ..submission.format import Submission, SubmissionError
+from ..elue.submission.format import Submission, SubmissionError
+from ..validators import finite_number, positive_int, require
 
 __all__ = ["AGREEMENT", "FLOPS_TOLERANCE", "SETTINGS_KINDS", "ARCHITECTURES", "VerifyError", "VerifyRequest",
            "model_reference", "verify_request"]

@@ -42,7 +42,7 @@ def run_sandboxed(submission, data_dir, *, model_roots=(), tokenizer_roots=(), a
                 "model_roots": [absolute(r) for r in model_roots],
                 "tokenizer_roots": [absolute(r) for r in (*tokenizer_roots, *model_roots)],  # saved with the model
                 "allow_hub": allow_hub}
-        command = [sys.executable, "-m", "elue_hf.elue.verify.rerun", json.dumps(args)]
+        command = [sys.executable, "-m", "elue_hf.verify.rerun", json.dumps(args)]
         try:
             done = subprocess.run(command, preexec_fn=limits.apply, capture_output=True, text=True,
                                   timeout=limits.wall_seconds, cwd=tmp)

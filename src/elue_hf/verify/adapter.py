@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from ...validators import require
+from ..validators import require
 from .request import VerifyError, model_reference
 
 __all__ = ["ADAPTER_CONFIG", "ADAPTER_WEIGHTS", "is_adapter_folder", "read_adapter_config", "load_lpt_classifier"]

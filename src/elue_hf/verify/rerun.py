@@ -1,6 +1,6 @@
 """Re-run a submission's model on the server's test sets and compare (runs inside :mod:`.sandbox`'s subprocess).
 
-``python -m elue_hf.elue.verify.rerun ARGS_JSON`` writes the report to ``ARGS_JSON["report"]``; nothing submitted is
+``python -m elue_hf.verify.rerun ARGS_JSON`` writes the report to ``ARGS_JSON["report"]``; nothing submitted is
 executed: weights come from safetensors files, the architecture from this package (ElasticBERT, BERT, RoBERTa, with a
 HashEE table or under an LPT adapter), never from remote code.
 """
@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ...hashee.auto import base_model_type, is_hashee_config
-from ...validators import require
-from ..flops import dims_from_config
-from ..flops.module_spec import encoder_modules, module_spec_from_config, modules_macs_column
-from ..flops.params import count_parameters
-from ..submission import read_submission
-from ..submission.format import SubmissionError, _mean_from_macs
-from ..tasks import get_task
+from ..elue.flops import dims_from_config
+from ..elue.flops.module_spec import encoder_modules, module_spec_from_config, modules_macs_column
+from ..elue.flops.params import count_parameters
+from ..elue.submission import read_submission
+from ..elue.submission.format import SubmissionError, _mean_from_macs
+from ..elue.tasks import get_task
+from ..hashee.auto import base_model_type, is_hashee_config
+from ..validators import require
 from .adapter import is_adapter_folder, load_lpt_classifier
 from .request import AGREEMENT, ARCHITECTURES, FLOPS_TOLERANCE, VerifyError, VerifyRequest, verify_request
 
@@ -86,7 +86,7 @@ def load_named_model(folder: Path, num_labels: int, model_roots=(), allow_hub: b
 
 def model_kind(model) -> str:
     """``lpt`` (an LPT adapter on its base), ``hashee`` (token-level exits) or ``plain``."""
-    from ..lpt_points import is_lpt_model
+    from ..elue.methods.lpt_points import is_lpt_model
 
     return "lpt" if is_lpt_model(model) else "hashee" if is_hashee_config(model.config) else "plain"
 
@@ -104,7 +104,7 @@ def _check_fit(kind: str, settings: dict) -> None:
 
 
 def _tokenizer(submission, folder: Path, tokenizer_roots, allow_hub: bool):
-    from ..submission.checks import _fast, load_tokenizer
+    from ..elue.submission.checks import _fast, load_tokenizer
 
     name = submission.manifest.get("tokenizer")
     if name is not None:
@@ -117,7 +117,7 @@ def _tokenizer(submission, folder: Path, tokenizer_roots, allow_hub: bool):
 def _dataset(data_dir, task):
     import datasets
 
-    from ..data import SPLIT_FILES, read_elue_tsv, task_dir
+    from ..elue.data import SPLIT_FILES, read_elue_tsv, task_dir
 
     columns = read_elue_tsv(task_dir(data_dir, task) / SPLIT_FILES["test_full"], task, "test_full")
     return datasets.Dataset.from_dict({name: columns[name] for name in task.text_fields})
@@ -160,7 +160,7 @@ def measure_throughput(model, tokenizer, dataset, task, max_length: int, sizes=(
     """Instances per second of a plain forward at each batch size over the first ``rows`` test instances."""
     import torch
 
-    from ..data import tokenize_examples
+    from ..elue.data import tokenize_examples
 
     subset = dataset.select(range(min(rows, len(dataset))))
     out = {}
@@ -177,15 +177,15 @@ def measure_throughput(model, tokenizer, dataset, task, max_length: int, sizes=(
 
 def _rerun_group(model, kind: str, tokenizer, dataset, task, max_length: int, wanted: dict) -> dict:
     """``{path: (predictions, mean MFLOPs, params)}`` of one task and max length: one pass gives every setting."""
-    from ..inference import ExitSetting, point_params, run_operating_points
+    from ..elue.inference import ExitSetting, point_params, run_operating_points
 
     if kind == "hashee":
-        from ..hashee_points import hashee_mean_mflops, run_hashee
+        from ..elue.methods.hashee_points import hashee_mean_mflops, run_hashee
 
         out = run_hashee(model, tokenizer, dataset, task, max_length)
         row = (out.predictions, hashee_mean_mflops(model.config, out), count_parameters(model))
         return {path: row for path in wanted}
-    from ..lpt_points import lpt_mean_mflops, lpt_params
+    from ..elue.methods.lpt_points import lpt_mean_mflops, lpt_params
 
     settings = [ExitSetting(s["exit"], s["layers"] if s["exit"] == "static" else s["value"]) for s in wanted.values()]
     points = run_operating_points(model, tokenizer, dataset, task, max_length=max_length, settings=settings)
