@@ -6,6 +6,8 @@ import pytest
 
 from elue_hf.cli import main
 
+pytestmark = pytest.mark.slow  # seconds per test: `make test-fast` skips this module
+
 
 @pytest.mark.slow
 def test_demo_quick_runs_end_to_end(tmp_path, capsys):

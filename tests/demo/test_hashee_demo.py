@@ -11,6 +11,8 @@ from elue_hf.demo import hashee as demo
 from elue_hf.demo.context import DemoContext
 from elue_hf.hashee import HashTable
 
+pytestmark = pytest.mark.slow  # seconds per test: `make test-fast` skips this module
+
 WORDS = "a the film movie is was good bad great dull fun boring plot acting and but not very".split()
 
 

@@ -14,6 +14,8 @@ from elue_hf.leaderboard.seed import seed_entries
 from elue_hf.leaderboard.store import SQLiteStore
 from tests.helpers.leaderboard import make_submission
 
+pytestmark = pytest.mark.slow  # seconds per test: `make test-fast` skips this module
+
 
 def context(tmp_path, labels, **kw) -> DemoContext:
     return DemoContext(out_dir=tmp_path / "demo", tokenizer=None, data={"test": {"label": list(labels)}}, model=None,

@@ -12,6 +12,8 @@ from elue_hf.demo.lpt import run
 from elue_hf.lpt import LPTConfig, generator_parameter_count
 from tests.helpers.lpt import WORDS, bert_config, tiny_tokenizer
 
+pytestmark = pytest.mark.slow  # seconds per test: `make test-fast` skips this module
+
 
 def _tiny_context(tmp_path):
     import datasets

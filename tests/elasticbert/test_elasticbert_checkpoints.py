@@ -157,6 +157,7 @@ def test_mismatched_checkpoint_shapes_are_a_clear_error(original_checkpoint, tmp
         AutoModelForSequenceClassification.from_pretrained(tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 def test_save_writes_auto_map_and_loads_without_elue_hf(tmp_path, pooling):
     torch.manual_seed(0)

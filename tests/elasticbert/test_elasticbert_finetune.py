@@ -13,6 +13,8 @@ from elue_hf.elasticbert.finetune import load_classification_data, parse_data_fi
 from tests.helpers.elue_fixtures import write_synthetic_task
 from tests.helpers.tiny_models import save_tiny_bert
 
+pytestmark = pytest.mark.slow  # seconds per test: `make test-fast` skips this module
+
 _FAST = ["--max-steps", "3", "--batch-size", "8", "--learning-rate", "1e-3", "--use-cpu", "--logging-steps", "1"]
 
 

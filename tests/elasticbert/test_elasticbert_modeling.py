@@ -132,6 +132,7 @@ def _one_by_one(model, ids, mask, **kwargs):
         dict(exit_criterion="patience", patience=2),
     ],
 )
+@pytest.mark.slow
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_batched_early_exit_equals_batch_of_one(kwargs, attn):
     model = _model()
@@ -302,6 +303,7 @@ def test_multi_exit_losses():
     torch.testing.assert_close(weighted.loss, (w * weighted.exit_losses).sum() / w.sum())
 
 
+@pytest.mark.slow
 def test_two_stage_training_freezes_the_right_parts():
     model = _model().train()
     ids, mask = padded_batch(batch_size=4)
@@ -330,6 +332,7 @@ def test_exit_metrics_average_over_exits():
     assert metrics == {"exit_1_accuracy": 50.0, "exit_2_accuracy": 0.0, "average_exit_accuracy": 25.0}
 
 
+@pytest.mark.slow
 def test_trainer_fine_tunes_all_exits(tmp_path):
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
@@ -368,6 +371,7 @@ def test_pretraining_heads_layout_and_tying():
     assert model.predictions.decoder.bias is model.predictions.bias
 
 
+@pytest.mark.slow
 def test_pretraining_loss_over_exit_group():
     model = ElasticBertForPreTraining(tiny_config()).eval()
     ids, mask = padded_batch(batch_size=3)

@@ -12,6 +12,8 @@ import torch
 
 from elue_hf.elasticbert.pretraining import exit_groups, ngram_mask, run, sop_pair
 
+pytestmark = pytest.mark.slow  # seconds per test: `make test-fast` skips this module
+
 
 def test_exit_groups_match_the_paper():
     assert exit_groups(12, 2) == [[1, 3, 5, 7, 9, 11, 12], [2, 4, 6, 8, 10, 12]]

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # seconds per test: `make test-fast` skips this module
+
 
 def _repo_root() -> Path:
     here = Path(__file__).resolve()

@@ -117,6 +117,7 @@ def _padded(lengths, vocab=100):
 # ------------------------------------------------------------------------------- analytic == hooked
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_hooked_equals_analytic_per_instance_padded_batch(family):
     model = _model(family)
@@ -228,6 +229,7 @@ def _flop_counter(model, n, custom=None):
     return fc.get_total_flops()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["deberta-v3", "deberta-v2-c2p"])
 @pytest.mark.parametrize("n", [4, 13, 40])
 def test_deberta_matmuls_match_flop_counter_exactly(family, n):
@@ -245,6 +247,7 @@ def test_deberta_matmuls_match_flop_counter_exactly(family, n):
     assert 2 * (encoder_shape_macs(n, shape) - elementwise) == _flop_counter(model, n)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [3, 5, 9, 30])
 def test_modernbert_matmuls_match_flop_counter_with_the_window(n):
     """Eager ModernBERT computes full n x n scores and masks them; ELUE counts the true window."""
@@ -261,6 +264,7 @@ def test_modernbert_matmuls_match_flop_counter_with_the_window(n):
 # ------------------------------------------------------------------------------- generic route
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["distilbert", "albert", "deberta-v3", "modernbert"])
 def test_generic_route_close_to_family_rules(family):
     model = _model(family)

@@ -15,6 +15,8 @@ from elue_hf.elue.flops.baselines import (
     quadratic_cost,
 )
 
+pytestmark = pytest.mark.slow  # seconds per test: `make test-fast` skips this module
+
 
 @pytest.fixture(scope="module")
 def profile():

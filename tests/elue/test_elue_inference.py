@@ -8,6 +8,8 @@ import torch
 from elue_hf.elue.inference import ExitSetting, derive_exits, full_pass, run_operating_points
 from tests.helpers.elue_fixtures import SYNTHETIC_WORDS, synthetic_vocab
 
+pytestmark = pytest.mark.slow  # seconds per test: `make test-fast` skips this module
+
 TINY = dict(hidden_size=32, num_hidden_layers=6, num_attention_heads=4, intermediate_size=64,
             max_position_embeddings=128)
 

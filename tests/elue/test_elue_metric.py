@@ -75,6 +75,7 @@ def test_direct_instantiation():
     assert out["elue_residual"] == pytest.approx(100 - 89.3)
 
 
+@pytest.mark.slow
 def test_bare_name_after_install_in_a_fresh_process(tmp_path):
     cache = tmp_path / "modules"
     work = tmp_path / "elsewhere"

@@ -57,6 +57,7 @@ def data(tmp_path_factory):
     return write_synthetic_elue(tmp_path_factory.mktemp("data"), ["sst-2"], sizes={"test": 12})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(MODELS))
 def test_evaluate_scores_a_local_classifier_of_each_family(family, data, tmp_path, capsys):
     torch.manual_seed(0)

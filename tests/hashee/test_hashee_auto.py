@@ -32,6 +32,8 @@ from elue_hf.hashee import (
 
 from .test_hashee_model import batch, bert, elasticbert, roberta, scaled, table_for
 
+pytestmark = pytest.mark.slow  # seconds per test: `make test-fast` skips this module
+
 MODELS = {"bert": (bert, 0), "roberta": (roberta, 1), "elasticbert": (elasticbert, 0)}
 
 

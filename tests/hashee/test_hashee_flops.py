@@ -12,7 +12,7 @@ from transformers import (
 
 from elue_hf.elue.flops import ElueFlopsCounter
 from elue_hf.elue.flops.module_spec import modules_macs
-from elue_hf.elue.flops.token_exit import (
+from elue_hf.elue.methods.hashee_flops import (
     active_token_counts,
     classifier_flops,
     last_active_counts,
@@ -65,6 +65,7 @@ def _batch(pad=0):
     return ids, mask
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make_config,pad", [(BertConfig, 0), (RobertaConfig, 1)])
 def test_counter_sees_the_shrinking_shapes(make_config, pad):
     kw = {"pad_token_id": 1, "max_position_embeddings": 40} if pad else {}

@@ -89,6 +89,7 @@ def scaled(model, factor=8.0):
 # ------------------------------------------------------------------------------------------------ skip == reference
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make,pad", [(bert, 0), (roberta, 1), (elasticbert, 0)])
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_skip_equals_reference(make, pad, attn):
@@ -127,6 +128,7 @@ def test_hidden_states_semantics(device):
         assert ((hidden[layer][moved] - hidden[layer - 1][moved]).abs().amax(-1) > 0).all()
 
 
+@pytest.mark.slow
 def test_padding_is_masked_as_keys():
     """A padded row gives the same result as the same row alone without padding."""
     torch.manual_seed(2)
@@ -140,6 +142,7 @@ def test_padding_is_masked_as_keys():
         assert torch.allclose(full[row], alone[0], atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make", [bert, elasticbert])
 def test_all_tokens_to_last_layer_is_the_plain_model(make):
     torch.manual_seed(3)
@@ -155,6 +158,7 @@ def test_all_tokens_to_last_layer_is_the_plain_model(make):
     assert not torch.allclose(model(input_ids=ids, attention_mask=mask).logits, plain, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_gradients_match_between_modes():
     torch.manual_seed(4)
     model = bert(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
@@ -241,6 +245,7 @@ def test_base_model_without_head():
 # ------------------------------------------------------------------------------------------------ save / load
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make", [bert, roberta, elasticbert])
 def test_save_load_round_trip(make, tmp_path):
     torch.manual_seed(8)
@@ -347,6 +352,7 @@ def test_load_rejects_plain_checkpoints(tmp_path):
 # ------------------------------------------------------------------------------------------------ Trainer
 
 
+@pytest.mark.slow
 def test_trainer_trains_and_checkpoints_the_table(tmp_path):
     import datasets
     from transformers import Trainer, TrainingArguments

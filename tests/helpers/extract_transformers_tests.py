@@ -7,7 +7,7 @@ writes placeholders for those three modules that say so: the export mixin contri
 is only used by ``issubclass`` checks (ElasticBERT cannot generate), and ``config_common_kwargs`` is ``None``: the
 one config check needing it is left out by the test module.
 
-    python tools/extract_transformers_tests.py .venv/sdist/transformers-5.23.0.tar.gz .venv/transformers_tests
+    python tests/helpers/extract_transformers_tests.py .venv/sdist/transformers-5.23.0.tar.gz .venv/transformers_tests
 
 The package is written as ``<dest>/transformers_common_tests``; put ``<dest>`` on ``sys.path`` to import it.
 """
@@ -55,7 +55,7 @@ def extract(sdist: Path, dest: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         (path.parent / "__init__.py").touch()
-    (package / "__init__.py").write_text(f'"""tests/ of {sdist.name} (extracted by tools/{Path(__file__).name})."""\n')
+    (package / "__init__.py").write_text(f'"""tests/ of {sdist.name} (extracted by {Path(__file__).name})."""\n')
     return package
 
 

@@ -24,6 +24,8 @@ from elue_hf.hub.push import (
 from tests.helpers.hub_fake import FakeHub
 from tests.helpers.leaderboard import gold_labels, make_submission
 
+pytestmark = pytest.mark.slow  # seconds per test: `make test-fast` skips this module
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -36,6 +36,8 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 from elue_hf.leaderboard.store import SQLiteStore  # noqa: E402
 from elue_hf.spaces.leaderboard.app import build_app, launch  # noqa: E402
 
+pytestmark = pytest.mark.slow  # seconds per test: `make test-fast` skips this module
+
 CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--disable-dev-shm-usage", "--window-size=1400,1000")

@@ -9,11 +9,11 @@ import math
 import pytest
 
 from elue_hf.cli import main
-from elue_hf.elue.verify.worker import run_worker
 from elue_hf.leaderboard.hub_store import MAX_REPORT_CHARS, bounded_report, request_from_json, request_json
 from elue_hf.leaderboard.records import EntryRecord, RecordError, with_verification
 from elue_hf.leaderboard.store import HubStore, StoreError, VerificationJob
 from elue_hf.leaderboard.submit import submit_file
+from elue_hf.verify.worker import run_worker
 from tests.helpers.hub_replicas import REPO, REPORT, T0, T1, T2, later, replica, request_on_hub, tiers
 from tests.helpers.leaderboard import gold_labels, make_entry, make_submission
 

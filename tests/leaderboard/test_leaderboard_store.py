@@ -365,7 +365,7 @@ def test_a_job_is_given_up_after_three_attempts(tmp_path):
 
 
 def test_a_worker_whose_job_was_taken_over_cannot_record_its_result(tmp_path, caplog):
-    from elue_hf.elue.verify.worker import run_job
+    from elue_hf.verify.worker import run_job
 
     first, second = SQLiteStore(tmp_path / "lb.db"), SQLiteStore(tmp_path / "lb.db")  # two worker processes
     first.add_entry(make_entry(1))

@@ -10,6 +10,8 @@ from transformers.models.deberta_v2.modeling_deberta_v2 import DebertaV2Encoder
 from elue_hf.lpt import LPTConfig, LPTLayer, generator_parameter_count
 from tests.helpers.lpt_backbones import deberta_config, padded, real_rows, reference_deberta_hidden
 
+pytestmark = pytest.mark.slow  # seconds per test: `make test-fast` skips this module
+
 LENGTHS = (9, 6, 3)
 MASK_ID = 2
 

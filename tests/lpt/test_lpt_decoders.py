@@ -21,6 +21,8 @@ from tests.helpers.lpt_backbones import (
     reference_decoder_hidden,
 )
 
+pytestmark = pytest.mark.slow  # seconds per test: `make test-fast` skips this module
+
 L_PROMPT = 3
 LENGTHS = (7, 5, 3)
 

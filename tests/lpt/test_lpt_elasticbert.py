@@ -83,6 +83,7 @@ def _one_by_one(pm, ids, mask, **kwargs):
     ],
     ids=["entropy", "patience", "entropy-mean-pooling"],
 )
+@pytest.mark.slow
 @pytest.mark.parametrize("generator", ["npg", "appg"])
 def test_batched_early_exit_equals_rows_one_at_a_time(attn, kwargs, pooling, generator):
     pm = _varied(attn, generator, pooling=pooling)

@@ -54,6 +54,7 @@ def test_only_generator_and_head_are_trainable(arch, kind):
     assert isinstance(pm.base_model.model.base_model.encoder, LPTLayer)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["bert", "roberta"])
 def test_gradients_reach_only_the_generator_and_head(arch):
     pm = _build(arch)
@@ -77,6 +78,7 @@ def _saved_tensor_count(pm, ids, mask):
     return count
 
 
+@pytest.mark.slow
 def test_no_activations_are_stored_below_the_prompt_layer():
     ids, mask = _batch()
     pm = _build(prompt_layer=2)
@@ -89,6 +91,7 @@ def test_no_activations_are_stored_below_the_prompt_layer():
     assert counts == sorted(counts, reverse=True) and len(set(counts)) == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["bert", "roberta"])
 @pytest.mark.parametrize("kind", ["npg", "mppg", "appg"])
 def test_mask_forms_and_padding_give_identical_logits(arch, kind):
@@ -181,6 +184,7 @@ def _fresh_pair(tmp_path):
     return base
 
 
+@pytest.mark.slow
 def test_save_and_load_with_peft_and_auto_classes(tmp_path):
     base = _fresh_pair(tmp_path)
     pm = get_peft_model(base, LPTConfig(task_type="SEQ_CLS", num_prompt_tokens=3, bottleneck_size=8, generator="mppg"))
@@ -254,6 +258,7 @@ def test_two_named_adapters_switch():
     assert encoder.lpt_prompt_layer == {"default": 2, "late": 3}
 
 
+@pytest.mark.slow
 def test_trainer_trains_and_checkpoints_the_adapter(tmp_path):
     import datasets
     from transformers import Trainer, TrainingArguments

@@ -42,8 +42,9 @@ def test_register_survives_a_module_reload():
     finally:  # restore the original class objects everyone else imported
         for module, namespace in saved.items():
             vars(module).update(namespace)
-        PEFT_TYPE_TO_CONFIG_MAPPING[PeftType.LPT] = LPTConfig
-        PEFT_TYPE_TO_TUNER_MAPPING[PeftType.LPT] = LPTModel
+        register_lpt()  # every mapping PEFT keeps points at the original classes again
+        assert PEFT_TYPE_TO_CONFIG_MAPPING[PeftType.LPT] is LPTConfig
+        assert PEFT_TYPE_TO_TUNER_MAPPING[PeftType.LPT] is LPTModel
 
 
 def test_a_foreign_lpt_registration_is_a_clear_error(monkeypatch):

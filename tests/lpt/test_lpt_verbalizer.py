@@ -40,6 +40,7 @@ def _masked_batch(pad_id=0, first_id=2):
     [(lambda: BertForMaskedLM(bert_config()), 0, 2), (lambda: RobertaForMaskedLM(roberta_config()), 1, 0)],
     ids=["bert", "roberta"],
 )
+@pytest.mark.slow
 def test_label_words_scored_by_the_frozen_mlm_head(make, pad, first):
     torch.manual_seed(0)
     pm = _verbalizer(make())

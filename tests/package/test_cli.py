@@ -10,6 +10,8 @@ import pytest
 
 from elue_hf.cli import COMMAND_MODULES, build_parser, main
 
+pytestmark = pytest.mark.slow  # seconds per test: `make test-fast` skips this module
+
 HEAVY = ("torch", "transformers", "peft", "numpy", "datasets", "gradio", "matplotlib", "evaluate", "accelerate")
 
 

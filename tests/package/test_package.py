@@ -5,6 +5,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # seconds per test: `make test-fast` skips this module
+
 
 def test_import_registers_everything_and_stays_light(tmp_path):
     code = (

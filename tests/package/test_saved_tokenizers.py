@@ -56,6 +56,7 @@ def test_convert_takes_a_tokenizer_and_warns_when_there_is_none(tmp_path, caplog
         load_tokenizer(None, tmp_path / "none", required=True)
 
 
+@pytest.mark.slow
 def test_pretrain_takes_a_tokenizer_and_saves_it(tmp_path):
     bare = save_tiny_bert(tmp_path / "bare", with_tokenizer=False)
     synthetic_tokenizer().save_pretrained(tmp_path / "tok")
@@ -83,6 +84,7 @@ def test_hashee_and_lpt_folders_carry_the_tokenizer(bert_dir, tmp_path):
     assert json.loads((tmp_path / "lpt" / "adapter_config.json").read_text())["peft_type"] == LPT_SAVED_PEFT_TYPE
 
 
+@pytest.mark.slow
 def test_loading_without_elue_hf_never_prompts_and_names_the_fix(bert_dir, tmp_path):
     """Run as a user without elue_hf: the remote-code route loads model + tokenizer with no "[y/N]" prompt, and an
     LPT adapter fails with a KeyError that names ``import elue_hf`` (then loads once elue_hf is imported)."""

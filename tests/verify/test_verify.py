@@ -22,15 +22,17 @@ from elue_hf.elue.inference import point_params, run_operating_points, submissio
 from elue_hf.elue.submission import read_submission, write_submission, zip_submission
 from elue_hf.elue.submission.checks import load_tokenizer
 from elue_hf.elue.tasks import get_task
-from elue_hf.elue.verify import VerifyError, verify_request
-from elue_hf.elue.verify.rerun import _dataset, _setting_of, rerun
-from elue_hf.elue.verify.sandbox import SandboxLimits, run_sandboxed
-from elue_hf.elue.verify.worker import run_worker
 from elue_hf.leaderboard.store import SQLiteStore
 from elue_hf.leaderboard.submit import SubmitError, submit_file
+from elue_hf.verify import VerifyError, verify_request
+from elue_hf.verify.rerun import _dataset, _setting_of, rerun
+from elue_hf.verify.sandbox import SandboxLimits, run_sandboxed
+from elue_hf.verify.worker import run_worker
 from tests.helpers.elasticbert import tiny_config
 from tests.helpers.elue_fixtures import synthetic_vocab, write_synthetic_elue
 from tests.helpers.leaderboard import TOKENIZER_ID, tokenizer_root
+
+pytestmark = pytest.mark.slow  # seconds per test: `make test-fast` skips this module
 
 MODEL_ID = "me/tiny-elasticbert"
 LIMITS = SandboxLimits(memory_bytes=6 * 2**30, cpu_seconds=600, wall_seconds=600)

@@ -18,17 +18,17 @@ from transformers import AutoModelForSequenceClassification, DistilBertConfig, D
 from elue_hf import ElasticBertForSequenceClassification
 from elue_hf.cli import main
 from elue_hf.elue.flops.params import count_parameters
-from elue_hf.elue.hashee_points import hashee_prediction_file, hashee_spec, run_hashee
 from elue_hf.elue.inference import ExitSetting, run_operating_points
-from elue_hf.elue.lpt_points import lpt_params, lpt_prediction_file
+from elue_hf.elue.methods.hashee_points import hashee_prediction_file, hashee_spec, run_hashee
+from elue_hf.elue.methods.lpt_points import lpt_params, lpt_prediction_file
 from elue_hf.elue.submission import read_submission, write_submission, zip_submission
 from elue_hf.elue.submission.checks import check_params, check_structure, load_tokenizer
 from elue_hf.elue.tasks import get_task
-from elue_hf.elue.verify import VerifyError, verify_request
-from elue_hf.elue.verify.rerun import _dataset, rerun
-from elue_hf.elue.verify.sandbox import SandboxLimits, run_sandboxed
 from elue_hf.hashee import apply_hashee, hashee_config_for, random_cons_table
 from elue_hf.lpt import LPTConfig
+from elue_hf.verify import VerifyError, verify_request
+from elue_hf.verify.rerun import _dataset, rerun
+from elue_hf.verify.sandbox import SandboxLimits, run_sandboxed
 from tests.helpers.elasticbert import tiny_config
 from tests.helpers.elue_fixtures import synthetic_vocab, write_synthetic_elue
 from tests.helpers.leaderboard import TOKENIZER_ID, tokenizer_root
@@ -257,9 +257,9 @@ def test_evaluate_writes_submissions_that_verify(server, tmp_path, capsys, model
 
 
 def test_the_leaderboard_queue_verifies_hashee_and_lpt_entries(server, tmp_path):
-    from elue_hf.elue.verify.worker import run_worker
     from elue_hf.leaderboard.store import SQLiteStore
     from elue_hf.leaderboard.submit import submit_file
+    from elue_hf.verify.worker import run_worker
 
     store = SQLiteStore(tmp_path / "lb.db")
     kw = {"tokenizer_roots": [server["tokenizers"]], "verify_dir": tmp_path / "kept"}
