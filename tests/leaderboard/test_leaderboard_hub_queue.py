@@ -9,7 +9,7 @@ import math
 import pytest
 
 from elue_hf.cli import main
-from elue_hf.leaderboard.hub_store import MAX_REPORT_CHARS, bounded_report, request_from_json, request_json
+from elue_hf.leaderboard.hub_queue import MAX_REPORT_CHARS, bounded_report, request_from_json, request_json
 from elue_hf.leaderboard.records import EntryRecord, RecordError, with_verification
 from elue_hf.leaderboard.store import HubStore, StoreError, VerificationJob
 from elue_hf.leaderboard.submit import submit_file

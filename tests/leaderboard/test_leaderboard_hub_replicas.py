@@ -13,7 +13,8 @@ from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils.sha import git_hash
 
 from elue_hf.cli import main
-from elue_hf.leaderboard.hub_store import LEASE_ENV, git_blob_id, plan_claim
+from elue_hf.leaderboard.hub_queue import LEASE_ENV, plan_claim
+from elue_hf.leaderboard.hub_store import git_blob_id
 from elue_hf.leaderboard.records import EntryRecord
 from elue_hf.leaderboard.store import SQLiteStore, StoreError, VerificationJob
 from tests.helpers.hub_fake import CONFLICT
