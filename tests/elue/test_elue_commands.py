@@ -169,3 +169,32 @@ def test_score_command_and_recompute_imdb(workspace, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["provisional"] is False and result["tasks"]["imdb"]["files"][0]["flops_source"] == "modules"
 
+
+
+def test_evaluate_resolves_its_task_once_at_the_command_line(workspace, monkeypatch):
+    """``--task`` becomes an ElueTask when the arguments are parsed; the run below never parses the user's name
+    again (the only names looked up later are the canonical keys of the submission it writes and reads back)."""
+    import sys
+
+    from elue_hf.elue.tasks import TASKS, ElueTask, get_task
+
+    root, data, model_dir = workspace
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["evaluate", "--model", str(model_dir), "--task", "SST2", "--data-dir", str(data),
+                              "--output", str(root / "out_once"), "--no-progress", "--static", "1,3"])
+    assert isinstance(args.task, ElueTask) and args.task.key == "sst-2"
+    names = []
+
+    def profile(frame, event, _arg):
+        if event == "call" and frame.f_code is get_task.__code__:
+            names.append(frame.f_locals["name"])
+
+    sys.setprofile(profile)
+    try:
+        assert args.func(args) == 0
+    finally:
+        sys.setprofile(None)
+    # the user's spelling is never parsed again; what is looked up by name are the canonical keys of the files the
+    # run writes and reads back (the submission manifest, the reference curve)
+    assert "SST2" not in names and {n for n in names if isinstance(n, str)} <= set(TASKS)

@@ -93,7 +93,7 @@ def test_quirks_bom_crlf_and_quotes(elue_dir):
     assert len(mrpc) == 10
     folder = elue_dir / "MRPC"
     (folder / "quoted.tsv").write_text('Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\t"He said\tok\n')
-    cols = read_elue_tsv(folder / "quoted.tsv", "mrpc", "train")
+    cols = read_elue_tsv(folder / "quoted.tsv", TASKS["mrpc"], "train")
     assert cols["sentence1"] == ['"He said'] and cols["label"] == [1]
 
 
@@ -112,7 +112,7 @@ def test_loader_errors_name_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match="no folder for IMDb"):
         load_elue_task(tmp_path, "imdb")
     with pytest.raises(ValueError, match="unknown split"):
-        read_elue_tsv(folder / "dev.tsv", "sst-2", "dev")
+        read_elue_tsv(folder / "dev.tsv", TASKS["sst-2"], "dev")
 
 
 def test_test_split_without_test_full_has_unknown_labels(tmp_path):
@@ -159,11 +159,11 @@ def test_tokenisation_single_and_pairs():
 
     tok = BertTokenizer(vocab=synthetic_vocab())
     batch = {"premise": ["the dog runs"], "hypothesis": ["a cat sits in the park"]}
-    enc = tokenize_examples(tok, "snli", batch, max_length=64)
+    enc = tokenize_examples(tok, TASKS["snli"], batch, max_length=64)
     ids = enc["input_ids"][0]
     assert ids[0] == tok.cls_token_id and ids.count(tok.sep_token_id) == 2 and len(ids) == 3 + 3 + 6
     assert enc["token_type_ids"][0][-7:] == [1] * 7
     assert token_lengths(tok, "snli", batch, max_length=8).tolist() == [8]
     ds = datasets.Dataset.from_dict({"sentence": ["good movie", "bad"], "label": [1, 0]})
-    mapped = ds.map(make_tokenize_fn(tok, "sst-2", 16), batched=True)
+    mapped = ds.map(make_tokenize_fn(tok, TASKS["sst-2"], 16), batched=True)
     assert mapped["input_ids"][1] == [tok.cls_token_id, tok.convert_tokens_to_ids("bad"), tok.sep_token_id]

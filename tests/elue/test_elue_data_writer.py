@@ -4,6 +4,7 @@ import pytest
 from datasets import Dataset, DatasetDict
 
 from elue_hf.elue.data import load_elue_task, load_test_labels, write_elue_split, write_elue_task
+from elue_hf.elue.tasks import TASKS
 
 
 def _split(n, pair=False, regression=False, offset=0):
@@ -33,6 +34,6 @@ def test_round_trip_through_the_elue_loaders(tmp_path, task, pair, regression):
 
 def test_missing_columns_are_named(tmp_path):
     with pytest.raises(ValueError, match=r"missing \['sentence2'\]"):
-        write_elue_split({"sentence1": ["a"], "label": [0]}, tmp_path, "mrpc", "train")
+        write_elue_split({"sentence1": ["a"], "label": [0]}, tmp_path, TASKS["mrpc"], "train")
     with pytest.raises(ValueError, match="unknown split"):
-        write_elue_split({"sentence": ["a"], "label": [0]}, tmp_path, "sst-2", "dev")
+        write_elue_split({"sentence": ["a"], "label": [0]}, tmp_path, TASKS["sst-2"], "dev")

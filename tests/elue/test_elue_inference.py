@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from elue_hf.elue.inference import ExitSetting, derive_exits, full_pass, run_operating_points
+from elue_hf.elue.tasks import TASKS
 from tests.helpers.elue_fixtures import SYNTHETIC_WORDS, synthetic_vocab
 
 pytestmark = pytest.mark.slow  # seconds per test: `make test-fast` skips this module
@@ -49,7 +50,7 @@ def _model_run(model, tokenizer, dataset, task, batch_size, **kwargs):
     layers, logits = [], []
     with torch.no_grad():
         for start in range(0, len(dataset), batch_size):
-            enc = tokenize_examples(tokenizer, task, dataset[start : start + batch_size], 64, padding=True,
+            enc = tokenize_examples(tokenizer, TASKS[task], dataset[start : start + batch_size], 64, padding=True,
                                     return_tensors="pt")
             out = model(**enc, **kwargs)
             layers.append(out.exit_layer)
@@ -69,7 +70,7 @@ def test_entropy_and_patience_sweeps_match_the_models_early_exit(batch_size):
     from elue_hf.elasticbert import prediction_entropy
 
     model, tok, data = _model(num_labels=3), _tokenizer(), _dataset("sst-2")
-    all_logits, _ = full_pass(model, tok, data, "sst-2", max_length=64, batch_size=batch_size)
+    all_logits, _ = full_pass(model, tok, data, TASKS["sst-2"], max_length=64, batch_size=batch_size)
     exits = list(range(1, 7))
     thresholds = _midpoints(prediction_entropy(all_logits).flatten(), 5)
     settings = [ExitSetting("entropy", t) for t in thresholds] + [ExitSetting("patience", p) for p in range(6)]
@@ -87,7 +88,7 @@ def test_entropy_and_patience_sweeps_match_the_models_early_exit(batch_size):
 
 def test_regression_patience_matches_the_models_early_exit():
     model, tok, data = _model(num_labels=1), _tokenizer(), _dataset("sts-b")
-    all_logits, _ = full_pass(model, tok, data, "sts-b", max_length=64, batch_size=8)
+    all_logits, _ = full_pass(model, tok, data, TASKS["sts-b"], max_length=64, batch_size=8)
     diffs = (all_logits[:, 1:, 0] - all_logits[:, :-1, 0]).abs().flatten()
     seen_layers = set()
     for threshold in _midpoints(diffs, 3):
@@ -107,15 +108,15 @@ def test_run_operating_points_mixes_modes_in_one_pass():
     model.register_forward_hook(lambda *a: calls.append(1))
     settings = [ExitSetting("static", 4), ExitSetting("static", 6), ExitSetting("entropy", 0.3),
                 ExitSetting("patience", 1), ExitSetting("entropy", 0.3)]
-    points = run_operating_points(model, tok, data, "sst-2", max_length=64, batch_size=5, settings=settings)
+    points = run_operating_points(model, tok, data, TASKS["sst-2"], max_length=64, batch_size=5, settings=settings)
     assert len(calls) == 3  # one forward per batch, whatever the number of settings
     assert [p.label for p in points] == ["static k=4", "static k=6", "entropy 0.30", "patience 1"]
     assert [p.mode for p in points] == ["static", "static", "dynamic", "dynamic"]
     assert points[0].exit_layers == [4] * 12 and set(points[2].exit_layers) <= {4, 5, 6}
     with pytest.raises(ValueError, match="static depth 2 has no exit; available: \\[4, 5, 6\\]"):
-        run_operating_points(model, tok, data, "sst-2", settings=[ExitSetting("static", 2)])
+        run_operating_points(model, tok, data, TASKS["sst-2"], settings=[ExitSetting("static", 2)])
     with pytest.raises(ValueError, match="patience must be an integer between 0 and 2"):
-        run_operating_points(model, tok, data, "sst-2", settings=[ExitSetting("patience", 3)])
+        run_operating_points(model, tok, data, TASKS["sst-2"], settings=[ExitSetting("patience", 3)])
 
 
 def test_labels_are_readable():

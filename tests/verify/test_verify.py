@@ -21,7 +21,7 @@ from elue_hf.elue.flops.params import count_parameters
 from elue_hf.elue.inference import point_params, run_operating_points, submission_spec, to_prediction_file
 from elue_hf.elue.submission import read_submission, write_submission, zip_submission
 from elue_hf.elue.submission.checks import load_tokenizer
-from elue_hf.elue.tasks import get_task
+from elue_hf.elue.tasks import TASKS, get_task
 from elue_hf.leaderboard.store import SQLiteStore
 from elue_hf.leaderboard.submit import SubmitError, submit_file
 from elue_hf.verify import VerifyError, verify_request
@@ -67,7 +67,7 @@ def write(server, folder: Path, points, name="tiny", model=MODEL_ID, settings=No
     dims = dims_from_config(m.config)
     files = {}
     for p in points:
-        pf = to_prediction_file(p, "sst-2", dims, (params or {}).get(p.label) or point_params(m, p), 128)
+        pf = to_prediction_file(p, TASKS["sst-2"], dims, (params or {}).get(p.label) or point_params(m, p), 128)
         pf.settings = (settings or {}).get(p.label, _setting_of(p))
         files[p.label] = pf
     sub = write_submission(folder / name, name, "verification test", count_parameters(m), files,

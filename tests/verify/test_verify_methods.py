@@ -23,7 +23,7 @@ from elue_hf.elue.methods.hashee_points import hashee_prediction_file, hashee_sp
 from elue_hf.elue.methods.lpt_points import lpt_params, lpt_prediction_file
 from elue_hf.elue.submission import read_submission, write_submission, zip_submission
 from elue_hf.elue.submission.checks import check_params, check_structure, load_tokenizer
-from elue_hf.elue.tasks import get_task
+from elue_hf.elue.tasks import TASKS, get_task
 from elue_hf.hashee import apply_hashee, hashee_config_for, random_cons_table
 from elue_hf.lpt import LPTConfig
 from elue_hf.verify import VerifyError, verify_request
@@ -83,21 +83,21 @@ def _write(folder: Path, name: str, model_id: str, files: dict, params: int, spe
 def hashee_submission(server, folder, name="hashee", model_id="me/hashee", edit=None, model=None):
     """As ``elue-hf evaluate`` writes it for a HashEE folder; ``edit`` changes the outputs before writing."""
     model = model or server["hashee"]
-    out = run_hashee(model, server["tokenizer"], server["dataset"], "sst-2", 128)
+    out = run_hashee(model, server["tokenizer"], server["dataset"], TASKS["sst-2"], 128)
     out = edit(out) if edit else out
-    files = {"hashee": hashee_prediction_file(out, "sst-2", model.config, max_seq_length=128)}
+    files = {"hashee": hashee_prediction_file(out, TASKS["sst-2"], model.config, max_seq_length=128)}
     return _write(folder, name, model_id, files, count_parameters(model), hashee_spec(model))
 
 
 def lpt_point(server):
     model = server["lpt"]
-    return run_operating_points(model, server["tokenizer"], server["dataset"], "sst-2", max_length=128,
+    return run_operating_points(model, server["tokenizer"], server["dataset"], TASKS["sst-2"], max_length=128,
                                 settings=[ExitSetting("static", 3)])[0]
 
 
 def lpt_submission(server, folder, name="lpt", model_id="me/lpt", point=None, flops_scale=1.0):
     model = server["lpt"]
-    pf = lpt_prediction_file(model, point or lpt_point(server), "sst-2", 128)
+    pf = lpt_prediction_file(model, point or lpt_point(server), TASKS["sst-2"], 128)
     pf.flops = [v * flops_scale for v in pf.flops]
     return _write(folder, name, model_id, {pf.label: pf}, lpt_params(model))
 
@@ -131,7 +131,7 @@ def test_an_honest_hashee_submission_is_verified_in_the_sandbox(server, tmp_path
     row = report["files"][HASHEE_FILE]
     assert row["agreement"] == 1.0 and row["flops_diff"] == 0.0
     assert report["model"]["architecture"] == "hashee_elasticbert"
-    counts = run_hashee(server["hashee"], server["tokenizer"], server["dataset"], "sst-2", 128).counts
+    counts = run_hashee(server["hashee"], server["tokenizer"], server["dataset"], TASKS["sst-2"], 128).counts
     lengths = server["dataset"].num_rows
     assert counts.shape == (lengths, 4) and (counts[:, -1] < counts[:, 0]).any()  # tokens really left early
 

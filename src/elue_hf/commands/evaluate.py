@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from .sources import TOKENIZER_FILES, load_from
+from .task_arg import task_arg
 
 __all__ = ["register", "cmd_evaluate", "cmd_score", "cmd_recompute_imdb", "parse_settings", "prepare_output",
            "clear_earlier_run"]
@@ -38,15 +39,6 @@ def _depths(text: str):
     return "all" if text.strip().lower() == "all" else _numbers("--static", int)(text)
 
 
-def _task(name: str):
-    from ..elue.tasks import get_task
-
-    try:
-        return get_task(name).key
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
 def register(subparsers) -> None:
     ev = subparsers.add_parser(
         "evaluate",
@@ -65,7 +57,7 @@ def register(subparsers) -> None:
     ev.add_argument("--base-model", default=None,
                     help="for an LPT adapter folder: its base model (folder or Hub id; default: the adapter's "
                     "base_model_name_or_path)")
-    ev.add_argument("--task", required=True, type=_task, help="sst-2, imdb, mrpc, sts-b, snli or scitail")
+    ev.add_argument("--task", required=True, type=task_arg, help="sst-2, imdb, mrpc, sts-b, snli or scitail")
     ev.add_argument("--tokenizer", default=None,
                     help="tokenizer folder or Hub id (default: the model folder; needed when it has no tokenizer)")
     ev.add_argument("--model-id", default=None,
@@ -229,9 +221,8 @@ def cmd_evaluate(args) -> int:
     from ..elue.plots import pareto_plot
     from ..elue.score import score_submission
     from ..elue.submission import write_submission, zip_submission
-    from ..elue.tasks import get_task
 
-    task = get_task(args.task)
+    task = args.task  # an ElueTask: resolved once, by --task's type
     parse_settings(args)  # flag mistakes first, before anything is loaded
     out = prepare_output(args.output, args.model, task.key, args.overwrite)
     max_length = args.max_length or (512 if task.key == "imdb" else 128)
@@ -328,12 +319,14 @@ def cmd_score(args) -> int:
 def cmd_recompute_imdb(args) -> int:
     from ..elue.data import SPLIT_FILES, read_elue_tsv, task_dir, token_lengths
     from ..elue.score.reference import REFERENCE_ENV, recompute_imdb_reference
+    from ..elue.tasks import TASKS
 
-    folder = task_dir(args.data_dir, "imdb")
+    imdb = TASKS["imdb"]
+    folder = task_dir(args.data_dir, imdb)
     split = "test_full" if (folder / SPLIT_FILES["test_full"]).exists() else "test"
-    columns = read_elue_tsv(folder / SPLIT_FILES[split], "imdb", split)
+    columns = read_elue_tsv(folder / SPLIT_FILES[split], imdb, split)
     tokenizer = _load_tokenizer(args.tokenizer)
-    lengths = token_lengths(tokenizer, "imdb", {"sentence": columns["sentence"]}, args.max_length)
+    lengths = token_lengths(tokenizer, imdb, {"sentence": columns["sentence"]}, args.max_length)
     doc = recompute_imdb_reference(lengths, max_seq_length=args.max_length,
                                    source=f"tokenizer {args.tokenizer}, file {folder / SPLIT_FILES[split]}")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import argparse
 import json
 
 from .sources import TOKENIZER_FILES, check_source
+from .task_arg import task_arg
 
 __all__ = ["register", "build_parser", "cmd_train"]
 
@@ -38,7 +39,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                        help="how the exits train together (default: gradient equilibrium)")
     data = parser.add_argument_group("data (an ELUE task folder or a datasets dataset)")
     data.add_argument("--data-dir", default=None, help="ELUE data folder holding <Task>/train.tsv and dev.tsv")
-    data.add_argument("--task", default=None, help="ELUE task with --data-dir: sst-2, imdb, mrpc, sts-b, snli, scitail")
+    data.add_argument("--task", default=None, type=task_arg,
+                      help="ELUE task with --data-dir: sst-2, imdb, mrpc, sts-b, snli, scitail")
     data.add_argument("--dataset", default=None,
                       help="Hub dataset id, a builder (csv, json, parquet) with --data-files, or one local file")
     data.add_argument("--dataset-config", default=None, help="configuration name of a Hub dataset")

@@ -15,6 +15,7 @@ from ..elue.inference import operating_point_params, point_params, run_operating
 from ..elue.plots import pareto_plot
 from ..elue.score import score_submission
 from ..elue.submission import PredictionFile, write_submission, zip_submission
+from ..elue.tasks import TASKS
 from .context import DemoContext, OperatingPoint
 
 __all__ = ["run", "fill_flops"]
@@ -47,7 +48,7 @@ def fill_flops(ctx: DemoContext) -> dict[str, np.ndarray]:
 
 def _own_points(ctx: DemoContext) -> list[OperatingPoint]:
     """Static-depth points of ``ctx.model`` when no other section left per-instance outputs."""
-    outputs = run_operating_points(ctx.model, ctx.tokenizer, ctx.data["test"], "sst-2", "static",
+    outputs = run_operating_points(ctx.model, ctx.tokenizer, ctx.data["test"], TASKS["sst-2"], "static",
                                    max_length=ctx.max_length, progress=ctx.progress)
     labels = np.asarray(ctx.data["test"]["label"])
     points = []

@@ -98,14 +98,15 @@ def _write_submission(out_dir, model, result, ctx: DemoContext, label: str):
     """The ELUE submission of the run; its file carries the settings ``{"exit": "hashee"}`` that re-run it."""
     from elue_hf.elue.methods.hashee_points import TokenExitOutputs, hashee_prediction_file
     from elue_hf.elue.submission import read_submission, write_submission
+    from elue_hf.elue.tasks import TASKS
 
     outputs = TokenExitOutputs(result["predictions"].tolist(), result["lengths"], result["counts"])
     path = write_submission(
         out_dir / "submission", "elue-hf demo: HashEE on MiniLM-L6 (static ElasticBERT)",
         f"HashEE {label}; SST-2-like data: {ctx.dataset_name} test slice, not the ELUE SST-2 test set",
         count_parameters(model),
-        {"hashee-frequency": hashee_prediction_file(outputs, "sst-2", model.config, max_seq_length=ctx.max_length,
-                                                    label=f"HashEE {label}")},
+        {"hashee-frequency": hashee_prediction_file(outputs, TASKS["sst-2"], model.config,
+                                                    max_seq_length=ctx.max_length, label=f"HashEE {label}")},
         module_spec=module_spec(model.config),
     )  # fmt: skip
     return path, read_submission(path).files[0].mean_mflops

@@ -7,6 +7,10 @@ SciTail``; the lower-case key works too). Files have one header row, are tab-sep
 with a UTF-8 BOM and use CRLF line ends. Loaded splits are ``datasets.Dataset`` objects with our column names:
 ``sentence`` (SST-2, IMDb), ``sentence1/sentence2`` (MRPC, STS-B), ``premise/hypothesis`` (SNLI, SciTail), ``label``
 (int code, float for STS-B, -1 when unknown) and ``idx`` (row index = submission index).
+
+The functions exported by :mod:`elue_hf.elue` take a task name or an :class:`ElueTask` and resolve it once; the
+others (``task_dir``, ``read_elue_tsv``, ``write_elue_split``, ``tokenize_examples``, ``make_tokenize_fn``) take the
+:class:`ElueTask` their caller resolved.
 """
 
 from __future__ import annotations
@@ -38,9 +42,8 @@ __all__ = [
 SPLIT_FILES = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv", "test_full": "test_full.tsv"}
 
 
-def task_dir(data_dir, task) -> Path:
+def task_dir(data_dir, task: ElueTask) -> Path:
     """``<data_dir>/<Task>`` (official folder name, or the lower-case key)."""
-    task = get_task(task)
     root = Path(data_dir)
     for name in (task.dir_name, task.key, task.name, task.key.replace("-", "")):
         if (root / name).is_dir():
@@ -83,9 +86,8 @@ def _parse_label(task: ElueTask, raw: str, where: str):
     return int(raw)
 
 
-def read_elue_tsv(path, task, split: str) -> dict[str, list]:
+def read_elue_tsv(path, task: ElueTask, split: str) -> dict[str, list]:
     """Columns of one ELUE TSV as plain lists (``split`` in train / validation / test / test_full)."""
-    task = get_task(task)
     if split not in SPLIT_FILES:
         raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLIT_FILES)}")
     path = Path(path)
@@ -122,7 +124,7 @@ def _features(task: ElueTask):
     return datasets.Features(feats)
 
 
-def load_elue_split(data_dir, task, split: str):
+def load_elue_split(data_dir, task: str | ElueTask, split: str):
     """One split of the local ELUE layout as a ``datasets.Dataset``.
 
     ``split="test"`` returns the test rows with their labels from ``test_full.tsv`` when that file exists (checked
@@ -150,7 +152,7 @@ def load_elue_split(data_dir, task, split: str):
     return datasets.Dataset.from_dict(cols, features=_features(task))
 
 
-def load_elue_task(data_dir, task):
+def load_elue_task(data_dir, task: str | ElueTask):
     """All splits present in ``<data_dir>/<Task>`` as a ``datasets.DatasetDict`` (train / validation / test)."""
     import datasets
 
@@ -168,7 +170,7 @@ def load_elue_task(data_dir, task):
     return datasets.DatasetDict(out)
 
 
-def load_test_labels(data_dir, task) -> np.ndarray:
+def load_test_labels(data_dir, task: str | ElueTask) -> np.ndarray:
     """Gold test labels in index order, from ``test_full.tsv`` (what the scorer compares against)."""
     task = get_task(task)
     path = task_dir(data_dir, task) / SPLIT_FILES["test_full"]
@@ -188,13 +190,12 @@ def _label_field(task: ElueTask, value) -> str:
     return str(int(value))
 
 
-def write_elue_split(dataset, data_dir, task, split: str) -> Path:
+def write_elue_split(dataset, data_dir, task: ElueTask, split: str) -> Path:
     """Write a split (a ``Dataset`` or dict of columns with our column names) as ``<data_dir>/<Task>/<split file>``.
 
     ``split`` is train / validation / test / test_full; ``test`` writes the unlabelled ``index + texts`` file. The
     layout (column order, header, MRPC's five columns) is the one :func:`read_elue_tsv` reads.
     """
-    task = get_task(task)
     if split not in SPLIT_FILES:
         raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLIT_FILES)}")
     columns = dataset if isinstance(dataset, dict) else dataset.to_dict()
@@ -221,7 +222,7 @@ def write_elue_split(dataset, data_dir, task, split: str) -> Path:
     return path
 
 
-def write_elue_task(splits, data_dir, task) -> Path:
+def write_elue_task(splits, data_dir, task: str | ElueTask) -> Path:
     """Write a ``DatasetDict`` (train / validation / test, our column names) in the ELUE layout; returns the folder.
 
     A labelled ``test`` split gives both ``test.tsv`` (what a model sees) and ``test_full.tsv`` (the gold labels the
@@ -252,7 +253,7 @@ def _convert_label(task: ElueTask, rule: str, value):
     return float(value) if task.is_regression else int(value)
 
 
-def from_hub(dataset, task, split_seed: int = 0):
+def from_hub(dataset, task: str | ElueTask, split_seed: int = 0):
     """Map a Hub ``Dataset`` / ``DatasetDict`` of ``task`` onto our columns (see ``ElueTask.hub``; README table).
 
     SNLI drops label -1 rows; SST's float sentiment becomes ``label > 0.5``; SciTail's names become codes; an IMDb
@@ -295,7 +296,7 @@ def _balanced_holdout(ds, per_class: int, seed: int):
     return train.map(lambda _, i: {"idx": i}, with_indices=True), dev.map(lambda _, i: {"idx": i}, with_indices=True)
 
 
-def load_hub_task(task, **load_kwargs):
+def load_hub_task(task: str | ElueTask, **load_kwargs):
     """``datasets.load_dataset`` of the task's public Hub copy, mapped by :func:`from_hub` (needs network/cache)."""
     import datasets
 
@@ -313,18 +314,16 @@ def _texts(task: ElueTask, batch: dict) -> tuple[list[str], list[str] | None]:
     return first, second
 
 
-def tokenize_examples(tokenizer, task, batch: dict, max_length: int = 128, padding: bool | str = False,
+def tokenize_examples(tokenizer, task: ElueTask, batch: dict, max_length: int = 128, padding: bool | str = False,
                       return_tensors: str | None = None) -> dict[str, Any]:
     """Tokenise a batch (dict of columns) of ``task``: single sentences, or pairs as ``[CLS] A [SEP] B [SEP]``."""
-    task = get_task(task)
     first, second = _texts(task, batch)
     return tokenizer(first, second, truncation=True, max_length=max_length, padding=padding,
                      return_tensors=return_tensors)
 
 
-def make_tokenize_fn(tokenizer, task, max_length: int = 128):
+def make_tokenize_fn(tokenizer, task: ElueTask, max_length: int = 128):
     """A function for ``Dataset.map(..., batched=True)`` that adds ``input_ids`` etc. (labels stay in ``label``)."""
-    task = get_task(task)
 
     def fn(batch):
         return tokenize_examples(tokenizer, task, batch, max_length)
@@ -332,7 +331,7 @@ def make_tokenize_fn(tokenizer, task, max_length: int = 128):
     return fn
 
 
-def token_lengths(tokenizer, task, dataset_or_batch, max_length: int = 128) -> np.ndarray:
+def token_lengths(tokenizer, task: str | ElueTask, dataset_or_batch, max_length: int = 128) -> np.ndarray:
     """Tokenize ELUE examples and count their tokens (with [CLS]/[SEP], after truncation at ``max_length``): the
     lengths ELUE FLOPs are counted at. (For the rows of an already padded batch, see
     :func:`elue_hf.elue.methods.hashee_flops.unpadded_lengths`.)"""

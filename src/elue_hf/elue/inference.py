@@ -20,7 +20,7 @@ from .flops.architectures import flops_shape
 from .flops.module_spec import encoder_modules, module_spec_from_config, with_embedding_sizes
 from .flops.params import count_parameters
 from .submission import PredictionFile
-from .tasks import get_task
+from .tasks import ElueTask
 
 __all__ = [
     "EXIT_MODES",
@@ -137,17 +137,16 @@ def derive_exits(all_logits, exit_layers: Sequence[int], setting: ExitSetting, r
     return layers, all_logits[torch.arange(rows), index]
 
 
-def _decode(task, logits):
+def _decode(task: ElueTask, logits):
     return logits[..., 0].tolist() if task.is_regression else logits.argmax(-1).tolist()
 
 
-def full_pass(model, tokenizer, dataset, task, max_length: int = 128, batch_size: int = 32,
+def full_pass(model, tokenizer, dataset, task: ElueTask, max_length: int = 128, batch_size: int = 32,
               progress: Callable[..., Iterable] | None = None, after_batch: Callable | None = None):
     """Every exit's logits ``(rows, exits, labels)`` (float32, CPU) and the token lengths of ``dataset``.
     ``after_batch(model)`` runs after each batch's forward (e.g. to read HashEE's active-token counts)."""
     import torch
 
-    task = get_task(task)
     progress = progress or (lambda it, **kw: it)
     model.eval()
     chunks, lengths = [], []
@@ -170,7 +169,7 @@ def run_operating_points(
     model,
     tokenizer,
     dataset,
-    task,
+    task: ElueTask,
     exit: str = "static",
     sweep: Sequence[float] | None = None,
     max_length: int = 128,
@@ -184,7 +183,6 @@ def run_operating_points(
     ``exit`` + ``sweep`` pair. Without either: every exit of an ElasticBERT, the full depth otherwise. The model
     runs once over the data whatever the number of settings (see :func:`derive_exits`).
     """
-    task = get_task(task)
     elastic = is_elasticbert(model)
     dims = flops_shape(model)  # ModelDims, a family's EncoderShape, or the generic route
     settings = list(dict.fromkeys(settings if settings is not None else exit_settings(exit, sweep)))
@@ -235,11 +233,11 @@ def rerun_settings(point: PointOutputs) -> dict:
     return {"exit": point.setting["exit"], "value": point.setting["value"]}
 
 
-def to_prediction_file(point: PointOutputs, task, dims: ModelDims, params: int | None = None,
+def to_prediction_file(point: PointOutputs, task: ElueTask, dims: ModelDims, params: int | None = None,
                        max_seq_length: int | None = None) -> PredictionFile:
     """A :class:`PredictionFile` whose ``modules`` column lists what each instance ran (generic route: a
     self-reported ``flops`` column instead), with the exit settings that re-run it."""
-    common = dict(task=get_task(task).key, predictions=point.predictions, label=point.label, params=params,
+    common = dict(task=task.key, predictions=point.predictions, label=point.label, params=params,
                   max_seq_length=max_seq_length, settings=rerun_settings(point) if point.setting else None)
     if getattr(dims, "route", None) == "generic":
         return PredictionFile(flops=dims.mflops(point.lengths), **common)

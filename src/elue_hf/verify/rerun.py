@@ -19,7 +19,7 @@ from ..elue.flops.module_spec import encoder_modules, module_spec_from_config, m
 from ..elue.flops.params import count_parameters
 from ..elue.submission import read_submission
 from ..elue.submission.format import SubmissionError, _mean_from_macs
-from ..elue.tasks import get_task
+from ..elue.tasks import TASKS, ElueTask
 from ..hashee.auto import base_model_type, is_hashee_config
 from ..validators import require
 from .adapter import is_adapter_folder, load_lpt_classifier
@@ -123,13 +123,13 @@ def _dataset(data_dir, task):
     return datasets.Dataset.from_dict({name: columns[name] for name in task.text_fields})
 
 
-def compare_point(task, submitted, claimed_mflops: float, predictions, mflops: float) -> dict:
+def compare_point(task: ElueTask, submitted, claimed_mflops: float, predictions, mflops: float) -> dict:
     """Agreement of re-run and submitted predictions and the relative FLOPs difference of one point."""
     submitted, predictions = np.asarray(submitted), np.asarray(predictions)
     if submitted.shape != predictions.shape:
         return {"agreement": 0.0, "rerun_mflops": mflops, "claimed_mflops": claimed_mflops, "flops_diff": 1.0,
                 "ok": False, "why": f"{predictions.size} re-run predictions for {submitted.size} rows"}
-    same = (np.isclose(submitted, predictions, rtol=1e-3, atol=1e-3) if get_task(task).is_regression
+    same = (np.isclose(submitted, predictions, rtol=1e-3, atol=1e-3) if task.is_regression
             else submitted == predictions)
     agreement = float(np.mean(same))
     diff = abs(claimed_mflops - mflops) / mflops
@@ -209,7 +209,7 @@ def rerun(submission_path, data_dir, model_roots=(), tokenizer_roots=(), allow_h
     request = verify_request(submission)
     folder = resolve_model(request, model_roots, allow_hub)
     files = {f.path: f for f in submission.files}
-    model = load_named_model(folder, get_task(submission.files[0].task).num_labels, model_roots, allow_hub)
+    model = load_named_model(folder, TASKS[submission.files[0].task].num_labels, model_roots, allow_hub)
     kind = model_kind(model)
     _check_fit(kind, request.settings)
     tokenizer = _tokenizer(submission, folder, tokenizer_roots, allow_hub)
@@ -220,20 +220,20 @@ def rerun(submission_path, data_dir, model_roots=(), tokenizer_roots=(), allow_h
     for path, max_length in request.max_length.items():
         groups.setdefault((files[path].task, max_length), []).append(path)
     for (task_key, max_length), paths in groups.items():
-        task = get_task(task_key)
+        task = TASKS[task_key]  # keys of a checked submission
         dataset = datasets_by_task.setdefault(task.key, _dataset(data_dir, task))
         rows = _rerun_group(model, kind, tokenizer, dataset, task, max_length, {p: request.settings[p] for p in paths})
         for path in paths:
             f = files[path]
             predictions, mflops, params = rows[path]
-            row = compare_point(task.key, f.predictions, f.mean_mflops, predictions, mflops)
+            row = compare_point(task, f.predictions, f.mean_mflops, predictions, mflops)
             if params != f.params:
                 row["ok"] = False
                 row["why"] = "; ".join(filter(None, [row["why"], f"params {f.params:,} declared, the model's "
                                                                  f"operating point holds {params:,}"]))
             report["files"][path] = row
     first = next(iter(datasets_by_task))
-    report["throughput"] = measure_throughput(model, tokenizer, datasets_by_task[first], get_task(first),
+    report["throughput"] = measure_throughput(model, tokenizer, datasets_by_task[first], TASKS[first],
                                               next(iter(request.max_length.values())))
     report["verified"] = all(r["ok"] for r in report["files"].values())
     report["seconds"] = time.perf_counter() - started

@@ -19,7 +19,7 @@ from ..flops import dims_from_config
 from ..flops.module_spec import modules_macs_column, with_embedding_sizes
 from ..submission import PredictionFile
 from ..submission.format import _mean_from_macs
-from ..tasks import get_task
+from ..tasks import ElueTask
 from .hashee_flops import last_active_counts, module_spec, modules_column
 
 __all__ = ["HASHEE_SETTINGS", "HASHEE_LABEL", "TokenExitOutputs", "run_hashee", "hashee_spec", "hashee_modules",
@@ -46,13 +46,12 @@ def _check_single_exit(config) -> None:
                          "this ElasticBERT has several exits")
 
 
-def run_hashee(model, tokenizer, dataset, task, max_length: int = 128, batch_size: int = 32,
+def run_hashee(model, tokenizer, dataset, task: ElueTask, max_length: int = 128, batch_size: int = 32,
                progress: Callable[..., Iterable] | None = None) -> TokenExitOutputs:
     """Predictions, token lengths and per-layer active-token counts of a HashEE classifier on ``dataset``."""
     from ..inference import _decode, full_pass
 
     _check_single_exit(model.config)
-    task = get_task(task)
     counts: list[np.ndarray] = []
     logits, lengths = full_pass(model, tokenizer, dataset, task, max_length, batch_size, progress,
                                 after_batch=lambda m: counts.append(last_active_counts(m)))
@@ -74,8 +73,8 @@ def hashee_mean_mflops(config, outputs: TokenExitOutputs) -> float:
     return _mean_from_macs(modules_macs_column(hashee_modules(config, outputs), module_spec(config)))
 
 
-def hashee_prediction_file(outputs: TokenExitOutputs, task, config, params: int | None = None,
+def hashee_prediction_file(outputs: TokenExitOutputs, task: ElueTask, config, params: int | None = None,
                            max_seq_length: int | None = None, label: str = HASHEE_LABEL) -> PredictionFile:
     """The submission file of the run: ``(m,n,d)`` layers in ``modules``, settings ``{"exit": "hashee"}``."""
-    return PredictionFile(get_task(task).key, outputs.predictions, modules=hashee_modules(config, outputs),
+    return PredictionFile(task.key, outputs.predictions, modules=hashee_modules(config, outputs),
                           label=label, params=params, max_seq_length=max_seq_length, settings=dict(HASHEE_SETTINGS))

@@ -15,7 +15,7 @@ import numpy as np
 from ..flops import dims_from_config
 from ..flops.params import count_parameters
 from ..submission import PredictionFile, exact_mean
-from ..tasks import get_task
+from ..tasks import ElueTask
 from .lpt_flops import PromptShape, late_prompt_flops, prompt_shape
 
 __all__ = ["is_lpt_model", "lpt_prompt_shape", "lpt_params", "lpt_point_flops", "lpt_prediction_file"]
@@ -63,11 +63,11 @@ def lpt_mean_mflops(model, point) -> float:
     return exact_mean(lpt_point_flops(model, point))
 
 
-def lpt_prediction_file(model, point, task, max_seq_length: int | None = None) -> PredictionFile:
+def lpt_prediction_file(model, point, task: ElueTask, max_seq_length: int | None = None) -> PredictionFile:
     """The submission file of one static point: self-reported per-instance FLOPs, params, re-run settings."""
     from ..inference import rerun_settings
 
-    return PredictionFile(get_task(task).key, point.predictions, flops=lpt_point_flops(model, point).tolist(),
+    return PredictionFile(task.key, point.predictions, flops=lpt_point_flops(model, point).tolist(),
                           label=f"LPT {point.label}", params=lpt_params(model), max_seq_length=max_seq_length,
                           settings=rerun_settings(point))
 

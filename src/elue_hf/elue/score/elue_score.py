@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..submission import Submission, SubmissionError, SubmissionLimits, flops_tier_of, read_submission
-from ..tasks import TASK_KEYS, get_task
+from ..tasks import TASK_KEYS, TASKS, get_task
 from .metrics import task_metric
 from .reference import ReferenceCurve, load_reference
 
@@ -107,7 +107,7 @@ def _gold_for(task: str, gold, cache: dict) -> np.ndarray:
         labels = gold[task]
     else:
         raise TypeError("gold must be a mapping task -> labels or an ELUE data directory")
-    t = get_task(task)
+    t = TASKS[task]  # a key read from a checked submission
     labels = np.asarray(labels, dtype=np.float64 if t.is_regression else np.int64)
     if labels.ndim != 1 or labels.size == 0:
         raise ValueError(f"gold labels for {task} must be a non-empty 1-D sequence")
@@ -121,7 +121,7 @@ def _file_score(f, gold: np.ndarray, curve: ReferenceCurve) -> FileScore:
             f"{f.path}: wrong row count: {f.predictions.shape[0]} predictions for {gold.shape[0]} {f.task} test "
             "instances"
         )
-    metrics = task_metric(f.task, f.predictions, gold)
+    metrics = task_metric(TASKS[f.task], f.predictions, gold)
     if not math.isfinite(metrics["score"]):
         raise SubmissionError(f"{f.path}: the {f.task} metric is undefined (constant predictions?)")
     ref = float(curve(f.mean_mflops))
@@ -249,7 +249,7 @@ def format_score(result: SubmissionScore) -> str:
     for t in TASK_KEYS:
         ts = result.tasks.get(t)
         note = " (provisional IMDb reference FLOPs)" if ts is not None and ts.provisional else ""
-        lines.append(f"{get_task(t).name:<8} score {_fmt(ts.score if ts else None)}{note}")
+        lines.append(f"{TASKS[t].name:<8} score {_fmt(ts.score if ts else None)}{note}")
     if result.elue_score is not None:
         lines.append(f"ELUE score {_fmt(result.elue_score)}{' (provisional)' if result.provisional else ''}")
     else:
