@@ -17,6 +17,7 @@ def register(subparsers) -> None:
     parser.add_argument("--model", default=None, help="BERT folder or Hub id (default: the embedded MiniLM)")
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder or Hub id (default: the model's own)")
     parser.add_argument("--output-dir", required=True, help="where to save the ElasticBERT")
+    parser.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --output-dir")
     parser.add_argument("--num-labels", type=int, default=2, help="labels of the exit classifiers (1 = regression)")
     parser.add_argument("--num-output-layers", type=int, default=None,
                         help="exits on the top layers (default: every layer; 1 = a static model)")
@@ -28,7 +29,9 @@ def register(subparsers) -> None:
 
 def cmd_convert(args) -> int:
     from ..elasticbert.convert import convert_bert_to_elasticbert
+    from ..outputs import refuse_existing
 
+    refuse_existing(args.output_dir, "--output-dir", args.overwrite)
     source = args.model
     if source is not None:
         check_source(source, "--model")
@@ -40,7 +43,7 @@ def cmd_convert(args) -> int:
         source = str(minilm_path())
     model = convert_bert_to_elasticbert(source, num_labels=args.num_labels, num_output_layers=args.num_output_layers,
                                         save_directory=args.output_dir, tokenizer=args.tokenizer,
-                                        pooling=args.pooling)
+                                        pooling=args.pooling, overwrite=True)  # checked above
     config = model.config
     print(f"ElasticBERT with {config.num_hidden_layers} layers, exits on layers "
           f"{[i + 1 for i in config.exit_layer_indices]} ({config.pooling} pooling), {config.num_labels} labels: "

@@ -18,11 +18,13 @@ def register(subparsers) -> None:
     mc.add_argument("--repo-id", default=None, help="the repo the card is for (default: the released checkpoint)")
     mc.add_argument("--base-model", default=None, help="hashee / lpt: the backbone")
     mc.add_argument("--output", default=None, help="file to write (default: print)")
+    mc.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     mc.set_defaults(func=cmd_model_card)
 
     sc = subparsers.add_parser("space-card", help="write the README.md (Space card) of a Space folder")
     sc.add_argument("space", choices=sorted(_SPACES))
     sc.add_argument("--output", required=True, help="Space folder (README.md is written inside)")
+    sc.add_argument("--overwrite", action="store_true", help="replace an existing README.md in --output")
     sc.set_defaults(func=cmd_space_card)
 
     pm = subparsers.add_parser("push-model", help="push an ElasticBERT model with auto_map and an ELUE model card")
@@ -57,7 +59,10 @@ def register(subparsers) -> None:
 
 def cmd_model_card(args) -> int:
     from ..hub.cards import elasticbert_card, hashee_card, lpt_adapter_card
+    from ..outputs import refuse_existing
 
+    if args.output:
+        refuse_existing(args.output, "--output", args.overwrite)
     if args.kind == "elasticbert":
         card = elasticbert_card(args.variant, repo_id=args.repo_id)
     elif not (args.repo_id and args.base_model):
@@ -77,8 +82,10 @@ def cmd_model_card(args) -> int:
 
 def cmd_space_card(args) -> int:
     from ..hub import cards
+    from ..outputs import refuse_existing
 
     folder = Path(args.output)
+    refuse_existing(folder / "README.md", "--output", args.overwrite)
     folder.mkdir(parents=True, exist_ok=True)
     card = getattr(cards, _SPACES[args.space])()
     card.save(str(folder / "README.md"))

@@ -17,6 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="tokenizer folder or Hub id (default: the one saved with --model); saved with the output")
     parser.add_argument("--text-file", default=None, help="UTF-8 text, one document per line (default: RT snippets)")
     parser.add_argument("--output-dir", default="elue_hf_outputs/pretrain")
+    parser.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --output-dir")
     parser.add_argument("--max-steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=32, help="per device")
     parser.add_argument("--learning-rate", type=float, default=2e-4)

@@ -53,6 +53,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                       help="evaluation split (default: validation, else 10%% of train held out)")
     train = parser.add_argument_group("training (transformers.Trainer)")
     train.add_argument("--output-dir", default="elue_hf_outputs/train")
+    train.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --output-dir")
     train.add_argument("--learning-rate", type=float, default=2e-5)
     train.add_argument("--epochs", type=float, default=3.0)
     train.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (overrides --epochs)")
@@ -77,6 +78,9 @@ def register(subparsers) -> None:
 
 
 def cmd_train(args) -> int:
+    from ..outputs import refuse_existing
+
+    refuse_existing(args.output_dir, "--output-dir", args.overwrite)  # before any loading or training
     check_source(args.model, "--model")
     if args.tokenizer:
         check_source(args.tokenizer, "--tokenizer", TOKENIZER_FILES, "tokenizer")
@@ -101,7 +105,7 @@ def cmd_train(args) -> int:
     settings = FinetuneSettings(
         output_dir=args.output_dir, learning_rate=args.learning_rate, num_train_epochs=args.epochs,
         max_steps=args.max_steps, batch_size=args.batch_size, max_length=args.max_length, warmup=args.warmup,
-        logging_steps=args.logging_steps, seed=args.seed, report_to=args.report_to,
+        logging_steps=args.logging_steps, seed=args.seed, report_to=args.report_to, overwrite=args.overwrite,
         extra={"use_cpu": True} if args.use_cpu else {},
     )  # fmt: skip
     metrics = finetune(model, tokenizer, data, settings)

@@ -133,7 +133,8 @@ class ElasticBertConfig(PretrainedConfig):
         if not 1 <= self.num_output_layers <= self.num_hidden_layers:
             raise ValueError(
                 f"num_output_layers={self.num_output_layers} must be between 1 and num_hidden_layers="
-                f"{self.num_hidden_layers}"
+                f"{self.num_hidden_layers}: pass num_output_layers=1 for the static model of depth "
+                f"{self.num_hidden_layers}, or num_output_layers={self.num_hidden_layers} for an exit on each layer"
             )
         if self.exit_criterion is not None and self.exit_criterion not in EXIT_CRITERIA:
             raise ValueError(f"Unknown exit_criterion {self.exit_criterion!r}; expected None or one of {EXIT_CRITERIA}")

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from transformers import BertConfig, BertModel, PreTrainedModel
 
+from ..outputs import refuse_existing
 from ..tokenizer_io import load_tokenizer, save_tokenizer
 from .configuration_elasticbert import ElasticBertConfig
 from .modeling_elasticbert import ElasticBertForSequenceClassification, ElasticBertPreTrainedModel
@@ -71,6 +72,7 @@ def convert_bert_to_elasticbert(
     model_class: type[ElasticBertPreTrainedModel] = ElasticBertForSequenceClassification,
     save_directory: str | os.PathLike | None = None,
     tokenizer=None,
+    overwrite: bool = False,
     **config_kwargs,
 ) -> ElasticBertPreTrainedModel:
     """Build an ElasticBERT model initialised from a BERT checkpoint.
@@ -84,11 +86,15 @@ def convert_bert_to_elasticbert(
             tokenizer, so the folder loads with ``AutoTokenizer`` as well as ``AutoModel*``.
         tokenizer: the tokenizer to save with it (object, folder or Hub id); default: the one of ``bert`` when
             ``bert`` is a folder / Hub id. With none found, the folder is saved without one and a warning says so.
+        overwrite: write into ``save_directory`` even when it is an existing non-empty folder (default: refuse with
+            a ``ValueError``, so an earlier model is never replaced by accident).
 
     Backbone weights are copied unchanged; every exit's pooler starts from BERT's pooler; exit classifiers (and any
     pre-training heads) start freshly initialised.
     """
     source = bert
+    if save_directory is not None:
+        refuse_existing(save_directory, "save_directory", overwrite, fix="pass overwrite=True")
     if isinstance(bert, (str, os.PathLike)):
         bert = BertModel.from_pretrained(bert)
     if not isinstance(bert, PreTrainedModel) or getattr(bert.config, "model_type", None) != "bert":

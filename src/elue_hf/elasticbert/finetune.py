@@ -69,6 +69,7 @@ class FinetuneSettings:
     logging_steps: int = 50
     seed: int = 42
     report_to: str = "none"
+    overwrite: bool = False  # write into an existing non-empty output_dir (default: refuse, ValueError)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -297,10 +298,12 @@ def finetune(model, tokenizer, data: ClassificationData, settings: FinetuneSetti
     ``config.multi_exit_training == "two_stage"`` runs the DeeBERT schedule: the settings' budget once for stage 1
     (backbone + top exit) and once more for stage 2 (internal exits). Returns the final evaluation metrics.
     """
+    from ..outputs import refuse_existing
     from ..tokenizer_io import save_tokenizer
     from .training import set_training_stage
 
     settings = settings or FinetuneSettings()
+    refuse_existing(settings.output_dir, "output_dir", settings.overwrite, fix="set overwrite=True")
     if data.num_labels != model.config.num_labels:
         raise ValueError(f"the data has {data.num_labels} labels but the model {model.config.num_labels}")
     train, evaluation = tokenize_data(data, tokenizer, settings.max_length)
@@ -339,6 +342,6 @@ def _summary(data: ClassificationData, settings: FinetuneSettings) -> dict:
         "label_names": data.label_names,
         "train_rows": data.train.num_rows,
         "eval_rows": data.eval.num_rows if data.eval is not None else 0,
-        **{k: v for k, v in vars(settings).items() if k != "extra"},
+        **{k: v for k, v in vars(settings).items() if k not in ("extra", "overwrite")},
         "output_dir": os.fspath(settings.output_dir),
     }

@@ -9,14 +9,17 @@ pooler per layer at ``elasticbert.encoder.pooler.<layer>`` (absolute 0-based ind
 (``classifier`` / ``classifiers.<j>`` / ``predictions.*`` / ``sop_classifier.classifiers.<layer>``).
 """
 
+import dataclasses
 import math
+import re
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers import PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
+from transformers.core_model_loading import WeightRenaming
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import MaskedLMOutput, ModelOutput
 from transformers.models.bert.modeling_bert import (
@@ -458,6 +461,66 @@ def _check_exit_arguments(config, criterion, entropy_threshold, patience, regres
             raise ValueError(f"regression_threshold must be a finite number >= 0, got {regression_threshold!r}")
 
 
+# --------------------------------------------------------------------------------------------------------------------
+# Loading a classifier's exit heads for a different set of exits (e.g. the static model of depth k)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _head_key(layer: int, exit_layers: list[int]) -> str:
+    """Prefix of the classifier of absolute layer ``layer`` in a model whose exits sit on ``exit_layers``."""
+    return "classifier" if len(exit_layers) == 1 else f"classifiers.{exit_layers.index(layer)}"
+
+
+def exit_head_key_mapping(source_layers: list[int], target_layers: list[int]) -> dict[str, str]:
+    """``key_mapping`` (regex -> replacement, transformers' renaming) that gives each exit of a model on
+    ``target_layers`` the classifier a checkpoint trained for the same layer (its exits on ``source_layers``, 0-based).
+
+    Empty when the names already agree. Every source head goes through a temporary name
+    ``classifiers.layer<i>.`` first, so the renamings (applied in order, chaining) never collide; the temporary
+    names of the heads the model does not use are ignored on load like any unused ``classifiers.*`` key.
+    Re-indexing several exits (``classifiers.<j>`` to ``classifiers.<j - d>``) is refused: transformers' loader
+    puts a renamed key back under its original name when that name is also a key of the model, so an unused head
+    would land on a used slot.
+    """
+    if all(_head_key(i, source_layers) == _head_key(i, target_layers) for i in target_layers):
+        return {}
+    if len(target_layers) > 1:
+        raise ValueError(
+            f"exits on layers {[i + 1 for i in target_layers]} would take other slots than in the checkpoint "
+            f"(exits on layers {[i + 1 for i in source_layers]}): load it as saved and read all_logits, or one "
+            "static exit at a time with num_hidden_layers=k, num_output_layers=1"
+        )
+    mapping = {rf"^{re.escape(_head_key(i, source_layers))}\.": f"classifiers.layer{i}." for i in source_layers}
+    mapping.update({rf"^classifiers\.layer{i}\.": f"{_head_key(i, target_layers)}." for i in target_layers})
+    return mapping
+
+
+def _saved_exit_layers(load_config) -> list[int] | None:
+    """0-based layers whose trained exit heads the checkpoint being loaded holds (from its ``config.json``), or None
+    when it holds no sequence-classification heads (a pre-trained backbone, a masked LM, not an ElasticBERT)."""
+    path = load_config.pretrained_model_name_or_path
+    if path is None:
+        return None
+    download = {k: v for k, v in dict(load_config.download_kwargs or {}).items() if k != "tqdm_class"}
+    saved, _ = PretrainedConfig.get_config_dict(path, **download)
+    classifier = any(a.endswith("ForSequenceClassification") for a in saved.get("architectures") or [])
+    if saved.get("model_type") != "elasticbert" or not classifier:
+        return None
+    layers, exits = int(saved.get("num_hidden_layers", 12)), int(saved.get("num_output_layers", 12))
+    return list(range(layers - exits, layers))
+
+
+def _check_exit_heads(path, source_layers: list[int], config: ElasticBertConfig) -> None:
+    missing = [i + 1 for i in config.exit_layer_indices if i not in source_layers]
+    if missing:
+        raise ValueError(
+            f"{path} holds trained exit heads for layer(s) {[i + 1 for i in source_layers]} only, but this model "
+            f"(num_hidden_layers={config.num_hidden_layers}, num_output_layers={config.num_output_layers}) asks for "
+            f"exits on layer(s) {missing}: for the static model of depth k load it with num_hidden_layers=k, "
+            "num_output_layers=1 and k one of those layers"
+        )
+
+
 class ElasticBertForSequenceClassification(ElasticBertPreTrainedModel):
     """ElasticBERT with a classifier (static: one ``classifier``) or one classifier per exit (``classifiers``).
 
@@ -482,6 +545,35 @@ class ElasticBertForSequenceClassification(ElasticBertPreTrainedModel):
     @property
     def is_static(self) -> bool:
         return self.config.num_output_layers == 1
+
+    @staticmethod
+    def _load_pretrained_model(model, state_dict, checkpoint_files, load_config, expected_keys=None):
+        """transformers' loading step, with each exit taking the pooler and classifier the checkpoint trained for
+        the same layer: ``from_pretrained(path, num_hidden_layers=k, num_output_layers=1)`` on a multi-exit
+        classifier gets exit k's own head (``classifiers.<j>`` renamed to ``classifier``), whatever form the
+        config takes (keyword overrides, ``config=``, Auto classes). An exit the checkpoint has no head for is a
+        ``ValueError``, never a random head. Saving writes the model's own layout (the renaming is not reverted)."""
+        source_layers = _saved_exit_layers(load_config)
+        renamings = []
+        if source_layers is not None:
+            _check_exit_heads(load_config.pretrained_model_name_or_path, source_layers, model.config)
+            mapping = exit_head_key_mapping(source_layers, model.config.exit_layer_indices)
+            renamings = [WeightRenaming(source_patterns=k, target_patterns=v) for k, v in mapping.items()]
+            weights = [*renamings, *(load_config.weight_mapping or [])]
+            load_config = dataclasses.replace(load_config, weight_mapping=weights)
+        info, offload = PreTrainedModel._load_pretrained_model(
+            model, state_dict, checkpoint_files, load_config, expected_keys
+        )
+        if renamings:
+            model._weight_conversions = [c for c in model._weight_conversions if all(c is not r for r in renamings)]
+        if source_layers is not None:
+            heads = [k for k in info.missing_keys if k.startswith(("classifier", "elasticbert.encoder.pooler."))]
+            if heads:
+                raise ValueError(
+                    f"{load_config.pretrained_model_name_or_path} is an ElasticBERT classifier without the weights "
+                    f"{sorted(heads)} of this model's exits: its config.json does not match its weights"
+                )
+        return info, offload
 
     def exit_head(self, j: int, pooled_output: torch.Tensor) -> torch.Tensor:
         """Logits of exit ``j`` (0-based among the exits) from its pooled output."""

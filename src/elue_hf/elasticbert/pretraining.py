@@ -158,8 +158,11 @@ def run(args) -> dict:
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
     from ..assets import minilm_path
+    from ..outputs import refuse_existing
     from ..tokenizer_io import load_tokenizer, save_tokenizer
     from ..training import OptimizerSettings, train_steps
+
+    refuse_existing(args.output_dir, "--output-dir", getattr(args, "overwrite", False))
 
     # each step trains one exit group: the other exits' heads get no gradient, which DDP must be told
     accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
