@@ -31,7 +31,8 @@ def test_demo_section_stores_ranks_and_prints_the_command(tmp_path, capsys):
     run(ctx)
     out = capsys.readouterr().out
     db = ctx.out_dir / "leaderboard" / "leaderboard.db"
-    assert "Stored demo-model" in out and "SST-2 rank" in out and "<- this demo" in out
+    assert "Stored demo-model" in out and "<- this demo (not ranked: scored on this server's SST-2 data" in out
+    assert "Rank: not ranked" in out  # the demo's RT snippets are never ranked against the papers' rows
     assert f"Open the leaderboard: elue-hf leaderboard --db {db} --port 7860" in out
     store = SQLiteStore(db)
     (entry,) = [e for e in store.entries() if e.source == "submission"]

@@ -45,22 +45,23 @@ def board(tmp_path, gold):
 
 def test_views_cover_every_tab(board):
     views = board.views()
-    assert len(views) == 2 + 4 + 4 * len(TASK_KEYS)
+    assert len(views) == 2 + 4 + 1 + 4 * len(TASK_KEYS)
     assert views[0].startswith("# ELUE leaderboard") and "31 entries (0 submissions" in views[0]
-    assert all(isinstance(v, pd.DataFrame) for v in views[1:6])
+    assert all(isinstance(v, pd.DataFrame) for v in views[1:7])
+    assert views[6].empty and "Why not ranked" in views[6].columns  # the unranked submissions
     for j in range(len(TASK_KEYS)):
-        points, lines, table, caption = views[6 + 4 * j: 10 + 4 * j]
+        points, lines, table, caption = views[7 + 4 * j: 11 + 4 * j]
         assert {"x", "performance", "series"} <= set(points.columns) and len(lines) > 0
         assert isinstance(table, pd.DataFrame) and caption.endswith((".", "provisional."))
-    assert "IMDb reference FLOPs are provisional" in views[6 + 4 * 1 + 3]
+    assert "IMDb reference FLOPs are provisional" in views[7 + 4 * 1 + 3]
 
 
 def test_views_filter_and_switch_axis(board):
     only_papers = board.views("albert", ["from the papers"], False, "Parameters")
     assert only_papers[1]["Model"].tolist() == ["ALBERT-3L", "ALBERT-base"]
-    sst_points = only_papers[6]
+    sst_points = only_papers[7]
     assert sst_points["model"].tolist() == ["ALBERT-base"]  # ALBERT-3L has no parameter count: table only
-    assert "1 point(s) without a value on this axis" in only_papers[9]
+    assert "1 point(s) without a value on this axis" in only_papers[10]
     with pytest.raises(ValueError, match="unknown source filter"):
         board.views(sources=["gossip"])
     with pytest.raises(ValueError, match="unknown axis"):
@@ -75,8 +76,15 @@ def test_submit_messages(board, gold, tmp_path):
     assert status.startswith("**Submission refused:**") and "model\\_name" in status and frame.empty
     good = make_submission(tmp_path, gold)
     status, frame = board.submit(str(good), "bob")
-    assert "Stored tiny-model" in status and "ELUE rank 1 of 21" in status
+    assert "Stored tiny-model" in status and "not ranked" in status and "ELUE rank" not in status
     assert len(frame) == 12 and set(frame["FLOPs"]) == {"consistent"}
+    views = board.views()
+    assert "tiny-model" not in views[1]["Model"].tolist()  # never in the ranking
+    assert views[6]["Model"].tolist() == ["tiny-model"]  # listed apart, with why and its description
+    assert views[6]["Why not ranked"][0].startswith("scored on this server's SST-2 data")
+    assert views[6]["Description"][0] == "test submission tiny-model"
+    sst_points = views[7]
+    assert set(sst_points[sst_points["model"] == "tiny-model"]["series"]) == {"not ranked: not the ELUE test set"}
     closed = Leaderboard(board.store, gold=None, seed=False)
     assert "no gold test labels configured" in closed.submit(str(good))[0]
     assert "Submissions: closed" in closed.views()[0]
@@ -101,10 +109,11 @@ def test_served_app_through_gradio_client(tmp_path, gold, monkeypatch):
         everything = ["submissions", "from the papers", "reference curve"]
         result = client.predict(handle_file(str(good)), "carol", "", everything, False, "FLOPs", api_name="/submit")
         assert "Stored client-model" in result[0] and store.count() == 32
-        table = result[3]  # the refreshed ELUE ranking
-        assert table["data"][0][1] == "client-model"
+        assert "client-model" not in [row[1] for row in result[3]["data"]]  # the refreshed ELUE ranking
+        assert result[8]["data"][0][0] == "client-model"  # the refreshed table of unranked submissions
         refreshed = client.predict("client", ["submissions"], False, "FLOPs", api_name="/refresh")
-        assert [row[1] for row in refreshed[1]["data"]] == ["client-model"]
+        assert refreshed[1]["data"] == [] or not any(refreshed[1]["data"][0])
+        assert [row[0] for row in refreshed[6]["data"]] == ["client-model"]
         bad = write_zip(tmp_path / "bad.zip", {"../evil.tsv": "x", "submission.json": "{}"})
         result = client.predict(handle_file(str(bad)), "", "", ["submissions"], False, "FLOPs", api_name="/submit")
         assert result[0].startswith("**Submission refused:**") and store.count() == 32

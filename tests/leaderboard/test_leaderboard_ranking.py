@@ -15,6 +15,8 @@ from elue_hf.leaderboard.ranking import (
     rank_of,
     task_points,
     track_rows,
+    unranked_reason,
+    unranked_rows,
 )
 from elue_hf.leaderboard.records import EntryRecord, PointRecord
 from elue_hf.leaderboard.seed import REFERENCE_ENTRY_ID, paper_entries, published_data, reference_entry, seed_entries
@@ -26,6 +28,7 @@ from elue_hf.spaces.leaderboard.views import (
     pareto_frames,
     task_frame,
     track_frame,
+    unranked_frame,
 )
 
 
@@ -38,10 +41,10 @@ def by_id(entries, entry_id):
     return next(e for e in entries if e.entry_id == entry_id)
 
 
-def submission(entry_id, points, params=50_000_000, elue=None, task_scores=None, tier="verified"):
+def submission(entry_id, points, params=50_000_000, elue=None, task_scores=None, tier="verified", extra=None):
     return EntryRecord(entry_id=entry_id, model_name=entry_id, source="submission", params=params, elue_score=elue,
                        partial_elue_score=elue, task_scores=task_scores or {},
-                       flops_tier=tier,
+                       flops_tier=tier, extra=extra or {}, description=f"about {entry_id}",
                        points=tuple(PointRecord(**p) for p in points))
 
 
@@ -250,3 +253,58 @@ def test_entry_frame_lists_every_point():
     assert frame.iloc[0].to_dict() == {"Task": "MRPC", "Point": "k=1", "Metric": 80.0, "MFLOPs": 5.0,
                                        "Reference": 81.0, "vs reference": -1.0, "MParams": None,
                                        "FLOPs": "self-reported"}
+
+
+# ------------------------------------------------------------------------------------------- only what was checked
+
+
+def full_entry(entry_id, score, tier="verified", extra=None, params=45_000_000):
+    points = [{"task": t, "label": "k=3", "performance": 90.0 + score, "mflops": 1000.0, "params": params}
+              for t in TASK_KEYS]
+    return submission(entry_id, points, params=params, elue=score, task_scores={t: score for t in TASK_KEYS},
+                      tier=tier, extra=extra)
+
+
+def test_only_verified_submissions_on_the_elue_test_set_are_ranked(seeds):
+    honest = full_entry("sub-honest", 0.5)
+    lies = [full_entry("sub-consistent", 2.89, "consistent"), full_entry("sub-self", 1.82, "self-reported"),
+            full_entry("sub-rt", 3.0, extra={"other_data": "scored on RT snippets, not the ELUE test set"})]
+    entries = [*seeds, honest, *lies]
+    ranked = elue_rows(entries)
+    assert "sub-honest" in {r["entry_id"] for r in ranked}
+    assert not {r["entry_id"] for r in ranked} & {e.entry_id for e in lies}
+    assert rank_of(entries, "sub-honest").elue == (2, 21)  # HashEE's +1.20 first, then the honest +0.5
+    for track in ("55M", "110M"):
+        assert not {g["entry_id"] for g in track_rows(entries, track)} & {e.entry_id for e in lies}
+    assert unranked_reason(lies[0]) == "not ranked: consistent FLOPs, awaiting verification"
+    assert unranked_reason(lies[1]) == "not ranked: self-reported FLOPs, awaiting verification"
+    assert unranked_reason(lies[2]) == "not ranked: scored on RT snippets, not the ELUE test set"
+    assert unranked_reason(honest) is None and unranked_reason(by_id(seeds, "paper-eb-bert-base")) is None
+    info = rank_of(entries, "sub-consistent")
+    assert info.elue is None and not info.tasks and not info.tracks
+    assert info.describe().startswith("not ranked: consistent FLOPs, awaiting verification")
+    assert "ELUE rank 2 of 21 among verified entries and published rows" in rank_of(entries, "sub-honest").describe()
+    listed = unranked_rows(entries)
+    assert {r["entry_id"] for r in listed} == {e.entry_id for e in lies}
+    frame = unranked_frame(entries)
+    assert set(frame["Model"]) == {e.entry_id for e in lies} and "Rank" not in frame.columns
+    assert set(frame["Description"]) == {f"about {e.entry_id}" for e in lies}
+    assert not set(elue_frame(entries)["Model"]) & {e.entry_id for e in lies}
+
+
+def test_unranked_points_never_join_the_pareto_frontier(seeds):
+    cheat = submission("sub-cheat", [{"task": "sst-2", "label": "a", "performance": 99.0, "mflops": 1.0}],
+                       tier="consistent")
+    other = submission("sub-other", [{"task": "sst-2", "label": "b", "performance": 98.0, "mflops": 2.0}],
+                       extra={"other_data": "scored on RT snippets, not the ELUE test set"})
+    rows = {r["entry_id"]: r for r in task_points([*seeds, cheat, other], "sst-2")}
+    assert not rows["sub-cheat"]["pareto"] and not rows["sub-cheat"]["ranked"]
+    assert not rows["sub-other"]["pareto"] and rows["sub-other"]["other_data"]
+    assert any(r["pareto"] for r in rows.values())  # the frontier is made of the ranked rows
+    points, _, _ = pareto_frames([*seeds, cheat, other], "sst-2", "mflops", load_reference())
+    series = dict(zip(points["model"], points["series"]))
+    assert series["sub-cheat"] == "not ranked: not verified"
+    assert series["sub-other"] == "not ranked: not the ELUE test set"
+    notes = dict(zip(task_frame([*seeds, cheat, other], "sst-2")["Model"],
+                     task_frame([*seeds, cheat, other], "sst-2")["Notes"]))
+    assert notes["sub-other"].startswith("not ranked: scored on RT snippets")

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..commands.leaderboard import open_command
 from ..elue.tasks import get_task
-from ..leaderboard.ranking import competition_ranks
+from ..leaderboard.ranking import competition_ranks, unranked_reason
 from ..leaderboard.seed import seed_store
 from ..leaderboard.store import SQLiteStore
 from ..leaderboard.submit import submit_file
@@ -33,16 +33,22 @@ def find_submission_zip(ctx: DemoContext) -> Path | None:
 
 
 def task_ranking_table(entries, task: str, highlight: str, top: int = 6) -> str:
-    """Plain-text ranking of per-task ELUE scores: the ``top`` best and the highlighted entry."""
+    """Plain-text ranking of per-task ELUE scores: the ``top`` best ranked rows and the highlighted entry (shown
+    without a rank, with the reason, when it is not ranked: not verified, or not scored on the ELUE test set)."""
     task = get_task(task)
-    scored = sorted(((e.task_scores[task.key], e) for e in entries if task.key in e.task_scores),
-                    key=lambda item: -item[0])
+    scored = sorted(((e.task_scores[task.key], e) for e in entries
+                     if task.key in e.task_scores and unranked_reason(e) is None), key=lambda item: -item[0])
     ranks = competition_ranks([s for s, _ in scored])
     lines = [f"{'rank':>4}  {'model':<44} {task.name + ' score':>12}  source"]
     for rank, (score, e) in zip(ranks, scored):
         if rank <= top or e.entry_id == highlight:
             mark = "  <- this demo" if e.entry_id == highlight else ""
             lines.append(f"{rank:>4}  {e.model_name[:44]:<44} {score:>+12.2f}  {e.source}{mark}")
+    for e in entries:
+        why = unranked_reason(e)
+        if e.entry_id == highlight and why is not None and task.key in e.task_scores:
+            lines.append(f"{'-':>4}  {e.model_name[:44]:<44} {e.task_scores[task.key]:>+12.2f}  {e.source}  "
+                         f"<- this demo ({why})")
     return "\n".join(lines)
 
 

@@ -1,5 +1,10 @@
 """Rankings over leaderboard entries (pure functions; the gradio views only format what these return).
 
+**Only what was checked is ranked.** The default tables rank the published rows, the reference curve and the
+submissions the server re-ran (the ``verified`` FLOPs tier) on the ELUE test set. Every other submission
+(``consistent`` or ``self-reported`` FLOPs, or scored on data that is not the ELUE test set) is listed apart by
+:func:`unranked_rows`, with the reason (:func:`unranked_reason`), and never mixed into a ranking.
+
 - ELUE-score ranking: entries with all six task scores ranked by ELUE score; the others listed below without a
   rank (published rows with a dash, partial submissions).
 - Parameter tracks: operating-point groups of at most 40/55/70/110 MParams (inclusive), ranked by average
@@ -34,11 +39,34 @@ __all__ = [
     "RankInfo",
     "rank_of",
     "track_limit",
+    "RANKED_TABLE",
+    "unranked_reason",
+    "rankable",
+    "unranked_rows",
 ]
 
 #: Pareto x axes: mean MFLOPs per instance, or parameters (MParams).
 AXES = ("mflops", "params")
 TRACK_NAMES = tuple(name for name, _ in TRACKS)
+#: What the default rankings hold (the CLI says which table a rank comes from).
+RANKED_TABLE = "verified entries and published rows"
+
+
+def unranked_reason(entry: EntryRecord) -> str | None:
+    """Why ``entry`` is kept out of the default rankings (one phrase), or None when it is ranked: published rows
+    and the reference curve are ranked; a submission only when the server re-ran it (``verified``) and it was
+    scored on the ELUE test set."""
+    if entry.source != "submission":
+        return None
+    if entry.other_data:
+        return f"not ranked: {entry.other_data}"
+    if not entry.verified:
+        return f"not ranked: {entry.flops_tier} FLOPs, awaiting verification"
+    return None
+
+
+def rankable(entry: EntryRecord) -> bool:
+    return unranked_reason(entry) is None
 
 
 @dataclass(frozen=True)
@@ -103,26 +131,50 @@ def _entry_notes(entry: EntryRecord) -> list[str]:
         notes.append("reference curve")
     elif entry.flops_tier != "verified":
         notes.append(f"{entry.flops_tier} FLOPs")
+    if entry.other_data:
+        notes.append(entry.other_data)
     if entry.provisional:
         notes.append("provisional IMDb FLOPs")
     return notes
 
 
-def elue_rows(entries: Iterable[EntryRecord]) -> list[dict]:
-    """The ELUE-score ranking: one row per entry that has any ELUE score."""
+def _entry_row(e: EntryRecord, notes: list[str]) -> dict:
+    return {
+        "entry_id": e.entry_id, "model": e.model_name, "source": e.source, "citation": e.citation,
+        "elue_score": e.elue_score, "partial_elue_score": e.partial_elue_score if e.elue_score is None else None,
+        "task_scores": dict(e.task_scores), "params": e.params, "flops_tier": e.flops_tier,
+        "provisional": e.provisional, "created_at": e.created_at, "notes": notes, "description": e.description,
+        "submitter": e.submitter,
+    }
+
+
+def unranked_rows(entries: Iterable[EntryRecord]) -> list[dict]:
+    """The submissions kept out of the rankings (:func:`unranked_reason`), newest first, each with ``why``; their
+    scores are shown but never ranked."""
     rows = []
     for e in entries:
+        why = unranked_reason(e)
+        if why is None:
+            continue
+        notes = _entry_notes(e)
+        if e.elue_score is None and e.task_scores:
+            notes.append(f"{len(e.task_scores)}/{len(TASK_KEYS)} tasks")
+        rows.append({**_entry_row(e, notes), "why": why, "rank": None})
+    return sorted(rows, key=lambda r: r["created_at"], reverse=True)
+
+
+def elue_rows(entries: Iterable[EntryRecord]) -> list[dict]:
+    """The ELUE-score ranking: one row per ranked entry (:func:`rankable`) that has any ELUE score."""
+    rows = []
+    for e in entries:
+        if not rankable(e):
+            continue
         if e.elue_score is None and e.partial_elue_score is None and not e.task_scores:
             continue
         notes = _entry_notes(e)
         if e.elue_score is None and e.task_scores:
             notes.append(f"{len(e.task_scores)}/{len(TASK_KEYS)} tasks")
-        rows.append({
-            "entry_id": e.entry_id, "model": e.model_name, "source": e.source, "citation": e.citation,
-            "elue_score": e.elue_score, "partial_elue_score": e.partial_elue_score if e.elue_score is None else None,
-            "task_scores": dict(e.task_scores), "params": e.params, "flops_tier": e.flops_tier,
-            "provisional": e.provisional, "created_at": e.created_at, "notes": notes,
-        })
+        rows.append(_entry_row(e, notes))
     return _ranked(rows, "elue_score")
 
 
@@ -169,10 +221,11 @@ def track_limit(track: str) -> float:
 def track_rows(entries: Iterable[EntryRecord], track: str) -> list[dict]:
     """Operating-point groups within the track's parameter cap, complete groups ranked by average performance.
 
-    The reference curve is not listed (its 6- and 12-layer points are the published ElasticBERT rows)."""
+    Only ranked entries (:func:`rankable`) are listed. The reference curve is not listed (its 6- and 12-layer points
+    are the published ElasticBERT rows)."""
     limit = track_limit(track)
     rows = [
-        g for e in entries if e.source != "reference"
+        g for e in entries if e.source != "reference" and rankable(e)
         for g in operating_groups(e)
         if g["params"] is not None and g["params"] / 1e6 <= limit
     ]
@@ -197,10 +250,12 @@ def _x(point: PointRecord, axis: str) -> float | None:
 
 def task_points(entries: Iterable[EntryRecord], task: str, axis: str = "mflops") -> list[dict]:
     """Every point on ``task``, best performance first, with ``x`` on ``axis`` (MFLOPs or MParams; None when
-    unknown) and ``pareto`` = on the frontier of the points that have an ``x``."""
+    unknown), ``ranked`` (its entry is :func:`rankable`; else ``why`` says why not) and ``pareto`` = on the frontier
+    of the ranked points that have an ``x`` (an unranked point never moves the frontier)."""
     task = get_task(task).key
     rows = []
     for e in entries:
+        why = unranked_reason(e)
         for p in e.points:
             if p.task != task:
                 continue
@@ -208,9 +263,10 @@ def task_points(entries: Iterable[EntryRecord], task: str, axis: str = "mflops")
                 "entry_id": e.entry_id, "model": e.model_name, "label": p.label, "source": e.source,
                 "performance": p.performance, "mflops": p.mflops, "params": p.params, "x": _x(p, axis),
                 "residual": p.residual, "flops_source": p.flops_source, "flops_tier": p.flops_tier, "note": p.note,
-                "provisional": e.provisional and task == "imdb", "pareto": False,
+                "provisional": e.provisional and task == "imdb", "pareto": False, "ranked": why is None,
+                "why": why or "", "other_data": e.other_data,
             })
-    with_x = [r for r in rows if r["x"] is not None]
+    with_x = [r for r in rows if r["x"] is not None and r["ranked"]]
     if with_x:
         for i in pareto_front([r["x"] for r in with_x], [r["performance"] for r in with_x]):
             with_x[int(i)]["pareto"] = True
@@ -219,18 +275,22 @@ def task_points(entries: Iterable[EntryRecord], task: str, axis: str = "mflops")
 
 @dataclass
 class RankInfo:
-    """Where one entry stands: ELUE rank (None when not all six tasks are scored), per-task ranks of its ELUE task
-    scores, and per-track ranks of its complete operating-point groups. Ranks are (rank, out of)."""
+    """Where one entry stands in the default tables (:data:`RANKED_TABLE`): ELUE rank (None when not all six tasks
+    are scored), per-task ranks of its ELUE task scores, and per-track ranks of its complete operating-point groups.
+    Ranks are (rank, out of). ``unranked``: why the entry is kept out of every ranking (then no ranks at all)."""
 
     entry_id: str
     elue: tuple[int, int] | None
     tasks: dict[str, tuple[int, int]] = field(default_factory=dict)
     tracks: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # track -> (rank, out of, group label)
+    unranked: str | None = None
 
     def describe(self) -> str:
+        if self.unranked:
+            return f"{self.unranked} (listed apart from the ranking of {RANKED_TABLE})"
         parts = []
         if self.elue:
-            parts.append(f"ELUE rank {self.elue[0]} of {self.elue[1]}")
+            parts.append(f"ELUE rank {self.elue[0]} of {self.elue[1]} among {RANKED_TABLE}")
         else:
             parts.append("no ELUE rank (not all six tasks)")
         parts += [f"{get_task(t).name} rank {r} of {n}" for t, (r, n) in self.tasks.items()]
@@ -239,15 +299,20 @@ class RankInfo:
 
 
 def rank_of(entries: Sequence[EntryRecord], entry_id: str) -> RankInfo:
-    """Ranks of ``entry_id`` among ``entries`` (everything stored, unfiltered)."""
+    """Ranks of ``entry_id`` among the ranked ``entries`` (everything stored, unfiltered); an entry that is not
+    :func:`rankable` gets no rank, only the reason."""
     if not any(e.entry_id == entry_id for e in entries):
         raise KeyError(f"no entry {entry_id!r}")
+    entry = next(e for e in entries if e.entry_id == entry_id)
+    why = unranked_reason(entry)
+    if why is not None:
+        return RankInfo(entry_id, None, unranked=why)
+    entries = [e for e in entries if rankable(e)]
     elue = [r for r in elue_rows(entries) if r["rank"] is not None]
     info = RankInfo(entry_id, None)
     for r in elue:
         if r["entry_id"] == entry_id:
             info.elue = (r["rank"], len(elue))
-    entry = next(e for e in entries if e.entry_id == entry_id)
     for task in entry.task_scores:
         scores = sorted((e.task_scores[task] for e in entries if task in e.task_scores), reverse=True)
         mine = entry.task_scores[task]

@@ -206,6 +206,18 @@ class EntryRecord:
         return self.flops_tier == "verified"
 
     @property
+    def other_data(self) -> str:
+        """Empty when the entry was scored on the ELUE test set; otherwise a phrase saying it was not
+        (``extra["other_data"]``, written at submit time from the manifest's ``extra.data_name`` and the server's
+        test-set sizes). Such an entry is never ranked against the papers' rows."""
+        if self.source != "submission":
+            return ""
+        value = self.extra.get("other_data")
+        if value is None or value == "":
+            return ""
+        return value[:300] if isinstance(value, str) else "not scored on the ELUE test set"
+
+    @property
     def tasks(self) -> list[str]:
         present = {p.task for p in self.points} | set(self.task_scores)
         return [t for t in TASK_KEYS if t in present]
@@ -302,8 +314,10 @@ def submission_digest(submission) -> str:
 
 
 def entry_from_score(score, submission, *, digest: str | None = None, submitter: str = "",
-                     entry_id: str | None = None, created_at: str | None = None) -> EntryRecord:
-    """An :class:`EntryRecord` from the ELUE core's ``SubmissionScore`` and the ``Submission`` it scored."""
+                     entry_id: str | None = None, created_at: str | None = None, other_data: str = "") -> EntryRecord:
+    """An :class:`EntryRecord` from the ELUE core's ``SubmissionScore`` and the ``Submission`` it scored.
+
+    ``other_data``: a phrase saying the gold was not the ELUE test set (empty when it was)."""
     seq = {f.path: f.max_seq_length for f in submission.files}
     points = tuple(
         PointRecord(
@@ -330,5 +344,6 @@ def entry_from_score(score, submission, *, digest: str | None = None, submitter:
         submitter=submitter[:100],
         points=points,
         extra={"missing_tasks": list(score.missing_tasks),
-               **({"checks_skipped": submission.checks["skipped"]} if submission.checks.get("skipped") else {})},
+               **({"checks_skipped": submission.checks["skipped"]} if submission.checks.get("skipped") else {}),
+               **({"other_data": other_data} if other_data else {})},
     )

@@ -152,6 +152,22 @@ def _recent_submissions(store, submitter: str, now: datetime) -> int:
     return count
 
 
+def other_data(submission: Submission, rows: Mapping[str, int]) -> str:
+    """Empty when the submission was scored on the ELUE test set, else a phrase saying on what: the manifest names
+    other data (``extra.data_name``, written by ``elue-hf evaluate --data-name``), or the server's gold for one of
+    its tasks does not have the ELUE test set's size (a user's own subset, a local leaderboard's own data)."""
+    name = (submission.manifest.get("extra") or {}).get("data_name")
+    if name:
+        return f"scored on {name[:200]}, not the ELUE test set"
+    tasks = {f.task for f in submission.files}
+    for task in (t for t in TASK_KEYS if t in tasks):
+        size = get_task(task).test_size
+        if rows.get(task) != size:
+            return (f"scored on this server's {get_task(task).name} data ({rows.get(task, 0):,} rows), not the ELUE "
+                    f"test set ({size:,} rows)")
+    return ""
+
+
 def server_texts(gold):
     """``task -> text columns`` of the server's test sets when ``gold`` is an ELUE data directory, else None."""
     if gold is None or isinstance(gold, Mapping):
@@ -166,8 +182,7 @@ def server_texts(gold):
     return texts
 
 
-def _read(path: Path, gold, limits: UploadLimits, tokenizer_roots=()) -> Submission:
-    rows = expected_rows(gold)
+def _read(path: Path, gold, rows: Mapping[str, int], limits: UploadLimits, tokenizer_roots=()) -> Submission:
     try:
         submission = read_submission(path, limits.submission_limits(), expected_rows=rows)
         lacking = sorted({f.task for f in submission.files} - set(rows))
@@ -203,7 +218,8 @@ def submit_file(store, path, gold, *, reference=None, limits: UploadLimits = DEF
                           "(start it with --data-dir pointing at the ELUE data with <Task>/test_full.tsv)")
     path = Path(path)
     _check_upload(path, limits)
-    submission = _read(path, gold, limits, tokenizer_roots)
+    rows = expected_rows(gold)
+    submission = _read(path, gold, rows, limits, tokenizer_roots)
     if not store_result:
         return SubmitOutcome(None, None, None, stored=False, submission=submission)
     who = submitter.strip()[:100]
@@ -219,7 +235,8 @@ def submit_file(store, path, gold, *, reference=None, limits: UploadLimits = DEF
                               "limit for one submitter name; try again later")
         score = score_submission(submission, gold, reference)
         entry = entry_from_score(score, submission, digest=digest, submitter=who,
-                                 created_at=(now or datetime.now(timezone.utc)).replace(microsecond=0).isoformat())
+                                 created_at=(now or datetime.now(timezone.utc)).replace(microsecond=0).isoformat(),
+                                 other_data=other_data(submission, rows))
     except (SubmissionError, RecordError) as err:
         raise SubmitError(str(err)) from None
     except (ValueError, KeyError) as err:  # e.g. gold labels missing for a task, metric undefined

@@ -191,7 +191,10 @@ def _parse_manifest(raw: bytes, limits: SubmissionLimits) -> dict:
     tokenizer = _optional(manifest, "tokenizer", str, MANIFEST)
     _require(tokenizer is None or 0 < len(tokenizer) <= 300, f"{MANIFEST}: 'tokenizer' must be 1-300 characters")
     _optional(manifest, "model", dict, MANIFEST)
-    _optional(manifest, "extra", dict, MANIFEST)
+    extra = _optional(manifest, "extra", dict, MANIFEST)
+    data_name = (extra or {}).get("data_name")
+    _require(data_name is None or (isinstance(data_name, str) and 0 < len(data_name) <= 200),
+             f"{MANIFEST}: 'extra.data_name' must be a string of 1-200 characters or absent")
     files = manifest.get("files")
     _require(isinstance(files, list) and files, f"{MANIFEST}: 'files' must be a non-empty list")
     _require(len(files) <= limits.max_files, f"{MANIFEST}: {len(files)} files; the limit is {limits.max_files}")
@@ -434,13 +437,14 @@ def read_submission(path, limits: SubmissionLimits | None = None, tolerance: flo
                 SubmissionFile(
                     path=rel, task=task.key, label=entry.get("label", "") or rel, predictions=preds,
                     mflops=per_instance, mean_mflops=mean, flops_source=origin,
-                    params=int(entry.get("params", manifest["params"])), claimed_mean_mflops=claimed,
+                    params=int(manifest["params"] if entry.get("params") is None else entry["params"]),
+                    claimed_mean_mflops=claimed,
                     max_seq_length=entry.get("max_seq_length"),
                     modules=kept.get("modules"), module_spec=file_spec,
                 )
             )
         return Submission(
-            model_name=manifest["model_name"], description=manifest.get("description", ""),
+            model_name=manifest["model_name"], description=manifest.get("description") or "",
             params=int(manifest["params"]), files=files, module_spec=spec, manifest=manifest,
         )
     finally:

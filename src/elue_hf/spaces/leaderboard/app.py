@@ -19,7 +19,7 @@ from ...leaderboard.ranking import AXES, TRACK_NAMES, Filters
 from ...leaderboard.seed import seed_store
 from ...leaderboard.store import StoreError, open_store
 from ...leaderboard.submit import DEFAULT_UPLOAD_LIMITS, SubmitError, UploadLimits, submit_file
-from .texts import SUBMIT_HELP, about_markdown, escape_markdown
+from .texts import SUBMIT_HELP, UNRANKED_HELP, about_markdown, escape_markdown
 from .views import (
     AXIS_TITLES,
     SERIES_COLORS,
@@ -29,6 +29,7 @@ from .views import (
     pareto_frames,
     task_frame,
     track_frame,
+    unranked_frame,
     validation_frame,
 )
 
@@ -40,8 +41,10 @@ DATA_DIR_ENV = "ELUE_DATA_DIR"
 #: Source filter labels shown in the UI -> entry sources.
 SOURCE_CHOICES = {"submissions": "submission", "from the papers": "paper", "reference curve": "reference"}
 AXIS_CHOICES = {"FLOPs": "mflops", "Parameters": "params"}
-#: Position of the first task view in :meth:`Leaderboard.views` (header, ELUE table, four track tables first).
-TASK_VIEWS = 2 + len(TRACK_NAMES)
+#: Position of the first task view in :meth:`Leaderboard.views` (header, ELUE table, four track tables, the table of
+#: unranked submissions first).
+UNRANKED_VIEW = 2 + len(TRACK_NAMES)
+TASK_VIEWS = UNRANKED_VIEW + 1
 
 
 class Leaderboard:
@@ -96,8 +99,8 @@ class Leaderboard:
         return points, lines, task_frame(entries, task, axis, filters), caption
 
     def views(self, search: str = "", sources=None, verified_only: bool = False, axis_label: str = "FLOPs") -> list:
-        """Every view, in the order of :func:`build_app`'s outputs: header, ELUE table, four track tables, then per
-        task (points, lines, table, caption)."""
+        """Every view, in the order of :func:`build_app`'s outputs: header, ELUE table, four track tables, the
+        unranked submissions, then per task (points, lines, table, caption)."""
         axis = AXIS_CHOICES.get(axis_label, axis_label)
         if axis not in AXES:
             raise ValueError(f"unknown axis {axis_label!r}; choose from {list(AXIS_CHOICES)}")
@@ -105,6 +108,7 @@ class Leaderboard:
         entries = self.store.entries()
         out = [self.header(entries), elue_frame(entries, filters)]
         out += [track_frame(entries, track, filters) for track in TRACK_NAMES]
+        out.append(unranked_frame(entries, filters))
         for task in TASK_KEYS:
             out += list(self.task_view(entries, task, axis, filters))
         return out
@@ -171,12 +175,18 @@ def build_app(store, gold=None, reference=None, limits: UploadLimits = DEFAULT_U
             with gr.Tab("ELUE Score", id="elue"):
                 outputs.append(gr.Dataframe(views[1], interactive=False, show_search="filter", pinned_columns=2,
                                             label="Ranked by ELUE score (mean over the six tasks of performance "
-                                                  "minus ElasticBERT-base at the same FLOPs)"))
+                                                  "minus ElasticBERT-base at the same FLOPs): verified entries and "
+                                                  "published rows only"))
             for i, track in enumerate(TRACK_NAMES):
                 with gr.Tab(f"ELUE ({track} params)", id=f"track-{track}"):
                     outputs.append(gr.Dataframe(views[2 + i], interactive=False, show_search="filter",
                                                 pinned_columns=3, label=f"At most {track} parameters, ranked by "
                                                                         "average performance"))
+            with gr.Tab("Not ranked", id="unranked"):
+                gr.Markdown(UNRANKED_HELP)
+                outputs.append(gr.Dataframe(views[UNRANKED_VIEW], interactive=False, show_search="filter",
+                                            pinned_columns=2, label="Submissions not ranked (not verified by a "
+                                                                    "re-run, or not scored on the ELUE test set)"))
             with gr.Tab("Tasks", id="tasks"):
                 axis = gr.Radio(list(AXIS_CHOICES), value="FLOPs", label="Pareto x axis")
                 with gr.Tabs():

@@ -7,7 +7,7 @@ import re
 
 from ...citations import bibtex
 
-__all__ = ["about_markdown", "SUBMIT_HELP", "escape_markdown", "THREAT_MODEL"]
+__all__ = ["about_markdown", "SUBMIT_HELP", "UNRANKED_HELP", "escape_markdown", "THREAT_MODEL"]
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]#|~!:])")  # ":" breaks autolinks
 _LINE_START = re.compile(r"^(\s*[0-9]*)([.)\-+=])", re.MULTILINE)  # list markers / setext underlines
@@ -32,6 +32,13 @@ and the FLOPs consistency and stores nothing; it computes nothing from the gold 
 stores the entry.
 """
 
+UNRANKED_HELP = """\
+**Not ranked.** The rankings hold only what was checked: the published rows, the reference curve, and submissions
+the server re-ran (**verified**) on the ELUE test set. A submission whose FLOPs are only *consistent* or
+*self-reported* waits here until a re-run verifies it; one scored on other data (not the ELUE test set, e.g. a
+local leaderboard's own test set or a subset) stays here. Their scores are shown, never ranked.
+"""
+
 THREAT_MODEL = """\
 ### Threat model: what each FLOPs tier proves
 
@@ -49,10 +56,13 @@ THREAT_MODEL = """\
   classifiers, plain (static, entropy or patience exits), with a HashEE table, or under an LPT adapter on such a base.
   Still possible: a model trained on the test set.
 
-The **verified FLOPs only** filter keeps submissions in the verified tier (published rows and the reference curve
-always stay). Gold labels never leave the server: validation reports format and cost only, scores exist only for
-stored entries, and one submitter name may store a few entries a day, so the leaderboard cannot be used as a
-label oracle. Uploads are parsed as JSON and text with hard limits, never executed, and deleted after processing.
+**Only verified submissions are ranked** (with the published rows and the reference curve); the others are listed
+under "Not ranked", and on the task pages their points are drawn apart and never join the Pareto frontier. A
+verified entry shows the re-run's metrics, FLOPs and parameters, never the submitter's. The **verified FLOPs only**
+filter hides the unranked submissions from the task pages too.
+Gold labels never leave the server: validation reports format and cost only, scores exist only for stored entries,
+and one submitter name may store a few entries a day, so the leaderboard cannot be used as a label oracle.
+Uploads are parsed as JSON and text with hard limits, never executed, and deleted after processing.
 """
 
 

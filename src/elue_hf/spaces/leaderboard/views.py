@@ -11,7 +11,15 @@ import pandas as pd
 from ...elue.flops.params import encoder_classifier_params
 from ...elue.score.reference import ReferenceCurve
 from ...elue.tasks import TASK_KEYS, get_task
-from ...leaderboard.ranking import AXES, Filters, elue_rows, filter_entries, task_points, track_rows
+from ...leaderboard.ranking import (
+    AXES,
+    Filters,
+    elue_rows,
+    filter_entries,
+    task_points,
+    track_rows,
+    unranked_rows,
+)
 from ...leaderboard.records import EntryRecord
 
 __all__ = [
@@ -19,6 +27,7 @@ __all__ = [
     "AXIS_TITLES",
     "SERIES_COLORS",
     "elue_frame",
+    "unranked_frame",
     "track_frame",
     "task_frame",
     "pareto_frames",
@@ -33,9 +42,12 @@ AXIS_TITLES = {"mflops": "MFLOPs per instance", "params": "MParams"}
 REFERENCE_SERIES = "ElasticBERT-base reference"
 FRONTIER_SERIES = "Pareto frontier"
 OTHER_SERIES = "dominated"
+#: Points kept out of the ranking: submissions not re-run by the server, and those scored on other data.
+UNVERIFIED_SERIES = "not ranked: not verified"
+OTHER_DATA_SERIES = "not ranked: not the ELUE test set"
 REFERENCE_LINE = REFERENCE_SERIES + " (interpolated)"
 SERIES_COLORS = {REFERENCE_SERIES: "#7f7f7f", REFERENCE_LINE: "#7f7f7f", FRONTIER_SERIES: "#d62728",
-                 OTHER_SERIES: "#1f77b4"}
+                 OTHER_SERIES: "#1f77b4", UNVERIFIED_SERIES: "#ff7f0e", OTHER_DATA_SERIES: "#9467bd"}
 _METRIC_TITLES = {"acc": "Accuracy", "acc_and_f1": "(Acc+F1)/2", "corr": "(Pearson+Spearman)/2"}
 
 
@@ -66,7 +78,7 @@ def elue_frame(entries: Iterable[EntryRecord], filters: Filters | None = None) -
     """The ELUE-score ranking table."""
     entries = filter_entries(entries, filters)
     citation = {e.entry_id: e.citation for e in entries}
-    columns = ["Rank", "Model", "ELUE score", *TASK_COLUMNS, "MParams", "Source", "Notes", "Entry"]
+    columns = ["Rank", "Model", "ELUE score", *TASK_COLUMNS, "MParams", "Source", "Notes", "Description", "Entry"]
     rows = []
     for r in elue_rows(entries):
         notes = list(r["notes"])
@@ -74,7 +86,26 @@ def elue_frame(entries: Iterable[EntryRecord], filters: Filters | None = None) -
             notes.append(f"mean over {len(r['task_scores'])} tasks {r['partial_elue_score']:+.2f}")
         row = {"Rank": r["rank"], "Model": r["model"], "ELUE score": _r(r["elue_score"]),
                "MParams": _mparams(r["params"]), "Source": _source({**r, "citation": citation[r["entry_id"]]}),
-               "Notes": "; ".join(notes), "Entry": r["entry_id"]}
+               "Notes": "; ".join(notes), "Description": r["description"], "Entry": r["entry_id"]}
+        for key, name in zip(TASK_KEYS, TASK_COLUMNS):
+            row[name] = _r(r["task_scores"].get(key))
+        rows.append(row)
+    return _frame(rows, columns)
+
+
+def unranked_frame(entries: Iterable[EntryRecord], filters: Filters | None = None) -> pd.DataFrame:
+    """The submissions kept out of the rankings (not verified, or not scored on the ELUE test set): their scores,
+    why they are not ranked, and their description; no rank column."""
+    columns = ["Model", "Why not ranked", "ELUE score", *TASK_COLUMNS, "MParams", "FLOPs", "Submitter",
+               "Description", "Entry"]
+    rows = []
+    for r in unranked_rows(filter_entries(entries, filters)):
+        score = r["elue_score"] if r["elue_score"] is not None else r["partial_elue_score"]
+        row = {"Model": r["model"], "Why not ranked": r["why"].removeprefix("not ranked: "),
+               "ELUE score": _r(score), "MParams": _mparams(r["params"]), "FLOPs": r["flops_tier"],
+               "Submitter": r["submitter"], "Description": r["description"], "Entry": r["entry_id"]}
+        if r["elue_score"] is None and r["task_scores"]:
+            row["ELUE score"] = None if score is None else f"{score:+.2f} ({len(r['task_scores'])}/6 tasks)"
         for key, name in zip(TASK_KEYS, TASK_COLUMNS):
             row[name] = _r(r["task_scores"].get(key))
         rows.append(row)
@@ -109,7 +140,7 @@ def task_frame(entries: Iterable[EntryRecord], task: str, axis: str = "mflops",
         "MParams": _mparams(r["params"]), "vs reference": _r(r["residual"]),
         "FLOPs": r["flops_tier"] or r["flops_source"],
         "Pareto": "*" if r["pareto"] else "", "Source": _source({**r, "citation": citation[r["entry_id"]]}),
-        "Notes": r["note"],
+        "Notes": "; ".join(filter(None, [r["why"], r["note"]])),
     } for r in task_points(entries, task, axis)]
     return _frame(rows, columns)
 
@@ -127,12 +158,23 @@ def _reference_line(curve: ReferenceCurve, axis: str, lo: float | None, hi: floa
             for x in grid]
 
 
+def _series(point: Mapping) -> str:
+    if point["source"] == "reference":
+        return REFERENCE_SERIES
+    if point["other_data"]:
+        return OTHER_DATA_SERIES
+    if not point["ranked"]:
+        return UNVERIFIED_SERIES
+    return FRONTIER_SERIES if point["pareto"] else OTHER_SERIES
+
+
 def pareto_frames(entries: Iterable[EntryRecord], task: str, axis: str, curves: Mapping[str, ReferenceCurve],
                   filters: Filters | None = None) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """(points, lines, hidden) for one task page.
 
-    points: one row per operating point with an ``x`` on ``axis`` — ``series`` is the reference, the Pareto frontier
-    or dominated; lines: the reference curve (interpolated and extrapolated as the score does, on the FLOPs axis) and
+    points: one row per operating point with an ``x`` on ``axis`` — ``series`` is the reference, the Pareto frontier,
+    dominated, or one of the two unranked series (not verified; not the ELUE test set), which never join the
+    frontier; lines: the reference curve (interpolated and extrapolated as the score does, on the FLOPs axis) and
     the frontier; hidden: how many points have no value on ``axis`` (e.g. paper rows without per-task FLOPs)."""
     if axis not in AXES:
         raise ValueError(f"axis must be one of {AXES}, got {axis!r}")
@@ -140,7 +182,7 @@ def pareto_frames(entries: Iterable[EntryRecord], task: str, axis: str, curves: 
     shown = [r for r in rows if r["x"] is not None]
     points = pd.DataFrame([{
         "x": r["x"], "performance": r["performance"],
-        "series": REFERENCE_SERIES if r["source"] == "reference" else FRONTIER_SERIES if r["pareto"] else OTHER_SERIES,
+        "series": _series(r),
         "model": r["model"], "point": r["label"], "source": r["source"],
     } for r in shown], columns=["x", "performance", "series", "model", "point", "source"])
     xs = [r["x"] for r in shown]
