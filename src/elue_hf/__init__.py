@@ -1,6 +1,6 @@
 """elue-hf: efficient NLP for the Hugging Face ecosystem.
 
-``import elue_hf`` has exactly five side effects, each a documented, idempotent function you can also call yourself:
+``import elue_hf`` has exactly six side effects, each a documented, idempotent function you can also call yourself:
 
 1. :func:`elue_hf.elasticbert.register_elasticbert`: ElasticBERT in ``AutoConfig`` / ``AutoModel*`` (transformers'
    public ``register`` API);
@@ -12,8 +12,11 @@
    bare ``evaluate.load("elue")`` works offline (opt out with ``ELUE_HF_NO_METRIC_INSTALL=1``);
 5. :func:`elue_hf.hashee.auto.register_hashee`: the HashEE model types (``hashee_bert``, ...) in ``AutoConfig`` /
    ``AutoModel*``, so that ``AutoModel*.from_pretrained`` loads a saved HashEE model with its exit table.
+6. :func:`elue_hf.multiexit.register_multiexit`: ``model_type="multiexit"`` (multi-exit RoBERTa, XLM-R, CamemBERT,
+   ELECTRA, DistilBERT, DeBERTa-v2/v3, ModernBERT) in ``AutoConfig`` / ``AutoModel`` /
+   ``AutoModelForSequenceClassification``.
 
-1, 2, 3 and 5 run when their library is imported (transformers, ``transformers.pipelines``, peft, transformers;
+1, 2, 3, 5 and 6 run when their library is imported (transformers, ``transformers.pipelines``, peft, transformers;
 at once if it already is; see :mod:`elue_hf._import_hooks`), so that ``import elue_hf`` itself stays cheap -- the
 ``elue-hf`` command line starts without torch -- while ``AutoModel.from_pretrained`` / ``pipeline(...)`` /
 ``PeftModel.from_pretrained`` always see them. Nothing is downloaded at import time;
@@ -47,10 +50,11 @@ def _on_transformers() -> None:
     _import("elue_hf.elasticbert")  # imports torch
     if not _importing("elue_hf.elasticbert"):  # HashEE's types wrap ElasticBERT's: only once it is complete
         _import("elue_hf.hashee")
+        _import("elue_hf.multiexit")  # registers model_type "multiexit" (register_multiexit); reuses ElasticBERT's
 
 
 when_imported("transformers", _on_transformers)
-when_imported("elue_hf.elasticbert", lambda: _import("elue_hf.hashee"))
+when_imported("elue_hf.elasticbert", lambda: (_import("elue_hf.hashee"), _import("elue_hf.multiexit")))
 when_imported("peft", lambda: _import("elue_hf.lpt"))
 
 
@@ -81,6 +85,11 @@ _ELASTICBERT = ("ElasticBertConfig", "ElasticBertPreTrainedModel", "ElasticBertM
 _LAZY = {
     **{name: "elue_hf.elasticbert" for name in _ELASTICBERT},
     "convert_bert_to_elasticbert": "elue_hf.elasticbert.convert",
+    "convert_to_multi_exit": "elue_hf.multiexit.convert",
+    "MultiExitConfig": "elue_hf.multiexit",
+    "MultiExitModel": "elue_hf.multiexit",
+    "MultiExitForSequenceClassification": "elue_hf.multiexit",
+    "register_multiexit": "elue_hf.multiexit",
     "LPTConfig": "elue_hf.lpt",
     "HashEEConfig": "elue_hf.hashee",
     "apply_hashee": "elue_hf.hashee",

@@ -21,6 +21,21 @@ AUTO_MAP = {
 }
 
 
+def check_exit_options(config) -> None:
+    """Raise ``ValueError`` naming the field when an exit option of ``config`` is unknown (shared by the multi-exit
+    configurations of elue-hf)."""
+    if config.exit_criterion is not None and config.exit_criterion not in EXIT_CRITERIA:
+        raise ValueError(f"Unknown exit_criterion {config.exit_criterion!r}; expected None or one of {EXIT_CRITERIA}")
+    if config.multi_exit_training not in MULTI_EXIT_TRAINING:
+        raise ValueError(
+            f"Unknown multi_exit_training {config.multi_exit_training!r}; expected one of {MULTI_EXIT_TRAINING}"
+        )
+    if config.pooling not in POOLING:
+        raise ValueError(f"Unknown pooling {config.pooling!r}; expected one of {POOLING}")
+    if config.training_stage not in (1, 2):
+        raise ValueError(f"training_stage must be 1 or 2, got {config.training_stage!r}")
+
+
 class ElasticBertConfig(PretrainedConfig):
     r"""Configuration of an ElasticBERT model (Liu et al., 2022, "Towards Efficient NLP").
 
@@ -136,16 +151,7 @@ class ElasticBertConfig(PretrainedConfig):
                 f"{self.num_hidden_layers}: pass num_output_layers=1 for the static model of depth "
                 f"{self.num_hidden_layers}, or num_output_layers={self.num_hidden_layers} for an exit on each layer"
             )
-        if self.exit_criterion is not None and self.exit_criterion not in EXIT_CRITERIA:
-            raise ValueError(f"Unknown exit_criterion {self.exit_criterion!r}; expected None or one of {EXIT_CRITERIA}")
-        if self.multi_exit_training not in MULTI_EXIT_TRAINING:
-            raise ValueError(
-                f"Unknown multi_exit_training {self.multi_exit_training!r}; expected one of {MULTI_EXIT_TRAINING}"
-            )
-        if self.pooling not in POOLING:
-            raise ValueError(f"Unknown pooling {self.pooling!r}; expected one of {POOLING}")
-        if self.training_stage not in (1, 2):
-            raise ValueError(f"training_stage must be 1 or 2, got {self.training_stage!r}")
+        check_exit_options(self)
 
     @property
     def exit_layer_indices(self) -> list[int]:
@@ -154,4 +160,4 @@ class ElasticBertConfig(PretrainedConfig):
         return list(range(start, self.num_hidden_layers))
 
 
-__all__ = ["AUTO_MAP", "ElasticBertConfig"]
+__all__ = ["AUTO_MAP", "ElasticBertConfig", "check_exit_options"]

@@ -533,6 +533,11 @@ class ElasticBertForSequenceClassification(ElasticBertPreTrainedModel):
         self.num_labels = config.num_labels
         self.elasticbert = ElasticBertModel(config)
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self._build_exit_heads(config, dropout)
+        self.post_init()
+
+    def _build_exit_heads(self, config, dropout: float) -> None:
+        """One shared dropout and a classifier per exit (``classifiers``), or one ``classifier`` (static)."""
         self.dropout = nn.Dropout(dropout)
         if config.num_output_layers == 1:
             self.classifier = nn.Linear(config.hidden_size, config.num_labels)
@@ -540,7 +545,6 @@ class ElasticBertForSequenceClassification(ElasticBertPreTrainedModel):
             self.classifiers = nn.ModuleList(
                 [nn.Linear(config.hidden_size, config.num_labels) for _ in range(config.num_output_layers)]
             )
-        self.post_init()
 
     @property
     def is_static(self) -> bool:
