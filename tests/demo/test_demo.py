@@ -21,6 +21,9 @@ def test_demo_quick_runs_end_to_end(tmp_path, capsys):
     assert {"ElasticBERT static", "ElasticBERT entropy", "ElasticBERT patience"} <= methods
     assert [p["mean_exit_layer"] for p in points if p["method"] == "ElasticBERT static"] == [1, 2, 3, 4, 5, 6]
     assert all(0 <= p["accuracy"] <= 100 for p in points)
+    timing = out.split("Wall time per section (this run)")[1].splitlines()
+    sections = [line.split()[0] for line in timing[2:] if line.strip()]
+    assert sections[:2] == ["setup", "multi-exit"] and "total" in sections  # one row per section, then the total
     png = (tmp_path / "pareto.png").read_bytes()
     assert png.startswith(b"\x89PNG")
 

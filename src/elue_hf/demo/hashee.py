@@ -25,7 +25,7 @@ from ..elue.flops.params import count_parameters
 from ..elue.methods.hashee_flops import classifier_flops, last_active_counts, module_spec
 from ..hashee.hashing import frequency_table, tokenize_texts
 from ..hashee.model import apply_hashee, hashee_config_for, remove_hashee
-from .context import DemoContext, OperatingPoint
+from .context import DemoContext, OperatingPoint, in_row_order
 
 __all__ = ["run", "fine_tune", "evaluate"]
 
@@ -54,10 +54,6 @@ def fine_tune(model, ctx: DemoContext, steps: int, batch_size: int, learning_rat
     return ctx.fine_tune(model, steps, batch_size, learning_rate, desc="HashEE fine-tune")
 
 
-def _encoded_batches(ctx: DemoContext, dataset, batch_size: int) -> list[dict]:
-    return [ctx.encode(dataset[i : i + batch_size]["sentence"]) for i in range(0, len(dataset), batch_size)]
-
-
 def _timed_pass(model, batches, progress, desc, hashee: bool):
     """Predictions (and active-token counts when ``hashee``) of every batch, and the seconds the pass took."""
     import torch
@@ -75,20 +71,20 @@ def evaluate(model, table, ctx: DemoContext, batch_size: int = 64) -> dict:
     """Accuracy, per-instance active counts and wall-clock times (HashEE vs the same weights without it)."""
     import torch
 
-    batches = _encoded_batches(ctx, ctx.data["test"], batch_size)
+    order, batches = ctx.eval_batches(ctx.data["test"], batch_size)  # rows sorted by length
     with torch.inference_mode():
         model(**batches[0])  # warm-up
     hashee_s, outputs = _timed_pass(model, batches, ctx.progress, "HashEE test", hashee=True)
     remove_hashee(model)
     plain_s, _ = _timed_pass(model, batches, ctx.progress, "plain test", hashee=False)
     apply_hashee(model, table)
-    preds = torch.cat([p for p, _ in outputs]).numpy()
+    preds = in_row_order(order, torch.cat([p for p, _ in outputs]).numpy())
     labels = np.asarray(ctx.data["test"]["label"])
     return {
         "predictions": preds,
         "accuracy": float(100.0 * np.mean(preds == labels)),
-        "lengths": np.concatenate([b["attention_mask"].sum(1).numpy() for b in batches]),
-        "counts": np.concatenate([c for _, c in outputs]),
+        "lengths": in_row_order(order, np.concatenate([b["attention_mask"].sum(1).numpy() for b in batches])),
+        "counts": in_row_order(order, np.concatenate([c for _, c in outputs])),
         "hashee_seconds": hashee_s,
         "plain_seconds": plain_s,
     }

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from ..lpt.fewshot import few_shot_split
-from .context import DemoContext, OperatingPoint
+from .context import DemoContext, OperatingPoint, in_row_order
 
 __all__ = ["DemoMethod", "demo_methods", "run"]
 
@@ -85,7 +85,8 @@ def _train(model, ctx: DemoContext, train, steps: int, batch_size: int, learning
     settings = OptimizerSettings(steps=steps, learning_rate=learning_rate, weight_decay=0.1,
                                  warmup=max(1, round(0.06 * steps)))
     start = time.perf_counter()
-    train_steps(model, ctx.training_batches(train, batch_size), settings,
+    batches = ctx.training_batches(train, batch_size, group_by_length=False)  # the documented LPT figures
+    train_steps(model, batches, settings,
                 progress=lambda r: ctx.progress(r, desc=desc, unit="step", leave=False))
     return time.perf_counter() - start
 
@@ -93,13 +94,10 @@ def _train(model, ctx: DemoContext, train, steps: int, batch_size: int, learning
 def _accuracy(model, ctx: DemoContext, test, batch_size: int = 64) -> float:
     import torch
 
-    correct = 0
+    order, batches = ctx.eval_batches(test, batch_size)  # rows sorted by length: little padding
     with torch.no_grad():
-        for start in range(0, len(test), batch_size):
-            rows = test[start : start + batch_size]
-            logits = model(**ctx.encode(rows["sentence"])).logits
-            correct += int((logits.argmax(-1) == torch.tensor(rows["label"])).sum())
-    return 100.0 * correct / len(test)
+        preds = torch.cat([model(**batch).logits.argmax(-1) for batch in batches])
+    return 100.0 * float((in_row_order(order, preds) == torch.tensor(list(test["label"]))).float().mean())
 
 
 def run(

@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from .context import DemoContext, OperatingPoint
+from .context import DemoContext, OperatingPoint, in_row_order
 
 # Sections contributed by other areas: module path -> ``run(ctx)``; skipped when the module does not exist.
 SECTIONS = ("elue_hf.demo.elue", "elue_hf.demo.leaderboard", "elue_hf.demo.hashee", "elue_hf.demo.lpt")
@@ -78,42 +78,33 @@ def fine_tune_exits(
     return ctx.fine_tune(model, steps, batch_size, learning_rate, head_lr_scale, desc="fine-tune all exits")
 
 
-def _batches(ctx: DemoContext, dataset, batch_size: int, desc: str):
-    for start in ctx.progress(range(0, len(dataset), batch_size), desc=desc, unit="batch", leave=False):
-        rows = dataset[start : start + batch_size]
-        yield rows, ctx.encode(rows["sentence"])
-
-
 def evaluate_exits(ctx: DemoContext, batch_size: int = 64) -> list[OperatingPoint]:
-    """Static depths 1..L and the entropy / patience sweeps of ``ctx.model`` on ``ctx.data["test"]``."""
+    """Static depths 1..L and the entropy / patience sweeps of ``ctx.model`` on ``ctx.data["test"]``.
+
+    One pass over the data gives every exit's logits; each operating point is derived from them
+    (:func:`elue_hf.elue.inference.derive_exits`: the decision the model's batched early exit takes)."""
     import torch
+
+    from ..elue.inference import ExitSetting, derive_exits
 
     model, test = ctx.model, ctx.data["test"]
     labels = torch.tensor(list(test["label"]))
-    all_logits, lengths = [], []
+    order, batches = ctx.eval_batches(test, batch_size)
+    chunks = []
     with torch.no_grad():
-        for _, batch in _batches(ctx, test, batch_size, "static depths"):
-            all_logits.append(model(**batch).all_logits)
-            lengths += batch["attention_mask"].sum(-1).tolist()
-    all_logits = torch.cat(all_logits)
-    num_layers = all_logits.shape[1]
+        for batch in ctx.progress(batches, desc="all exits (one pass)", unit="batch", leave=False):
+            chunks.append(model(**batch).all_logits)
+    all_logits = in_row_order(order, torch.cat(chunks))
+    lengths = in_row_order(order, torch.cat([b["attention_mask"].sum(-1) for b in batches])).tolist()
+    exit_layers = list(range(1, all_logits.shape[1] + 1))
+    settings = [(ExitSetting("static", k), "static", f"k={k}") for k in exit_layers]
+    settings += [(ExitSetting("entropy", t), "entropy", f"H<{t}") for t in ENTROPY_SWEEP]
+    settings += [(ExitSetting("patience", p), "patience", f"p={p}") for p in PATIENCE_SWEEP if p < len(exit_layers)]
     points = []
-    for k in range(1, num_layers + 1):
-        preds = all_logits[:, k - 1].argmax(-1)
-        points.append(_point("ElasticBERT static", f"k={k}", preds, labels, [k] * len(labels), lengths, "static"))
-    sweeps = [("entropy", "entropy_threshold", t, f"H<{t}") for t in ENTROPY_SWEEP]
-    sweeps += [("patience", "patience", p, f"p={p}") for p in PATIENCE_SWEEP if p < num_layers]
-    for criterion, key, value, label in sweeps:
-        preds, layers = [], []
-        start = time.perf_counter()
-        with torch.no_grad():
-            for _, batch in _batches(ctx, test, batch_size, f"{criterion} {label}"):
-                out = model(**batch, exit_criterion=criterion, **{key: value})
-                preds.append(out.logits.argmax(-1))
-                layers += out.exit_layer.tolist()
-        point = _point(f"ElasticBERT {criterion}", label, torch.cat(preds), labels, layers, lengths, "dynamic")
-        point.extra["seconds"] = time.perf_counter() - start
-        points.append(point)
+    for setting, name, label in settings:
+        layers, logits = derive_exits(all_logits, exit_layers, setting)
+        points.append(_point(f"ElasticBERT {name}", label, logits.argmax(-1), labels, layers.tolist(), lengths,
+                             setting.mode))
     return points
 
 
@@ -215,12 +206,15 @@ def main(args) -> int:
         args.train_size, args.test_size, args.train_steps, args.batch_size = 64, 48, 2, 8
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
     sections = _wanted_sections(args.sections)
-    t0 = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     ctx = build_context(args)
+    ctx.timings["setup (data, tokenizer, convert)"] = (time.perf_counter() - wall, time.process_time() - cpu)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
-    losses = fine_tune_exits(ctx.model, ctx, args.train_steps, args.batch_size, args.learning_rate)
+    with ctx.timed("multi-exit fine-tune"):
+        losses = fine_tune_exits(ctx.model, ctx, args.train_steps, args.batch_size, args.learning_rate)
     print(f"multi-exit loss (sum over exits): first {losses[0]:.3f}, last {losses[-1]:.3f}")
-    ctx.points.extend(evaluate_exits(ctx))
+    with ctx.timed("exit evaluation (static, entropy, patience)"):
+        ctx.points.extend(evaluate_exits(ctx))
     print("\nElasticBERT on " + ctx.dataset_name)
     print(format_table(ctx.points))
     print(POOLING_CAVEATS[ctx.pooling])
@@ -232,14 +226,19 @@ def main(args) -> int:
                 print(f"\n(section {module_name} not available in this build)")
                 continue
             raise
-        print(f"\n=== {module_name.rsplit('.', 1)[1]} ===")
-        section.run(ctx)
-    plot = save_pareto_plot(ctx.points, ctx.out_dir / "pareto.png", f"Efficiency vs accuracy on {ctx.dataset_name}")
-    results = ctx.out_dir / "operating_points.json"
-    results.write_text(json.dumps([_summary(p) for p in ctx.points], indent=1))
+        name = module_name.rsplit(".", 1)[1]
+        print(f"\n=== {name} ===")
+        with ctx.timed(f"section {name}"):
+            section.run(ctx)
+    with ctx.timed("plot and save"):
+        plot = save_pareto_plot(ctx.points, ctx.out_dir / "pareto.png", f"Efficiency vs accuracy on {ctx.dataset_name}")
+        results = ctx.out_dir / "operating_points.json"
+        results.write_text(json.dumps([_summary(p) for p in ctx.points], indent=1))
     print("\nAll operating points")
     print(format_table(ctx.points))
-    print(f"\nPareto plot: {plot}\nOperating points: {results}\nTotal time: {time.perf_counter() - t0:.0f} s")
+    print(f"\nPareto plot: {plot}\nOperating points: {results}")
+    print("\nWall time per section (this run)")
+    print(ctx.timing_table())
     return 0
 
 
