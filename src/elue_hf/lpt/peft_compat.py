@@ -9,9 +9,8 @@ module, and it is guarded:
   :func:`peft_type_member` warns once (the extension may still work) and the test
   ``tests/lpt/test_lpt_registration.py::test_peft_version_was_checked`` fails loudly, so whoever bumps PEFT re-checks
   this file first;
-- if the enum cannot be extended (Python or PEFT changed the internals), :func:`peft_type_member` returns ``None`` and
-  the caller registers LPT under the plain string key ``"LPT"`` instead (PEFT's mappings are plain dicts looked up by
-  value, and ``PeftType`` members are ``str``, so the string key finds the same entries).
+- if the enum cannot be extended (Python or PEFT changed the internals), :func:`peft_type_member` raises a
+  ``RuntimeError`` that says so and names the checked releases (there is no second route).
 """
 
 from __future__ import annotations
@@ -58,7 +57,7 @@ _warned = False
 
 
 def peft_type_member(name: str):
-    """``PeftType.<name>``, added on first use; ``None`` when the enum cannot be extended on this Python/PEFT."""
+    """``PeftType.<name>``, added on first use; ``RuntimeError`` when the enum cannot be extended on this PEFT."""
     global _warned
     from peft.utils import PeftType
 
@@ -79,10 +78,15 @@ def peft_type_member(name: str):
     try:
         member = add_str_enum_member(PeftType, name)
     except (AttributeError, TypeError) as err:  # enum internals changed
-        warnings.warn(
-            f"Could not add {name} to peft.utils.PeftType ({err!r}); registering it under the plain string key.",
-            RuntimeWarning,
-            stacklevel=3,
+        member = None
+        reason = repr(err)
+    else:
+        reason = "the new member is not found by value"
+    if member is None or PeftType(name) is not member:
+        import peft
+
+        raise RuntimeError(
+            f"elue-hf could not add {name} to peft.utils.PeftType on PEFT {peft.__version__} ({reason}); install a "
+            f"checked PEFT release ({', '.join(CHECKED_PEFT_VERSIONS)})."
         )
-        return None
-    return member if PeftType(name) is member else None
+    return member
