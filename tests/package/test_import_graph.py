@@ -29,8 +29,9 @@ KNOWN_CYCLES = {
                "elue_hf.elue.flops.architectures.distilbert", "elue_hf.elue.flops.architectures.electra",
                "elue_hf.elue.flops.architectures.generic", "elue_hf.elue.flops.architectures.modernbert",
                "elue_hf.elue.flops.architectures.shape"}),
+    # the Auto loader (auto) loads through load_hashee_model (model), which needs auto's HashEE config types
     frozenset({"elue_hf.hashee.auto", "elue_hf.hashee.model"}),
-    frozenset({"elue_hf.lpt.config", "elue_hf.lpt.layer", "elue_hf.lpt.model", "elue_hf.lpt.registration"}),
+    # `accelerate launch -m elue_hf.elasticbert.pretraining` builds its parser from the command's arguments
     frozenset({"elue_hf.commands.pretrain", "elue_hf.elasticbert.pretraining"}),
 }
 

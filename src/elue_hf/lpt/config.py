@@ -7,7 +7,7 @@ from typing import Optional, Union
 
 from peft.config import PeftConfig
 
-from .registration import lpt_peft_type
+from .peft_compat import lpt_peft_type
 
 __all__ = ["LPTConfig", "GENERATOR_KINDS", "HEAD_MODES", "check_prompt_layer", "normalize_generator_kind"]
 

@@ -18,7 +18,11 @@ from __future__ import annotations
 import enum
 import warnings
 
-__all__ = ["CHECKED_PEFT_VERSIONS", "peft_version_checked", "add_str_enum_member", "peft_type_member"]
+__all__ = ["CHECKED_PEFT_VERSIONS", "LPT_PEFT_TYPE_VALUE", "peft_version_checked", "add_str_enum_member",
+           "peft_type_member", "lpt_peft_type"]
+
+#: ``peft_type`` of LPT adapters (``PeftType.LPT``'s value, what ``adapter_config.json`` stores)
+LPT_PEFT_TYPE_VALUE = "LPT"
 
 #: PEFT releases on which extending ``PeftType`` in place was verified (member lookup, ``list(PeftType)``, mappings,
 #: save/load of an adapter whose config holds ``peft_type: "LPT"``).
@@ -90,3 +94,8 @@ def peft_type_member(name: str):
             f"checked PEFT release ({', '.join(CHECKED_PEFT_VERSIONS)})."
         )
     return member
+
+
+def lpt_peft_type():
+    """``PeftType.LPT``, created on first use."""
+    return peft_type_member(LPT_PEFT_TYPE_VALUE)

@@ -7,7 +7,7 @@ Calling :func:`register_lpt` twice, or after a module reload, is harmless.
 
 from __future__ import annotations
 
-from .peft_compat import peft_type_member
+from .peft_compat import LPT_PEFT_TYPE_VALUE, lpt_peft_type
 
 __all__ = [
     "LPT_METHOD_NAME",
@@ -18,12 +18,6 @@ __all__ = [
 ]
 
 LPT_METHOD_NAME = "lpt"
-LPT_PEFT_TYPE_VALUE = "LPT"
-
-
-def lpt_peft_type():
-    """``PeftType.LPT``, created on first use (see :mod:`.peft_compat`)."""
-    return peft_type_member(LPT_PEFT_TYPE_VALUE)
 
 
 def _peft_mappings():
