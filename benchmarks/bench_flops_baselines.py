@@ -3,7 +3,7 @@
 Every model is built from its public checkpoint's config (random weights: FLOPs need shapes only); its per-instance
 cost a + b n + c n^2 is counted exactly at n = 1, 2, 3 (hooked route on the meta device; MobileBERT, which has no
 family rule, through the generic FlopCounterMode route on CPU) and evaluated at each ELUE test set's E[n], E[n^2]
-(see :mod:`elue_hf.elue.flops.baselines` for the length profile and its IMDb calibration).
+(see :mod:`elue_hf.elue.score.baselines` for the length profile and its IMDb calibration).
 
 Run: ``.venv/bin/python benchmarks/bench_flops_baselines.py`` (about 30 s on 2 CPU cores); prints a Markdown table.
 """
@@ -22,7 +22,7 @@ def _fmt(value, digits):
 
 
 def main() -> None:
-    from elue_hf.elue.flops.baselines import AVERAGE_TOLERANCE, SPEEDUP_TOLERANCE, baseline_rows, length_profile
+    from elue_hf.elue.score.baselines import AVERAGE_TOLERANCE, SPEEDUP_TOLERANCE, baseline_rows, length_profile
 
     profile = length_profile()
     print("E[n] / E[n^2] per test set: " + ", ".join(

@@ -1,26 +1,31 @@
 """elue-hf: efficient NLP for the Hugging Face ecosystem.
 
-``import elue_hf`` has exactly six side effects, each a documented, idempotent function you can also call yourself:
+``import elue_hf`` registers six things, each through its library's public registration API and each a
+documented, idempotent function you can also call yourself; none of them changes what another model does:
 
 1. :func:`elue_hf.elasticbert.register_elasticbert`: ElasticBERT in ``AutoConfig`` / ``AutoModel*`` (transformers'
-   public ``register`` API);
-2. :func:`elue_hf.elasticbert.pipeline.register_elasticbert_pipeline`: ``pipeline("text-classification")`` builds
-   the exit-aware pipeline for ElasticBERT models (every other model keeps transformers' own pipeline);
-3. :func:`elue_hf.lpt.register_lpt`: LPT as a PEFT method (``PeftType.LPT``; the only reach into PEFT internals is
-   :mod:`elue_hf.lpt.peft_compat`, version-guarded);
-4. :func:`elue_hf.metrics.ensure_metric_installed`: copies the ELUE metric into ``evaluate``'s module cache so that a
-   bare ``evaluate.load("elue")`` works offline (opt out with ``ELUE_HF_NO_METRIC_INSTALL=1``);
+   ``register``);
+2. :func:`elue_hf.elasticbert.pipeline.register_elasticbert_pipeline`: a new pipeline task,
+   ``"elasticbert-text-classification"`` (``PIPELINE_REGISTRY.register_pipeline``); transformers' own tasks,
+   ``"text-classification"`` included, are left as they are;
+3. :func:`elue_hf.lpt.register_lpt`: LPT as a PEFT method (``register_peft_method``; ``PeftType.LPT`` is added by
+   :mod:`elue_hf.lpt.peft_compat`, version-guarded, because PEFT's enum is closed);
+4. :func:`elue_hf.metrics.ensure_metric_installed`: when ``evaluate`` is imported, copies the ELUE metric into its
+   module cache so that a bare ``evaluate.load("elue")`` works offline (opt out with ``ELUE_HF_NO_METRIC_INSTALL=1``);
+   ``import elue_hf`` alone writes nothing to disk;
 5. :func:`elue_hf.hashee.auto.register_hashee`: the HashEE model types (``hashee_bert``, ...) in ``AutoConfig`` /
    ``AutoModel*``, so that ``AutoModel*.from_pretrained`` loads a saved HashEE model with its exit table.
 6. :func:`elue_hf.multiexit.register_multiexit`: ``model_type="multiexit"`` (multi-exit RoBERTa, XLM-R, CamemBERT,
    ELECTRA, DistilBERT, DeBERTa-v2/v3, ModernBERT) in ``AutoConfig`` / ``AutoModel`` /
    ``AutoModelForSequenceClassification``.
 
-1, 2, 3, 5 and 6 run when their library is imported (transformers, ``transformers.pipelines``, peft, transformers;
-at once if it already is; see :mod:`elue_hf._import_hooks`), so that ``import elue_hf`` itself stays cheap -- the
-``elue-hf`` command line starts without torch -- while ``AutoModel.from_pretrained`` / ``pipeline(...)`` /
-``PeftModel.from_pretrained`` always see them. Nothing is downloaded at import time;
-sub-packages (``elue_hf.elue``, ``elue_hf.lpt``, ...) and the ElasticBERT classes load on first use.
+Each runs when its library is imported (transformers, ``transformers.pipelines``, peft, evaluate, transformers and
+transformers; at
+once if it already is; see :mod:`elue_hf._import_hooks` for why a post-import hook and not an eager import), so that
+``import elue_hf`` itself stays cheap -- the ``elue-hf`` command line starts without torch -- while
+``AutoModel.from_pretrained`` / ``pipeline(...)`` / ``PeftModel.from_pretrained`` / ``evaluate.load`` always see
+them. Nothing is downloaded at import time; sub-packages (``elue_hf.elue``, ``elue_hf.lpt``, ...) and the
+ElasticBERT classes load on first use.
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ when_imported("peft", lambda: _import("elue_hf.lpt"))
 
 
 def _register_pipeline() -> None:
-    """``pipeline("text-classification", model=<ElasticBERT>)`` accepts exit options and reports exit layer/MFLOPs."""
+    """``pipeline("elasticbert-text-classification", model=<ElasticBERT>)``: exit options, exit layer and MFLOPs."""
     from .elasticbert.pipeline import register_elasticbert_pipeline
 
     register_elasticbert_pipeline()
@@ -71,14 +76,14 @@ when_imported("transformers.pipelines", _register_pipeline)
 def _seed_elue_metric() -> None:
     """Make bare ``evaluate.load("elue")`` work offline: copy the metric into evaluate's module cache if missing.
 
-    No ``evaluate`` import, never raises; opt out with ``ELUE_HF_NO_METRIC_INSTALL=1``.
+    Runs once evaluate is imported (its first use), never raises; opt out with ``ELUE_HF_NO_METRIC_INSTALL=1``.
     """
     from .metrics import ensure_metric_installed
 
     ensure_metric_installed()
 
 
-_seed_elue_metric()
+when_imported("evaluate", _seed_elue_metric)
 
 _ELASTICBERT = ("ElasticBertConfig", "ElasticBertPreTrainedModel", "ElasticBertModel", "ElasticBertForMaskedLM",
                 "ElasticBertForSequenceClassification", "ElasticBertForPreTraining", "register_elasticbert")

@@ -3,6 +3,15 @@
 ``import elue_hf`` must register ElasticBERT with transformers and LPT with PEFT, yet stay cheap for the command
 line (``elue-hf --help`` imports neither torch nor transformers). :func:`when_imported` defers each registration to
 the moment its library is imported -- before any model can be loaded through it.
+
+Why a meta-path finder stays (checked on transformers 5.23, peft 0.21.2, evaluate 0.4.6): none of them discovers
+plug-ins (no entry points), so something must run our registration before their loaders look a name up. The other
+ways were weighed: an eager ``import transformers`` in ``elue_hf/__init__`` costs torch + transformers on every
+``elue-hf --help``; registering on first use of elue-hf's own classes misses the cases that matter
+(``AutoModel.from_pretrained(<ElasticBERT folder>)``, ``PeftModel.from_pretrained(<LPT adapter>)``,
+``evaluate.load("elue")`` after a bare ``import elue_hf``); ``auto_map`` remote code needs ``trust_remote_code=True``.
+The finder is narrow: it watches only the module names given to :func:`when_imported`, keeps the real loader on the
+module, and leaves ``sys.meta_path`` once every watched module has been imported.
 """
 
 from __future__ import annotations
@@ -72,6 +81,8 @@ class _HookedLoader(importlib.abc.Loader):
         self._loader.exec_module(module)
         with _lock:
             callbacks = self._finder.callbacks.pop(self._name, [])
+            if not self._finder.callbacks and self._finder in sys.meta_path:
+                sys.meta_path.remove(self._finder)  # nothing left to watch
         for callback in callbacks:
             _call(self._name, callback)
 

@@ -1,12 +1,14 @@
-"""pipeline("text-classification") on a saved ElasticBERT: exit options, exit layer and MFLOPs, clear errors."""
+"""pipeline("elasticbert-text-classification") on a saved ElasticBERT: exit options, exit layer and MFLOPs, clear
+errors; transformers' own "text-classification" stays transformers' own for every model."""
 
 import pytest
 import torch
 from transformers import TextClassificationPipeline, pipeline
+from transformers.pipelines import SUPPORTED_TASKS
 
 import elue_hf  # noqa: F401  (registers ElasticBERT and its pipeline)
 from elue_hf.elasticbert import convert_bert_to_elasticbert
-from elue_hf.elasticbert.pipeline import ElasticBertTextClassificationPipeline
+from elue_hf.elasticbert.pipeline import ELASTICBERT_TASK, ElasticBertTextClassificationPipeline
 from elue_hf.elue.flops import elasticbert_flops
 from tests.helpers.tiny_models import save_tiny_bert, synthetic_tokenizer
 
@@ -24,7 +26,7 @@ def folders(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clf(folders):
-    return pipeline("text-classification", model=str(folders[1]))
+    return pipeline(ELASTICBERT_TASK, model=str(folders[1]))
 
 
 def _length(text):
@@ -36,8 +38,20 @@ def test_elasticbert_folders_get_the_exit_aware_pipeline(clf, folders):
     (full,) = clf(TEXT)
     assert full["exit_layer"] == 3 and set(full) == {"label", "score", "exit_layer", "mflops"}
     assert full["mflops"] == pytest.approx(float(elasticbert_flops(clf.model.config, _length(TEXT), 3, "static")))
-    plain = pipeline("text-classification", model=str(folders[0]))  # a normal BERT is untouched
+    explicit = pipeline("text-classification", model=str(folders[1]),
+                        pipeline_class=ElasticBertTextClassificationPipeline)
+    assert type(explicit) is ElasticBertTextClassificationPipeline and explicit(TEXT) == [full]
+
+
+def test_importing_elue_hf_leaves_transformers_tasks_alone(folders):
+    stock = SUPPORTED_TASKS["text-classification"]["impl"]  # transformers keeps a lazy "module.Class" path here
+    assert stock in (TextClassificationPipeline, f"{TextClassificationPipeline.__module__}.TextClassificationPipeline")
+    plain = pipeline("text-classification", model=str(folders[0]))  # a normal BERT is transformers' own
     assert type(plain) is TextClassificationPipeline and set(plain(TEXT)[0]) == {"label", "score"}
+    eb = pipeline("sentiment-analysis", model=str(folders[1]))  # so is an ElasticBERT under the stock task
+    assert type(eb) is TextClassificationPipeline and set(eb(TEXT)[0]) == {"label", "score"}
+    with pytest.raises(ValueError, match="needs an ElasticBERT model, got model_type 'bert'"):
+        pipeline(ELASTICBERT_TASK, model=str(folders[0]))
 
 
 def test_exit_options_per_call_change_the_answer(clf):
@@ -56,7 +70,7 @@ def test_exit_options_per_call_change_the_answer(clf):
 
 
 def test_exit_options_at_construction(folders):
-    clf = pipeline("sentiment-analysis", model=str(folders[1]), exit_criterion="entropy", entropy_threshold=5.0)
+    clf = pipeline(ELASTICBERT_TASK, model=str(folders[1]), exit_criterion="entropy", entropy_threshold=5.0)
     assert clf(TEXT)[0]["exit_layer"] == 1
     assert clf(TEXT, exit_criterion="none")[0]["exit_layer"] == 3  # a call overrides the construction default
 
@@ -65,6 +79,6 @@ def test_unknown_and_bad_options_are_rejected(clf, folders):
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['exit_criterium'\].*exit_criterion"):
         clf(TEXT, exit_criterium="entropy")
     with pytest.raises(ValueError, match="unknown option"):
-        pipeline("text-classification", model=str(folders[1]), entropy_treshold=0.3)
+        pipeline(ELASTICBERT_TASK, model=str(folders[1]), entropy_treshold=0.3)
     with pytest.raises(ValueError, match="Unknown exit_criterion"):
         clf(TEXT, exit_criterion="confidence")

@@ -81,9 +81,6 @@ def test_evaluate_mixes_exit_modes_in_one_pass_with_progress_on_stderr(workspace
     manifest = json.loads((out / "submission" / "submission.json").read_text())
     assert [f["label"] for f in manifest["files"]] == [
         "static k=1", "static k=2", "static k=3", "entropy 0.10", "entropy 0.70", "patience 1", "patience 2"]
-    # the older --exit/--sweep form still works
-    assert _evaluate(model_dir, data, root / "out_legacy", "--exit", "entropy", "--sweep", "0.7") == 0
-    assert "entropy 0.70" in capsys.readouterr().out
 
 
 def test_evaluate_refuses_a_used_output_folder_unless_overwrite(workspace, capsys):
@@ -127,8 +124,9 @@ def test_evaluate_entropy_and_errors(workspace, capsys):
     root, data, model_dir = workspace
     assert _evaluate(model_dir, data, root / "out_entropy", "--entropy", "0.1,0.7") == 0
     assert "entropy 0.70" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="--sweep needs --exit"):
-        _evaluate(model_dir, data, root / "x", "--sweep", "1")
+    for removed in (["--sweep", "1"], ["--exit", "entropy"]):  # the pre-0.1 flags are gone (CHANGELOG.md)
+        with pytest.raises(SystemExit):
+            _evaluate(model_dir, data, root / "x", *removed)
     with pytest.raises(ValueError, match="--data-dir DIR"):
         _run(["evaluate", "--model", str(model_dir), "--task", "sst-2", "--output", str(root / "x")])
     with pytest.raises(ValueError, match="needs 1"):

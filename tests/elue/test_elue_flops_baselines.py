@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from elue_hf.elue.flops import model_flops
-from elue_hf.elue.flops.baselines import (
+from elue_hf.elue.score.baselines import (
     AVERAGE_TOLERANCE,
     BASELINE_CONFIGS,
     PAPER_AVERAGE_MFLOPS,

@@ -76,15 +76,18 @@ def test_direct_instantiation():
 
 
 @pytest.mark.slow
-def test_bare_name_after_install_in_a_fresh_process(tmp_path):
+def test_bare_name_after_import_elue_hf_in_a_fresh_process(tmp_path):
+    """``import elue_hf`` writes nothing; importing evaluate seeds its cache, so a bare name loads the metric."""
     cache = tmp_path / "modules"
     work = tmp_path / "elsewhere"
     work.mkdir()
     script = textwrap.dedent(
-        """
-        import elue_hf.metrics
-        seeded = elue_hf.metrics.ensure_metric_installed()  # light: what `import elue_hf` may call
+        f"""
+        import os, elue_hf, elue_hf.metrics
+        assert not os.path.exists({str(cache)!r}), "import elue_hf wrote to disk"
         import evaluate
+        seeded = elue_hf.metrics.ensure_metric_installed()
+        assert seeded is not None and (seeded / "elue.py").is_file()
         m = evaluate.load("elue")
         assert elue_hf.metrics.install_metric() == elue_hf.metrics.install_metric() == seeded  # idempotent
         print(m.compute(predictions=[1, 0], references=[1, 1], mean_flops=1060.3, task="sst-2")["elue_residual"])

@@ -18,7 +18,6 @@ from transformers import (
     BertModel,
 )
 
-from elue_hf.elasticbert import ElasticBertConfig
 from elue_hf.hashee import (
     HashEEModelConfig,
     apply_hashee,
@@ -104,15 +103,13 @@ def test_remove_gives_back_the_base_config_and_save_writes_the_base_type(tmp_pat
     assert type(AutoModelForSequenceClassification.from_pretrained(tmp_path / "plain")) is BertForSequenceClassification
 
 
-def test_older_layout_still_loads_with_load_hashee_model(tmp_path):
-    """Folders saved before the HashEE model types (base model_type plus a `hashee` block) load as before."""
-    model, table, ids, mask = saved("elasticbert", tmp_path)
+def test_a_folder_in_the_pre_0_1_layout_is_refused_with_the_fix(tmp_path):
+    """Base model_type plus a `hashee` block (the layout before the HashEE model types) is no longer read."""
+    saved("elasticbert", tmp_path)
     path = tmp_path / "config.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "model_type": "elasticbert"}))
-    loaded = load_hashee_model(tmp_path).eval()
-    assert type(loaded.config) is hashee_config_class(ElasticBertConfig)
-    assert torch.equal(hashee_table(loaded).exits, table.exits)
-    assert torch.equal(logits(loaded, ids, mask), logits(model, ids, mask))
+    with pytest.raises(ValueError, match="not a saved HashEE model: model_type 'elasticbert'.*save_hashee_model"):
+        load_hashee_model(tmp_path)
 
 
 def test_hashee_config_classes_are_declared_once_per_base():

@@ -17,7 +17,6 @@ from transformers.models.bert.modeling_bert import BertEncoder
 
 import elue_hf.lpt.layer as lpt_layer
 from elue_hf.lpt import LPTConfig, LPTLayer, generator_parameter_count
-from elue_hf.lpt.registration import LPT_SAVED_PEFT_TYPE
 from tests.helpers.lpt import bert_config, padded_batch, roberta_config, trainable_names
 
 BACKBONES = {
@@ -199,7 +198,7 @@ def test_save_and_load_with_peft_and_auto_classes(tmp_path):
     pm.save_pretrained(tmp_path / "adapter")
 
     stored = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
-    assert stored["peft_type"] == LPT_SAVED_PEFT_TYPE and stored["prompt_layer"] == 2 and stored["generator"] == "mppg"
+    assert stored["peft_type"] == "LPT" and stored["prompt_layer"] == 2 and stored["generator"] == "mppg"
     keys = set(load_file(tmp_path / "adapter" / "adapter_model.safetensors"))
     assert keys and all(".lpt_generator." in k or ".classifier." in k for k in keys)
     assert "base_model.model.bert.encoder.lpt_generator.proj_down.weight" in keys

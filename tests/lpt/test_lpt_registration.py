@@ -8,7 +8,7 @@ from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_PREFIX_MAPPIN
 from peft.utils import PeftType
 
 import elue_hf  # noqa: F401  (import elue_hf registers LPT)
-from elue_hf.lpt import LPTConfig, LPTModel, is_lpt_registered, peft_compat, register_lpt, registration
+from elue_hf.lpt import LPTConfig, LPTModel, is_lpt_registered, peft_compat, register_lpt
 
 
 def test_import_registers_an_enum_member():
@@ -68,14 +68,6 @@ def test_enum_extension_on_a_fresh_str_enum():
     assert peft_compat.add_str_enum_member(Kind, "C") is member  # no duplicate
 
 
-def test_string_key_fallback_route():
-    config_map, tuner_map, prefix_map = {}, {}, {"LORA": "lora_"}
-    registration._register_with_string_key(config_map, tuner_map, prefix_map, LPTConfig, LPTModel)
-    assert config_map == {"LPT": LPTConfig} and tuner_map == {"LPT": LPTModel} and prefix_map["LPT"] == "lpt_"
-    with pytest.raises(RuntimeError, match="prefix"):
-        registration._register_with_string_key({}, {}, {"X": "lpt_"}, LPTConfig, LPTModel)
-
-
 def test_peft_version_was_checked():
     """Fails loudly when PEFT changes: re-verify elue_hf/lpt/peft_compat.py, then add the version to the list."""
     import peft
@@ -99,7 +91,7 @@ def test_unchecked_peft_version_warns_and_still_registers(monkeypatch):
     assert member is Kind.NEW
 
 
-def test_unextendable_enum_falls_back_to_none(monkeypatch):
+def test_unextendable_enum_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(peft_compat, "add_str_enum_member", lambda *a: (_ for _ in ()).throw(TypeError("frozen")))
-    with pytest.warns(RuntimeWarning, match="plain string key"):
-        assert peft_compat.peft_type_member("ANOTHER") is None
+    with pytest.raises(RuntimeError, match="could not add ANOTHER to peft.utils.PeftType .*install a checked PEFT"):
+        peft_compat.peft_type_member("ANOTHER")

@@ -80,3 +80,39 @@ def test_nothing_points_at_the_external_spec():
             if _SPEC_DIR in line or _SECTION_REF.search(line):
                 offenders.append(f"{f.relative_to(ROOT)}:{n}")
     assert not offenders, "point at docs/*.md sections instead: " + ", ".join(offenders)
+
+
+# `docs/elue.md, "Tasks"` or `hashee.md, "Saving and loading"` (optionally `... and "Another section"`), in code
+# comments, docstrings and docs alike
+_DOC_SECTION = re.compile(r"([\w.-]+\.md),? \"([^\"\n]+)\"((?: and \"[^\"\n]+\")*)")
+
+
+def section_references(text: str) -> list[tuple[str, str]]:
+    refs = []
+    for doc, first, more in _DOC_SECTION.findall(text):
+        refs += [(doc, first), *((doc, extra) for extra in re.findall(r"\"([^\"\n]+)\"", more))]
+    return refs
+
+
+def test_section_reference_rule():
+    text = 'see docs/elue.md, "Tasks" and "Data files and Hub copies"; also (hashee.md, "Saving and loading")'
+    assert section_references(text) == [("elue.md", "Tasks"), ("elue.md", "Data files and Hub copies"),
+                                        ("hashee.md", "Saving and loading")]
+
+
+def test_section_references_name_existing_headings():
+    """Every `<page>.md, "Section"` reference in the code and the docs names a heading of that page."""
+    pages = {p.name: p for p in DOC_FILES}
+    missing = []
+    for f in [*_text_files(), *DOC_FILES]:
+        try:
+            text = f.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        for doc, section in section_references(text):
+            page = pages.get(doc)
+            if page is None and doc != "CHANGELOG.md":
+                missing.append(f"{f.relative_to(ROOT)}: {doc} (no such page)")
+            elif page is not None and github_anchor(section) not in anchors_of(page):
+                missing.append(f"{f.relative_to(ROOT)}: {doc}, {section!r} (no such heading)")
+    assert not missing, "; ".join(sorted(set(missing)))

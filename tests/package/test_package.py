@@ -34,7 +34,8 @@ def test_registration_waits_for_its_library_and_survives_every_import_order(tmp_
         "\nfrom transformers import AutoConfig\nfrom peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING\n"
         "from transformers.pipelines import SUPPORTED_TASKS\n"
         "print(type(AutoConfig.for_model('elasticbert')).__name__, type(AutoConfig.for_model('hashee_bert')).__name__,"
-        " 'LPT' in PEFT_TYPE_TO_CONFIG_MAPPING, SUPPORTED_TASKS['text-classification']['impl'].__name__)\n"
+        " 'LPT' in PEFT_TYPE_TO_CONFIG_MAPPING, str(SUPPORTED_TASKS['text-classification']['impl']).split('.')[-1],"
+        " SUPPORTED_TASKS['elasticbert-text-classification']['impl'].__name__)\n"
     )
     first = [
         "import sys, elue_hf\nassert not {'torch', 'transformers', 'peft'} & set(sys.modules), sys.modules.keys()",
@@ -50,5 +51,6 @@ def test_registration_waits_for_its_library_and_survives_every_import_order(tmp_
         done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code + check],
                               capture_output=True, text=True, env=env, timeout=300)
         assert done.returncode == 0, (code, done.stderr[-2000:])
-        expected = ["ElasticBertConfig", "HashEEBertConfig", "True", "ElasticBertTextClassificationPipeline"]
+        expected = ["ElasticBertConfig", "HashEEBertConfig", "True", "TextClassificationPipeline",
+                    "ElasticBertTextClassificationPipeline"]
         assert done.stdout.split() == expected, code

@@ -75,8 +75,6 @@ def register(subparsers) -> None:
                     help="entropy early exit at these thresholds (ElasticBERT)")
     ev.add_argument("--patience", type=_numbers("--patience", int), default=None, metavar="P,P",
                     help="patience early exit with these counts (ElasticBERT; 0 = no early exit)")
-    ev.add_argument("--exit", choices=["static", "entropy", "patience"], default=None, help=argparse.SUPPRESS)
-    ev.add_argument("--sweep", type=_numbers("--sweep", float), default=None, help=argparse.SUPPRESS)
     ev.add_argument("--max-length", type=int, default=None, help="truncation (default: 128; 512 for IMDb)")
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--limit", type=int, default=None, help="only the first N test rows (smoke runs; not scorable)")
@@ -111,16 +109,13 @@ def register(subparsers) -> None:
 
 
 def parse_settings(args, exit_layers=()) -> list:
-    """The operating points asked for: ``--static``, ``--entropy`` and ``--patience`` together (and the older
-    ``--exit MODE --sweep VALUES``). ``[]`` = the default (every exit of an ElasticBERT, else the full depth);
-    ``--static`` alone or ``--static all`` = every layer in ``exit_layers`` (the model's exits)."""
-    from ..elue.inference import ExitSetting, exit_settings
+    """The operating points asked for: ``--static``, ``--entropy`` and ``--patience`` together. ``[]`` = the
+    default (every exit of an ElasticBERT, else the full depth); ``--static`` alone or ``--static all`` = every layer
+    in ``exit_layers`` (the model's exits)."""
+    from ..elue.inference import ExitSetting
 
-    settings = [] if args.exit is None else exit_settings(args.exit, args.sweep)
-    if args.exit is None and args.sweep:
-        raise ValueError("--sweep needs --exit; better: --static K,K / --entropy T,T / --patience P,P")
     depths = exit_layers if args.static == "all" else args.static or []
-    settings += [ExitSetting("static", k) for k in depths]
+    settings = [ExitSetting("static", k) for k in depths]
     settings += [ExitSetting("entropy", t) for t in args.entropy or []]
     settings += [ExitSetting("patience", p) for p in args.patience or []]
     return settings

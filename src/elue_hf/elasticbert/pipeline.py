@@ -1,6 +1,6 @@
-"""``pipeline("text-classification")`` for ElasticBERT: early-exit options per call, exit layer and MFLOPs per result.
+"""The ``elasticbert-text-classification`` pipeline: early-exit options per call, exit layer and MFLOPs per result.
 
->>> clf = pipeline("text-classification", model="path/to/elasticbert")          # after ``import elue_hf``
+>>> clf = pipeline("elasticbert-text-classification", model="path/to/elasticbert")   # after ``import elue_hf``
 >>> clf("a gripping film", exit_criterion="entropy", entropy_threshold=0.3)
 [{'label': 'positive', 'score': 0.93, 'exit_layer': 4, 'mflops': 1234.5}]
 
@@ -10,8 +10,11 @@ option is rejected with a ``ValueError`` (the stock pipeline would hand it to th
 is the ELUE count for that instance (docs/elue.md, "FLOPs rules"): the layers run plus the exits evaluated on the
 way (dynamic early exit) or one exit (no early exit).
 
-:func:`register_elasticbert_pipeline` (run by ``import elue_hf``) makes the ``text-classification`` task build this
-pipeline for ElasticBERT models; every other model still gets transformers' own ``TextClassificationPipeline``.
+:func:`register_elasticbert_pipeline` (run when ``transformers.pipelines`` is imported after ``import elue_hf``) adds
+the task :data:`ELASTICBERT_TASK` with transformers' public ``PIPELINE_REGISTRY.register_pipeline``; the stock tasks
+are left alone, so ``pipeline("text-classification", model=<ElasticBERT>)`` is transformers' own
+``TextClassificationPipeline`` (full depth, no exit fields). Without the registry:
+``pipeline("text-classification", model=..., pipeline_class=ElasticBertTextClassificationPipeline)``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import torch
 from transformers.pipelines.text_classification import TextClassificationPipeline
 
-__all__ = ["EXIT_OPTIONS", "ElasticBertTextClassificationPipeline", "register_elasticbert_pipeline"]
+__all__ = ["ELASTICBERT_TASK", "EXIT_OPTIONS", "ElasticBertTextClassificationPipeline", "register_elasticbert_pipeline"]
 
 EXIT_OPTIONS = ("exit_criterion", "entropy_threshold", "patience", "regression_threshold")
 _CLASSIFICATION_OPTIONS = ("top_k", "function_to_apply")
@@ -27,7 +30,8 @@ _TOKENIZER_OPTIONS = (
     "truncation", "padding", "max_length", "stride", "add_special_tokens", "return_token_type_ids",
     "pad_to_multiple_of", "padding_side", "return_attention_mask",
 )  # fmt: skip
-_TASK = "text-classification"
+#: the pipeline task name elue-hf registers (transformers' own tasks are never overwritten)
+ELASTICBERT_TASK = "elasticbert-text-classification"
 
 
 def _is_elasticbert(model) -> bool:
@@ -35,16 +39,15 @@ def _is_elasticbert(model) -> bool:
 
 
 class ElasticBertTextClassificationPipeline(TextClassificationPipeline):
-    """Text classification with an ElasticBERT: early exit per call, ``exit_layer`` and ``mflops`` in each result.
+    """Text classification with an ElasticBERT: early exit per call, ``exit_layer`` and ``mflops`` in each result."""
 
-    Built for a non-ElasticBERT model, it returns a plain ``TextClassificationPipeline`` instead.
-    """
-
-    def __new__(cls, *args, **kwargs):
+    def __init__(self, *args, **kwargs):
         model = kwargs.get("model", args[0] if args else None)
-        if cls is ElasticBertTextClassificationPipeline and not _is_elasticbert(model):
-            return TextClassificationPipeline(*args, **kwargs)
-        return super().__new__(cls)
+        if not _is_elasticbert(model):
+            model_type = getattr(getattr(model, "config", None), "model_type", None)
+            raise ValueError(f"the {ELASTICBERT_TASK} pipeline needs an ElasticBERT model, got model_type "
+                             f"{model_type!r}; use pipeline(\"text-classification\") for other models")
+        super().__init__(*args, **kwargs)
 
     def _sanitize_parameters(self, **kwargs):
         unknown = sorted(set(kwargs) - set(EXIT_OPTIONS) - set(_CLASSIFICATION_OPTIONS) - set(_TOKENIZER_OPTIONS))
@@ -89,8 +92,13 @@ class ElasticBertTextClassificationPipeline(TextClassificationPipeline):
 
 
 def register_elasticbert_pipeline() -> None:
-    """Make ``pipeline("text-classification" | "sentiment-analysis", model=<ElasticBERT>)`` build
-    :class:`ElasticBertTextClassificationPipeline`; other models keep ``TextClassificationPipeline``. Idempotent."""
-    from transformers.pipelines import SUPPORTED_TASKS
+    """Add the task ``"elasticbert-text-classification"`` (:data:`ELASTICBERT_TASK`) through transformers' public
+    ``PIPELINE_REGISTRY.register_pipeline``. Idempotent; transformers' own tasks are not touched."""
+    from transformers import AutoModelForSequenceClassification
+    from transformers.pipelines import PIPELINE_REGISTRY
 
-    SUPPORTED_TASKS[_TASK]["impl"] = ElasticBertTextClassificationPipeline
+    current = PIPELINE_REGISTRY.supported_tasks.get(ELASTICBERT_TASK, {}).get("impl")
+    if current is ElasticBertTextClassificationPipeline:
+        return
+    PIPELINE_REGISTRY.register_pipeline(ELASTICBERT_TASK, pipeline_class=ElasticBertTextClassificationPipeline,
+                                        pt_model=AutoModelForSequenceClassification, type="text")

@@ -16,8 +16,8 @@ encoder of BART, T5 and ``EncoderDecoderModel`` (bert2bert) for ``generate()``, 
 - the :class:`HashEEController` is the model's ``hashee_controller`` attribute (a plain attribute, not a module).
 
 ``save_hashee_model(model, path)`` saves it with its tokenizer; ``load_hashee_model(path_or_repo_id)`` restores a
-saved HashEE model with exactly the saved table (never rebuilt), from a local folder or a Hub repo, in today's layout
-or in the older one (base ``model_type`` plus a ``hashee`` block).
+saved HashEE model with exactly the saved table (never rebuilt), from a local folder or a Hub repo (``model_type``
+``hashee_<base>``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..multi_exit import multi_exit_backbone, num_exits
-from .auto import ensure_hashee_model_type, to_base_config, to_hashee_config
+from .auto import HASHEE_MODEL_TYPE_PREFIX, ensure_hashee_model_type, to_base_config, to_hashee_config
 from .config import MODES, HashEEConfig
 from .hashing import HashTable, lookup_exits
 from .layer import HashEEState, LayerKind, TokenPlan, detect_layer_kind, hashee_layer
@@ -394,6 +394,9 @@ def load_hashee_model(path_or_repo_id: str | os.PathLike, model_class: type | No
     if config is None:
         ensure_hashee_model_type(json.loads((path / "config.json").read_text()).get("model_type"))
         config, kwargs = AutoConfig.from_pretrained(path, return_unused_kwargs=True, **kwargs)
+    if not str(getattr(config, "model_type", "")).startswith(HASHEE_MODEL_TYPE_PREFIX):
+        raise ValueError(f"{path} is not a saved HashEE model: model_type {config.model_type!r}, expected "
+                         f"'{HASHEE_MODEL_TYPE_PREFIX}<base>'; save one with save_hashee_model(apply_hashee(...), dir)")
     hashee_config = HashEEConfig.from_model_config(config)
     weights, exits = _read_checkpoint(path)
     cls = model_class or _model_class(config)

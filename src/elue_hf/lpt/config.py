@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional, Union
 
 from peft.config import PeftConfig
-from peft.utils import CONFIG_NAME
 
-from .registration import LPT_SAVED_PEFT_TYPE, lpt_peft_type
+from .peft_compat import lpt_peft_type
 
 __all__ = ["LPTConfig", "GENERATOR_KINDS", "HEAD_MODES", "check_prompt_layer", "normalize_generator_kind"]
 
@@ -123,15 +120,6 @@ class LPTConfig(PeftConfig):
             self._check_label_word_fields()
         if self.label_word_ids is not None:
             self.label_word_ids = [int(i) for i in self.label_word_ids]
-
-    def save_pretrained(self, save_directory: str, **kwargs) -> None:
-        """PEFT's save, with ``peft_type`` written as :data:`LPT_SAVED_PEFT_TYPE`: loading the adapter without
-        ``import elue_hf`` then fails with a ``KeyError`` that names the fix instead of a bare ``KeyError: 'LPT'``."""
-        super().save_pretrained(save_directory, **kwargs)
-        path = Path(save_directory) / CONFIG_NAME
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        saved["peft_type"] = LPT_SAVED_PEFT_TYPE
-        path.write_text(json.dumps(saved, indent=2, sort_keys=True), encoding="utf-8")
 
     def _check_label_word_fields(self) -> None:
         mode = f"head_mode={self.head_mode!r}"

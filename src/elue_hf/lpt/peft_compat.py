@@ -9,9 +9,8 @@ module, and it is guarded:
   :func:`peft_type_member` warns once (the extension may still work) and the test
   ``tests/lpt/test_lpt_registration.py::test_peft_version_was_checked`` fails loudly, so whoever bumps PEFT re-checks
   this file first;
-- if the enum cannot be extended (Python or PEFT changed the internals), :func:`peft_type_member` returns ``None`` and
-  the caller registers LPT under the plain string key ``"LPT"`` instead (PEFT's mappings are plain dicts looked up by
-  value, and ``PeftType`` members are ``str``, so the string key finds the same entries).
+- if the enum cannot be extended (Python or PEFT changed the internals), :func:`peft_type_member` raises a
+  ``RuntimeError`` that says so and names the checked releases (there is no second route).
 """
 
 from __future__ import annotations
@@ -19,7 +18,11 @@ from __future__ import annotations
 import enum
 import warnings
 
-__all__ = ["CHECKED_PEFT_VERSIONS", "peft_version_checked", "add_str_enum_member", "peft_type_member"]
+__all__ = ["CHECKED_PEFT_VERSIONS", "LPT_PEFT_TYPE_VALUE", "peft_version_checked", "add_str_enum_member",
+           "peft_type_member", "lpt_peft_type"]
+
+#: ``peft_type`` of LPT adapters (``PeftType.LPT``'s value, what ``adapter_config.json`` stores)
+LPT_PEFT_TYPE_VALUE = "LPT"
 
 #: PEFT releases on which extending ``PeftType`` in place was verified (member lookup, ``list(PeftType)``, mappings,
 #: save/load of an adapter whose config holds ``peft_type: "LPT"``).
@@ -58,7 +61,7 @@ _warned = False
 
 
 def peft_type_member(name: str):
-    """``PeftType.<name>``, added on first use; ``None`` when the enum cannot be extended on this Python/PEFT."""
+    """``PeftType.<name>``, added on first use; ``RuntimeError`` when the enum cannot be extended on this PEFT."""
     global _warned
     from peft.utils import PeftType
 
@@ -79,10 +82,20 @@ def peft_type_member(name: str):
     try:
         member = add_str_enum_member(PeftType, name)
     except (AttributeError, TypeError) as err:  # enum internals changed
-        warnings.warn(
-            f"Could not add {name} to peft.utils.PeftType ({err!r}); registering it under the plain string key.",
-            RuntimeWarning,
-            stacklevel=3,
+        member = None
+        reason = repr(err)
+    else:
+        reason = "the new member is not found by value"
+    if member is None or PeftType(name) is not member:
+        import peft
+
+        raise RuntimeError(
+            f"elue-hf could not add {name} to peft.utils.PeftType on PEFT {peft.__version__} ({reason}); install a "
+            f"checked PEFT release ({', '.join(CHECKED_PEFT_VERSIONS)})."
         )
-        return None
-    return member if PeftType(name) is member else None
+    return member
+
+
+def lpt_peft_type():
+    """``PeftType.LPT``, created on first use."""
+    return peft_type_member(LPT_PEFT_TYPE_VALUE)

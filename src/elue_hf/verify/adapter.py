@@ -29,7 +29,7 @@ def read_adapter_config(folder: Path) -> dict:
         raise VerifyError(f"{ADAPTER_CONFIG} cannot be read: {err}") from None
     require(isinstance(config, dict), f"{ADAPTER_CONFIG} is not a JSON object", VerifyError)
     kind = str(config.get("peft_type", ""))
-    require(kind.startswith("LPT"), f"adapters of type {kind[:40]!r} cannot be re-run; known: LPT", VerifyError)
+    require(kind == "LPT", f"adapters of type {kind[:40]!r} cannot be re-run; known: LPT", VerifyError)
     require(config.get("task_type") == "SEQ_CLS" and config.get("head_mode", "cls") == "cls",
             "only LPT adapters with a classifier head (task_type 'SEQ_CLS', head_mode 'cls') can be re-run, got "
             f"task_type {config.get('task_type')!r}, head_mode {config.get('head_mode')!r}", VerifyError)

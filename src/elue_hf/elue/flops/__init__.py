@@ -1,12 +1,14 @@
-"""ELUE FLOPs and parameter counts (docs/elue.md, "FLOPs rules" and "Parameters").
+"""ELUE FLOPs and parameter counts (docs/elue.md, "FLOPs rules" and "Parameter counting").
 
 - :mod:`.analytic`: closed-form MACs/FLOPs of encoder classifiers, vectorised over instances;
 - :mod:`.hooks`: the same numbers from forward hooks on a running model;
 - :mod:`.module_spec`: the ``modules`` column of a submission and the declarative module spec;
 - :mod:`.params`: parameter counts;
 - :mod:`.architectures`: other encoder families (DistilBERT, ALBERT, ELECTRA, DeBERTa-v2, ModernBERT) keyed by
-  ``config.model_type``, and the generic ``FlopCounterMode`` route for the rest;
-- :mod:`.baselines`: published ELUE baseline FLOPs reproduced with these counters.
+  ``config.model_type``, and the generic ``FlopCounterMode`` route for the rest.
+
+The published baseline FLOPs reproduced with these counters are in :mod:`elue_hf.elue.score.baselines` (they need
+the reference curve's token statistics, and data flows flops -> score, never back).
 """
 
 from __future__ import annotations

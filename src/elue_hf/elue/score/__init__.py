@@ -1,5 +1,6 @@
 """Scoring: task metrics (:mod:`.metrics`), the ElasticBERT reference curve (:mod:`.reference`) and the ELUE
-score with its parameter tracks (:mod:`.elue_score`). See docs/elue.md, "ELUE score".
+score with its parameter tracks (:mod:`.elue_score`), and the published baseline FLOPs reproduced with
+:mod:`elue_hf.elue.flops` (:mod:`.baselines`). See docs/elue.md, "ELUE score and the reference curve".
 """
 
 from __future__ import annotations

@@ -153,17 +153,17 @@ def _count(config, num_labels: int, lengths) -> np.ndarray:
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from .architectures import get_architecture
+    from ..flops.architectures import get_architecture
 
     config.num_labels = num_labels
     config._attn_implementation = "eager"
     if get_architecture(config.model_type) is not None:
-        from .hooks import hooked_flops_by_length
+        from ..flops.hooks import hooked_flops_by_length
 
         with torch.device("meta"):
             model = AutoModelForSequenceClassification.from_config(config)
         return hooked_flops_by_length(model, lengths)
-    from .architectures.generic import generic_flops_by_length
+    from ..flops.architectures.generic import generic_flops_by_length
 
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_config(config).eval()
@@ -181,11 +181,11 @@ def _expected(coef, profile: LengthProfile, task: str) -> float:
 
 def length_profile(bert_base_average: float = PAPER_AVERAGE_MFLOPS["BERT-base"]) -> LengthProfile:
     """E[n], E[n^2] per test set from the shipped reference curve; IMDb's E[n^2] calibrated on BERT-base."""
-    from ..score.reference import reference_curve_path
-    from ..tasks import get_task
+    from ..tasks import TASKS
+    from .reference import reference_curve_path
 
     doc = json.loads(reference_curve_path().read_text(encoding="utf-8"))["tasks"]
-    labels = {t: get_task(t).num_labels for t in ELUE_TASKS}
+    labels = {t: TASKS[t].num_labels for t in ELUE_TASKS}
     mean, square = {}, {}
     for task in ELUE_TASKS:
         if task == "imdb":
