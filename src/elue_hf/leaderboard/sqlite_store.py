@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .records import EntryRecord, PointRecord, RecordError, verification_extra
+from .records import EntryRecord, PointRecord, RecordError, with_verification
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -486,12 +486,9 @@ class SQLiteStore:
                          "WHERE entry_id = ?",
                          (state, now, json.dumps({**report, "worker": worker}, sort_keys=True, default=float),
                           entry_id))
-            if verified:
-                row = conn.execute("SELECT extra FROM entries WHERE entry_id = ?", (entry_id,)).fetchone()
-                extra = {**json.loads(row[0]), "verification": verification_extra(report)}
-                conn.execute("UPDATE entries SET flops_tier = 'verified', verified = 1, extra = ? WHERE entry_id = ?",
-                             (json.dumps(extra, sort_keys=True, default=float), entry_id))
-                conn.execute("UPDATE points SET flops_tier = 'verified' WHERE entry_id = ?", (entry_id,))
+            if verified:  # the entry now shows the re-run's figures (records.with_verification)
+                (entry,) = self._load_in(conn, "WHERE entry_id = ?", (entry_id,))
+                self._replace_entry(conn, with_verification(entry, report))
         return True
 
     def verification_jobs(self, state: str | None = None) -> list[VerificationJob]:
