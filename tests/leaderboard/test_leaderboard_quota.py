@@ -4,6 +4,7 @@ processes, shared by "Validate only" and submit; points per task capped; identit
 from __future__ import annotations
 
 import multiprocessing
+import socket
 import threading
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -153,3 +154,15 @@ def test_identities_the_app_trusts():
     for bad in ("bob", "bob:short", f"bob:{token},ann:{token}", f"bob:{token},bob:{'u' * 16}"):
         with pytest.raises(IdentityError, match="ELUE_SUBMIT_TOKENS"):
             parse_tokens(bad)
+
+
+def test_cli_refuses_malformed_submit_tokens(tmp_path, monkeypatch, capsys):
+    from elue_hf.cli import main
+
+    monkeypatch.setenv("ELUE_SUBMIT_TOKENS", "bob:short")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["leaderboard", "--db", str(tmp_path / "lb.db"), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert "ELUE_SUBMIT_TOKENS: each item must be name:token" in err and "Traceback" not in err
