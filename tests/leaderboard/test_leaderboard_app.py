@@ -14,6 +14,7 @@ from elue_hf.elue.data import load_test_labels
 from elue_hf.elue.tasks import TASK_KEYS
 from elue_hf.leaderboard.store import SQLiteStore
 from elue_hf.spaces.leaderboard.app import Leaderboard, app_from_env, build_app, launch
+from elue_hf.spaces.leaderboard.identity import Identities
 from tests.helpers.elue_fixtures import write_synthetic_elue
 from tests.helpers.leaderboard import (
     TOKENIZER_ID,
@@ -72,10 +73,13 @@ def test_submit_messages(board, gold, tmp_path):
     status, frame = board.submit(None)
     assert "Nothing uploaded" in status and frame.empty
     bad = write_zip(tmp_path / "bad.zip", {"submission.json": '{"format": "elue-hf-submission/1"}'})
-    status, frame = board.submit(str(bad))
+    status, frame = board.submit(str(bad), identity="token:bob")
     assert status.startswith("**Submission refused:**") and "model\\_name" in status and frame.empty
     good = make_submission(tmp_path, gold)
-    status, frame = board.submit(str(good), "bob")
+    status, frame = board.submit(str(good), "bob")  # no identity: anonymous uploads are off by default
+    assert status.startswith("**Submission refused:** anonymous submissions are off") and frame.empty
+    assert board.store.count() == 31
+    status, frame = board.submit(str(good), "bob", identity="token:bob")
     assert "Stored tiny-model" in status and "not ranked" in status and "ELUE rank" not in status
     assert len(frame) == 12 and set(frame["FLOPs"]) == {"consistent"}
     views = board.views()
@@ -86,7 +90,7 @@ def test_submit_messages(board, gold, tmp_path):
     sst_points = views[7]
     assert set(sst_points[sst_points["model"] == "tiny-model"]["series"]) == {"not ranked: not the ELUE test set"}
     closed = Leaderboard(board.store, gold=None, seed=False)
-    assert "no gold test labels configured" in closed.submit(str(good))[0]
+    assert "no gold test labels configured" in closed.submit(str(good), identity="token:bob")[0]
     assert "Submissions: closed" in closed.views()[0]
 
 
@@ -96,7 +100,8 @@ def test_served_app_through_gradio_client(tmp_path, gold, monkeypatch):
     uploads = tmp_path / "gradio-uploads"
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
     store = SQLiteStore(tmp_path / "lb.db")
-    app = build_app(store, gold=gold)
+    token = "carol-token-0123456789"
+    app = build_app(store, gold=gold, identities=Identities(tokens={token: "carol"}))
     port = free_port()
     launch(app, port=port, block=False, quiet=True)
     try:
@@ -104,10 +109,13 @@ def test_served_app_through_gradio_client(tmp_path, gold, monkeypatch):
         api = client.view_api(print_info=False, return_format="dict")
         assert {"/refresh", "/submit", "/validate"} <= set(api["named_endpoints"])
         good = make_submission(tmp_path, gold, name="client-model")
-        status, _ = client.predict(handle_file(str(good)), "carol", api_name="/validate")
+        status, _ = client.predict(handle_file(str(good)), "carol", "wrong-token", api_name="/validate")
+        assert "anonymous submissions are off" in status
+        status, _ = client.predict(handle_file(str(good)), "carol", token, api_name="/validate")
         assert "nothing was scored" in status and store.count() == 31
         everything = ["submissions", "from the papers", "reference curve"]
-        result = client.predict(handle_file(str(good)), "carol", "", everything, False, "FLOPs", api_name="/submit")
+        result = client.predict(handle_file(str(good)), "carol", token, "", everything, False, "FLOPs",
+                                api_name="/submit")
         assert "Stored client-model" in result[0] and store.count() == 32
         assert "client-model" not in [row[1] for row in result[3]["data"]]  # the refreshed ELUE ranking
         assert result[8]["data"][0][0] == "client-model"  # the refreshed table of unranked submissions
@@ -115,7 +123,8 @@ def test_served_app_through_gradio_client(tmp_path, gold, monkeypatch):
         assert refreshed[1]["data"] == [] or not any(refreshed[1]["data"][0])
         assert [row[0] for row in refreshed[6]["data"]] == ["client-model"]
         bad = write_zip(tmp_path / "bad.zip", {"../evil.tsv": "x", "submission.json": "{}"})
-        result = client.predict(handle_file(str(bad)), "", "", ["submissions"], False, "FLOPs", api_name="/submit")
+        result = client.predict(handle_file(str(bad)), "", token, "", ["submissions"], False, "FLOPs",
+                                api_name="/submit")
         assert result[0].startswith("**Submission refused:**") and store.count() == 32
         assert uploads.is_dir() and not list(uploads.rglob("*.zip"))  # every upload deleted after processing
     finally:

@@ -35,6 +35,9 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from elue_hf.leaderboard.store import SQLiteStore  # noqa: E402
 from elue_hf.spaces.leaderboard.app import build_app, launch  # noqa: E402
+from elue_hf.spaces.leaderboard.identity import Identities  # noqa: E402
+
+TOKEN = "browser-token-0123456789"
 
 pytestmark = pytest.mark.slow  # seconds per test: `make test-fast` skips this module
 
@@ -53,7 +56,7 @@ def free_port() -> int:
 def served(tmp_path):
     gold = gold_labels()
     store = SQLiteStore(tmp_path / "lb.db")
-    app = build_app(store, gold=gold)
+    app = build_app(store, gold=gold, identities=Identities(tokens={TOKEN: "tester"}))
     port = free_port()
     launch(app, port=port, block=False, quiet=True)
     yield f"http://127.0.0.1:{port}/", store, gold
@@ -140,6 +143,11 @@ def test_leaderboard_in_a_real_browser(served, browser, tmp_path):
     browser.find_element(By.ID, "points-mrpc").screenshot(str(tmp_path / "2c-parameters-axis.png"))
 
     click_tab(browser, "Submit")
+    anonymous = make_submission(tmp_path, gold, name="anonymous", seed=7)
+    status = upload_and_click(browser, anonymous)  # no identity: refused, nothing stored
+    assert status.startswith("Submission refused: anonymous submissions are off") and store.count() == 31
+    clear_upload(browser)
+    browser.find_element(By.CSS_SELECTOR, "#submit-token input").send_keys(TOKEN)
     bad = write_zip(tmp_path / "broken-submission.zip", {"submission.json": "{not json"})
     status = upload_and_click(browser, bad)
     assert status.startswith("Submission refused:") and "not valid JSON" in status
@@ -167,13 +175,17 @@ def test_leaderboard_in_a_real_browser(served, browser, tmp_path):
     clear_upload(browser)
     good = make_submission(tmp_path, gold, name="browser-model")
     status = upload_and_click(browser, good)
-    assert "Stored browser-model" in status and "ELUE rank" in status
+    assert "Stored browser-model" in status and "not ranked" in status and "ELUE rank" not in status
     WebDriverWait(browser, 30).until(lambda d: "33 entries (2 submissions," in body_text(d))
     assert store.count() == 33
     browser.save_screenshot(str(tmp_path / "4-stored.png"))
 
-    click_tab(browser, "ELUE Score")
+    click_tab(browser, "Not ranked")  # not verified and not on the ELUE test set: listed apart, never ranked
     WebDriverWait(browser, 30).until(lambda d: "browser-model" in body_text(d))
+    assert "test submission browser-model" in body_text(browser)  # the stored description is shown
+    click_tab(browser, "ELUE Score")
+    WebDriverWait(browser, 30).until(lambda d: "HashEE" in body_text(d))
+    assert "browser-model" not in body_text(browser)
     click_tab(browser, "About")
     WebDriverWait(browser, 30).until(lambda d: "liu-etal-2022-late" in body_text(d))
     assert "sun-etal-2022-simple" in body_text(browser) and "score_task" in body_text(browser)

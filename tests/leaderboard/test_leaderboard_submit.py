@@ -58,7 +58,9 @@ def test_submit_scores_stores_and_ranks(store, valid_zip, gold):
     e = outcome.entry
     assert store.get_entry(e.entry_id) == e
     assert e.source == "submission" and e.submitter == "alice" and e.flops_tier == "consistent"
-    assert e.elue_score == pytest.approx(outcome.score.elue_score) and e.elue_score is not None
+    assert e.elue_score is not None and abs(e.elue_score - outcome.score.elue_score) <= 0.05  # metrics to 0.1
+    assert all(p.performance == round(p.performance, 1) and list(p.metrics.values()) == [p.performance]
+               for p in e.points)
     assert len(e.points) == 12 and {p.max_seq_length for p in e.points} == {None}
     # the fixture's gold is not the ELUE test set (40 rows), and the FLOPs are not verified: listed, never ranked
     assert outcome.rank.elue is None and not outcome.rank.tasks and not outcome.rank.tracks
@@ -92,7 +94,8 @@ def test_the_same_results_rezipped_are_a_duplicate(store, valid_zip, gold, tmp_p
 
 def test_concurrent_identical_uploads_store_one_entry(store, valid_zip, gold):
     outcomes = []
-    threads = [threading.Thread(target=lambda: outcomes.append(submit_file(store, valid_zip, gold)))
+    unlimited = UploadLimits(max_submissions_per_day=0)  # duplicates here; the daily limit: test_leaderboard_quota
+    threads = [threading.Thread(target=lambda: outcomes.append(submit_file(store, valid_zip, gold, limits=unlimited)))
                for _ in range(4)]
     for t in threads:
         t.start()

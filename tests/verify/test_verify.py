@@ -19,6 +19,7 @@ from elue_hf.elue.data import load_test_labels
 from elue_hf.elue.flops import dims_from_config
 from elue_hf.elue.flops.params import count_parameters
 from elue_hf.elue.inference import point_params, run_operating_points, submission_spec, to_prediction_file
+from elue_hf.elue.score.metrics import task_metric
 from elue_hf.elue.submission import read_submission, write_submission, zip_submission
 from elue_hf.elue.submission.checks import load_tokenizer
 from elue_hf.elue.tasks import TASKS, get_task
@@ -89,7 +90,14 @@ def test_an_honest_submission_is_verified_in_the_sandbox(server, tmp_path):
     assert all(r["agreement"] == 1.0 and r["flops_diff"] == 0.0 for r in report["files"].values())
     assert set(report["throughput"]) == {"batch_1", "batch_32"} and min(report["throughput"].values()) > 0
     assert report["machine"]["threads"] >= 1 and report["machine"]["cpu"]
-    assert report["model"] == {"id": MODEL_ID, "revision": None, "architecture": "elasticbert"}
+    assert report["model"] == {"id": MODEL_ID, "revision": None, "architecture": "elasticbert",
+                               "params": count_parameters(server["model"])}
+    gold = load_test_labels(server["data"], "sst-2")
+    for path, row in report["files"].items():  # the figures the leaderboard shows for a verified entry
+        preds = read_submission(honest).files[[f.path for f in read_submission(honest).files].index(path)].predictions
+        assert row["rerun_metrics"] == pytest.approx(task_metric("sst-2", preds, gold))
+        assert row["task"] == "sst-2" and row["label"] in {"static k=1", "static k=3", "entropy 0.50"}
+        assert row["rerun_params"] > 0
 
 
 def test_relative_paths_work_although_the_rerun_runs_elsewhere(server, tmp_path, monkeypatch):
@@ -176,6 +184,12 @@ def test_queue_end_to_end_with_resume(server, tmp_path):
     assert jobs[b.entry.entry_id].state == "failed" and "mean FLOPs" in json.dumps(jobs[b.entry.entry_id].report)
     verified = store.get_entry(a.entry.entry_id)
     assert verified.verified and {p.flops_tier for p in verified.points} == {"verified"}
+    rerun_rows = {(r["task"], r["label"]): r for r in jobs[a.entry.entry_id].report["files"].values()}
+    for p in verified.points:  # the re-run's figures, not the submitter's (here they agree)
+        row = rerun_rows[(p.task, p.label)]
+        assert p.mflops == row["rerun_mflops"] and p.params == row["rerun_params"]
+        assert p.performance == round(row["rerun_metrics"]["score"], 1)
+    assert verified.params == count_parameters(server["model"]) and "submitted" in verified.extra
     recorded = verified.extra["verification"]  # where the throughput was measured travels with the entry
     assert set(recorded["throughput"]) == {"batch_1", "batch_32"} and recorded["machine"]["cpu"]
     assert store.get_entry(b.entry.entry_id).flops_tier == "consistent"

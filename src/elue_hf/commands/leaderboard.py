@@ -34,6 +34,13 @@ def register(subparsers) -> None:
     )
     lb.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     lb.add_argument("--port", type=int, default=7860, help="port")
+    lb.add_argument("--identity-header", default=None,
+                    help="header a trusted reverse proxy sets to the signed-in user (e.g. X-Forwarded-User): the "
+                         "identity the daily submit limits count against (default $ELUE_IDENTITY_HEADER); submit "
+                         "tokens come from $ELUE_SUBMIT_TOKENS ('name:token,...')")
+    lb.add_argument("--allow-anonymous", action="store_true",
+                    help="let uploads without an identity through (all anonymous visitors share one daily limit; "
+                         "default off, or $ELUE_ALLOW_ANONYMOUS=1)")
     _store_args(lb)
     lb.set_defaults(func=cmd_leaderboard)
 
@@ -97,15 +104,22 @@ def check_port(host: str, port: int) -> None:
 def cmd_leaderboard(args) -> int:
     from ..leaderboard.store import StoreError
     from ..spaces.leaderboard.app import build_app, launch
+    from ..spaces.leaderboard.identity import Identities
 
     check_port(args.host, args.port)
+    env = {**os.environ, "SPACE_ID": ""}  # the Hub's OAuth login exists only in a Space
+    if args.identity_header:
+        env["ELUE_IDENTITY_HEADER"] = args.identity_header
+    if args.allow_anonymous:
+        env["ELUE_ALLOW_ANONYMOUS"] = "1"
+    identities = Identities.from_env(env)  # IdentityError (a ValueError) for malformed tokens: exit code 2
     try:
         store = _open(args)
     except StoreError as err:
         raise ValueError(str(err)) from None
     app = build_app(store, gold=_gold(args), reference=args.reference, tokenizer_roots=_tokenizer_roots(args),
-                    verify_dir=_verify_dir(args))
-    print(f"ELUE leaderboard on http://{args.host}:{args.port}/ ({store.describe()})")
+                    verify_dir=_verify_dir(args), identities=identities)
+    print(f"ELUE leaderboard on http://{args.host}:{args.port}/ ({store.describe()}). {identities.describe()}")
     try:
         launch(app, host=args.host, port=args.port, block=True)
     except OSError as err:  # the port was taken between the check and the launch

@@ -318,6 +318,12 @@ The app is a thin wrapper over the tested package `elue-hf`
 | `ELUE_TOKENIZER_DIR` | tokenizers by Hub id (`owner--name`) for the token-length check, tried before the Hub |
 | `ELUE_VERIFY_DIR` | where submissions naming their model are kept and re-run by a background worker (unset: none) |
 | `ELUE_MODEL_DIR` | models by Hub id, tried before the Hub when re-running |
+| `ELUE_SUBMIT_TOKENS` (secret) | optional `name:token,...` submit tokens, besides the Hub login (`hf_oauth`) |
+| `ELUE_ALLOW_ANONYMOUS` | `1` lets visitors submit without signing in (one shared daily limit); off by default |
+
+Uploads need an identity: the Hub's "Sign in" button (or a submit token). The daily limits (3 stored entries, 20
+uploads checked, 12 operating points per task per submission) count per identity, so stored scores cannot serve as a
+label oracle; only submissions the server re-ran (`verified`) are ranked, the others are listed apart.
 
 Published rows are copied from the papers and marked so; they are never rescored.
 
@@ -364,7 +370,7 @@ def leaderboard_space_card():
     return space_card(
         "ELUE leaderboard", _LEADERBOARD_BODY.format(citation=bibtex()), emoji="🏁", color_from="indigo",
         color_to="green", tags=["leaderboard", "elue", "efficient-nlp", "early-exit"],
-        short_description="Efficient NLP leaderboard: quality and FLOPs (ELUE)",
+        short_description="Efficient NLP leaderboard: quality and FLOPs (ELUE)", extra={"hf_oauth": True},
     )
 
 

@@ -34,6 +34,8 @@ __all__ = [
     "verification_extra",
     "without_verification",
     "with_verification",
+    "METRIC_DECIMALS",
+    "shown_metric",
     "submission_digest",
     "new_entry_id",
     "utc_now",
@@ -269,12 +271,71 @@ def verification_extra(report: Mapping) -> dict:
     return {k: report[k] for k in VERIFICATION_KEYS if k in report}
 
 
+#: Decimals of every metric the leaderboard stores and shows (x100 points): what the ranking needs, and no more
+#: (a finer metric tells more about the gold labels; docs/elue.md, "Hostile uploads and the label oracle").
+METRIC_DECIMALS = 1
+
+
+def shown_metric(value: float) -> float:
+    """A metric (x100) as the leaderboard stores and shows it: rounded to :data:`METRIC_DECIMALS`."""
+    return round(float(value), METRIC_DECIMALS)
+
+
+def _scores(points) -> tuple[dict, float | None, float | None]:
+    """(task scores, ELUE score, partial ELUE score) of points whose residuals are set."""
+    by_task: dict[str, list[float]] = {}
+    for p in points:
+        by_task.setdefault(p.task, []).append(p.residual)
+    tasks = {t: float(np.mean(by_task[t])) for t in TASK_KEYS if t in by_task}
+    partial = float(np.mean(list(tasks.values()))) if tasks else None
+    return tasks, (partial if len(tasks) == len(TASK_KEYS) else None), partial
+
+
+def _rerun_rows(report: Mapping) -> list[dict]:
+    """The per-file re-run figures of a verification report (rows with task, label, re-run metrics, MFLOPs and
+    params); rows without them (reports written before re-run figures existed) are left out."""
+    files = report.get("files") if isinstance(report, Mapping) else None
+    rows = []
+    for row in (files.values() if isinstance(files, Mapping) else ()):
+        if not isinstance(row, Mapping) or not isinstance(row.get("rerun_metrics"), Mapping):
+            continue
+        try:
+            rows.append({"task": _task_key(row.get("task"), "re-run task"), "label": _text(row.get("label"), "label"),
+                         "metrics": _metrics(row["rerun_metrics"], "re-run metrics"),
+                         "mflops": _opt_float(row.get("rerun_mflops"), "re-run mflops"),
+                         "params": _opt_positive_int(row.get("rerun_params"), "re-run params")})
+        except RecordError:
+            continue
+    return [r for r in rows if r["metrics"].get("score") is not None and r["mflops"] and r["mflops"] > 0]
+
+
+def _submitted_copy(entry: EntryRecord) -> dict:
+    """What a re-run replaces, kept in ``extra["submitted"]`` so :func:`without_verification` can restore it."""
+    return {"params": entry.params, "elue_score": entry.elue_score, "partial_elue_score": entry.partial_elue_score,
+            "task_scores": dict(entry.task_scores),
+            "points": [[p.performance, p.mflops, p.params, p.residual, p.reference_performance] for p in entry.points]}
+
+
+def _restore_submitted(entry: EntryRecord) -> EntryRecord:
+    kept = entry.extra.get("submitted")
+    if not isinstance(kept, Mapping) or len(kept.get("points") or ()) != len(entry.points):
+        return entry
+    names = ("performance", "mflops", "params", "residual", "reference_performance")
+    points = tuple(replace(p, **dict(zip(names, values)), metrics={})
+                   for p, values in zip(entry.points, kept["points"]))
+    return replace(entry, points=points, params=kept.get("params"), elue_score=kept.get("elue_score"),
+                   partial_elue_score=kept.get("partial_elue_score"), task_scores=kept.get("task_scores") or {},
+                   extra={k: v for k, v in entry.extra.items() if k != "submitted"})
+
+
 def without_verification(entry: EntryRecord) -> EntryRecord:
     """``entry`` as it stands before any re-run: a ``verified`` point falls back to the tier of its FLOPs source
-    (``self-reported`` when that names none), a ``verified`` entry to the weakest of its points, and
-    ``extra["verification"]`` is dropped. Never raises a tier; entries without a ``verified`` claim come back equal."""
+    (``self-reported`` when that names none), a ``verified`` entry to the weakest of its points, the submitter's own
+    figures come back (``extra["submitted"]``), and ``extra["verification"]`` is dropped. Never raises a tier; entries
+    without a ``verified`` claim or re-run figures come back equal."""
     if entry.source != "submission":
         return entry
+    entry = _restore_submitted(entry)
     points = tuple(replace(p, flops_tier=_TIER_OF_SOURCE.get(p.flops_source, FLOPS_TIERS[0]))
                    if p.flops_tier == "verified" else p for p in entry.points)
     tier = weakest_tier(p.flops_tier for p in points) if entry.flops_tier == "verified" else entry.flops_tier
@@ -282,12 +343,40 @@ def without_verification(entry: EntryRecord) -> EntryRecord:
     return replace(entry, points=points, flops_tier=tier, extra=extra)
 
 
-def with_verification(entry: EntryRecord, report: Mapping) -> EntryRecord:
+def with_verification(entry: EntryRecord, report: Mapping, curves=None) -> EntryRecord:
     """``entry`` after a re-run that agreed: it and all its points ``verified``, the report's summary in
-    ``extra["verification"]`` (what :meth:`SQLiteStore.finish_verification` writes)."""
-    points = tuple(replace(p, flops_tier="verified") for p in entry.points)
-    return replace(entry, points=points, flops_tier="verified",
-                   extra={**entry.extra, "verification": verification_extra(report)})
+    ``extra["verification"]`` (what :meth:`SQLiteStore.finish_verification` writes), and **the re-run's figures in
+    place of the submitter's**: each point's metric, mean MFLOPs and params come from the report's row of the same
+    task and label (rounded as :func:`shown_metric`), its residual from the reference curve (``curves``, default
+    :func:`~elue_hf.elue.score.reference.load_reference`), the task and ELUE scores from those residuals, and the
+    entry's params from the re-run model's count. The submitter's figures are kept in ``extra["submitted"]``.
+    A report without re-run figures (older reports) raises the tier only."""
+    rows = _rerun_rows(report)
+    points = [replace(p, flops_tier="verified") for p in entry.points]
+    extra = {**entry.extra, "verification": verification_extra(report)}
+    changes: dict = {}
+    if rows:
+        from ..elue.score.reference import load_reference
+
+        curves = curves if curves is not None else load_reference()
+        extra["submitted"] = _submitted_copy(entry)
+        for i, p in enumerate(points):
+            row = next((r for r in rows if (r["task"], r["label"]) == (p.task, p.label)), None)
+            if row is None:
+                continue
+            rows.remove(row)
+            performance = shown_metric(row["metrics"]["score"])
+            reference = float(curves[p.task](row["mflops"]))
+            points[i] = replace(p, performance=performance, mflops=row["mflops"], params=row["params"] or p.params,
+                                metrics={get_task(p.task).metric: performance},
+                                reference_performance=reference, residual=performance - reference)
+        tasks, elue, partial = _scores(points)
+        changes = {"task_scores": tasks, "elue_score": elue, "partial_elue_score": partial}
+        model = report.get("model")
+        params = model.get("params") if isinstance(model, Mapping) else None
+        if isinstance(params, int) and not isinstance(params, bool) and params > 0:
+            changes["params"] = params
+    return replace(entry, points=tuple(points), flops_tier="verified", extra=extra, **changes)
 
 
 def utc_now() -> str:
@@ -313,30 +402,36 @@ def submission_digest(submission) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode("utf-8")).hexdigest()
 
 
+def _shown_point(fs, max_seq_length) -> PointRecord:
+    """A scored file as the leaderboard keeps it: its main metric rounded (:func:`shown_metric`), the residual and
+    so the task and ELUE scores computed from that rounded value, no other metric."""
+    performance = shown_metric(fs.performance)
+    metric = get_task(fs.task).metric
+    return PointRecord(
+        task=fs.task, label=fs.label, performance=performance, mflops=fs.mean_mflops, params=fs.params,
+        residual=performance - fs.reference_performance, reference_performance=fs.reference_performance,
+        flops_source=fs.flops_source, metrics={metric: performance}, max_seq_length=max_seq_length,
+    )
+
+
 def entry_from_score(score, submission, *, digest: str | None = None, submitter: str = "",
                      entry_id: str | None = None, created_at: str | None = None, other_data: str = "") -> EntryRecord:
-    """An :class:`EntryRecord` from the ELUE core's ``SubmissionScore`` and the ``Submission`` it scored.
+    """An :class:`EntryRecord` from the ELUE core's ``SubmissionScore`` and the ``Submission`` it scored: metrics
+    rounded to :data:`METRIC_DECIMALS` (what the ranking needs), scores computed from the rounded metrics.
 
     ``other_data``: a phrase saying the gold was not the ELUE test set (empty when it was)."""
     seq = {f.path: f.max_seq_length for f in submission.files}
-    points = tuple(
-        PointRecord(
-            task=fs.task, label=fs.label, performance=fs.performance, mflops=fs.mean_mflops, params=fs.params,
-            residual=fs.residual, reference_performance=fs.reference_performance, flops_source=fs.flops_source,
-            metrics={k: v for k, v in fs.metrics.items() if k != "score"}, max_seq_length=seq.get(fs.path),
-        )
-        for ts in score.tasks.values()
-        for fs in ts.files
-    )
+    points = tuple(_shown_point(fs, seq.get(fs.path)) for ts in score.tasks.values() for fs in ts.files)
+    task_scores, elue_score, partial = _scores(points)
     return EntryRecord(
         entry_id=entry_id or new_entry_id(),
         model_name=submission.model_name,
         source="submission",
         description=submission.description[:_MAX_TEXT],
         params=int(submission.params),
-        elue_score=score.elue_score,
-        partial_elue_score=score.partial_elue_score,
-        task_scores={t: ts.score for t, ts in score.tasks.items()},
+        elue_score=elue_score,
+        partial_elue_score=partial,
+        task_scores=task_scores,
         provisional=bool(score.provisional),
         flops_tier=score.flops_tier,
         created_at=created_at or utc_now(),

@@ -12,7 +12,7 @@ import socket
 import sqlite3
 from dataclasses import dataclass
 
-from .records import verification_extra
+from .records import with_verification
 
 __all__ = ["JOB_STATES", "VerificationJob", "SQLiteQueue", "worker_name"]
 
@@ -98,12 +98,9 @@ class SQLiteQueue:
                          "WHERE entry_id = ?",
                          (state, now, json.dumps({**report, "worker": worker}, sort_keys=True, default=float),
                           entry_id))
-            if verified:
-                row = conn.execute("SELECT extra FROM entries WHERE entry_id = ?", (entry_id,)).fetchone()
-                extra = {**json.loads(row[0]), "verification": verification_extra(report)}
-                conn.execute("UPDATE entries SET flops_tier = 'verified', verified = 1, extra = ? WHERE entry_id = ?",
-                             (json.dumps(extra, sort_keys=True, default=float), entry_id))
-                conn.execute("UPDATE points SET flops_tier = 'verified' WHERE entry_id = ?", (entry_id,))
+            if verified:  # the entry now shows the re-run's figures (records.with_verification)
+                (entry,) = self._load_in(conn, "WHERE entry_id = ?", (entry_id,))
+                self._replace_entry(conn, with_verification(entry, report))
         return True
 
     def verification_jobs(self, state: str | None = None) -> list[VerificationJob]:

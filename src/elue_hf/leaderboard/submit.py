@@ -1,8 +1,12 @@
 """Submit a zip to the leaderboard: size check -> validate (ELUE core, no code executed) -> score -> store -> rank.
 
 Validation alone computes nothing from the gold labels (only their count per task is used, to refuse a file with
-the wrong number of rows while it is read); a score exists only for a stored entry, and one submitter name may store
-a few new entries a day (:class:`UploadLimits`), so the leaderboard is no label oracle.
+the wrong number of rows while it is read); a score exists only for a stored entry. What stored entries can reveal
+about the gold labels is bounded per identity and day (:class:`UploadLimits`, :mod:`.quota`): at most
+``max_points_per_task`` files per task per submission, ``max_submissions_per_day`` stored entries and
+``max_checks_per_day`` uploads (validate or submit) per identity, counted atomically, and every metric kept to
+0.1 points. docs/elue.md ("Hostile uploads and the label oracle") gives the bound: about 10 bits per stored file,
+so at most 3 x 12 x 10 = 360 binary labels per identity, task and day in the worst case.
 
 The ELUE core reads the zip with hard limits (entries, sizes, compression ratio, path traversal, symlinks); FLOPs are
 recomputed from each instance's ``modules`` column and the declarative module spec. An entry is stored in one
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 import zipfile
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping
 
@@ -22,6 +26,7 @@ from ..elue.submission import Submission, SubmissionError, SubmissionLimits, flo
 from ..elue.submission.checks import cross_check
 from ..elue.tasks import TASK_KEYS, get_task
 from ..verify.request import verify_request
+from .quota import QuotaExceeded, SubmitQuota
 from .ranking import RankInfo, rank_of
 from .records import EntryRecord, RecordError, entry_from_score, submission_digest
 from .store import DuplicateEntryError, StoreError
@@ -32,15 +37,18 @@ __all__ = ["UploadLimits", "SubmitError", "SubmitOutcome", "submit_file", "expec
 
 @dataclass(frozen=True)
 class UploadLimits:
-    """What an upload may be: the zip's own size, the limits the ELUE core applies while reading it, and how many
-    new entries one submitter name may store per day (so a stored score is never a cheap label oracle)."""
+    """What an upload may be: the zip's own size, the limits the ELUE core applies while reading it, how many
+    operating points per task one submission may hold, and how many uploads and new entries one identity may make
+    per day (so stored scores are never a cheap label oracle; the bound is in docs/elue.md)."""
 
     max_upload_bytes: int = 32 * 2**20
     reading: SubmissionLimits = SubmissionLimits(
         max_archive_bytes=32 * 2**20, max_file_bytes=128 * 2**20, max_total_bytes=512 * 2**20,
         max_entries=256, max_files=128,
     )
-    max_submissions_per_day: int = 3  # new entries per submitter name in any 24 hours; 0 disables the limit
+    max_submissions_per_day: int = 3  # new entries per identity in any 24 hours; 0 disables the limit
+    max_checks_per_day: int = 20  # uploads checked (validate or submit) per identity in any 24 hours; 0: no limit
+    max_points_per_task: int = 12  # files (operating points) per task in one submission; 0: no limit
 
     def submission_limits(self) -> SubmissionLimits:
         return replace(self.reading, max_archive_bytes=min(self.reading.max_archive_bytes, self.max_upload_bytes))
@@ -136,22 +144,6 @@ def expected_rows(gold) -> dict[str, int]:
     return out
 
 
-def _recent_submissions(store, submitter: str, now: datetime) -> int:
-    since = now - timedelta(days=1)
-    count = 0
-    for entry in store.entries():
-        if entry.source != "submission" or (entry.submitter.strip().lower() or ANONYMOUS) != submitter.lower():
-            continue
-        try:
-            created = datetime.fromisoformat(entry.created_at)
-        except ValueError:
-            continue
-        if created.tzinfo is None:
-            created = created.replace(tzinfo=timezone.utc)
-        count += created > since
-    return count
-
-
 def other_data(submission: Submission, rows: Mapping[str, int]) -> str:
     """Empty when the submission was scored on the ELUE test set, else a phrase saying on what: the manifest names
     other data (``extra.data_name``, written by ``elue-hf evaluate --data-name``), or the server's gold for one of
@@ -200,9 +192,30 @@ def _read(path: Path, gold, rows: Mapping[str, int], limits: UploadLimits, token
         raise SubmitError(f"the submission could not be read ({type(err).__name__}); it is refused") from None
 
 
+def _check_points_per_task(submission: Submission, limits: UploadLimits) -> None:
+    cap = limits.max_points_per_task
+    counts: dict[str, int] = {}
+    for f in submission.files:
+        counts[f.task] = counts.get(f.task, 0) + 1
+    over = [t for t in TASK_KEYS if counts.get(t, 0) > cap] if cap else []
+    if over:
+        raise SubmitError(f"{get_task(over[0]).name} has {counts[over[0]]} operating points; this leaderboard takes "
+                          f"at most {cap} per task in one submission (drop some files)")
+
+
+def _take(quota: SubmitQuota | None, identity: str, action: str, limit: int, now: datetime) -> int | None:
+    if quota is None:
+        return None
+    try:
+        return quota.take(identity, action, limit, now)
+    except QuotaExceeded as err:
+        raise SubmitError(str(err)) from None
+
+
 def submit_file(store, path, gold, *, reference=None, limits: UploadLimits = DEFAULT_UPLOAD_LIMITS,
                 submitter: str = "", store_result: bool = True, now: datetime | None = None,
-                tokenizer_roots=(), verify_dir=None) -> SubmitOutcome:
+                tokenizer_roots=(), verify_dir=None, identity: str | None = None,
+                quota: SubmitQuota | None = None) -> SubmitOutcome:
     """Validate, then (unless ``store_result=False``) score and store the submission at ``path`` (a zip, or a
     directory).
 
@@ -211,6 +224,9 @@ def submit_file(store, path, gold, *, reference=None, limits: UploadLimits = DEF
     consistency (with the cross-checks of :mod:`elue_hf.elue.submission.checks`; ``tokenizer_roots``: server folders
     holding tokenizers by Hub id) and reports nothing computed from the gold labels. ``verify_dir``: where a stored
     submission that names its model is kept for the verification queue (None: no re-runs on this server).
+    ``identity``: who uploads, for the daily limits (the web app passes the signed-in user, a trusted header or a
+    token; None: a local caller, counted as ``local:<submitter>``); ``quota``: where the limits are counted (default:
+    :meth:`SubmitQuota.for_store`). Both validating and submitting take a ``check`` slot.
     Raises :class:`SubmitError` with a plain message for anything wrong.
     """
     if gold is None:
@@ -218,39 +234,46 @@ def submit_file(store, path, gold, *, reference=None, limits: UploadLimits = DEF
                           "(start it with --data-dir pointing at the ELUE data with <Task>/test_full.tsv)")
     path = Path(path)
     _check_upload(path, limits)
+    who = submitter.strip()[:100]
+    identity = identity or f"local:{(who or ANONYMOUS).lower()}"
+    now = now or datetime.now(timezone.utc)
+    if quota is None and (limits.max_checks_per_day or limits.max_submissions_per_day):
+        quota = SubmitQuota.for_store(store)
+    _take(quota, identity, "check", limits.max_checks_per_day, now)
     rows = expected_rows(gold)
     submission = _read(path, gold, rows, limits, tokenizer_roots)
+    _check_points_per_task(submission, limits)
     if not store_result:
         return SubmitOutcome(None, None, None, stored=False, submission=submission)
-    who = submitter.strip()[:100]
+    slot, stored = None, False
     try:
         digest = submission_digest(submission)
         existing = store.find_digest(digest)
         if existing is not None:
             return SubmitOutcome(existing, None, rank_of(store.entries(), existing.entry_id), stored=False,
                                  duplicate=True, submission=submission)
-        quota = limits.max_submissions_per_day
-        if quota and _recent_submissions(store, who or ANONYMOUS, now or datetime.now(timezone.utc)) >= quota:
-            raise SubmitError(f"{who or ANONYMOUS} already stored {quota} submissions in the last 24 hours, the "
-                              "limit for one submitter name; try again later")
+        slot = _take(quota, identity, "store", limits.max_submissions_per_day, now)
         score = score_submission(submission, gold, reference)
         entry = entry_from_score(score, submission, digest=digest, submitter=who,
-                                 created_at=(now or datetime.now(timezone.utc)).replace(microsecond=0).isoformat(),
+                                 created_at=now.replace(microsecond=0).isoformat(),
                                  other_data=other_data(submission, rows))
-    except (SubmissionError, RecordError) as err:
-        raise SubmitError(str(err)) from None
-    except (ValueError, KeyError) as err:  # e.g. gold labels missing for a task, metric undefined
-        if isinstance(err, SubmitError):
-            raise
-        raise SubmitError(f"could not score the submission: {err}") from None
-    try:
         store.add_entry(entry)
+        stored = True
     except DuplicateEntryError as err:  # a concurrent upload of the same results won the race
         existing = store.get_entry(err.existing_id)
         return SubmitOutcome(existing, None, rank_of(store.entries(), existing.entry_id), stored=False,
                              duplicate=True, submission=submission)
     except StoreError as err:
         raise SubmitError(f"the submission is valid but could not be stored: {err}") from None
+    except (SubmissionError, RecordError) as err:
+        raise SubmitError(str(err)) from None
+    except (ValueError, KeyError) as err:  # e.g. gold labels missing for a task, metric undefined
+        if isinstance(err, SubmitError):
+            raise
+        raise SubmitError(f"could not score the submission: {err}") from None
+    finally:
+        if not stored and quota is not None:
+            quota.release(slot)  # nothing new was stored: the slot goes back
     queued = verify_dir is not None and submission.manifest.get("model") is not None
     if queued:
         _queue_verification(store, entry, path, Path(verify_dir))

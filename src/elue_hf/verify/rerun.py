@@ -18,7 +18,7 @@ from ..elue.flops import dims_from_config
 from ..elue.flops.module_spec import encoder_modules, module_spec_from_config, modules_macs_column
 from ..elue.flops.params import count_parameters
 from ..elue.submission import read_submission
-from ..elue.submission.format import SubmissionError, _mean_from_macs
+from ..elue.submission.format import SubmissionError, _mean_from_macs, params_disagreement
 from ..elue.tasks import TASKS, ElueTask
 from ..hashee.auto import base_model_type, is_hashee_config
 from ..validators import require
@@ -198,6 +198,21 @@ def _rerun_group(model, kind: str, tokenizer, dataset, task, max_length: int, wa
     return rows
 
 
+def rerun_figures(task, label: str, labels, predictions, params: int) -> dict:
+    """What the leaderboard shows for a verified file: the re-run's metrics (x100, from the server's gold labels)
+    and parameter count, with the file's task and label (records.with_verification reads them)."""
+    from ..elue.score.metrics import task_metric
+
+    return {"task": task.key, "label": label, "rerun_metrics": task_metric(task, predictions, labels),
+            "rerun_params": int(params)}
+
+
+def _model_params(model, kind: str) -> int:
+    from ..elue.methods.lpt_points import lpt_params
+
+    return int(lpt_params(model) if kind == "lpt" else count_parameters(model))
+
+
 def _architecture(model, kind: str) -> str:
     return f"{model.config.model_type}+lpt" if kind == "lpt" else model.config.model_type
 
@@ -215,7 +230,10 @@ def rerun(submission_path, data_dir, model_roots=(), tokenizer_roots=(), allow_h
     tokenizer = _tokenizer(submission, folder, tokenizer_roots, allow_hub)
     report: dict = {"model": {"id": request.model_id, "revision": request.revision,
                               "architecture": _architecture(model, kind)}, "files": {}}
+    from ..elue.data import load_test_labels
+
     datasets_by_task: dict = {}
+    labels_by_task: dict = {}
     groups: dict[tuple, list[str]] = {}  # one full pass per task and max length gives every setting's point
     for path, max_length in request.max_length.items():
         groups.setdefault((files[path].task, max_length), []).append(path)
@@ -231,11 +249,16 @@ def rerun(submission_path, data_dir, model_roots=(), tokenizer_roots=(), allow_h
                 row["ok"] = False
                 row["why"] = "; ".join(filter(None, [row["why"], f"params {f.params:,} declared, the model's "
                                                                  f"operating point holds {params:,}"]))
-            report["files"][path] = row
+            labels = labels_by_task.setdefault(task.key, load_test_labels(data_dir, task.key))
+            report["files"][path] = {**row, **rerun_figures(task, f.label, labels, predictions, params)}
+    report["model"]["params"] = _model_params(model, kind)
+    params_why = params_disagreement(submission.params, report["model"]["params"], "the re-run model")
+    if params_why:
+        report["why"] = params_why
     first = next(iter(datasets_by_task))
     report["throughput"] = measure_throughput(model, tokenizer, datasets_by_task[first], TASKS[first],
                                               next(iter(request.max_length.values())))
-    report["verified"] = all(r["ok"] for r in report["files"].values())
+    report["verified"] = not params_why and all(r["ok"] for r in report["files"].values())
     report["seconds"] = time.perf_counter() - started
     return report
 

@@ -29,10 +29,10 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..flops.module_spec import ModulesError, parse_modules
-from .format import Submission, SubmissionError, SubmissionFile
+from .format import Submission, SubmissionError, SubmissionFile, params_disagreement
 
-__all__ = ["spec_params", "check_params", "check_structure", "declared_lengths", "check_token_lengths",
-           "load_tokenizer", "cross_check"]
+__all__ = ["spec_params", "check_params", "check_model_params", "check_structure", "declared_lengths",
+           "check_token_lengths", "load_tokenizer", "cross_check"]
 
 _NUMBERED = re.compile(r".*?_([0-9]+)")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95})?")
@@ -103,6 +103,22 @@ def check_params(file: SubmissionFile) -> None:
         raise SubmissionError(
             f"{file.path}: params {file.params:,} disagree with the module spec, which implies "
             f"{' or '.join(f'{p:,}' for p in sorted(allowed))} (the whole spec, or the modules every row runs)")
+
+
+def check_model_params(submission: Submission) -> None:
+    """Raise :class:`SubmissionError` unless the manifest's top-level ``params`` (the model's size, shown on the
+    leaderboard) is at least every file's ``params`` and, where the files' module specs follow the parameter rule,
+    within :data:`~.format.PARAMS_TOLERANCE` of the largest whole-spec count."""
+    biggest = max(submission.files, key=lambda f: f.params)
+    if submission.params < biggest.params:
+        raise SubmissionError(f"submission.json declares params {submission.params:,} but {biggest.path} uses "
+                              f"{biggest.params:,}: a point cannot use more parameters than the model holds")
+    specs = [f.module_spec for f in submission.files
+             if f.modules is not None and f.module_spec is not None and not params_rule_gap(f.module_spec)]
+    if specs:
+        why = params_disagreement(submission.params, max(spec_params(s) for s in specs), "its module spec")
+        if why:
+            raise SubmissionError(why)
 
 
 def _number(name: str) -> int | None:
@@ -226,6 +242,7 @@ def cross_check(submission: Submission, texts: Callable[[str], Mapping] | None =
             continue
         check_params(f)
         report["params"].append(f.path)
+    check_model_params(submission)
     if not declared:
         return report
     if texts is None:

@@ -26,6 +26,8 @@ __all__ = [
     "FORMAT",
     "MANIFEST",
     "FLOPS_TOLERANCE",
+    "PARAMS_TOLERANCE",
+    "params_disagreement",
     "FLOPS_TIERS",
     "flops_tier_of",
     "SubmissionError",
@@ -39,6 +41,19 @@ __all__ = [
 FORMAT = "elue-hf-submission/1"
 MANIFEST = "submission.json"
 FLOPS_TOLERANCE = 0.01  # relative disagreement allowed between claimed and recomputed mean FLOPs
+#: Relative disagreement allowed between the manifest's top-level ``params`` and the count the server derives (the
+#: module spec's, or the re-run model's); the counting rules are exact, this only absorbs a head of another task.
+PARAMS_TOLERANCE = 0.001
+
+
+def params_disagreement(declared: int, counted: int, source: str) -> str | None:
+    """One sentence when the manifest's ``params`` is more than :data:`PARAMS_TOLERANCE` off ``counted`` (what
+    ``source`` implies), else None."""
+    if abs(int(declared) - int(counted)) <= PARAMS_TOLERANCE * int(counted):
+        return None
+    return (f"submission.json declares params {int(declared):,} but {source} holds {int(counted):,} "
+            f"({100 * abs(int(declared) - int(counted)) / int(counted):.2f}% off; tolerance "
+            f"{100 * PARAMS_TOLERANCE:g}%): declare the model's real parameter count")
 #: How much a FLOPs number is worth, weakest first (docs/elue.md, "Threat model"):
 #: ``self-reported`` - a number only; ``consistent`` - declared per-instance modules + module spec agree with the
 #: claimed means (and the cross-checks pass); ``verified`` - the server re-ran the model and got the same.

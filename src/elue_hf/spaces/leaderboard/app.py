@@ -19,6 +19,7 @@ from ...leaderboard.ranking import AXES, TRACK_NAMES, Filters
 from ...leaderboard.seed import seed_store
 from ...leaderboard.store import StoreError, open_store
 from ...leaderboard.submit import DEFAULT_UPLOAD_LIMITS, SubmitError, UploadLimits, submit_file
+from .identity import SIGN_IN_NEEDED, Identities
 from .texts import SUBMIT_HELP, UNRANKED_HELP, about_markdown, escape_markdown
 from .views import (
     AXIS_TITLES,
@@ -51,8 +52,9 @@ class Leaderboard:
     """What the app does, without gradio: read the store, build every view, submit uploads."""
 
     def __init__(self, store, gold=None, reference=None, limits: UploadLimits = DEFAULT_UPLOAD_LIMITS,
-                 seed: bool = True, tokenizer_roots=(), verify_dir=None):
+                 seed: bool = True, tokenizer_roots=(), verify_dir=None, identities: Identities | None = None):
         self.store = store
+        self.identities = identities or Identities()
         self.gold = gold
         self.curves = reference if isinstance(reference, Mapping) else load_reference(reference)
         self.limits = limits
@@ -115,17 +117,22 @@ class Leaderboard:
 
     # ----------------------------------------------------------------------------------------------- submit
 
-    def submit(self, upload, submitter: str = "", store_result: bool = True,
-               discard_upload: bool = False) -> tuple[str, pd.DataFrame]:
+    def submit(self, upload, submitter: str = "", store_result: bool = True, discard_upload: bool = False,
+               identity: str | None = None) -> tuple[str, pd.DataFrame]:
         """(status markdown, the entry's points) for an uploaded file; errors become one plain sentence. Everything
         from the upload is escaped before it is shown. ``discard_upload``: delete the uploaded file afterwards
-        (the app's temporary copy)."""
+        (the app's temporary copy). ``identity``: who uploads, as :meth:`Identities.resolve` gives it (None: none
+        trusted, so ``anonymous`` where allowed, else the upload is refused); validating and submitting share its
+        daily limit."""
         if upload is None:
             return "**Nothing uploaded.** Choose a submission zip first.", entry_frame_empty()
         path = upload if isinstance(upload, (str, Path)) else getattr(upload, "name", None)
+        identity = identity or self.identities.resolve()
         try:
+            if identity is None:
+                raise SubmitError(SIGN_IN_NEEDED)
             outcome = submit_file(self.store, path, self.gold, reference=self.curves, limits=self.limits,
-                                  submitter=submitter or "", store_result=store_result,
+                                  submitter=submitter or "", store_result=store_result, identity=identity,
                                   tokenizer_roots=self.tokenizer_roots, verify_dir=self.verify_dir)
         except SubmitError as err:
             return f"**Submission refused:** {escape_markdown(err)}", entry_frame_empty()
@@ -158,11 +165,14 @@ def entry_frame_empty() -> pd.DataFrame:
 
 
 def build_app(store, gold=None, reference=None, limits: UploadLimits = DEFAULT_UPLOAD_LIMITS, seed: bool = True,
-              title: str = "ELUE leaderboard", tokenizer_roots=(), verify_dir=None):
-    """The gradio app over ``store`` (see :class:`Leaderboard` for the arguments)."""
+              title: str = "ELUE leaderboard", tokenizer_roots=(), verify_dir=None,
+              identities: Identities | None = None):
+    """The gradio app over ``store`` (see :class:`Leaderboard` for the arguments). With ``identities.oauth`` the
+    Submit tab has the Hub's "Sign in" button (a Space needs ``hf_oauth: true`` in its card); with submit tokens, a
+    token box."""
     import gradio as gr
 
-    board = Leaderboard(store, gold, reference, limits, seed, tokenizer_roots, verify_dir)
+    board = Leaderboard(store, gold, reference, limits, seed, tokenizer_roots, verify_dir, identities)
     views = board.views()
     with gr.Blocks(title=title) as demo:
         header = gr.Markdown(views[0])
@@ -208,10 +218,14 @@ def build_app(store, gold=None, reference=None, limits: UploadLimits = DEFAULT_U
                                                         label=f"{name} operating points"))
                             outputs.append(gr.Markdown(caption))
             with gr.Tab("Submit", id="submit"):
-                gr.Markdown(SUBMIT_HELP)
+                gr.Markdown(SUBMIT_HELP + "\n" + board.identities.describe())
+                if board.identities.oauth:
+                    gr.LoginButton()
                 upload = gr.File(label="Submission zip", file_types=[".zip"], type="filepath",
                                  elem_id="submission-file")
-                submitter = gr.Textbox(label="Submitter (optional)", max_length=100)
+                submitter = gr.Textbox(label="Submitter (optional; shown in the tables)", max_length=100)
+                token = gr.Textbox(label="Submit token", type="password", max_length=200,
+                                   visible=bool(board.identities.tokens), elem_id="submit-token")
                 with gr.Row():
                     submit_btn = gr.Button("Submit", variant="primary")
                     validate_btn = gr.Button("Validate only")
@@ -231,11 +245,22 @@ def build_app(store, gold=None, reference=None, limits: UploadLimits = DEFAULT_U
             # A separate event: gradio 6.31 drops a new value sent together with a new x_title.
             return [gr.update(x_title=AXIS_TITLES[AXIS_CHOICES[axis_label]])] * len(plots)
 
-        def do_submit(upload_path, who, *filter_values):
-            return [*board.submit(upload_path, who, store_result=True, discard_upload=True), *refresh(*filter_values)]
+        def identity_of(token_text, request, profile):
+            headers = getattr(request, "headers", None)
+            return board.identities.resolve(profile, headers, token_text or "")
 
-        def do_validate(upload_path, who):
-            return list(board.submit(upload_path, who, store_result=False, discard_upload=True))
+        def do_submit(upload_path, who, token_text, search_text, source_labels, verified_only, axis_label,
+                      request=None, profile=None):
+            status = board.submit(upload_path, who, store_result=True, discard_upload=True,
+                                  identity=identity_of(token_text, request, profile))
+            return [*status, *refresh(search_text, source_labels, verified_only, axis_label)]
+
+        def do_validate(upload_path, who, token_text, request=None, profile=None):
+            return list(board.submit(upload_path, who, store_result=False, discard_upload=True,
+                                     identity=identity_of(token_text, request, profile)))
+
+        for handler in (do_submit, do_validate):  # gradio injects the request and the signed-in user by annotation
+            handler.__annotations__.update(request=gr.Request, profile=gr.OAuthProfile | None)
 
         demo.load(refresh, filters, outputs, api_name="refresh")
         for trigger in (search.submit, sources.change, verified.change):
@@ -246,8 +271,8 @@ def build_app(store, gold=None, reference=None, limits: UploadLimits = DEFAULT_U
             return "*Checking the upload...*", entry_frame_empty()
 
         for button, action, inputs, targets, name in (
-            (submit_btn, do_submit, [upload, submitter, *filters], [status, result, *outputs], "submit"),
-            (validate_btn, do_validate, [upload, submitter], [status, result], "validate"),
+            (submit_btn, do_submit, [upload, submitter, token, *filters], [status, result, *outputs], "submit"),
+            (validate_btn, do_validate, [upload, submitter, token], [status, result], "validate"),
         ):
             button.click(clear_status, None, [status, result], queue=False, api_visibility="private").then(
                 action, inputs, targets, api_name=name)
@@ -263,7 +288,9 @@ def app_from_env(env: Mapping[str, str] | None = None):
     submissions are closed), ``ELUE_HF_REFERENCE`` (reference-curve JSON), ``ELUE_TOKENIZER_DIR`` (tokenizers by Hub
     id for the token-length check), ``ELUE_VERIFY_DIR`` (where submissions naming a model are kept and re-run by a
     background worker; unset: no re-runs), ``ELUE_MODEL_DIR`` (models by Hub id, tried before the Hub),
-    ``ELUE_VERIFY_LEASE_HOURS`` (with a results repo: how long a claimed job stays this replica's, default 6)."""
+    ``ELUE_VERIFY_LEASE_HOURS`` (with a results repo: how long a claimed job stays this replica's, default 6);
+    who may submit (:meth:`Identities.from_env`): ``SPACE_ID`` (set by Spaces: the Hub's OAuth login),
+    ``ELUE_IDENTITY_HEADER``, ``ELUE_SUBMIT_TOKENS``, ``ELUE_ALLOW_ANONYMOUS``."""
     env = os.environ if env is None else env
     store = open_store(env.get("ELUE_LEADERBOARD_DB"), env.get("ELUE_RESULTS_REPO"), token=env.get("HF_TOKEN"),
                        lease_hours=env.get("ELUE_VERIFY_LEASE_HOURS") or None)
@@ -277,7 +304,7 @@ def app_from_env(env: Mapping[str, str] | None = None):
         start_background_worker(store, gold, lock_path=Path(verify_dir) / "worker.lock", model_roots=models,
                                 tokenizer_roots=roots)
     return build_app(store, gold=gold, reference=env.get("ELUE_HF_REFERENCE") or None, tokenizer_roots=roots,
-                     verify_dir=verify_dir)
+                     verify_dir=verify_dir, identities=Identities.from_env(env))
 
 
 def launch(app, host: str = "127.0.0.1", port: int | None = None, block: bool = True, quiet: bool = False,

@@ -27,9 +27,9 @@ Upload **one zip** made with `elue_hf.elue.submission.write_submission` + `zip_s
 `modules` column and the module spec (tier "consistent"); files that carry only a `flops` column are
 "self-reported"; "verified" needs a server re-run of the model (see About). No uploaded code is ever run: there is
 no model file, only JSON and TSV. Limits: zip size, rows per file (the test-set size), bytes per row, number of
-files, compression ratio, a few stored submissions per submitter name a day. **Validate only** checks the format
-and the FLOPs consistency and stores nothing; it computes nothing from the gold labels. **Submit** scores and
-stores the entry.
+files, compression ratio, 12 operating points per task; per identity and day 20 uploads checked and 3 entries stored.
+**Validate only** checks the format and the FLOPs consistency and stores nothing; it computes nothing from the gold
+labels (it counts towards the 20). **Submit** scores and stores the entry; it is ranked once a re-run verifies it.
 """
 
 UNRANKED_HELP = """\
@@ -60,8 +60,10 @@ THREAT_MODEL = """\
 under "Not ranked", and on the task pages their points are drawn apart and never join the Pareto frontier. A
 verified entry shows the re-run's metrics, FLOPs and parameters, never the submitter's. The **verified FLOPs only**
 filter hides the unranked submissions from the task pages too.
-Gold labels never leave the server: validation reports format and cost only, scores exist only for stored entries,
-and one submitter name may store a few entries a day, so the leaderboard cannot be used as a label oracle.
+Gold labels never leave the server: validation reports format and cost only, and scores exist only for stored
+entries, rounded to 0.1 points. Each signed-in identity may check 20 uploads and store 3 entries a day, with at most
+12 operating points per task: a stored file tells at most 10 bits about the gold labels, so one identity can learn
+at most 3 x 12 x 10 = 360 binary labels per task a day, and in practice far fewer.
 Uploads are parsed as JSON and text with hard limits, never executed, and deleted after processing.
 """
 
