@@ -25,10 +25,12 @@ BASE_SHAPES = {
     "electra": lambda: ElectraConfig(**_VOCAB, hidden_size=768, num_attention_heads=12, intermediate_size=3072,
                                      embedding_size=768),
     "distilbert": lambda: DistilBertConfig(**_VOCAB),
-    "deberta-v3": lambda: DebertaV2Config(**_VOCAB, relative_attention=True, position_buckets=256,
+    "deberta-v3": lambda: DebertaV2Config(**_VOCAB, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                                          intermediate_size=3072, relative_attention=True, position_buckets=256,
                                           max_relative_positions=-1, pos_att_type=["p2c", "c2p"],
                                           norm_rel_ebd="layer_norm", share_att_key=True, type_vocab_size=0),
-    "modernbert": lambda: ModernBertConfig(**_VOCAB, pad_token_id=0),
+    "modernbert": lambda: ModernBertConfig(**_VOCAB, pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1,
+                                           sep_token_id=2),
 }
 
 
