@@ -26,7 +26,17 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
-__all__ = ["MultiExitEncoder", "MultiExitModel", "multi_exit_backbone", "num_exits", "run_to_exit"]
+__all__ = ["MULTI_EXIT_MODEL_TYPES", "MultiExitEncoder", "MultiExitModel", "is_multi_exit_model", "multi_exit_backbone",
+           "num_exits", "run_to_exit"]
+
+#: ``model_type`` of the package's multi-exit classifiers: ElasticBERT and the multi-exit model over other families
+MULTI_EXIT_MODEL_TYPES = ("elasticbert", "multiexit")
+
+
+def is_multi_exit_model(model_or_config) -> bool:
+    """Whether ``model_or_config`` (a model or its config) is one of the package's multi-exit classifiers."""
+    config = getattr(model_or_config, "config", model_or_config)
+    return getattr(config, "model_type", None) in MULTI_EXIT_MODEL_TYPES
 
 
 @runtime_checkable

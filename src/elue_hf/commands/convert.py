@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--model", default=None, help="encoder folder or Hub id (default: the embedded MiniLM)")
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder or Hub id (default: the model's own)")
-    parser.add_argument("--output-dir", required=True, help="where to save the ElasticBERT")
+    parser.add_argument("--output-dir", required=True, help="where to save the multi-exit model")
     parser.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --output-dir")
     parser.add_argument("--num-labels", type=int, default=None,
                         help="labels of the exit classifiers (1 = regression; default: a fine-tuned classifier's "

@@ -221,10 +221,12 @@ def tokenize_data(data: ClassificationData, tokenizer, max_length: int = 128) ->
 
 
 def load_model_for_finetuning(model, num_labels: int, label_names=None, tokenizer=None, **config_overrides):
-    """``(ElasticBertForSequenceClassification, tokenizer)`` from an ElasticBERT or a BERT checkpoint.
+    """``(multi-exit classifier, tokenizer)`` from an ElasticBERT, a BERT, a multi-exit model or any encoder
+    ``elue_hf.multiexit`` supports (RoBERTa, XLM-R, CamemBERT, ELECTRA, DistilBERT, DeBERTa-v2/v3, ModernBERT).
 
-    A BERT checkpoint is converted (every layer gets an exit); ``config_overrides`` (e.g. ``num_output_layers``,
-    ``multi_exit_training``) go to the configuration. The tokenizer defaults to the one saved with ``model``.
+    A BERT checkpoint becomes an ElasticBERT, another supported encoder a multi-exit model (every layer gets an
+    exit); ``config_overrides`` (e.g. ``num_output_layers``, ``multi_exit_training``) go to the configuration.
+    The tokenizer defaults to the one saved with ``model``.
     """
     from transformers import AutoConfig
 
@@ -245,7 +247,9 @@ def load_model_for_finetuning(model, num_labels: int, label_names=None, tokenize
         built = ElasticBertForSequenceClassification.from_pretrained(path, num_labels=num_labels, **labels,
                                                                      **config_overrides)
     else:
-        raise ValueError(f"--model must be a BERT or ElasticBERT checkpoint, got model_type={config.model_type!r}")
+        from ..multiexit.finetune import load_multi_exit_for_finetuning
+
+        built = load_multi_exit_for_finetuning(path, config, num_labels, labels, config_overrides)
     return built, load_tokenizer(tokenizer, path, required=True)
 
 

@@ -35,7 +35,10 @@ ELASTICBERT_TASK = "elasticbert-text-classification"
 
 
 def _is_elasticbert(model) -> bool:
-    return getattr(getattr(model, "config", None), "model_type", None) == "elasticbert"
+    """ElasticBERT, or a multi-exit model over another family (``elue_hf.multiexit``): the same outputs."""
+    from ..multi_exit import is_multi_exit_model
+
+    return is_multi_exit_model(model)
 
 
 class ElasticBertTextClassificationPipeline(TextClassificationPipeline):
@@ -78,14 +81,14 @@ class ElasticBertTextClassificationPipeline(TextClassificationPipeline):
         }
 
     def postprocess(self, model_outputs, function_to_apply=None, top_k=1, _legacy=True):
-        from ..elue.flops import elasticbert_flops
+        from ..elue.flops.analytic import model_flops
 
         result = super().postprocess(model_outputs, function_to_apply=function_to_apply, top_k=top_k,
                                      _legacy=_legacy)
         layer = int(model_outputs["exit_layer"].reshape(-1)[0])
         length = int(model_outputs["length"].reshape(-1)[0])
         mode = "dynamic" if int(model_outputs["dynamic"].reshape(-1)[0]) else "static"
-        extra = {"exit_layer": layer, "mflops": float(elasticbert_flops(self.model.config, length, layer, mode))}
+        extra = {"exit_layer": layer, "mflops": float(model_flops(self.model.config, length, layer, mode))}
         for entry in result if isinstance(result, list) else [result]:
             entry.update(extra)
         return result

@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from ..multi_exit import multi_exit_backbone
+from ..multi_exit import is_multi_exit_model, multi_exit_backbone
 from .data import tokenize_examples
 from .flops import ModelDims
 from .flops.architectures import flops_shape
@@ -75,7 +75,8 @@ class PointOutputs:
 
 
 def is_elasticbert(model) -> bool:
-    return getattr(getattr(model, "config", None), "model_type", None) == "elasticbert"
+    """Whether ``model`` is a multi-exit classifier of the package (ElasticBERT or ``model_type="multiexit"``)."""
+    return is_multi_exit_model(model)
 
 
 def exit_settings(exit: str = "static", sweep: Sequence[float] | None = None) -> list[ExitSetting]:
@@ -98,7 +99,7 @@ def check_settings(settings: Sequence[ExitSetting], dims, elastic: bool, regress
                 raise ValueError(f"static depth {s.value:g} has no exit; available: {exits}")
             continue
         if not elastic:
-            raise ValueError(f"--{s.exit} needs an ElasticBERT model (config.model_type 'elasticbert')")
+            raise ValueError(f"--{s.exit} needs an ElasticBERT or another multi-exit model (elue-hf convert makes one)")
         if len(exits) == 1:
             raise ValueError(f"--{s.exit} needs a multi-exit ElasticBERT; this one has a single exit (static)")
         if s.exit == "entropy":

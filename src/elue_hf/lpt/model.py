@@ -29,6 +29,7 @@ SUPPORTED_MODEL_TYPES = {
     "bert": ["encoder"],
     "roberta": ["encoder"],
     "elasticbert": ["encoder"],
+    "multiexit": ["multiexit.encoder"],  # elue_hf.multiexit: not the backbone's own ``encoder`` underneath
     **{model_type: [backbone.target_module] for backbone in BACKBONES for model_type in backbone.model_types},
 }
 
@@ -95,8 +96,17 @@ def _check_task_type(config: LPTConfig, model_type: str | None) -> None:
         raise ValueError(f"task_type='CAUSAL_LM' needs a decoder backbone (GPT-2, Llama, ...); got {model_type!r}.")
 
 
+def _multi_exit_config(model_config: dict) -> dict:
+    """A multi-exit model's config dict (``elue_hf.multiexit``) as LPT reads it: the backbone's sizes, the exits."""
+    backbone = model_config.get("backbone_config") or {}
+    return {**model_config, "hidden_size": _config_value(backbone, "hidden_size", "dim"),
+            "num_hidden_layers": _config_value(backbone, "num_hidden_layers", "n_layers"),
+            "num_output_layers": len(model_config.get("exit_layers") or [1])}
+
+
 def _exit_classifier_names(model_config: dict) -> list[str]:
-    """modules_to_save entries for ElasticBERT's per-exit classifiers (the static ``classifier`` PEFT adds itself)."""
+    """modules_to_save entries for the per-exit classifiers of ElasticBERT and the multi-exit models (the static
+    ``classifier`` PEFT adds itself)."""
     num_exits = int(model_config.get("num_output_layers") or 1)
     return [f"classifiers.{j}" for j in range(num_exits)] if num_exits > 1 else []
 
@@ -134,6 +144,8 @@ class LPTModel(BaseTuner):
 
     def _prepare_adapter_config(self, peft_config: LPTConfig, model_config: dict) -> LPTConfig:
         model_type = model_config.get("model_type")
+        if model_type == "multiexit":
+            model_config = _multi_exit_config(model_config)
         if peft_config.target_modules is None:
             if model_type not in self.target_module_mapping:
                 raise ValueError(
@@ -161,7 +173,9 @@ class LPTModel(BaseTuner):
             peft_config.prompt_layer = num_layers // 2
         if num_layers is not None:
             check_prompt_layer(peft_config.prompt_layer, num_layers)
-        if model_type == "elasticbert" and peft_config.head_mode == "cls" and peft_config.task_type == "SEQ_CLS":
+        if model_type in ("elasticbert", "multiexit") and peft_config.head_mode == "cls" and (
+            peft_config.task_type == "SEQ_CLS"
+        ):
             saved = list(peft_config.modules_to_save or [])
             extra = [name for name in _exit_classifier_names(model_config) if name not in saved]
             if extra:

@@ -157,7 +157,7 @@ def convert_to_multi_exit(
     multi_config = MultiExitConfig(
         backbone_config=copy.deepcopy(model.base_model.config),
         exit_layers=parse_exits(exits, config.num_hidden_layers),
-        **settings, **_label_fields(config, num_labels, keep_classifier), **config_kwargs,
+        **{**settings, **_label_fields(config, num_labels, keep_classifier), **config_kwargs},
     )  # fmt: skip
     converted = MultiExitForSequenceClassification(multi_config)
     missing, _ = converted.multiexit.backbone.load_state_dict(model.base_model.state_dict(), strict=False)

@@ -14,7 +14,7 @@ __all__ = ["AGREEMENT", "FLOPS_TOLERANCE", "SETTINGS_KINDS", "ARCHITECTURES", "V
 AGREEMENT = 0.995  # share of instances whose re-run prediction must equal the submitted one
 FLOPS_TOLERANCE = 0.01  # relative tolerance on every point's mean FLOPs
 SETTINGS_KINDS = ("static", "entropy", "patience", "hashee")  # "hashee": the token-level exits of its table
-ARCHITECTURES = ("elasticbert", "bert", "roberta")
+ARCHITECTURES = ("elasticbert", "multiexit", "bert", "roberta")  # multiexit: elue_hf.multiexit (any family)
 _MODEL_ID = re.compile(r"[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95})?")
 _REVISION = re.compile(r"[\w.\-/]{1,100}")
 

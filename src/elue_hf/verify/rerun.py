@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..elue.flops import dims_from_config
+from ..elue.flops.architectures import flops_shape
 from ..elue.flops.module_spec import encoder_modules, module_spec_from_config, modules_macs_column
 from ..elue.flops.params import count_parameters
 from ..elue.submission import read_submission
@@ -144,7 +144,7 @@ def compare_point(task: ElueTask, submitted, claimed_mflops: float, predictions,
 
 
 def _point_mflops(model, point) -> float:
-    dims = dims_from_config(model.config)
+    dims = flops_shape(model.config)  # ModelDims (BERT layers) or the family's EncoderShape (multi-exit models)
     spec = module_spec_from_config(model.config)
     modules = [encoder_modules(dims, int(n), int(k), point.mode) for n, k in zip(point.lengths, point.exit_layers)]
     return _mean_from_macs(modules_macs_column(modules, spec))

@@ -411,12 +411,16 @@ def _shape_modules(shape: EncoderShape, n: int, k: int, mode: str, emb: str) -> 
         if layer == 1 and shape.conv is not None:
             entries += [("conv", (n, shape.layers[0].d)), ("conv_norm", (n, shape.layers[0].d))]
         if mode == "dynamic" and layer in exits:
-            entries.append((f"exit_{layer}", (shape.exit.d,)))
-    if shape.final_norm:
-        entries.append(("final_norm", (n, shape.hidden)))
+            entries += _shape_exit(shape, n, layer)
     if mode == "static":
-        entries.append((f"exit_{k}" if k in exits else f"exit_{shape.exit_layers[-1]}", (shape.exit.d,)))
+        entries += _shape_exit(shape, n, k if k in exits else shape.exit_layers[-1])
     return format_modules(entries)
+
+
+def _shape_exit(shape: EncoderShape, n: int, layer: int) -> list[tuple[str, tuple[int, ...]]]:
+    """One exit evaluated: the final LayerNorm over the n tokens first where the family has one (ModernBERT)."""
+    norm = [("final_norm", (n, shape.hidden))] if shape.final_norm else []
+    return [*norm, (f"exit_{layer}", (shape.exit.d,))]
 
 
 @functools.lru_cache(maxsize=65536)

@@ -21,14 +21,16 @@ __all__ = ["BackboneAdapter", "padding_mask", "drop_token_types"]
 
 
 def padding_mask(attention_mask: torch.Tensor | None, hidden: torch.Tensor) -> torch.Tensor:
-    """The 2-D padding mask as (batch, 1, 1, seq) (all ones when none is given)."""
+    """The 2-D padding mask as a boolean (batch, 1, 1, seq) tensor, True = a real token (all True when none is given).
+
+    Boolean, so that wrappers reading masks (LPT's prompt insertion) see "True = attend" as in SDPA masks."""
     if attention_mask is None:
-        attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
+        attention_mask = torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
     if attention_mask.dim() != 2:
         raise ValueError(
             f"this backbone takes a 2-D (batch, seq) attention_mask, got shape {tuple(attention_mask.shape)}"
         )
-    return attention_mask[:, None, None, :]
+    return attention_mask.bool()[:, None, None, :]
 
 
 def drop_token_types(family: str, token_type_ids: torch.Tensor | None) -> None:

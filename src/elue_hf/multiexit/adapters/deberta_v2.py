@@ -62,7 +62,7 @@ class DebertaV2Adapter(BackboneAdapter):
         encoder = backbone.encoder
         if mask is None:
             mask = padding_mask(None, hidden)
-        input_mask = mask[:, 0, 0, :]
+        input_mask = mask[:, 0, 0, :].long()  # DeBERTa's own 0/1 form (its ConvLayer computes 1 - mask)
         output, _ = encoder.layer[i](hidden, encoder.get_attention_mask(input_mask),
                                      relative_pos=encoder.get_rel_pos(hidden),
                                      rel_embeddings=encoder.get_rel_embedding())

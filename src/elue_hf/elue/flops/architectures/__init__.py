@@ -6,7 +6,7 @@ route and the module spec) and ``hook_rules`` (module classes -> counting rules 
 (:mod:`.distilbert`), ALBERT (:mod:`.albert`), DeBERTa-v2 (:mod:`.deberta_v2`), ModernBERT (:mod:`.modernbert`).
 Any other encoder goes through the generic route (:mod:`.generic`: ``FlopCounterMode`` + ELUE's extra terms),
 flagged ``route="generic"``. XLM-RoBERTa and CamemBERT share the BERT rule; ELECTRA (:mod:`.electra`) is BERT with an
-embedding projection.
+embedding projection. Multi-exit models over any of these (:mod:`.multiexit`) use their backbone's rule.
 """
 
 from __future__ import annotations
@@ -102,9 +102,9 @@ def architecture_rules() -> dict:
 
 
 def _register_builtin() -> None:
-    from . import albert, bert, deberta_v2, distilbert, electra, modernbert
+    from . import albert, bert, deberta_v2, distilbert, electra, modernbert, multiexit
 
-    for module in (bert, distilbert, albert, electra, deberta_v2, modernbert):
+    for module in (bert, distilbert, albert, electra, deberta_v2, modernbert, multiexit):
         register_architecture(module.ARCHITECTURE)
 
 

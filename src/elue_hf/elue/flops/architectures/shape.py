@@ -88,7 +88,7 @@ class EncoderShape:
     embedding_proj: tuple[int, int] | None = None  # (in, out) Linear per token after the lookups
     shared_norm_rows: int = 0  # batch-independent LayerNorm over (rows, d) once per forward (DeBERTa rel embeddings)
     conv: tuple[int, int] | None = None  # DeBERTa ConvLayer after layer 1: (kernel, groups); adds its LayerNorm
-    final_norm: bool = False  # a LayerNorm over every token after the last layer (ModernBERT)
+    final_norm: bool = False  # a LayerNorm over every token before each exit evaluated (ModernBERT's final_norm)
     route: str = field(default="analytic", compare=False)
 
     def __post_init__(self):
@@ -96,8 +96,6 @@ class EncoderShape:
             raise ValueError("EncoderShape needs at least one layer")
         if not self.exit_layers or any(not 1 <= k <= len(self.layers) for k in self.exit_layers):
             raise ValueError(f"exit_layers {self.exit_layers} must lie in [1, {len(self.layers)}]")
-        if self.final_norm and len(self.exit_layers) > 1:
-            raise ValueError("a final LayerNorm with several exits is not supported")
 
     @property
     def hidden(self) -> int:
@@ -206,6 +204,6 @@ def encoder_shape_macs(lengths, shape: EncoderShape, num_layers=None, num_exits=
         kernel, groups = shape.conv
         d = shape.layers[0].d
         macs = macs + _num(conv1d_macs(n, d, d, kernel, groups)) + _num(layer_norm_macs(n * d))
-    if shape.final_norm:
-        macs = macs + _num(layer_norm_macs(n * shape.hidden))
+    if shape.final_norm:  # read by each exit evaluated (one for a single-exit model)
+        macs = macs + _num(num_exits) * _num(layer_norm_macs(n * shape.hidden))
     return _out(macs + _num(num_exits) * exit_shape_macs(shape.exit))
