@@ -28,6 +28,7 @@ KNOWN_CYCLES = {
                "elue_hf.elue.flops.architectures.bert", "elue_hf.elue.flops.architectures.deberta_v2",
                "elue_hf.elue.flops.architectures.distilbert", "elue_hf.elue.flops.architectures.electra",
                "elue_hf.elue.flops.architectures.generic", "elue_hf.elue.flops.architectures.modernbert",
+               "elue_hf.elue.flops.architectures.multiexit",
                "elue_hf.elue.flops.architectures.shape"}),
     # the Auto loader (auto) loads through load_hashee_model (model), which needs auto's HashEE config types
     frozenset({"elue_hf.hashee.auto", "elue_hf.hashee.model"}),
