@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnxscript")
-
 
 def tiny_model(pooling="cls", num_labels=2, num_output_layers=4, seed=0):
     import torch
