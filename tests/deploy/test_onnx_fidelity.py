@@ -99,3 +99,30 @@ def test_export_refuses_non_empty_dir_and_bad_arguments(tmp_path):
         export_elasticbert(tiny_model(), tmp_path / "new", opset=11)
     with pytest.raises(ValueError, match="not an elue-hf ONNX bundle"):
         _onnx(tmp_path)
+
+
+def test_int8_bundle_and_full_depth_graphs(tmp_path):
+    """int8 bundles hold quantized graphs and stay close to fp32; the one-graph baseline equals the top exit."""
+    import onnx
+
+    from elue_hf.deploy import export_elasticbert, export_full_depth
+    from tests.deploy.conftest import tiny_model
+
+    model = tiny_model()
+    ids, mask, types = random_batch()
+    with torch.no_grad():
+        want = model(input_ids=ids, attention_mask=mask, token_type_ids=types).logits.numpy()
+    bundle = export_elasticbert(model, tmp_path / "int8", quantize="int8")
+    ops = {node.op_type for node in onnx.load(str(bundle / "layer_0.onnx")).graph.node}
+    assert "DynamicQuantizeLinear" in ops and ({"MatMulInteger", "DynamicQuantizeMatMul"} & ops)
+    assert not (bundle / "fp32").exists()
+    got = _onnx(bundle).forward(ids.numpy(), mask.numpy(), types.numpy()).logits
+    assert (got.argmax(-1) == want.argmax(-1)).mean() >= 0.75
+    assert np.abs(got - want).max() < 0.5
+    full = export_full_depth(model, tmp_path / "full.onnx")
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(full))
+    logits = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy(),
+                                "token_type_ids": types.numpy()})[0]
+    np.testing.assert_allclose(logits, want, atol=ATOL, rtol=0)

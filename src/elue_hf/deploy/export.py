@@ -71,12 +71,16 @@ class FullDepthPiece(nn.Module):
 
     def __init__(self, model: ElasticBertForSequenceClassification):
         super().__init__()
-        self.model = model
+        self.embeddings = EmbeddingsPiece(model)
+        self.layers = nn.ModuleList([LayerPiece(model, i) for i in range(model.config.num_hidden_layers)])
+        for piece in self.layers[:-1]:
+            piece.has_exit = False  # the lower exits are not read: the graph computes only the top one
 
     def forward(self, input_ids, attention_mask, token_type_ids):
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                         exit_criterion="none")
-        return out.logits
+        hidden = self.embeddings(input_ids, token_type_ids)
+        for piece in self.layers[:-1]:
+            hidden = piece(hidden, attention_mask)
+        return self.layers[-1](hidden, attention_mask)[1]
 
 
 def _export(module: nn.Module, args: tuple, names: list[str], outputs: list[str], path: Path, opset: int) -> None:
@@ -100,8 +104,12 @@ def _sample_inputs(config):
 def quantize_onnx_int8(source: Path, target: Path) -> None:
     """``onnxruntime.quantization.quantize_dynamic``: int8 weights, activations quantized per call (MatMul/Gemm;
     the embedding tables stay fp32)."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    graph = onnx.load(str(source))
+    del graph.graph.value_info[:]  # the exporter's recorded shapes; the quantizer infers its own
+    onnx.save(graph, str(source))
     quantize_dynamic(str(source), str(target), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
 
 
