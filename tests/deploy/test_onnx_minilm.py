@@ -91,3 +91,22 @@ def test_cli_refuses_a_non_empty_folder(exported, capsys):
     _, bundle = exported
     assert main(["export", str(bundle.parent / "model"), str(bundle)]) == 2
     assert "exists and is not empty" in capsys.readouterr().err
+
+
+def test_int8_bundle_agrees_with_fp32_on_real_text(exported, texts, tmp_path):
+    """int8 (quantize_dynamic) against the fp32 bundle at one entropy threshold: the agreement is printed (-s) and
+    bounded loosely here; docs/deploy.md reports the measured figures."""
+    from elue_hf.deploy import OnnxElasticBertForSequenceClassification, export_elasticbert
+
+    model, bundle = exported
+    int8 = export_elasticbert(bundle.parent / "model", tmp_path / "int8", quantize="int8")
+    fp32 = OnnxElasticBertForSequenceClassification.from_pretrained(bundle, threads=1)
+    q = OnnxElasticBertForSequenceClassification.from_pretrained(int8, threads=1)
+    options = {"exit_criterion": "entropy", "entropy_threshold": 0.6}
+    a, b = fp32.predict(texts, batch_size=64, **options), q.predict(texts, batch_size=64, **options)
+    same_label = np.mean([x["label"] == y["label"] for x, y in zip(a, b)])
+    same_layer = np.mean([x["exit_layer"] == y["exit_layer"] for x, y in zip(a, b)])
+    mean_fp32, mean_int8 = np.mean([x["exit_layer"] for x in a]), np.mean([y["exit_layer"] for y in b])
+    print(f"int8 vs fp32 on {len(texts)} RT snippets: same label {same_label:.3f}, same exit layer {same_layer:.3f}, "
+          f"mean exit layer {mean_fp32:.2f} -> {mean_int8:.2f}")
+    assert same_label >= 0.9 and same_layer >= 0.8
