@@ -28,7 +28,7 @@ $(VENV)/.torch-ok:
 	touch $@
 
 $(VENV)/.deps-ok: $(VENV)/.torch-ok pyproject.toml constraints.txt
-	$(PIP) install -q -c constraints.txt -e ".[dev,space]"
+	$(PIP) install -q -c constraints.txt -e ".[dev,space,onnx,export]"
 	touch $@
 
 $(VENV)/.assets-ok: $(VENV)/.deps-ok

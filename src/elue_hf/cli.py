@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "elue_hf.commands.leaderboard",
     "elue_hf.commands.hub",
     "elue_hf.commands.verify",
+    "elue_hf.commands.export",
 )
 
 

@@ -1,0 +1,224 @@
+"""Early exit where models are deployed: PyTorch vs ONNX Runtime, fp32 vs int8, full depth vs batched entropy exit,
+measured side by side in one run (docs/benchmarks.md, "Deployment").
+
+Rows: PyTorch full depth; ONNX Runtime fp32 and int8 full depth (one graph, no exits: what a user deploys today);
+PyTorch batched exit (fp32; int8 through torchao when it is installed); ONNX Runtime exit fp32 and int8 (the
+``elue-hf export`` bundle run by ``OnnxElasticBertForSequenceClassification``). Columns: throughput at batch 32,
+p50/p95 latency at batch 1 (seq 32 and 128), mean exit layer, and accuracy when ``--model`` is a fine-tuned
+classifier (on the RT held-out split; random weights have no accuracy). The entropy threshold is calibrated on the
+batch so that PyTorch's mean exit layer lands near ``--target-layer`` (see bench_dynamic_exit.py); every runtime
+uses that one threshold. The CPU model and its int8 instruction features are printed with the table.
+
+    .venv/bin/python benchmarks/bench_deploy.py [--layers 12 --hidden 768] [--model FOLDER] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from bench_dynamic_exit import calibrate_threshold, timed
+
+from elue_hf import ElasticBertConfig, ElasticBertForSequenceClassification
+from elue_hf.deploy import OnnxElasticBertForSequenceClassification, export_elasticbert, export_full_depth
+
+INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_summary() -> str:
+    name, flags = platform.processor() or "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    have = [f for f in INT8_FLAGS if f in flags]
+    return f"{name}; int8 features: {', '.join(have) or 'none of ' + ', '.join(INT8_FLAGS)}"
+
+
+def build_model(args) -> ElasticBertForSequenceClassification:
+    if args.model:
+        return ElasticBertForSequenceClassification.from_pretrained(args.model).eval()
+    torch.manual_seed(0)
+    config = ElasticBertConfig(num_labels=2, hidden_size=args.hidden, num_hidden_layers=args.layers,
+                               num_attention_heads=args.hidden // 64, intermediate_size=4 * args.hidden,
+                               max_output_layers=args.layers, num_output_layers=args.layers)
+    model = ElasticBertForSequenceClassification(config).eval()
+    with torch.no_grad():
+        for head in model.classifiers:
+            head.weight.normal_(0, 0.5)
+    return model
+
+
+def torch_int8(model):
+    """torchao's int8 dynamic-activation int8-weight quantization of every nn.Linear, or None without torchao."""
+    try:
+        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+    except ImportError:
+        return None
+    import copy
+
+    quantized = copy.deepcopy(model)
+    quantize_(quantized, Int8DynamicActivationInt8WeightConfig())
+    return quantized
+
+
+class TorchRunner:
+    def __init__(self, model, exit_kwargs):
+        self.model, self.exit_kwargs = model, exit_kwargs
+
+    def __call__(self, ids, mask):
+        with torch.no_grad():
+            out = self.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                             **self.exit_kwargs)
+        return out.logits.numpy(), out.exit_layer.numpy()
+
+
+class OrtFullRunner:
+    def __init__(self, path, threads, num_layers):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        self.session, self.num_layers = ort.InferenceSession(str(path), options), num_layers
+
+    def __call__(self, ids, mask):
+        logits = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                         "token_type_ids": np.zeros_like(ids)})[0]
+        return logits, np.full(ids.shape[0], self.num_layers)
+
+
+class OrtExitRunner:
+    def __init__(self, bundle, threads, exit_kwargs):
+        self.model = OnnxElasticBertForSequenceClassification.from_pretrained(bundle, threads=threads)
+        self.exit_kwargs = exit_kwargs
+
+    def __call__(self, ids, mask):
+        out = self.model.forward(ids, mask, **self.exit_kwargs)
+        return out.logits, out.exit_layer
+
+
+def latencies(run, rows: np.ndarray, seq: int) -> tuple[float, float]:
+    run(rows[:1, :seq], np.ones_like(rows[:1, :seq]))  # warm-up
+    times = []
+    for r in range(rows.shape[0]):
+        ids = rows[r : r + 1, :seq]
+        start = time.perf_counter()
+        run(ids, np.ones_like(ids))
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return 1000 * statistics.median(times), 1000 * times[min(len(times) - 1, int(0.95 * len(times)))]
+
+
+def accuracy(run, args) -> str:
+    if not args.model:
+        return "n/a"
+    from transformers import AutoTokenizer
+
+    from elue_hf.assets import load_rotten_tomatoes
+
+    data = load_rotten_tomatoes()["test"]
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    correct = 0
+    for start in range(0, len(data), 64):
+        enc = tokenizer(data["sentence"][start : start + 64], padding=True, truncation=True, return_tensors="np")
+        logits, _ = run(enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64))
+        correct += int((logits.argmax(-1) == np.asarray(data["label"][start : start + 64])).sum())
+    return f"{100 * correct / len(data):.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="a fine-tuned ElasticBERT folder (default: random weights)")
+    parser.add_argument("--layers", type=int, default=12)
+    parser.add_argument("--hidden", type=int, default=768)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--latency-rows", type=int, default=12, help="batch-1 samples per latency figure")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--target-layer", type=float, default=None, help="default: 5/12 of the layers")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    model = build_model(args)
+    layers = model.config.num_hidden_layers
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(1000, min(30000, model.config.vocab_size), (args.batch_size, args.seq_len), generator=g)
+    ids[:, 0] = 101
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        all_logits = model(input_ids=ids, attention_mask=mask).all_logits
+    target = args.target_layer or 5 / 12 * layers
+    threshold, _ = calibrate_threshold(all_logits, target)
+    exit_kwargs = {"exit_criterion": "entropy", "entropy_threshold": threshold}
+    ids, mask = ids.numpy(), mask.numpy()
+    rows = ids[: args.latency_rows]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        start = time.perf_counter()
+        export_full_depth(model, tmp / "full.onnx")
+        export_full_depth(model, tmp / "full_int8.onnx", quantize="int8")
+        export_elasticbert(model, tmp / "exit")
+        export_elasticbert(model, tmp / "exit_int8", quantize="int8")
+        export_seconds = time.perf_counter() - start
+        runners = {
+            "PyTorch full depth": TorchRunner(model, {"exit_criterion": "none"}),
+            "ORT fp32 full depth": OrtFullRunner(tmp / "full.onnx", args.threads, layers),
+            "ORT int8 full depth": OrtFullRunner(tmp / "full_int8.onnx", args.threads, layers),
+            "PyTorch exit fp32": TorchRunner(model, exit_kwargs),
+            "ORT exit fp32": OrtExitRunner(tmp / "exit", args.threads, exit_kwargs),
+            "ORT exit int8": OrtExitRunner(tmp / "exit_int8", args.threads, exit_kwargs),
+        }
+        quantized = torch_int8(model)
+        if quantized is not None:
+            runners["PyTorch exit int8 (torchao)"] = TorchRunner(quantized, exit_kwargs)
+        results = {}
+        for name, run in runners.items():
+            seconds = timed(lambda: run(ids, mask), args.repeats, "cpu")
+            mean_layer = float(run(ids, mask)[1].mean())
+            lat = [latencies(run, rows, seq) for seq in (32, 128)]
+            results[name] = (args.batch_size / seconds, lat, mean_layer, accuracy(run, args))
+
+    shape = f"{layers} layers, hidden {model.config.hidden_size}"
+    print(f"ElasticBERT ({args.model or 'random weights'}; {shape}), {args.threads} CPU threads, "
+          f"torch {torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}")
+    print(f"CPU: {cpu_summary()}")
+    print(f"entropy threshold {threshold:.6f} (target mean exit layer {target:.1f}); "
+          f"exports took {export_seconds:.0f} s")
+    header = (f"{'runtime':<28} {'inst/s bs' + str(args.batch_size):>11} {'x ORT int8':>10} {'p50/p95 ms s32':>15} "
+              f"{'p50/p95 ms s128':>16} {'mean exit':>9} {'acc':>5}")
+    print(header)
+    base = results["ORT int8 full depth"][0]
+    for name, (throughput, lat, mean_layer, acc) in results.items():
+        (p50a, p95a), (p50b, p95b) = lat
+        print(f"{name:<28} {throughput:11.1f} {throughput / base:10.2f} {p50a:7.1f}/{p95a:<7.1f} "
+              f"{p50b:8.1f}/{p95b:<7.1f} {mean_layer:9.2f} {acc:>5}")
+    if quantized is None:
+        print("PyTorch exit int8: not measured (torchao is not installed; pip install torchao==0.18.0)")
+    for runtime, full, exit_ in (("PyTorch", "PyTorch full depth", "PyTorch exit fp32"),
+                                 ("ORT fp32", "ORT fp32 full depth", "ORT exit fp32"),
+                                 ("ORT int8", "ORT int8 full depth", "ORT exit int8")):
+        for k, seq in enumerate((32, 128)):
+            ratio = results[exit_][1][k][0] / results[full][1][k][0]
+            bound = 1.2 * results[exit_][2] / layers
+            print(f"batch 1, seq {seq}, {runtime}: exit p50 / full p50 = {ratio:.2f} (target <= 1.2 x mean/L = "
+                  f"{bound:.2f}; batch-1 mean exit differs from the batch's) -> {'PASS' if ratio <= bound else 'MISS'}")
+    ideal = 0.85 * layers / results["ORT exit int8"][2]
+    got = results["ORT exit int8"][0] / base
+    print(f"ORT exit int8 / ORT int8 full depth at batch {args.batch_size}: {got:.2f}x (target >= 0.85 x L/mean = "
+          f"{ideal:.2f}x) -> {'PASS' if got >= ideal else 'MISS'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""An ElasticBERT bundle run by ONNX Runtime, exiting early, batched (needs onnxruntime, tokenizers, numpy only).
+
+>>> model = OnnxElasticBertForSequenceClassification.from_pretrained("bundle/")
+>>> model.predict(["a gripping film"], exit_criterion="entropy", entropy_threshold=0.3)
+[{'label': 'positive', 'score': 0.93, 'exit_layer': 4, 'mflops': 1234.5}]
+
+The exit loop is the PyTorch model's (``ElasticBertForSequenceClassification`` with an ``exit_criterion``): after
+each exit the rows that are done leave the batch, the later layers run on fewer rows, and trailing positions that
+are padding for every remaining row are trimmed. It is hand-written because an ONNX graph has a fixed path: no
+exporter can express "continue only with the rows that did not exit" (docs/deploy.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import load_bundle_config
+from .policy import NumpyExitPolicy, resolve_exit_options, trim_padding
+
+__all__ = ["OnnxElasticBertForSequenceClassification", "OnnxExitOutput"]
+
+
+@dataclass
+class OnnxExitOutput:
+    """``logits`` (batch, num_labels) of the exit each row used; ``exit_layer`` (batch,) 1-based."""
+
+    logits: np.ndarray
+    exit_layer: np.ndarray
+
+
+def _session_options(threads: int | None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return options
+
+
+class OnnxElasticBertForSequenceClassification:
+    """Multi-exit ElasticBERT classifier on ONNX Runtime; :meth:`forward` on ids, :meth:`predict` / ``__call__`` on
+    texts. Exit options per call: ``exit_criterion`` (None/"none", "entropy", "patience", "static"),
+    ``entropy_threshold``, ``patience``, ``regression_threshold``, ``exit_layer`` (static exit at that layer)."""
+
+    def __init__(self, directory, config: dict, sessions, tokenizer=None):
+        self.directory = Path(directory)
+        self.config = config
+        self.embeddings, self.layers = sessions
+        self.tokenizer = tokenizer
+        self.exit_layers = list(config["exit_layers"])
+        self.num_layers = int(config["num_layers"])
+
+    @classmethod
+    def from_pretrained(cls, directory, threads: int | None = None, providers=None):
+        """Load a bundle written by ``elue-hf export`` (``threads``: ONNX Runtime intra-op threads)."""
+        import onnxruntime as ort
+
+        directory = Path(directory)
+        config = load_bundle_config(directory)
+        options = _session_options(threads)
+        providers = providers or ["CPUExecutionProvider"]
+
+        def session(name):
+            return ort.InferenceSession(str(directory / name), options, providers=providers)
+
+        sessions = (session(config["embeddings"]), [session(name) for name in config["layers"]])
+        return cls(directory, config, sessions, _load_tokenizer(directory, config))
+
+    # ------------------------------------------------------------------------------------------------ ids in
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **exit_options) -> OnnxExitOutput:
+        input_ids = np.asarray(input_ids, dtype=np.int64)
+        if input_ids.ndim != 2:
+            raise ValueError(f"input_ids must be (batch, seq), got shape {input_ids.shape}")
+        mask = np.ones_like(input_ids) if attention_mask is None else np.asarray(attention_mask, dtype=np.int64)
+        types = np.zeros_like(input_ids) if token_type_ids is None else np.asarray(token_type_ids, dtype=np.int64)
+        if mask.shape != input_ids.shape or types.shape != input_ids.shape:
+            raise ValueError(f"attention_mask {mask.shape} and token_type_ids {types.shape} must match input_ids "
+                             f"{input_ids.shape}")
+        criterion, entropy_threshold, patience, regression_threshold, static_layer = resolve_exit_options(
+            self.config, **exit_options)
+        num_labels = int(self.config["num_labels"])
+        policy = NumpyExitPolicy(criterion, entropy_threshold, patience, regression_threshold, num_labels == 1)
+        last = static_layer if criterion == "static" else self.num_layers
+        hidden = self.embeddings.run(None, {"input_ids": input_ids, "token_type_ids": types})[0]
+        batch = input_ids.shape[0]
+        rows = np.arange(batch)
+        logits_out = np.zeros((batch, num_labels), dtype=np.float32)
+        exit_layer = np.full(batch, last, dtype=np.int64)
+        dynamic = criterion in ("entropy", "patience")
+        for i in range(last):
+            outputs = self.layers[i].run(None, {"hidden_states": hidden, "attention_mask": mask})
+            hidden = outputs[0]
+            if len(outputs) == 1 or (not dynamic and i + 1 != last):
+                continue
+            done = policy.step(outputs[1], last=i + 1 == last)
+            logits_out[rows[done]] = outputs[1][done]
+            exit_layer[rows[done]] = i + 1
+            keep = ~done
+            if not keep.any():
+                break
+            hidden, mask, rows = hidden[keep], mask[keep], rows[keep]
+            policy.select(keep)
+            hidden, mask = trim_padding(hidden, mask)
+        return OnnxExitOutput(logits=logits_out, exit_layer=exit_layer)
+
+    # ------------------------------------------------------------------------------------------------ texts in
+    def predict(self, texts, text_pairs=None, batch_size: int = 32, **exit_options) -> list[dict]:
+        """Label, score, exit layer and ELUE MFLOPs for each text (or pair), like the PyTorch pipeline's results."""
+        if isinstance(texts, str):
+            texts = [texts]
+        if self.tokenizer is None:
+            raise ValueError(f"bundle {self.directory} has no tokenizer.json; call forward(input_ids=...) instead or "
+                             "re-export with a fast tokenizer")
+        if text_pairs is not None and len(text_pairs) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(text_pairs)} text_pairs")
+        results = []
+        for start in range(0, len(texts), batch_size):
+            chunk = list(texts[start : start + batch_size])
+            pairs = None if text_pairs is None else list(text_pairs[start : start + batch_size])
+            ids, mask, types = self.encode(chunk, pairs)
+            out = self.forward(ids, mask, types, **exit_options)
+            results.extend(self._results(out, mask.sum(-1), exit_options))
+        return results
+
+    __call__ = predict
+
+    def encode(self, texts, text_pairs=None):
+        """Tokenize to padded (input_ids, attention_mask, token_type_ids) int64 arrays."""
+        inputs = texts if text_pairs is None else list(zip(texts, text_pairs))
+        encodings = self.tokenizer.encode_batch(inputs)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        types = np.array([e.type_ids for e in encodings], dtype=np.int64)
+        return ids, mask, types
+
+    def _results(self, out: OnnxExitOutput, lengths, exit_options) -> list[dict]:
+        from ..elue.flops.analytic import elasticbert_flops
+
+        criterion = resolve_exit_options(self.config, **exit_options)[0]
+        mode = "dynamic" if criterion in ("entropy", "patience") else "static"
+        mflops = elasticbert_flops(self.flops_config(), lengths, out.exit_layer, mode)
+        labels = self.config["id2label"]
+        results = []
+        for logits, layer, flops in zip(out.logits, out.exit_layer, np.atleast_1d(mflops)):
+            if len(labels) == 1:
+                label, score = labels[0], float(logits[0])
+            else:
+                p = np.exp(logits - logits.max())
+                p /= p.sum()
+                label, score = labels[int(p.argmax())], float(p.max())
+            results.append({"label": label, "score": score, "exit_layer": int(layer), "mflops": float(flops)})
+        return results
+
+    def flops_config(self):
+        """The dimensions ELUE's FLOPs rule reads (an exported model counts as the same exits: ELUE counts ops)."""
+        from types import SimpleNamespace
+
+        dims = self.config["dims"]
+        return SimpleNamespace(model_type="elasticbert", num_hidden_layers=self.num_layers,
+                               num_output_layers=len(self.exit_layers), num_labels=int(self.config["num_labels"]),
+                               max_output_layers=self.num_layers, **dims)
+
+
+def _load_tokenizer(directory: Path, config: dict):
+    path = directory / "tokenizer.json"
+    if not path.is_file():
+        return None
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.enable_truncation(int(config.get("max_length", 512)))
+    tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]") or 0, pad_token="[PAD]")
+    return tokenizer
