@@ -253,7 +253,7 @@ def app_from_env(env: Mapping[str, str] | None = None):
     submissions are closed), ``ELUE_HF_REFERENCE`` (reference-curve JSON), ``ELUE_TOKENIZER_DIR`` (tokenizers by Hub
     id for the token-length check), ``ELUE_VERIFY_DIR`` (where submissions naming a model are kept and re-run by a
     background worker; unset: no re-runs), ``ELUE_MODEL_DIR`` (models by Hub id, tried before the Hub),
-    ``ELUE_VERIFY_LEASE_HOURS`` (with a results repo: how long a claimed job stays this replica's, default 6)."""
+    ``ELUE_VERIFY_LEASE_HOURS`` (how long a claimed job stays this worker's, default 6)."""
     env = os.environ if env is None else env
     store = open_store(env.get("ELUE_LEADERBOARD_DB"), env.get("ELUE_RESULTS_REPO"), token=env.get("HF_TOKEN"),
                        lease_hours=env.get("ELUE_VERIFY_LEASE_HOURS") or None)
@@ -264,8 +264,7 @@ def app_from_env(env: Mapping[str, str] | None = None):
         from ...verify.worker import start_background_worker
 
         models = [env["ELUE_MODEL_DIR"]] if env.get("ELUE_MODEL_DIR") else []
-        start_background_worker(store, gold, lock_path=Path(verify_dir) / "worker.lock", model_roots=models,
-                                tokenizer_roots=roots)
+        start_background_worker(store, gold, model_roots=models, tokenizer_roots=roots)  # claims through the store
     return build_app(store, gold=gold, reference=env.get("ELUE_HF_REFERENCE") or None, tokenizer_roots=roots,
                      verify_dir=verify_dir)
 
