@@ -57,7 +57,8 @@ def test_a_degenerate_tokenizer_is_refused(tmp_path):
         TokenizerAllowList([tmp_path]).load("owner/whole")
 
 
-def test_lengths_are_counted_once_and_equal_truncated_tokenisation(server, tmp_path):
+def test_lengths_are_counted_once_and_equal_truncated_tokenisation(server, tmp_path, monkeypatch):
+    monkeypatch.setattr("elue_hf.elue.submission.tokenizers.CHUNK_ROWS", 7)  # several chunks, a partial last one
     data, root = server
     texts = server_texts(data)
     cache = TokenLengthCache(TokenizerAllowList([root]), tmp_path / "lengths")

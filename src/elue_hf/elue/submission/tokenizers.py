@@ -29,7 +29,7 @@ from ..tasks import get_task
 from .format import SubmissionError
 
 __all__ = ["TokenizerAllowList", "TokenLengthCache", "shared_cache", "PROBE_TEXT", "MIN_PROBE_TOKENS",
-           "NO_TRUNCATION"]
+           "NO_TRUNCATION", "CHUNK_ROWS"]
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95})?")
 #: A sentence any real tokenizer splits into several tokens; fewer than MIN_PROBE_TOKENS (specials excluded) is refused.
@@ -37,6 +37,8 @@ PROBE_TEXT = "The quick brown fox jumps over the lazy dog, twice."
 MIN_PROBE_TOKENS = 4
 #: Lengths are counted up to this many tokens (longer than any ``max_seq_length`` a submission may declare).
 NO_TRUNCATION = 1_000_000
+#: Test rows tokenised at once (their token ids are Python lists: a whole IMDb test set at once took 1.7 GB).
+CHUNK_ROWS = 1024
 
 
 def _fast(tokenizer, name: str):
@@ -136,7 +138,10 @@ class TokenLengthCache:
         if full is None:
             from ..data import token_lengths
 
-            full = token_lengths(tokenizer, task, columns, max_length=NO_TRUNCATION)
+            full = np.zeros(rows, dtype=np.int64)
+            for start in range(0, rows, CHUNK_ROWS):  # bounded memory: token ids of one chunk at a time
+                part = {name: values[start:start + CHUNK_ROWS] for name, values in columns.items()}
+                full[start:start + CHUNK_ROWS] = token_lengths(tokenizer, task, part, max_length=NO_TRUNCATION)
             self.computed += 1
             self._write(path, full)
         self._memory[key] = full
