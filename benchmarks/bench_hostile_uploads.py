@@ -11,7 +11,14 @@ case's own; the baseline after importing elue_hf, which loads torch and transfor
 - bomb: one member of 120 MiB of zeros;
 - many: 128 files of the maximum size.
 
-Run: ``.venv/bin/python benchmarks/bench_hostile_uploads.py`` (about a minute on 2 CPU cores).
+Then the token-length cross-check, the one check whose cost grows with the test texts: a valid submission of 8 IMDb
+files (25,000 rows each, every declared length true) naming a tokenizer on the server's allow-list, against an IMDb
+test set of 25,000 synthetic reviews of 230 words, validated three times in a row in one process (cold, then served
+by the in-memory cache) and once more in a fresh process (served by the cache on disk next to the store). CPU
+seconds are the process's own (user + system).
+
+Run: ``.venv/bin/python benchmarks/bench_hostile_uploads.py`` (a few minutes on 2 CPU cores, most of it building the
+zips).
 """
 
 from __future__ import annotations
@@ -118,7 +125,86 @@ print(json.dumps({"seconds": seconds, "base_mb": base, "peak_mb": hwm(), "outcom
 """
 
 
+_TOKENS_CHILD = """
+import json, resource, sys, time
+from elue_hf.leaderboard.store import SQLiteStore
+from elue_hf.leaderboard.submit import SubmitError, submit_file
+args = json.loads(sys.argv[1])
+store = SQLiteStore(args["db"])
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+rows = []
+for i, path in enumerate(args["zips"]):
+    base, start, wall = hwm(), cpu(), time.perf_counter()
+    try:
+        submit_file(store, path, args["gold"], tokenizer_roots=[args["tokenizers"]], store_result=False)
+        outcome = "accepted"
+    except SubmitError as err:
+        outcome = str(err)
+    rows.append({"cpu": cpu() - start, "wall": time.perf_counter() - wall, "base_mb": base, "peak_mb": hwm(),
+                 "outcome": outcome})
+print(json.dumps(rows))
+"""
+
+
+def build_tokens(folder: Path) -> dict:
+    """An IMDb test set of synthetic reviews, a tokenizer folder on the allow-list, and a valid 8-file submission."""
+    import shutil
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from elue_hf.assets import minilm_path
+    from elue_hf.elue.data import load_test_labels, token_lengths
+    from elue_hf.elue.submission.checks import load_tokenizer
+    from elue_hf.leaderboard.submit import server_texts
+    from tests.helpers.leaderboard import make_submission
+
+    tokenizers = folder / "tokenizers"
+    source = Path(minilm_path())
+    (tokenizers / "bench--minilm").mkdir(parents=True)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(source / name, tokenizers / "bench--minilm" / name)
+    rng = np.random.default_rng(1)
+    words = [w for w in (source / "vocab.txt").read_text().split() if w.isalpha() and len(w) > 2]
+    imdb = folder / "ELUE" / "IMDb"
+    imdb.mkdir(parents=True)
+    reviews = [" ".join(rng.choice(words, 230)) for _ in range(25_000)]
+    lines = ["sentence\tlabel", *(f"{r}\t{i % 2}" for i, r in enumerate(reviews))]
+    (imdb / "test_full.tsv").write_text("\n".join(lines) + "\n")
+    data = folder / "ELUE"
+    tokenizer = load_tokenizer("bench/minilm", [tokenizers], allow_hub=False)
+    lengths = {"imdb": token_lengths(tokenizer, "imdb", server_texts(data)("imdb"), 512)}
+    gold = {"imdb": load_test_labels(data, "imdb")}
+    zipped = make_submission(folder, gold, name="tokens", depths=(1, 2, 3, 4, 5, 6, 7, 8), lengths=lengths,
+                             tokenizer="bench/minilm")
+    return {"gold": str(data), "tokenizers": str(tokenizers), "zips": [str(zipped)] * 4}  # "validate only": nothing
+    # is stored, so the same upload is checked four times
+
+
+def _tokens(tmp: str) -> None:
+    case = build_tokens(Path(tmp) / "tokens")
+    db = os.path.join(tmp, "tokens.db")
+    runs = []
+    for zips in (case["zips"][:3], case["zips"][3:]):  # one process, three uploads; then a fresh process
+        done = subprocess.run([sys.executable, "-c", _TOKENS_CHILD, json.dumps({**case, "zips": zips, "db": db})],
+                              capture_output=True, text=True, check=True)
+        runs += json.loads(done.stdout.strip().splitlines()[-1])
+    size = Path(case["zips"][0]).stat().st_size / 2**20
+    print(f"\ntoken-length check, 8 IMDb files of 25,000 rows ({size:.1f} MiB zip), tokenizer on the allow-list:")
+    print(f"{'upload':<28} {'CPU':>7} {'wall':>7} {'peak RSS':>9} {'(before)':>9}  outcome")
+    for label, r in zip(("1st (cold)", "2nd (memory cache)", "3rd (memory cache)", "4th, new process (disk cache)"),
+                        runs):
+        print(f"{label:<28} {r['cpu']:>5.2f} s {r['wall']:>5.2f} s {r['peak_mb']:>6.0f} MB {r['base_mb']:>6.0f} MB  "
+              f"{r['outcome'][:60]}")
+
+
 def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="bench_hostile_") as tmp:
+        _tokens(tmp)
     with tempfile.TemporaryDirectory(prefix="bench_hostile_") as tmp:
         cases = build(Path(tmp))
         print(f"{'case':<6} {'zip MiB':>8} {'refused in':>11} {'peak RSS':>9} {'(after imports)':>16}  message")

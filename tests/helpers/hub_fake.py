@@ -4,6 +4,7 @@ push tests and the Hub results-store tests."""
 from __future__ import annotations
 
 import hashlib
+import threading
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from unittest.mock import patch
@@ -34,10 +35,12 @@ def hub_error(status: int, message: str, url: str, code: str | None = None):
 
 
 class FakeRepo:
-    """One repository's main branch: its files now, and every commit's snapshot by sha."""
+    """One repository's main branch: its files now, and every commit's snapshot by sha. A commit is atomic, as on
+    the Hub (replicas in threads may commit at once)."""
 
     def __init__(self, repo_id: str):
         self.repo_id = repo_id
+        self._lock = threading.RLock()
         self.files: dict[str, bytes] = {}
         self.snapshots: dict[str, dict[str, bytes]] = {}
         self._head = self._record()
@@ -51,9 +54,10 @@ class FakeRepo:
     @property
     def head(self) -> str:
         """The sha of ``main``; files changed directly in ``files`` (an edit on the website) count as one commit."""
-        if self.files != self.snapshots[self._head]:
-            self._record()
-        return self._head
+        with self._lock:
+            if self.files != self.snapshots[self._head]:
+                self._record()
+            return self._head
 
     def snapshot(self, revision: str | None) -> dict[str, bytes]:
         sha = self.head if revision in (None, "main") else revision
@@ -64,6 +68,10 @@ class FakeRepo:
 
     def commit(self, adds: dict[str, bytes], deletes: list[str], parent_commit: str | None) -> str | None:
         """Apply one commit as the Hub does; None when the client would send nothing (every file unchanged)."""
+        with self._lock:
+            return self._commit(adds, deletes, parent_commit)
+
+    def _commit(self, adds: dict[str, bytes], deletes: list[str], parent_commit: str | None) -> str | None:
         head = self.head
         # the client drops additions whose content the branch already has (compared at the head, not the parent)
         changed = {p: b for p, b in adds.items() if p in deletes or self.files.get(p) != b}
@@ -174,7 +182,9 @@ class FakeHub:
         self.downloads[filename] = self.downloads.get(filename, 0) + 1
         target = self.root / repo_id.replace("/", "--") / (revision or "main") / filename
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(files[filename])
+        partial = target.with_name(f"{target.name}.{threading.get_ident()}.incomplete")
+        partial.write_bytes(files[filename])
+        partial.replace(target)  # atomic, as the client's download (replicas in threads may read one file at once)
         return str(target)
 
     def materialize(self, folder: Path, commit: int = -1) -> Path:

@@ -62,8 +62,8 @@ def test_a_fresh_replica_recovers_the_queue_and_the_worker_resumes(tmp_path, hub
     c = replica(tmp_path, "c")  # restarted with an empty cache
     assert [(j.entry_id, j.state, j.attempts) for j in c.verification_jobs()] == [
         ("sub-00001", "running", 1), ("sub-00002", "pending", 0)]
-    done = run_worker(c, tmp_path / "data", lock_path=tmp_path / "c.lock", once=True)
-    assert done == 2
+    done = run_worker(c, tmp_path / "data", once=True)  # the pending job first, then the one past its lease
+    assert [entry_id for entry_id, _ in done.failed] == ["sub-00002", "sub-00001"] and done.ran == 2
     states = {i: request_on_hub(hub, i) for i in ("sub-00001", "sub-00002")}
     assert {i: (s["state"], s["attempts"]) for i, s in states.items()} == {"sub-00001": ("failed", 2),
                                                                            "sub-00002": ("failed", 1)}
@@ -233,10 +233,11 @@ def test_the_worker_cli_runs_the_hub_queue(tmp_path, hub, capsys):
     a.enqueue_verification("sub-00001", str(tmp_path / "gone" / "sub-00001.zip"), T0)
     args = ["verify-worker", "--results-repo", REPO, "--db", str(tmp_path / "worker.db"), "--once", "--data-dir",
             str(tmp_path)]
-    assert main(args) == 0
-    assert capsys.readouterr().out.strip() == "1 verification job(s) run; 0 pending"
+    assert main(args) == 1  # a job it ran failed
+    assert capsys.readouterr().out.splitlines() == ["1 verification job(s) run: 0 verified, 1 failed; 0 pending",
+                                                    "  sub-00001 failed: the kept submission file is gone"]
     assert request_on_hub(hub, "sub-00001")["state"] == "failed"
-    assert (tmp_path / "worker.verify.lock").exists()
+    assert not list(tmp_path.glob("*.lock"))  # claims go through the store: no lock file
 
 
 def test_the_page_says_when_results_wait_for_the_hub(tmp_path, hub):

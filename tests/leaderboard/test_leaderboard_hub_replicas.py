@@ -13,8 +13,8 @@ from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils.sha import git_hash
 
 from elue_hf.cli import main
-from elue_hf.leaderboard.hub_queue import LEASE_ENV, plan_claim
 from elue_hf.leaderboard.hub_store import git_blob_id
+from elue_hf.leaderboard.jobs import LEASE_ENV, plan_claim
 from elue_hf.leaderboard.records import EntryRecord
 from elue_hf.leaderboard.store import SQLiteStore, StoreError, VerificationJob
 from tests.helpers.hub_fake import CONFLICT
@@ -250,3 +250,21 @@ def test_a_deletion_racing_a_push_is_never_undone(tmp_path, hub):
     a.sync()
     assert hub.conflicts == 1 and not set(FILES_1) & set(hub.files)
     assert a.entries() == [] and a.verification_jobs() == [] and a.last_push_error is None
+
+
+def test_a_copied_digest_never_displaces_the_original_and_replicas_agree(tmp_path, hub):
+    from dataclasses import replace
+
+    from elue_hf.leaderboard.records import entry_id_for
+
+    entry = make_entry(7)
+    original = replace(entry, entry_id=entry_id_for(entry.digest))  # how submit names an entry: by its digest
+    old = replica(tmp_path, "old")
+    old.add_entry(original)
+    copy = replace(original, entry_id="aaaa-copy", model_name="copied")  # its id sorts before the original's
+    hub.files["entries/aaaa-copy.json"] = copy.to_json().encode()  # written straight into the repo
+    fresh = replica(tmp_path, "fresh")  # reads the copy first
+    for store in (old, fresh):
+        assert [e.entry_id for e in store.entries()] == [original.entry_id]
+        assert "entries/aaaa-copy.json" in store.skipped_files
+        assert store.find_digest(original.digest).entry_id == original.entry_id

@@ -25,6 +25,7 @@ from elue_hf.leaderboard.store import (
     StoreError,
     open_store,
 )
+from tests.helpers.hub_replicas import T0, later
 from tests.helpers.leaderboard import failing_point_insert, make_entry, refusing_entry_insert
 
 # ------------------------------------------------------------------------------------------------ SQLite basics
@@ -356,10 +357,12 @@ def test_any_integer_params_is_stored_or_refused_cleanly(value):
 def test_a_job_is_given_up_after_three_attempts(tmp_path):
     store = SQLiteStore(tmp_path / "lb.db")
     store.add_entry(make_entry(1))
-    store.enqueue_verification("sub-00001", "/kept/1.zip", "t0")
-    for _ in range(3):  # three workers die while running it
-        assert store.claim_verification("t").entry_id == "sub-00001"
-    assert store.claim_verification("t") is None
+    store.enqueue_verification("sub-00001", "/kept/1.zip", T0)
+    for n in (1, 2, 3):  # three workers die while running it; each is taken over once its lease ran out
+        assert store.claim_verification(later(6 * n)).entry_id == "sub-00001"
+        assert store.claim_verification(later(6 * n + 5.9)) is None  # still leased: a live worker keeps it
+        assert store.verification_jobs()[0].state == "running"
+    assert store.claim_verification(later(24)) is None
     (job,) = store.verification_jobs()
     assert job.state == "failed" and "gave up after 3 attempts" in job.report["error"]
 
@@ -369,14 +372,15 @@ def test_a_worker_whose_job_was_taken_over_cannot_record_its_result(tmp_path, ca
 
     first, second = SQLiteStore(tmp_path / "lb.db"), SQLiteStore(tmp_path / "lb.db")  # two worker processes
     first.add_entry(make_entry(1))
-    first.enqueue_verification("sub-00001", str(tmp_path / "gone.zip"), "t0")
-    stale = first.claim_verification("t1")  # ... and the first worker hangs; the next one takes the job over
-    assert stale.report == {"worker": first.worker} and second.claim_verification("t2").attempts == 2
+    first.enqueue_verification("sub-00001", str(tmp_path / "gone.zip"), T0)
+    stale = first.claim_verification(later(1))  # ... and the first worker hangs past its lease
+    assert second.claim_verification(later(6.9)) is None  # not before the lease ran out
+    assert stale.report == {"worker": first.worker} and second.claim_verification(later(7)).attempts == 2
     run_job(second, second.verification_jobs()[0], tmp_path)  # the normal path: recorded under second's claim
     (job,) = first.verification_jobs()
     assert (job.state, job.attempts, job.report["worker"]) == ("failed", 2, second.worker)
     report = run_job(first, stale, tmp_path)  # the stale worker finishes: refused, and it goes on without crashing
     assert report["verified"] is False and "result discarded" in caplog.text
     assert first.verification_jobs() == [job]
-    assert not first.finish_verification("sub-00001", True, {"verified": True}, "t3")  # not running any more
+    assert not first.finish_verification("sub-00001", True, {"verified": True}, later(8))  # finished
     assert not first.get_entry("sub-00001").verified and first.verification_jobs() == [job]

@@ -268,10 +268,9 @@ def test_the_leaderboard_queue_verifies_hashee_and_lpt_entries(server, tmp_path)
     assert hashee.queued and lpt.queued
     assert store.get_entry(hashee.entry.entry_id).flops_tier == "consistent"  # modules with (m,n,d) layers
     assert store.get_entry(lpt.entry.entry_id).flops_tier == "self-reported"  # the flops column
-    done = run_worker(store, server["data"], lock_path=tmp_path / "w.lock", once=True,
-                      model_roots=[server["models"]], tokenizer_roots=[server["tokenizers"]], allow_hub=False,
-                      limits=LIMITS)
-    assert done == 2
+    done = run_worker(store, server["data"], once=True, model_roots=[server["models"]],
+                      tokenizer_roots=[server["tokenizers"]], allow_hub=False, limits=LIMITS)
+    assert (len(done.verified), done.failed, done.discarded) == (2, [], [])
     for outcome in (hashee, lpt):
         entry = store.get_entry(outcome.entry.entry_id)
         assert entry.verified and {p.flops_tier for p in entry.points} == {"verified"}

@@ -36,14 +36,15 @@ def register(subparsers) -> None:
     worker = subparsers.add_parser(
         "verify-worker", help="run the leaderboard's verification queue (one job at a time, resumable)",
         description="Take pending verification jobs from the leaderboard store, re-run each in a sandbox, and mark "
-        "agreeing entries verified. Safe to stop and restart.")
+        "agreeing entries verified. Several workers (and the Space's) may share one store: each job is claimed by "
+        "one. Safe to stop and restart. Exit code 0: every job it ran verified, 1: a job it ran failed.")
     worker.add_argument("--db", default=None, help="leaderboard SQLite database (default $ELUE_LEADERBOARD_DB)")
     worker.add_argument("--results-repo", default=None,
                         help="Hub dataset repo holding the results and the queue (default $ELUE_RESULTS_REPO; --db is "
                              "its cache)")
     worker.add_argument("--lease-hours", type=float, default=None,
-                        help="with a results repo: how long a claimed job stays this worker's before another replica "
-                             "may take it over; longer than --time-limit (default $ELUE_VERIFY_LEASE_HOURS, else 6)")
+                        help="how long a claimed job stays this worker's before another worker may take it over; "
+                             "longer than --time-limit (default $ELUE_VERIFY_LEASE_HOURS, else 6)")
     worker.add_argument("--once", action="store_true", help="stop when the queue is empty")
     _common(worker)
     worker.set_defaults(func=cmd_worker)
@@ -86,11 +87,14 @@ def cmd_worker(args) -> int:
         store = open_store(args.db, args.results_repo, lease_hours=args.lease_hours)
     except StoreError as err:  # a bad repo name or lease: one sentence
         raise ValueError(str(err)) from None
-    if store.kind == "hub" and store.lease.total_seconds() <= args.time_limit:
+    if store.lease.total_seconds() <= args.time_limit:
         raise ValueError(f"the claim lease ({store.lease.total_seconds() / 3600:g} h) must be longer than --time-limit "
-                         f"({args.time_limit} s), or another replica takes over a job still running")
-    database = store.cache.path if store.kind == "hub" else store.path
-    done = run_worker(store, options.pop("data_dir"), lock_path=database.with_suffix(".verify.lock"),
-                      once=args.once, **options)
-    print(f"{done} verification job(s) run; {len(store.verification_jobs('pending'))} pending")
-    return 0
+                         f"({args.time_limit} s), or another worker takes over a job still running")
+    summary = run_worker(store, options.pop("data_dir"), once=args.once, **options)
+    pending = len(store.verification_jobs("pending"))
+    print(f"{summary.ran} verification job(s) run: {len(summary.verified)} verified, {len(summary.failed)} failed"
+          + (f", {len(summary.discarded)} discarded (taken over by another worker)" if summary.discarded else "")
+          + f"; {pending} pending")
+    for entry_id, why in summary.failed:
+        print(f"  {entry_id} failed: {why}")
+    return 1 if summary.failed else 0

@@ -1,5 +1,5 @@
 """The verification queue of a :class:`~elue_hf.leaderboard.hub_store.HubStore`: request files
-(``requests/<entry_id>.json``), how a claim is planned, and the queue methods the store mixes in (:class:`HubQueue`).
+(``requests/<entry_id>.json``) and the queue methods the store mixes in (:class:`HubQueue`).
 
 Every queue write (a claim, a pushed job state, a deletion) is a commit whose ``parent_commit`` is the commit the cache
 reflects: if another replica committed in between, the Hub refuses it (HTTP 412), and the replica reads the Hub again
@@ -21,44 +21,22 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-from dataclasses import replace
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable
 
 from ..validators import load_json, require
+from .errors import StoreError
+from .jobs import JOB_STATES, VerificationJob, instant, plan_claim
 from .records import RecordError
-from .sqlite_queue import JOB_STATES, VerificationJob
-from .sqlite_store import StoreError
 
-__all__ = ["HubQueue", "request_json", "request_from_json", "bounded_report", "plan_claim", "lease_hours_from",
-           "MAX_REPORT_CHARS", "DEFAULT_LEASE_HOURS", "LEASE_ENV"]
+__all__ = ["HubQueue", "request_json", "request_from_json", "bounded_report", "MAX_REPORT_CHARS"]
 
 logger = logging.getLogger(__name__)
 
 _REQUEST_FIELDS = ("entry_id", "state", "attempts", "created_at", "updated_at", "submission", "report")
-#: How long a claimed job stays its worker's by default (``$ELUE_VERIFY_LEASE_HOURS`` overrides): longer than a re-run
-#: may take (``elue-hf verify-worker --time-limit``, 4 h by default).
-DEFAULT_LEASE_HOURS = 6.0
-LEASE_ENV = "ELUE_VERIFY_LEASE_HOURS"
 #: A request's report is kept to this many characters of JSON (the per-file rows go first when it is longer).
 MAX_REPORT_CHARS = 32_000
 _MAX_ATTEMPTS_READ = 1000
-
-
-
-def lease_hours_from(value=None) -> float:
-    """The claim lease in hours: ``value``, else ``$ELUE_VERIFY_LEASE_HOURS``, else :data:`DEFAULT_LEASE_HOURS`."""
-    raw = value if value is not None else os.environ.get(LEASE_ENV) or DEFAULT_LEASE_HOURS
-    try:
-        hours = float(raw)
-    except (TypeError, ValueError):
-        hours = math.nan
-    if not (math.isfinite(hours) and hours > 0):
-        raise StoreError(f"the claim lease must be a positive number of hours (--lease-hours, ${LEASE_ENV}), "
-                         f"got {str(raw)[:40]!r}")
-    return hours
 
 
 def _finite(value):
@@ -144,51 +122,10 @@ def _writable_time(now) -> None:
         raise StoreError(str(err)) from None
 
 
-def _instant(text: str) -> datetime | None:
-    """An ISO 8601 time as an aware datetime (a time without zone is UTC); None when it is not one."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except (TypeError, ValueError):
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 def _time_text(value, what: str) -> str:
     _short_text(value, what, 40)
-    require(_instant(value) is not None, f"{what} must be an ISO 8601 time, got {value[:40]!r}", RecordError)
+    require(instant(value) is not None, f"{what} must be an ISO 8601 time, got {value[:40]!r}", RecordError)
     return value
-
-
-# ------------------------------------------------------------------------------------------------------ claims
-
-
-def _takeable(job: VerificationJob, now: datetime, lease: timedelta) -> bool:
-    """A job a worker may claim: pending, or ``running`` with its lease run out (its worker is taken as dead)."""
-    if job.state == "pending":
-        return True
-    since = _instant(job.updated_at)
-    return job.state == "running" and (since is None or now - since >= lease)
-
-
-def plan_claim(jobs: Iterable[VerificationJob], now: str, max_attempts: int, lease: timedelta,
-               worker: str) -> tuple[list[tuple[VerificationJob, VerificationJob]], VerificationJob | None]:
-    """What one claim writes, as (job before, job after) pairs, and the job claimed (None when none is takeable).
-
-    Takeable jobs (:func:`_takeable`) already claimed ``max_attempts`` times are failed; of the others the oldest is
-    taken, running jobs whose lease ran out first: ``running``, one more attempt, ``updated_at = now`` and a report
-    naming the ``worker`` that holds it (so two replicas' claims never write the same bytes)."""
-    moment = _instant(now)
-    takeable = sorted((j for j in jobs if _takeable(j, moment, lease)),
-                      key=lambda j: (j.state == "pending", j.created_at, j.entry_id))
-    gave_up = {"error": f"gave up after {max_attempts} attempts"}
-    changes = [(j, replace(j, state="failed", updated_at=now, report=gave_up)) for j in takeable
-               if j.attempts >= max_attempts]
-    runnable = [j for j in takeable if j.attempts < max_attempts]
-    if not runnable:
-        return changes, None
-    claimed = replace(runnable[0], state="running", attempts=runnable[0].attempts + 1, updated_at=now,
-                      report={"worker": worker})
-    return changes + [(runnable[0], claimed)], claimed
 
 
 class HubQueue:

@@ -34,8 +34,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Iterable
 
-from .hub_queue import HubQueue, lease_hours_from, request_from_json
-from .records import EntryRecord, RecordError, with_verification, without_verification
+from .hub_queue import HubQueue, request_from_json
+from .jobs import lease_hours_from
+from .records import EntryRecord, RecordError, entry_id_for, with_verification, without_verification
 from .sqlite_store import (
     DuplicateEntryError,
     SQLiteStore,
@@ -203,6 +204,7 @@ class HubCache(SQLiteStore):
             return False
         settled = settled_entry(entry, job or (self._job(conn, update.entry_id) if row else None))
         if cached is None:
+            self._displace_copy(conn, settled)
             self._insert_entry(conn, settled, ignore_existing=False)
         elif settled != cached:
             self._replace_entry(conn, settled)
@@ -210,6 +212,24 @@ class HubCache(SQLiteStore):
             self._put_job(conn, job)
         self._know(conn, blobs)
         return cached is None
+
+    def _displace_copy(self, conn: sqlite3.Connection, entry: EntryRecord) -> None:
+        """Two Hub entry files with one digest: the entry keyed by it (:func:`~.records.entry_id_for`) is the
+        original and stays, whichever was read first; the other is quarantined (so every replica, fresh or not, keeps
+        the same one). A copy arriving after the original is refused by the digest's unique index (and quarantined)."""
+        if not entry.digest or entry.entry_id != entry_id_for(entry.digest):
+            return
+        row = conn.execute("SELECT entry_id FROM entries WHERE digest = ? AND entry_id != ? AND source = 'submission'",
+                           (entry.digest, entry.entry_id)).fetchone()
+        if row is None:
+            return
+        copy_path = _paths_of(row[0])[0]
+        blob = conn.execute("SELECT blob_id FROM hub_files WHERE path = ?", (copy_path,)).fetchone()
+        conn.execute("DELETE FROM entries WHERE entry_id = ?", (row[0],))
+        if blob is not None:
+            conn.execute("UPDATE hub_files SET problem = ? WHERE path = ?",
+                         (f"quarantined: copies the digest of entry {entry.entry_id}", copy_path))
+        logger.warning("entry %s copies the digest of entry %s: kept %s", row[0], entry.entry_id, entry.entry_id)
 
     @staticmethod
     def _put_job(conn: sqlite3.Connection, job: VerificationJob) -> None:

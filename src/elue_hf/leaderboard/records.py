@@ -38,6 +38,7 @@ __all__ = [
     "shown_metric",
     "submission_digest",
     "new_entry_id",
+    "entry_id_for",
     "utc_now",
 ]
 
@@ -387,6 +388,12 @@ def new_entry_id() -> str:
     return "sub-" + uuid.uuid4().hex
 
 
+def entry_id_for(digest: str) -> str:
+    """The id a submission with this content digest is stored under: a copy of its digest under another id is
+    recognisably not the original (the Hub store keeps the keyed entry, whatever order files are read in)."""
+    return "sub-" + digest[:32]
+
+
 def submission_digest(submission) -> str:
     """SHA-256 of what a submission says (model, parameters, and per file: task, label, predictions, FLOPs), so the
     same results re-zipped (other timestamps, other member order) are recognised as a duplicate."""
@@ -423,8 +430,9 @@ def entry_from_score(score, submission, *, digest: str | None = None, submitter:
     seq = {f.path: f.max_seq_length for f in submission.files}
     points = tuple(_shown_point(fs, seq.get(fs.path)) for ts in score.tasks.values() for fs in ts.files)
     task_scores, elue_score, partial = _scores(points)
+    digest = digest if digest is not None else submission_digest(submission)
     return EntryRecord(
-        entry_id=entry_id or new_entry_id(),
+        entry_id=entry_id or entry_id_for(digest),
         model_name=submission.model_name,
         source="submission",
         description=submission.description[:_MAX_TEXT],
@@ -435,7 +443,7 @@ def entry_from_score(score, submission, *, digest: str | None = None, submitter:
         provisional=bool(score.provisional),
         flops_tier=score.flops_tier,
         created_at=created_at or utc_now(),
-        digest=digest if digest is not None else submission_digest(submission),
+        digest=digest,
         submitter=submitter[:100],
         points=points,
         extra={"missing_tasks": list(score.missing_tasks),

@@ -6,38 +6,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import secrets
-import socket
 import sqlite3
-from dataclasses import dataclass
 
+from .jobs import VerificationJob, plan_claim
 from .records import with_verification
 
-__all__ = ["JOB_STATES", "VerificationJob", "SQLiteQueue", "worker_name"]
+__all__ = ["SQLiteQueue"]
 
 logger = logging.getLogger(__name__)
-
-#: States of a verification job: waiting, being re-run, and the two outcomes.
-JOB_STATES = ("pending", "running", "verified", "failed")
-
-
-@dataclass(frozen=True)
-class VerificationJob:
-    entry_id: str
-    state: str
-    submission: str  # server path of the kept submission zip
-    attempts: int
-    created_at: str
-    updated_at: str
-    report: dict
-
-
-def worker_name() -> str:
-    """A name for the worker of one store object (``<host>:<pid>:<random>``): the claims it makes carry it, and a
-    job is finished only under the claim that names it."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
-
 
 def _held(row, worker: str) -> bool:
     """Whether a ``verification_jobs`` (state, report) row is ``running`` under the claim of ``worker``."""
@@ -62,22 +38,20 @@ class SQLiteQueue:
                 "VALUES (?, 'pending', ?, ?, ?)", (entry_id, str(submission), now, now)).rowcount > 0
 
     def claim_verification(self, now: str, max_attempts: int = 3) -> VerificationJob | None:
-        """Take the oldest job to run, in one transaction: a pending one, or one left ``running`` by a worker that
-        died (only one worker runs at a time, so a running job seen at claim time is orphaned). A job that was
-        claimed ``max_attempts`` times is marked failed instead of being run again. The claim's report names this
-        store's :attr:`worker`: only it may finish the job (:meth:`finish_verification`)."""
+        """Take a job, in one transaction (:func:`~.jobs.plan_claim`): the oldest pending job, else the oldest one
+        left ``running`` past its lease (:attr:`lease`; its worker is taken as dead). A takeable job already claimed
+        ``max_attempts`` times is marked failed instead of being run again; a job a live worker holds is never
+        touched. The claim's report names this store's :attr:`worker`: only it may finish the job
+        (:meth:`finish_verification`). Every worker on the database claims this way, so no two run one job."""
         with self._transaction(write=True) as conn:
-            conn.execute("UPDATE verification_jobs SET state = 'failed', updated_at = ?, report = ?, synced = 0 "
-                         "WHERE state IN ('pending', 'running') AND attempts >= ?",
-                         (now, json.dumps({"error": f"gave up after {max_attempts} attempts"}), max_attempts))
-            row = conn.execute("SELECT entry_id FROM verification_jobs WHERE state IN ('pending', 'running') "
-                               "ORDER BY state = 'pending', created_at, rowid LIMIT 1").fetchone()
-            if row is None:
-                return None
-            conn.execute("UPDATE verification_jobs SET state = 'running', attempts = attempts + 1, updated_at = ?, "
-                         "report = ?, synced = 0 WHERE entry_id = ?",
-                         (now, json.dumps({"worker": self.worker}), row[0]))
-            return self._job(conn, row[0])
+            ids = conn.execute("SELECT entry_id FROM verification_jobs WHERE state IN ('pending', 'running')")
+            changes, job = plan_claim([self._job(conn, r[0]) for r in ids.fetchall()], now, max_attempts,
+                                      self.lease, self.worker)
+            conn.executemany("UPDATE verification_jobs SET state = ?, attempts = ?, updated_at = ?, report = ?, "
+                             "synced = 0 WHERE entry_id = ?",
+                             [(a.state, a.attempts, a.updated_at, json.dumps(a.report, sort_keys=True), a.entry_id)
+                              for _, a in changes])
+            return job
 
     def finish_verification(self, entry_id: str, verified: bool, report: dict, now: str,
                             worker: str | None = None) -> bool:

@@ -13,11 +13,14 @@ import json
 import os
 import sqlite3
 from contextlib import closing, contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from .errors import DuplicateEntryError, StoreError
+from .jobs import JOB_STATES, VerificationJob, lease_hours_from, worker_name
 from .records import EntryRecord, PointRecord, RecordError
-from .sqlite_queue import JOB_STATES, SQLiteQueue, VerificationJob, worker_name
+from .sqlite_queue import SQLiteQueue
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -122,18 +125,6 @@ _POINT_COLUMNS = ("task", "label", "performance", "mflops", "params", "residual"
                   "flops_source", "metrics", "note", "max_seq_length", "flops_tier")
 
 
-class StoreError(RuntimeError):
-    """The store cannot be opened, read or written (the message says which and why)."""
-
-
-class DuplicateEntryError(StoreError):
-    """An entry with this id or the same submission digest is already stored."""
-
-    def __init__(self, message: str, existing_id: str):
-        super().__init__(message)
-        self.existing_id = existing_id
-
-
 def default_db_path() -> Path:
     """``$ELUE_LEADERBOARD_DB``, else ``elue_hf_outputs/leaderboard/leaderboard.db`` under the working directory."""
     return Path(os.environ.get(DB_ENV) or Path("elue_hf_outputs") / "leaderboard" / "leaderboard.db")
@@ -157,10 +148,11 @@ class SQLiteStore(SQLiteQueue):
 
     kind = "sqlite"
 
-    def __init__(self, path, timeout: float = 30.0):
+    def __init__(self, path, timeout: float = 30.0, lease_hours: float | None = None):
         self.path = Path(path)
         self.timeout = float(timeout)
         self.worker = worker_name()  # who holds the claims this object makes
+        self.lease = timedelta(hours=lease_hours_from(lease_hours))  # how long a claimed job stays its worker's
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:

@@ -1,7 +1,7 @@
 """Where leaderboard entries live: a SQLite database by default, a Hub dataset repository when configured.
 
 :class:`SQLiteStore` (:mod:`.sqlite_store`) — one file, WAL journal, every write one ``BEGIN IMMEDIATE`` transaction,
-a versioned schema migrated on open, and the verification queue.
+a versioned schema migrated on open, and the verification queue (:mod:`.sqlite_queue`).
 
 :class:`HubStore` (:mod:`.hub_store`) — the way Hub leaderboards keep results: one JSON file per entry
 (``entries/<entry_id>.json``) and one per verification job (``requests/<entry_id>.json``) in a dataset repository,
@@ -36,9 +36,10 @@ RESULTS_REPO_ENV = "ELUE_RESULTS_REPO"
 
 def open_store(db=None, results_repo: str | None = None, token: str | None = None, api=None, lease_hours=None):
     """The configured store: a :class:`HubStore` when ``results_repo`` or ``$ELUE_RESULTS_REPO`` is set (``db`` is
-    then its cache; ``lease_hours``: how long a claimed job stays its worker's, default ``$ELUE_VERIFY_LEASE_HOURS``
-    or 6), else a :class:`SQLiteStore` at ``db`` / ``$ELUE_LEADERBOARD_DB`` / the default path."""
+    then its cache), else a :class:`SQLiteStore` at ``db`` / ``$ELUE_LEADERBOARD_DB`` / the default path.
+    ``lease_hours``: how long a claimed verification job stays its worker's (default ``$ELUE_VERIFY_LEASE_HOURS``,
+    else 6)."""
     repo = results_repo or os.environ.get(RESULTS_REPO_ENV)
     if repo:
         return HubStore(repo, cache_path=db, api=api, token=token, lease_hours=lease_hours)
-    return SQLiteStore(db or default_db_path())
+    return SQLiteStore(db or default_db_path(), lease_hours=lease_hours)

@@ -24,6 +24,7 @@ from typing import Mapping
 from ..elue.score import SubmissionScore, score_submission
 from ..elue.submission import Submission, SubmissionError, SubmissionLimits, flops_tier_of, read_submission
 from ..elue.submission.checks import cross_check
+from ..elue.submission.tokenizers import shared_cache
 from ..elue.tasks import TASK_KEYS, get_task
 from ..verify.request import verify_request
 from .quota import QuotaExceeded, SubmitQuota
@@ -174,13 +175,21 @@ def server_texts(gold):
     return texts
 
 
-def _read(path: Path, gold, rows: Mapping[str, int], limits: UploadLimits, tokenizer_roots=()) -> Submission:
+def _lengths_folder(store) -> Path | None:
+    """Where the token lengths of the server's test sets are cached: next to the store's database (or the Hub
+    store's cache); None (memory only) for a store without a file."""
+    database = getattr(store, "path", None) or getattr(getattr(store, "cache", None), "path", None)
+    return Path(database).parent / "token-lengths" if database else None
+
+
+def _read(path: Path, gold, rows: Mapping[str, int], limits: UploadLimits, tokenizer_roots=(),
+          lengths=None) -> Submission:
     try:
         submission = read_submission(path, limits.submission_limits(), expected_rows=rows)
         lacking = sorted({f.task for f in submission.files} - set(rows))
         if lacking:
             raise SubmissionError(f"this leaderboard holds no gold labels for {', '.join(lacking)}")
-        submission.checks = cross_check(submission, server_texts(gold), tokenizer_roots)
+        submission.checks = cross_check(submission, server_texts(gold), tokenizer_roots, lengths=lengths)
         if submission.manifest.get("model") is not None:
             verify_request(submission)  # a malformed re-run request is refused now, not after storing
         return submission
@@ -241,7 +250,8 @@ def submit_file(store, path, gold, *, reference=None, limits: UploadLimits = DEF
         quota = SubmitQuota.for_store(store)
     _take(quota, identity, "check", limits.max_checks_per_day, now)
     rows = expected_rows(gold)
-    submission = _read(path, gold, rows, limits, tokenizer_roots)
+    submission = _read(path, gold, rows, limits, tokenizer_roots,
+                       shared_cache(tokenizer_roots, _lengths_folder(store)))
     _check_points_per_task(submission, limits)
     if not store_result:
         return SubmitOutcome(None, None, None, stored=False, submission=submission)

@@ -9,14 +9,17 @@ from ..elue.submission.format import Submission, SubmissionError
 from ..validators import finite_number, positive_int, require
 
 __all__ = ["AGREEMENT", "FLOPS_TOLERANCE", "SETTINGS_KINDS", "ARCHITECTURES", "VerifyError", "VerifyRequest",
-           "model_reference", "verify_request"]
+           "model_reference", "valid_revision", "verify_request"]
 
 AGREEMENT = 0.995  # share of instances whose re-run prediction must equal the submitted one
 FLOPS_TOLERANCE = 0.01  # relative tolerance on every point's mean FLOPs
 SETTINGS_KINDS = ("static", "entropy", "patience", "hashee")  # "hashee": the token-level exits of its table
 ARCHITECTURES = ("elasticbert", "multiexit", "bert", "roberta")  # multiexit: elue_hf.multiexit (any family)
 _MODEL_ID = re.compile(r"[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95})?")
-_REVISION = re.compile(r"[\w.\-/]{1,100}")
+#: A revision is a full commit sha or one plain ref name (a branch or tag without slashes): never a path the Hub client
+#: could follow out of ``refs/`` (``..``), never a ref with slashes (``refs/pr/1``, ``feature/x``).
+_COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
+_REF_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)*")
 
 
 class VerifyError(SubmissionError):
@@ -50,12 +53,18 @@ def _settings(raw, where: str) -> dict:
     return {"exit": kind, "value": finite_number(raw.get("value"), f"{where}: 'value'", VerifyError, 1e6)}
 
 
+def valid_revision(revision: str) -> bool:
+    """A 40-hex commit sha, or a plain ref name of at most 100 characters (no slash, no ``..``, no leading dot)."""
+    return len(revision) <= 100 and bool(_COMMIT_SHA.fullmatch(revision) or _REF_NAME.fullmatch(revision))
+
+
 def model_reference(model_id, revision, what: str) -> tuple[str, str | None]:
     """A checked Hub id and revision (:class:`VerifyError` naming ``what`` otherwise): nothing else is resolved."""
     require(isinstance(model_id, str) and _MODEL_ID.fullmatch(model_id) is not None,
             f"{what} 'id' must be a Hub id like 'owner/name', got {str(model_id)[:60]!r}", VerifyError)
-    require(revision is None or (isinstance(revision, str) and _REVISION.fullmatch(revision) is not None),
-            f"{what} 'revision' must be a branch, tag or commit", VerifyError)
+    require(revision is None or (isinstance(revision, str) and valid_revision(revision)),
+            f"{what} 'revision' must be a 40-hex commit sha or a plain branch or tag name (letters, digits, '_', '-', "
+            f"single dots; no slashes, no '..'), got {str(revision)[:60]!r}", VerifyError)
     return model_id, revision
 
 

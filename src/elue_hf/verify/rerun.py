@@ -43,13 +43,17 @@ def resolve_named(model_id: str, revision: str | None, model_roots=(), allow_hub
         for folder in (Path(root) / model_id.replace("/", "--"), Path(root) / model_id):
             if folder.is_dir():
                 return folder
-    require(allow_hub, f"model {model_id!r} is not available on this server", VerifyError)
+    where = ("the server's model folders (--model-dir / $ELUE_MODEL_DIR, one folder per model named owner--name)"
+             if model_roots else "a model folder: give --model-dir (or $ELUE_MODEL_DIR) with one folder per model "
+             "named owner--name")
+    require(allow_hub, f"model {model_id!r} is not in {where}, and downloads are off", VerifyError)
     from huggingface_hub import snapshot_download
 
     try:
         return Path(snapshot_download(model_id, revision=revision, allow_patterns=_WEIGHT_PATTERNS))
-    except Exception as err:  # the Hub's many error types: one sentence for the report
-        raise VerifyError(f"cannot download {model_id}: {type(err).__name__}: {err}") from None
+    except Exception as err:  # the Hub's many error types: one sentence for the report, no local paths
+        raise VerifyError(f"model {model_id!r} is not in {where}, and the Hub download failed "
+                          f"({type(err).__name__})") from None
 
 
 def load_model(folder: Path, num_labels: int | None = None):
@@ -65,9 +69,19 @@ def load_model(folder: Path, num_labels: int | None = None):
     require(base_model_type(config) in ARCHITECTURES, f"architecture {config.model_type!r} cannot be re-run; known: "
             f"{', '.join(ARCHITECTURES)} (plain or with a HashEE table)", VerifyError)
     extra = {} if num_labels is None else {"num_labels": num_labels, "ignore_mismatched_sizes": True}
-    model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True, trust_remote_code=False,
-                                                               **extra)
+    model, info = AutoModelForSequenceClassification.from_pretrained(
+        folder, use_safetensors=True, trust_remote_code=False, output_loading_info=True, **extra)
+    _refuse_missing(info.get("missing_keys") or (), head_replaced=num_labels is not None)
     return model.eval()
+
+
+def _refuse_missing(missing, head_replaced: bool) -> None:
+    """:class:`VerifyError` when the checkpoint leaves a weight of the architecture uninitialised (it would run with
+    random values). Under an LPT adapter (``head_replaced``) the base's classifier may be missing: the adapter brings
+    its own."""
+    missing = sorted(k for k in missing if not (head_replaced and "classifier" in k))
+    require(not missing, f"the checkpoint leaves {len(missing)} weight(s) of the architecture uninitialised (e.g. "
+            f"{missing[:1][0] if missing else ''}): save the whole model with save_pretrained", VerifyError)
 
 
 def _load_base(folder: Path, num_labels: int):
@@ -104,7 +118,8 @@ def _check_fit(kind: str, settings: dict) -> None:
 
 
 def _tokenizer(submission, folder: Path, tokenizer_roots, allow_hub: bool):
-    from ..elue.submission.checks import _fast, load_tokenizer
+    from ..elue.submission.checks import load_tokenizer
+    from ..elue.submission.tokenizers import _fast
 
     name = submission.manifest.get("tokenizer")
     if name is not None:
@@ -263,16 +278,40 @@ def rerun(submission_path, data_dir, model_roots=(), tokenizer_roots=(), allow_h
     return report
 
 
+def public_error(err: BaseException, args: dict) -> str:
+    """One sentence for a refusal, without the server's paths: the package's own errors say what is wrong; anything
+    else (a damaged weight file, a library error) is named by its type only (the full text goes to the log)."""
+    if isinstance(err, SubmissionError):  # VerifyError included
+        text = str(err)
+    else:
+        text = f"the model could not be re-run ({type(err).__name__}; the server log has the details)"
+    folders = {args.get("data_dir"): "<data>", str(Path(args.get("submission", "")).parent): "<upload>",
+               **{r: "<models>" for r in args.get("model_roots", ())},
+               **{r: "<tokenizers>" for r in args.get("tokenizer_roots", ()) if r not in args.get("model_roots", ())}}
+    for folder, name in sorted(folders.items(), key=lambda kv: -len(kv[0] or "")):
+        if folder and folder != ".":
+            text = text.replace(folder, name)
+    return text
+
+
 def main(argv=None) -> int:
     """Child entry point: run :func:`rerun` with the JSON arguments, write the report (or the refusal)."""
     args = json.loads((argv or sys.argv[1:])[0])
-    from .sandbox import describe_machine
+    from .sandbox import describe_machine, watch_parent
 
+    if args.get("parent"):
+        watch_parent(int(args["parent"]))
     try:
         report = rerun(args["submission"], args["data_dir"], args.get("model_roots", ()),
                        args.get("tokenizer_roots", ()), args.get("allow_hub", True))
-    except (SubmissionError, FileNotFoundError, ValueError) as err:
-        report = {"verified": False, "error": str(err)}
+    except MemoryError:
+        raise  # the sandbox's memory limit: reported as such by the parent
+    except Exception as err:  # every refusal is one sentence in the report
+        if not isinstance(err, SubmissionError):
+            import traceback
+
+            traceback.print_exc()  # to the worker's log
+        report = {"verified": False, "error": public_error(err, args)}
     report["machine"] = describe_machine()
     Path(args["report"]).write_text(json.dumps(report, indent=1, default=float))
     return 0

@@ -23,13 +23,13 @@ entry; an exit named ``<x>_<j>`` comes right after the layer named ``<y>_<j>`` w
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
 
 from ..flops.module_spec import ModulesError, parse_modules
 from .format import Submission, SubmissionError, SubmissionFile, params_disagreement
+from .tokenizers import TokenizerAllowList, TokenLengthCache
 
 __all__ = ["spec_params", "check_params", "check_model_params", "check_structure", "declared_lengths",
            "check_token_lengths", "load_tokenizer", "cross_check"]
@@ -199,38 +199,19 @@ def check_token_lengths(file: SubmissionFile, lengths: np.ndarray) -> None:
 
 def load_tokenizer(name: str, local_roots=(), allow_hub: bool = True):
     """A fast tokenizer named by a submission: a Hub id (``owner/name``), looked up first as a folder under one of
-    the server's ``local_roots`` (``owner--name`` or ``owner/name``). Never a path the submitter chose, never remote
-    code, fast tokenizers only."""
-    if not isinstance(name, str) or not _HUB_ID.fullmatch(name):
-        raise SubmissionError(f"'tokenizer' must be a Hub id like 'bert-base-uncased' or 'owner/name', got "
-                              f"{str(name)[:60]!r}")
-    from transformers import AutoTokenizer
-
-    for root in local_roots:
-        for folder in (Path(root) / name.replace("/", "--"), Path(root) / name):
-            if folder.is_dir():
-                return _fast(AutoTokenizer.from_pretrained(str(folder), use_fast=True, trust_remote_code=False), name)
-    if not allow_hub:
-        raise SubmissionError(f"tokenizer {name!r} is not available on this server")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name, use_fast=True, trust_remote_code=False)
-    except (OSError, ValueError) as err:
-        raise SubmissionError(f"cannot load tokenizer {name!r}: {str(err).splitlines()[0][:200]}") from None
-    return _fast(tokenizer, name)
-
-
-def _fast(tokenizer, name: str):
-    if not getattr(tokenizer, "is_fast", False):
-        raise SubmissionError(f"tokenizer {name!r} is not a fast (Rust) tokenizer")
-    return tokenizer
+    the server's ``local_roots`` (``owner--name`` or ``owner/name``), from the Hub only when ``allow_hub``. Never a
+    path the submitter chose, never remote code, fast and not degenerate (:mod:`.tokenizers`)."""
+    return TokenizerAllowList(local_roots, allow_hub).load(name)
 
 
 def cross_check(submission: Submission, texts: Callable[[str], Mapping] | None = None, tokenizer_roots=(),
-                allow_hub: bool = True) -> dict:
+                allow_hub: bool = False, lengths: TokenLengthCache | None = None) -> dict:
     """Run every cross-check on a declared submission; raise :class:`SubmissionError` on the first failure.
 
     ``texts(task)``: the test set's text columns (the server's copy), or None to skip the token-length check (then
-    reported under ``"skipped"``). Returns what was checked."""
+    reported under ``"skipped"``). The tokenizer the submission names must be one of the server's
+    (``tokenizer_roots``; any Hub id only with ``allow_hub``); ``lengths``: a :class:`TokenLengthCache` that counts each
+    test set once (default: one for this call). Returns what was checked."""
     report = {"params": [], "structure": [], "token_lengths": [], "skipped": []}
     declared = [f for f in submission.files if f.modules is not None]
     for f in declared:
@@ -251,11 +232,8 @@ def cross_check(submission: Submission, texts: Callable[[str], Mapping] | None =
     name = submission.manifest.get("tokenizer")
     if name is None:
         raise SubmissionError("submission.json must name its 'tokenizer' (a Hub id) so declared lengths can be checked")
-    tokenizer = load_tokenizer(name, tokenizer_roots, allow_hub)
-    from ..data import token_lengths
-
+    lengths = lengths or TokenLengthCache(TokenizerAllowList(tokenizer_roots, allow_hub))
     for f in declared:
-        lengths = token_lengths(tokenizer, f.task, dict(texts(f.task)), max_length=f.max_seq_length or 512)
-        check_token_lengths(f, lengths)
+        check_token_lengths(f, lengths.lengths(name, f.task, texts, f.max_seq_length or 512))
         report["token_lengths"].append(f.path)
     return report

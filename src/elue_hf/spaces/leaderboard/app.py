@@ -288,7 +288,7 @@ def app_from_env(env: Mapping[str, str] | None = None):
     submissions are closed), ``ELUE_HF_REFERENCE`` (reference-curve JSON), ``ELUE_TOKENIZER_DIR`` (tokenizers by Hub
     id for the token-length check), ``ELUE_VERIFY_DIR`` (where submissions naming a model are kept and re-run by a
     background worker; unset: no re-runs), ``ELUE_MODEL_DIR`` (models by Hub id, tried before the Hub),
-    ``ELUE_VERIFY_LEASE_HOURS`` (with a results repo: how long a claimed job stays this replica's, default 6);
+    ``ELUE_VERIFY_LEASE_HOURS`` (how long a claimed job stays this worker's, default 6);
     who may submit (:meth:`Identities.from_env`): ``SPACE_ID`` (set by Spaces: the Hub's OAuth login),
     ``ELUE_IDENTITY_HEADER``, ``ELUE_SUBMIT_TOKENS``, ``ELUE_ALLOW_ANONYMOUS``."""
     env = os.environ if env is None else env
@@ -301,8 +301,7 @@ def app_from_env(env: Mapping[str, str] | None = None):
         from ...verify.worker import start_background_worker
 
         models = [env["ELUE_MODEL_DIR"]] if env.get("ELUE_MODEL_DIR") else []
-        start_background_worker(store, gold, lock_path=Path(verify_dir) / "worker.lock", model_roots=models,
-                                tokenizer_roots=roots)
+        start_background_worker(store, gold, model_roots=models, tokenizer_roots=roots)  # claims through the store
     return build_app(store, gold=gold, reference=env.get("ELUE_HF_REFERENCE") or None, tokenizer_roots=roots,
                      verify_dir=verify_dir, identities=Identities.from_env(env))
 
