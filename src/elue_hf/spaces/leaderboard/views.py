@@ -33,9 +33,10 @@ AXIS_TITLES = {"mflops": "MFLOPs per instance", "params": "MParams"}
 REFERENCE_SERIES = "ElasticBERT-base reference"
 FRONTIER_SERIES = "Pareto frontier"
 OTHER_SERIES = "dominated"
+SUBMITTED_SERIES = "submitted here"  # a submission's points, on the frontier or not: told apart from the papers' rows
 REFERENCE_LINE = REFERENCE_SERIES + " (interpolated)"
 SERIES_COLORS = {REFERENCE_SERIES: "#7f7f7f", REFERENCE_LINE: "#7f7f7f", FRONTIER_SERIES: "#d62728",
-                 OTHER_SERIES: "#1f77b4"}
+                 OTHER_SERIES: "#1f77b4", SUBMITTED_SERIES: "#2ca02c"}
 _METRIC_TITLES = {"acc": "Accuracy", "acc_and_f1": "(Acc+F1)/2", "corr": "(Pearson+Spearman)/2"}
 
 
@@ -127,20 +128,30 @@ def _reference_line(curve: ReferenceCurve, axis: str, lo: float | None, hi: floa
             for x in grid]
 
 
+def _series(row: Mapping) -> str:
+    if row["source"] == "reference":
+        return REFERENCE_SERIES
+    if row["source"] == "submission":
+        return SUBMITTED_SERIES
+    return FRONTIER_SERIES if row["pareto"] else OTHER_SERIES
+
+
 def pareto_frames(entries: Iterable[EntryRecord], task: str, axis: str, curves: Mapping[str, ReferenceCurve],
                   filters: Filters | None = None) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """(points, lines, hidden) for one task page.
 
-    points: one row per operating point with an ``x`` on ``axis`` — ``series`` is the reference, the Pareto frontier
-    or dominated; lines: the reference curve (interpolated and extrapolated as the score does, on the FLOPs axis) and
-    the frontier; hidden: how many points have no value on ``axis`` (e.g. paper rows without per-task FLOPs)."""
+    points: one row per operating point with an ``x`` on ``axis`` — ``series`` is the reference, a submission's point
+    (its own colour, whatever its rank: the frontier line shows whether it is on the front), or a paper row on the
+    Pareto frontier or dominated; lines: the reference curve (interpolated and extrapolated as the score does, on the
+    FLOPs axis) and the frontier; hidden: how many points have no value on ``axis`` (e.g. paper rows without
+    per-task FLOPs)."""
     if axis not in AXES:
         raise ValueError(f"axis must be one of {AXES}, got {axis!r}")
     rows = task_points(filter_entries(entries, filters), task, axis)
     shown = [r for r in rows if r["x"] is not None]
     points = pd.DataFrame([{
         "x": r["x"], "performance": r["performance"],
-        "series": REFERENCE_SERIES if r["source"] == "reference" else FRONTIER_SERIES if r["pareto"] else OTHER_SERIES,
+        "series": _series(r),
         "model": r["model"], "point": r["label"], "source": r["source"],
     } for r in shown], columns=["x", "performance", "series", "model", "point", "source"])
     xs = [r["x"] for r in shown]
