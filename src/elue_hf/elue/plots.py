@@ -150,7 +150,8 @@ def pareto_figure(
     ax.set_title(title or ("performance vs cost" if data is None else f"{data}: performance vs FLOPs"), fontsize=10)
     ax.grid(alpha=0.3)
     _pad_limits(ax, f, perf, _reference_values(ax))
-    ax.legend(fontsize=7.5, loc="best", framealpha=0.85)
+    # below the axes: inside, "best" can still cover a point
+    ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     fig.tight_layout()
     (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
     tol = (0.006 * (x1 - x0), 0.006 * (y1 - y0))  # closer than a marker's radius: one label
