@@ -201,7 +201,11 @@ def test_patience_regression_variant_and_zero_patience():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(exit_criterion="confidence"), "Unknown exit_criterion 'confidence'"),
+        (dict(exit_criterion="confidence"), "Unknown exit_criterion 'confidence'.*e.g. model\\(\\*\\*batch, "
+         "exit_criterion='entropy', entropy_threshold=0.3\\), or exit_criterion=None"),
+        (dict(exit_criterion="Entropie"), "did you mean 'entropy'\\? e.g."),
+        (dict(exit_criterion="pabee_patience"), "did you mean 'patience'\\? e.g. model\\(\\*\\*batch, "
+         "exit_criterion='patience', patience=2\\)"),
         (dict(exit_criterion="entropy", entropy_threshold=-0.1), "entropy_threshold must be a finite number >= 0"),
         (dict(exit_criterion="entropy", entropy_threshold=math.nan), "entropy_threshold must be a finite number"),
         (dict(exit_criterion="patience", patience=4), "patience must be an integer between 0 and 3"),

@@ -76,9 +76,14 @@ def test_exit_options_at_construction(folders):
 
 
 def test_unknown_and_bad_options_are_rejected(clf, folders):
-    with pytest.raises(ValueError, match=r"unknown option\(s\) \['exit_criterium'\].*exit_criterion"):
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['exit_criterium'\] for the ElasticBERT "
+                                         r"text-classification pipeline \('exit_criterium' -> did you mean "
+                                         r"'exit_criterion'\?\)"):
         clf(TEXT, exit_criterium="entropy")
-    with pytest.raises(ValueError, match="unknown option"):
+    with pytest.raises(ValueError, match="'entropy_treshold' -> did you mean 'entropy_threshold'"):
         pipeline(ELASTICBERT_TASK, model=str(folders[1]), entropy_treshold=0.3)
+    # nothing close to a known option: no hint
+    with pytest.raises(ValueError, match=r"\['speed'\] for the ElasticBERT text-classification pipeline; exit options"):
+        clf(TEXT, speed=3)
     with pytest.raises(ValueError, match="Unknown exit_criterion"):
         clf(TEXT, exit_criterion="confidence")

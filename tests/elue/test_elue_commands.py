@@ -40,6 +40,16 @@ def _elasticbert(num_labels=2, num_output_layers=3):
     return ElasticBertForSequenceClassification(cfg).eval()
 
 
+def _bert_folder(folder):
+    """A tiny BERT classifier folder with its tokenizer."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    BertForSequenceClassification(BertConfig(vocab_size=len(synthetic_vocab()), **TINY)).save_pretrained(folder)
+    _tokenizer().save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
@@ -118,6 +128,25 @@ def test_evaluate_data_name_and_tokenizer_flags(workspace, capsys):
     manifest = json.loads((out / "submission" / "submission.json").read_text())
     assert manifest["description"].startswith("elue-hf evaluate on my reviews (SST-2 format)")
     assert manifest["extra"] == {"data_name": "my reviews"}
+    capsys.readouterr()
+    assert _run(["score", str(out / "submission.zip"), "--data-dir", str(data)]) == 0  # score says it too
+    assert ("(scored on my reviews against the reference curve of the ELUE SST-2 test set: illustrative, not an "
+            "ELUE result)") in capsys.readouterr().out
+
+
+def test_evaluate_an_lpt_adapter_uses_its_base_models_tokenizer(workspace, capsys):
+    from peft import get_peft_model
+    from transformers import BertForSequenceClassification
+
+    from elue_hf.lpt import LPTConfig
+
+    root, data, _ = workspace
+    base = BertForSequenceClassification.from_pretrained(_bert_folder(root / "lpt_base"))
+    adapter = get_peft_model(base, LPTConfig(task_type="SEQ_CLS", num_prompt_tokens=2, bottleneck_size=8,
+                                             prompt_layer=1, generator="npg"))
+    adapter.save_pretrained(root / "lpt_adapter")  # no tokenizer files: the adapter names its base model
+    assert _evaluate(root / "lpt_adapter", data, root / "out_lpt") == 0
+    assert (root / "out_lpt" / "submission.zip").exists()
 
 
 def test_evaluate_entropy_and_errors(workspace, capsys):
@@ -136,13 +165,8 @@ def test_evaluate_entropy_and_errors(workspace, capsys):
 
 
 def test_evaluate_plain_bert_gives_one_full_depth_point(workspace, capsys):
-    from transformers import BertConfig, BertForSequenceClassification
-
     root, data, _ = workspace
-    bert_dir = root / "bert"
-    torch.manual_seed(0)
-    BertForSequenceClassification(BertConfig(vocab_size=len(synthetic_vocab()), **TINY)).save_pretrained(bert_dir)
-    _tokenizer().save_pretrained(bert_dir)
+    bert_dir = _bert_folder(root / "bert")
     assert _evaluate(bert_dir, data, root / "out_bert") == 0
     manifest = json.loads((root / "out_bert" / "submission" / "submission.json").read_text())
     assert [f["label"] for f in manifest["files"]] == ["static k=3"]

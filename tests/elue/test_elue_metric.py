@@ -99,6 +99,22 @@ def test_bare_name_after_import_elue_hf_in_a_fresh_process(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert float(proc.stdout.strip().splitlines()[-1]) == pytest.approx(50.0 - 84.1)
     assert (cache / "evaluate_modules" / "metrics" / "evaluate-metric--elue").is_dir()
+    assert "Using the latest cached version" not in proc.stderr  # evaluate's notice, dropped for this metric only
+
+
+def test_cached_notice_is_dropped_for_elue_only():
+    import logging
+
+    import elue_hf.metrics
+
+    elue_hf.metrics.quiet_cached_metric_notice()
+    logger = logging.getLogger("evaluate.loading")
+    notice = "Using the latest cached version of the module from /c/metrics/evaluate-metric--{} (last modified ...)"
+
+    def passes(message):
+        return logger.filter(logging.LogRecord("evaluate.loading", logging.WARNING, "", 0, message, None, None))
+
+    assert not passes(notice.format("elue")) and passes(notice.format("accuracy")) and passes("anything else")
 
 
 def test_ensure_metric_installed_without_evaluate(tmp_path, monkeypatch):

@@ -24,7 +24,7 @@ def test_space_cards_are_generated_and_in_sync(folder, generator):
     readme = SPACES / folder / "README.md"
     assert readme.read_text(encoding="utf-8") == str(generator()), (
         f"regenerate with: elue-hf space-card {'metric' if folder == 'elue-metric' else folder} "
-        f"--output spaces/{folder}")
+        f"--output spaces/{folder} --overwrite")
     data = SpaceCard.load(readme).data
     assert data.sdk == "gradio" and data.sdk_version == SPACE_SDK_VERSION == gradio.__version__
     assert data.app_file == "app.py" and data.python_version == "3.11"

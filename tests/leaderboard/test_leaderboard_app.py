@@ -164,6 +164,7 @@ def test_cli_submit_against_an_elue_data_dir(tmp_path, capsys):
                  "--tokenizer-dir", str(roots)]) == 0
     out = capsys.readouterr().out
     assert "Stored cli-model" in out and f"elue-hf leaderboard --db {db}" in out
+    assert f"--data-dir {data} --tokenizer-dir {roots}" in out  # the hint keeps the server's checks
     assert main(["leaderboard-submit", str(z), "--db", str(db), "--data-dir", str(data), "--tokenizer-dir",
                  str(roots)]) == 0
     assert "nothing new was stored" in capsys.readouterr().out

@@ -239,6 +239,15 @@ def test_pareto_frames_draw_reference_and_frontier(seeds):
     assert sorted(plines[plines["line"] == "ElasticBERT-base reference"]["x"].round(2)) == [45.69, 52.78, 66.96, 109.48]
 
 
+def test_submitted_points_have_their_own_series(seeds):
+    mine = submission("mine", [{"task": "sst-2", "label": "static k=3", "performance": 99.0, "mflops": 500.0},
+                               {"task": "sst-2", "label": "static k=1", "performance": 10.0, "mflops": 400.0}])
+    points, _, _ = pareto_frames([*seeds, mine], "sst-2", "mflops", load_reference())
+    ours = points[points["model"] == "mine"]
+    assert set(ours["series"]) == {"submitted here"}  # on the frontier (99.0) or not (10.0): one colour
+    assert "submitted here" not in set(points[points["model"] != "mine"]["series"])
+
+
 def test_frontier_is_drawn_as_a_staircase():
     steps = frontier_steps([(3.0, 90.0), (1.0, 80.0), (2.0, 85.0)])
     assert [(s["x"], s["performance"]) for s in steps] == [

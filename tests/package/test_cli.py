@@ -114,4 +114,5 @@ def test_offline_hub_and_unknown_hub_model_end_in_one_sentence(tmp_path):
     errors = [line for line in done.stderr.splitlines() if line.startswith("elue-hf evaluate: error:")]
     assert "Traceback" not in done.stderr and len(errors) == 2
     assert "could not be loaded from the Hub (stanfordnlp/sst" in errors[0] and "give --data-dir" in errors[0]
-    assert "--model nobody/no-such-model: not a local folder, and no such model could be loaded" in errors[1]
+    assert ("--model nobody/no-such-model: not a local folder, and no such model is in the local Hugging Face cache "
+            "while Hub access is off (HF_HUB_OFFLINE=1)") in errors[1]

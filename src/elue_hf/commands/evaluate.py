@@ -142,6 +142,21 @@ def _load_model(name: str, base_model: str | None = None, num_labels: int | None
     return load_from(load, name, "--model", ("config.json", "adapter_config.json"))
 
 
+def _tokenizer_source(args) -> tuple[str, str]:
+    """``(name, flag)`` of the tokenizer: ``--tokenizer``, else the model's own, else for an LPT adapter folder
+    without tokenizer files its base model's (``--base-model`` or the adapter's ``base_model_name_or_path``)."""
+    from ..tokenizer_io import has_tokenizer_files
+
+    if args.tokenizer:
+        return args.tokenizer, "--tokenizer"
+    adapter = Path(args.model) / "adapter_config.json"
+    if adapter.is_file() and not has_tokenizer_files(args.model):
+        base = args.base_model or json.loads(adapter.read_text(encoding="utf-8")).get("base_model_name_or_path")
+        if isinstance(base, str) and base:
+            return base, "--base-model"
+    return args.model, "--model"
+
+
 def _load_tokenizer(name: str, flag: str = "--tokenizer"):
     from transformers import AutoTokenizer
 
@@ -149,7 +164,7 @@ def _load_tokenizer(name: str, flag: str = "--tokenizer"):
         from elue_hf.assets import minilm_path
 
         name = str(minilm_path())
-    hint = "; pass --tokenizer DIR_OR_ID (e.g. the BERT it was converted from)" if flag == "--model" else ""
+    hint = "; pass --tokenizer DIR_OR_ID (e.g. the BERT it was converted from)" if flag != "--tokenizer" else ""
     return load_from(AutoTokenizer.from_pretrained, name, flag, TOKENIZER_FILES, "tokenizer", hint)
 
 
@@ -224,7 +239,7 @@ def cmd_evaluate(args) -> int:
     model = _load_model(args.model, args.base_model, task.num_labels)
     if model.config.num_labels != task.num_labels:
         raise ValueError(f"the model has {model.config.num_labels} labels but {task.name} needs {task.num_labels}")
-    tokenizer = _load_tokenizer(args.tokenizer or args.model, "--tokenizer" if args.tokenizer else "--model")
+    tokenizer = _load_tokenizer(*_tokenizer_source(args))
     dataset = _test_dataset(args, task)
     start = time.perf_counter()
     files, spec, params, route = _prediction_files(model, tokenizer, dataset, task, args, max_length)
@@ -253,8 +268,7 @@ def cmd_evaluate(args) -> int:
     result = score_submission(zipped, {task.key: labels}, args.reference)
     print(result.format_table())
     if args.data_name:
-        print(f"(scored on {args.data_name} against the reference curve of the ELUE {task.name} test set: "
-              "illustrative, not an ELUE result)")
+        print(illustrative_note(args.data_name, [task.name]))
     plot_points = [{"method": f"{name} ({fs.label.split()[0]})", "label": fs.label, "mflops": fs.mean_mflops,
                     "performance": fs.performance} for fs in result.tasks[task.key].files]
     png = pareto_plot(plot_points, task, out / f"pareto_{task.key}.png", args.reference, data_label=args.data_name)
@@ -303,11 +317,26 @@ def _published_as(name: str) -> tuple[str, str | None]:
     return model_id, revision or None
 
 
+def illustrative_note(data_name: str, task_names) -> str:
+    """The line that says a score on other data than the ELUE test set is no ELUE result."""
+    sets = ", ".join(f"the ELUE {name} test set" for name in task_names)
+    return (f"(scored on {data_name} against the reference curve of {sets}: illustrative, not an ELUE result)")
+
+
 def cmd_score(args) -> int:
     from ..elue.score import score_submission
+    from ..elue.submission import read_submission
+    from ..elue.tasks import get_task
 
-    result = score_submission(args.submission, args.data_dir, args.reference)
-    print(json.dumps(result.to_dict(), indent=2) if args.json else result.format_table())
+    submission = read_submission(args.submission)
+    result = score_submission(submission, args.data_dir, args.reference)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(result.format_table())
+    data_name = (submission.manifest.get("extra") or {}).get("data_name")
+    if isinstance(data_name, str) and data_name:
+        print(illustrative_note(data_name, [get_task(t).name for t in result.tasks]))
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 
 __all__ = ["register", "cmd_leaderboard", "cmd_submit", "open_command", "check_port"]
 
@@ -76,15 +77,17 @@ def _verify_dir(args):
     return args.verify_dir or os.environ.get("ELUE_VERIFY_DIR") or None
 
 
-def open_command(store, port: int = 7860, data_dir=None) -> str:
-    """The shell command that opens the leaderboard on ``store`` (a SQLite or Hub store)."""
+def open_command(store, port: int = 7860, data_dir=None, tokenizer_dir=None, verify_dir=None) -> str:
+    """The shell command that opens the leaderboard on ``store`` (a SQLite or Hub store), with the tokenizer and
+    verification folders the submission used, so the server runs the same checks."""
     if getattr(store, "kind", None) == "hub":
         parts = ["elue-hf", "leaderboard", "--results-repo", store.repo_id, "--db", str(store.cache.path)]
     else:
         parts = ["elue-hf", "leaderboard", "--db", str(store.path)]
     parts += ["--port", str(port)]
-    if data_dir:
-        parts += ["--data-dir", str(data_dir)]
+    for flag, value in (("--data-dir", data_dir), ("--tokenizer-dir", tokenizer_dir), ("--verify-dir", verify_dir)):
+        if value:
+            parts += [flag, shlex.quote(str(value))]
     return " ".join(parts)
 
 
@@ -148,5 +151,6 @@ def cmd_submit(args) -> int:
         raise ValueError(str(err)) from None
     print(outcome.summary())
     if outcome.stored or outcome.duplicate:
-        print(f"open it with: {open_command(store, data_dir=gold)}")
+        again = open_command(store, data_dir=gold, tokenizer_dir=args.tokenizer_dir, verify_dir=args.verify_dir)
+        print(f"open it with: {again}")
     return 0

@@ -100,8 +100,9 @@ def cmd_train(args) -> int:
     overrides = {"multi_exit_training": args.multi_exit_training}
     if args.num_output_layers is not None:
         overrides["num_output_layers"] = args.num_output_layers
+    data_name = data.task.key if data.task is not None else "the data"
     model, tokenizer = load_model_for_finetuning(args.model, data.num_labels, data.label_names, args.tokenizer,
-                                                 **overrides)
+                                                 data_name=data_name, **overrides)
     settings = FinetuneSettings(
         output_dir=args.output_dir, learning_rate=args.learning_rate, num_train_epochs=args.epochs,
         max_steps=args.max_steps, batch_size=args.batch_size, max_length=args.max_length, warmup=args.warmup,

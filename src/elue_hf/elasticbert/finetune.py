@@ -142,7 +142,12 @@ def _load_hub_or_files(dataset: str, data_files, dataset_config: str | None):
     suffix = Path(dataset).suffix.lower()
     if suffix in _FILE_BUILDERS and Path(dataset).is_file():  # a single local file: its builder, as the train split
         return datasets.load_dataset(_FILE_BUILDERS[suffix], data_files={"train": dataset})
-    return datasets.load_dataset(dataset, dataset_config, data_files=data_files)
+    try:
+        return datasets.load_dataset(dataset, dataset_config, data_files=data_files)
+    except ConnectionError:  # datasets' message for a Hub id it cannot reach (offline, no network, not cached)
+        raise ValueError(f"--dataset {dataset}: not a local file or builder, and it could not be loaded from the Hub "
+                         "(offline or unreachable, and not in the local cache): download it once where the Hub is "
+                         "reachable, or give local files with --dataset csv --data-files ...") from None
 
 
 def load_classification_data(
@@ -220,13 +225,15 @@ def tokenize_data(data: ClassificationData, tokenizer, max_length: int = 128) ->
 # ------------------------------------------------------------------------------------------------------ model
 
 
-def load_model_for_finetuning(model, num_labels: int, label_names=None, tokenizer=None, **config_overrides):
+def load_model_for_finetuning(model, num_labels: int, label_names=None, tokenizer=None, data_name: str = "the data",
+                              **config_overrides):
     """``(multi-exit classifier, tokenizer)`` from an ElasticBERT, a BERT, a multi-exit model or any encoder
     ``elue_hf.multiexit`` supports (RoBERTa, XLM-R, CamemBERT, ELECTRA, DistilBERT, DeBERTa-v2/v3, ModernBERT).
 
     A BERT checkpoint becomes an ElasticBERT, another supported encoder a multi-exit model (every layer gets an
     exit); ``config_overrides`` (e.g. ``num_output_layers``, ``multi_exit_training``) go to the configuration.
-    The tokenizer defaults to the one saved with ``model``.
+    The tokenizer defaults to the one saved with ``model``. A multi-exit classifier whose heads have another number
+    of labels than ``num_labels`` is a ``ValueError`` naming the fix (``data_name`` names the data in it).
     """
     from transformers import AutoConfig
 
@@ -244,6 +251,11 @@ def load_model_for_finetuning(model, num_labels: int, label_names=None, tokenize
         built = convert_bert_to_elasticbert(path, num_labels=num_labels, num_output_layers=layers,
                                             **labels, **config_overrides)
     elif config.model_type == "elasticbert":
+        trained_heads = any(a.endswith("ForSequenceClassification") for a in config.architectures or [])
+        if trained_heads and config.num_labels != num_labels:
+            raise ValueError(f"the model has {config.num_labels} labels, {data_name} needs {num_labels}: convert "
+                             f"with --num-labels {num_labels} (elue-hf convert --model <its BERT> --num-labels "
+                             f"{num_labels}), or train from the BERT itself")
         built = ElasticBertForSequenceClassification.from_pretrained(path, num_labels=num_labels, **labels,
                                                                      **config_overrides)
     else:

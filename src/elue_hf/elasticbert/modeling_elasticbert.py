@@ -10,6 +10,7 @@ pooler per layer at ``elasticbert.encoder.pooler.<layer>`` (absolute 0-based ind
 """
 
 import dataclasses
+import difflib
 import math
 import re
 from dataclasses import dataclass
@@ -432,9 +433,20 @@ class ElasticBertModel(ElasticBertPreTrainedModel):
         return run_exits(self.encoder, self.config, hidden_states, mask, pool=pool, token_mask=token_mask, **kwargs)
 
 
+def _criterion_fix(criterion) -> str:
+    close = difflib.get_close_matches(str(criterion).lower(), EXIT_CRITERIA, n=1, cutoff=0.6)
+    example = close[0] if close else "entropy"
+    settings = "entropy_threshold=0.3" if example == "entropy" else "patience=2"
+    return (f"{f'did you mean {example!r}? ' if close else ''}e.g. model(**batch, exit_criterion={example!r}, "
+            f"{settings}), or exit_criterion=None for no early exit")
+
+
 def _check_exit_arguments(config, criterion, entropy_threshold, patience, regression_threshold):
     if criterion not in (None, *EXIT_CRITERIA):
-        raise ValueError(f"Unknown exit_criterion {criterion!r}; expected None, 'none' or one of {EXIT_CRITERIA}")
+        raise ValueError(
+            f"Unknown exit_criterion {criterion!r}; expected None, 'none' or one of {EXIT_CRITERIA}: "
+            f"{_criterion_fix(criterion)}"
+        )
     if criterion is None:
         return
     num_exits = config.num_output_layers
@@ -570,13 +582,6 @@ class ElasticBertForSequenceClassification(ElasticBertPreTrainedModel):
         )
         if renamings:
             model._weight_conversions = [c for c in model._weight_conversions if all(c is not r for r in renamings)]
-        if source_layers is not None:
-            heads = [k for k in info.missing_keys if k.startswith(("classifier", "elasticbert.encoder.pooler."))]
-            if heads:
-                raise ValueError(
-                    f"{load_config.pretrained_model_name_or_path} is an ElasticBERT classifier without the weights "
-                    f"{sorted(heads)} of this model's exits: its config.json does not match its weights"
-                )
         return info, offload
 
     def exit_head(self, j: int, pooled_output: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,8 @@ are left alone, so ``pipeline("text-classification", model=<ElasticBERT>)`` is t
 
 from __future__ import annotations
 
+import difflib
+
 import torch
 from transformers.pipelines.text_classification import TextClassificationPipeline
 
@@ -53,10 +55,14 @@ class ElasticBertTextClassificationPipeline(TextClassificationPipeline):
         super().__init__(*args, **kwargs)
 
     def _sanitize_parameters(self, **kwargs):
-        unknown = sorted(set(kwargs) - set(EXIT_OPTIONS) - set(_CLASSIFICATION_OPTIONS) - set(_TOKENIZER_OPTIONS))
+        known = (*EXIT_OPTIONS, *_CLASSIFICATION_OPTIONS, *_TOKENIZER_OPTIONS)
+        unknown = sorted(set(kwargs) - set(known))
         if unknown:
+            hints = [f"{name!r} -> did you mean {close[0]!r}?" for name in unknown
+                     if (close := difflib.get_close_matches(name, known, n=1, cutoff=0.6))]
             raise ValueError(
-                f"unknown option(s) {unknown} for the ElasticBERT text-classification pipeline; exit options: "
+                f"unknown option(s) {unknown} for the ElasticBERT text-classification pipeline"
+                f"{' (' + '; '.join(hints) + ')' if hints else ''}; exit options: "
                 f"{list(EXIT_OPTIONS)}, classification options: {list(_CLASSIFICATION_OPTIONS)}, tokenizer options: "
                 f"{list(_TOKENIZER_OPTIONS)}"
             )

@@ -17,6 +17,7 @@ import numpy as np
 __all__ = ["pareto_front", "pareto_figure", "pareto_plot", "label_offsets", "merged_labels"]
 
 _FLOPS_AXIS = "mean FLOPs per instance (MFLOPs, ELUE rules)"
+_MARKERS = "osD^vP*X"
 
 
 def pareto_front(mflops: Sequence[float], performance: Sequence[float]) -> np.ndarray:
@@ -131,10 +132,12 @@ def pareto_figure(
     perf = np.array([float(p["performance"]) for p in points])
     fig, ax = plt.subplots(figsize=(8, 5.2), dpi=110)
     methods = list(dict.fromkeys(str(p.get("method", "submission")) for p in points))
-    for method in methods:
+    for n, method in enumerate(methods):
         idx = sorted((i for i, p in enumerate(points) if str(p.get("method", "submission")) == method),
                      key=lambda i: f[i])
-        ax.plot(f[idx], perf[idx], "o-", lw=0.8, ms=5, label=method, alpha=0.9)
+        # each method its own marker, later ones smaller: a point that coincides with another method's stays visible
+        ax.plot(f[idx], perf[idx], "-", marker=_MARKERS[n % len(_MARKERS)], lw=0.8, ms=max(3.0, 7.5 - 1.5 * n),
+                label=method, alpha=0.9, zorder=3 + n)
     front = pareto_front(f, perf)
     ax.plot(f[front], perf[front], drawstyle="steps-post", color="black", lw=1.2, alpha=0.6)
     ax.plot(f[front], perf[front], "o", ms=11, mfc="none", mec="black", mew=1.3, label="Pareto front (ringed)")
@@ -146,8 +149,9 @@ def pareto_figure(
     data = data_label or (f"ELUE {task.name} test set" if task is not None else None)
     ax.set_title(title or ("performance vs cost" if data is None else f"{data}: performance vs FLOPs"), fontsize=10)
     ax.grid(alpha=0.3)
-    _pad_limits(ax, f, perf)
-    ax.legend(fontsize=7.5, loc="best", framealpha=0.85)
+    _pad_limits(ax, f, perf, _reference_values(ax))
+    # below the axes: inside, "best" can still cover a point
+    ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     fig.tight_layout()
     (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
     tol = (0.006 * (x1 - x0), 0.006 * (y1 - y0))  # closer than a marker's radius: one label
@@ -177,15 +181,29 @@ def merged_labels(xs: Sequence[float], ys: Sequence[float], labels: Sequence[str
     return [g[0] for g in groups], [g[1] for g in groups], texts
 
 
-def _pad_limits(ax, f, perf) -> None:
-    """Leave room around the points for their labels (also when all points coincide)."""
-    x0, x1 = ax.get_xlim()
-    y0, y1 = ax.get_ylim()
-    span_x = max(x1 - x0, abs(float(f.max())) * 0.1, 1e-6)
-    span_y = max(y1 - y0, 2.0)
-    left = min(x0, f.min() - 0.12 * span_x)
-    ax.set_xlim(max(left, 0.0) if f.min() >= 0 else left, max(x1, f.max() + 0.12 * span_x))  # no negative cost
-    ax.set_ylim(min(y0, perf.min() - 0.12 * span_y), max(y1, perf.max() + 0.12 * span_y))
+def _reference_values(ax) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(x, y) of the reference curve's lines, to keep their part over the points in view."""
+    return [(np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)) for line in ax.lines
+            if line.get_gid() == "reference"]
+
+
+def _pad_limits(ax, f, perf, curves=()) -> None:
+    """Frame the points, with room for their labels (also when all points coincide): the x axis spans the points
+    (the reference curve is drawn where it passes over them, not out to its last published depth, which would crush
+    the points into a corner), the y axis the points and the reference over that span."""
+    span_x = max(float(f.max() - f.min()), abs(float(f.max())) * 0.25, 1e-6)
+    left, right = f.min() - 0.15 * span_x, f.max() + 0.15 * span_x
+    left = max(left, 0.0) if f.min() >= 0 else left  # no negative cost
+    ys = [perf]
+    for xs, values in curves:
+        inside = (xs >= left) & (xs <= right)
+        ys.append(values[inside])
+        if len(xs) > 1:
+            ys.append(np.interp([left, right], xs, values))
+    ys = np.concatenate(ys)
+    span_y = max(float(ys.max() - ys.min()), 2.0)
+    ax.set_xlim(left, right)
+    ax.set_ylim(ys.min() - 0.12 * span_y, ys.max() + 0.12 * span_y)
 
 
 def _reference_curve(ax, task, reference, f) -> None:
@@ -194,11 +212,12 @@ def _reference_curve(ax, task, reference, f) -> None:
     curves = reference if isinstance(reference, Mapping) else load_reference(reference)
     curve = curves[task.key]
     xs = np.asarray(curve.mflops)
-    ax.plot(xs, curve(xs), "s-", color="grey", ms=4,
-            label=f"reference: ElasticBERT-base, ELUE {task.name} test set"
+    ax.plot(xs, curve(xs), "-", color="grey", gid="reference",
+            label=f"reference: ElasticBERT-base, ELUE {task.name} test set (dashed: extrapolated)"
             + (" [provisional FLOPs]" if curve.provisional else ""))
+    ax.plot(xs, curve(xs), "s", color="grey", ms=4, gid="reference")  # the published depths
     lo, hi = min(f.min(), xs[0]), max(f.max(), xs[-1])
     for a, b in ((lo, xs[0]), (xs[-1], hi)):
         if b > a:
             grid = np.linspace(a, b, 20)
-            ax.plot(grid, curve(grid), "--", color="grey", lw=1)
+            ax.plot(grid, curve(grid), "--", color="grey", lw=1, gid="reference")

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import shutil
 from pathlib import Path
 
-__all__ = ["METRIC_DIR", "METRIC_PATH", "METRIC_SCRIPT", "install_metric", "ensure_metric_installed", "load_metric"]
+__all__ = ["METRIC_DIR", "METRIC_PATH", "METRIC_SCRIPT", "install_metric", "ensure_metric_installed", "load_metric",
+           "quiet_cached_metric_notice"]
 
 METRIC_DIR = Path(__file__).resolve().parent / "elue"
 #: what to pass to ``evaluate.load``: the folder holding ``elue.py`` (evaluate resolves ``<folder>/elue.py``)
@@ -52,17 +54,37 @@ def _seed(root: Path) -> Path:
     return target
 
 
+class _QuietCachedElue(logging.Filter):
+    """Drops evaluate's "Using the latest cached version of the module ... couldn't be found remotely" notice for the
+    ELUE metric only: the cache copy is where elue-hf puts the metric on purpose, so the notice is no news; every other
+    module's notice (and every other message) passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Using the latest cached version of the module")
+                    and "evaluate-metric--elue" in message)
+
+
+def quiet_cached_metric_notice() -> None:
+    """Install :class:`_QuietCachedElue` on evaluate's loading logger (no evaluate import; idempotent)."""
+    logger = logging.getLogger("evaluate.loading")
+    if not any(isinstance(f, _QuietCachedElue) for f in logger.filters):
+        logger.addFilter(_QuietCachedElue())
+
+
 def install_metric(modules_cache: str | Path | None = None) -> Path:
     """Seed evaluate's dynamic-module cache so ``evaluate.load("elue")`` works offline from any directory.
 
     Copies ``elue.py`` (and its README card) to
     ``<modules cache>/evaluate_modules/metrics/evaluate-metric--elue/<sha256 of elue.py>/`` with the ``__init__.py``
     files evaluate expects; idempotent. ``modules_cache`` defaults to evaluate's (``$HF_MODULES_CACHE``).
-    Returns the folder written. The bare name resolves through evaluate's cache fallback (it logs "Using the latest
-    cached version"); with ``HF_EVALUATE_OFFLINE=1`` no network lookup is tried first.
+    Returns the folder written. The bare name resolves through evaluate's cache fallback, whose "Using the latest
+    cached version" notice is dropped for this metric (:func:`quiet_cached_metric_notice`); with
+    ``HF_EVALUATE_OFFLINE=1`` no network lookup is tried first.
     """
     from evaluate.loading import init_dynamic_modules
 
+    quiet_cached_metric_notice()
     target = _seed(Path(init_dynamic_modules(hf_modules_cache=modules_cache)))
     (target / "elue.py").touch()  # newest mtime wins in evaluate's cache fallback
     return target
@@ -75,6 +97,7 @@ def ensure_metric_installed() -> Path | None:
     """
     if os.getenv("ELUE_HF_NO_METRIC_INSTALL"):
         return None
+    quiet_cached_metric_notice()
     try:
         return _seed(_evaluate_modules_root())
     except OSError:

@@ -45,9 +45,11 @@ OTHER_SERIES = "dominated"
 #: Points kept out of the ranking: submissions not re-run by the server, and those scored on other data.
 UNVERIFIED_SERIES = "not ranked: not verified"
 OTHER_DATA_SERIES = "not ranked: not the ELUE test set"
+SUBMITTED_SERIES = "submitted here"  # a ranked submission's points: told apart from the papers' rows
 REFERENCE_LINE = REFERENCE_SERIES + " (interpolated)"
 SERIES_COLORS = {REFERENCE_SERIES: "#7f7f7f", REFERENCE_LINE: "#7f7f7f", FRONTIER_SERIES: "#d62728",
-                 OTHER_SERIES: "#1f77b4", UNVERIFIED_SERIES: "#ff7f0e", OTHER_DATA_SERIES: "#9467bd"}
+                 OTHER_SERIES: "#1f77b4", UNVERIFIED_SERIES: "#ff7f0e", OTHER_DATA_SERIES: "#9467bd",
+                 SUBMITTED_SERIES: "#2ca02c"}
 _METRIC_TITLES = {"acc": "Accuracy", "acc_and_f1": "(Acc+F1)/2", "corr": "(Pearson+Spearman)/2"}
 
 
@@ -165,6 +167,8 @@ def _series(point: Mapping) -> str:
         return OTHER_DATA_SERIES
     if not point["ranked"]:
         return UNVERIFIED_SERIES
+    if point["source"] == "submission":
+        return SUBMITTED_SERIES
     return FRONTIER_SERIES if point["pareto"] else OTHER_SERIES
 
 
@@ -172,10 +176,12 @@ def pareto_frames(entries: Iterable[EntryRecord], task: str, axis: str, curves: 
                   filters: Filters | None = None) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """(points, lines, hidden) for one task page.
 
-    points: one row per operating point with an ``x`` on ``axis`` — ``series`` is the reference, the Pareto frontier,
-    dominated, or one of the two unranked series (not verified; not the ELUE test set), which never join the
-    frontier; lines: the reference curve (interpolated and extrapolated as the score does, on the FLOPs axis) and
-    the frontier; hidden: how many points have no value on ``axis`` (e.g. paper rows without per-task FLOPs)."""
+    points: one row per operating point with an ``x`` on ``axis`` — ``series`` is the reference, a ranked
+    submission's point (its own colour, whatever its rank: the frontier line shows whether it is on the front), a
+    paper row on the Pareto frontier or dominated, or one of the two unranked series (not verified; not the ELUE test
+    set), which never join the frontier; lines: the reference curve (interpolated and extrapolated as the score does,
+    on the FLOPs axis) and the frontier; hidden: how many points have no value on ``axis`` (e.g. paper rows without
+    per-task FLOPs)."""
     if axis not in AXES:
         raise ValueError(f"axis must be one of {AXES}, got {axis!r}")
     rows = task_points(filter_entries(entries, filters), task, axis)
