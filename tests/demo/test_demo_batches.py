@@ -63,7 +63,7 @@ def test_length_grouped_training_batches_cover_each_row_once_per_epoch_with_less
     assert seen == sorted(lengths)  # one epoch = every row once
     padded = [sum(b["input_ids"].numel() for b in batches) for batches in (grouped, plain)]
     assert padded[0] < padded[1]
-    again = list(itertools.islice(_context(rows=64).training_batches(train, 8), 8))
+    again = list(itertools.islice(_context(rows=64).training_batches(train, 8, group_by_length=True), 8))
     assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(grouped, again))  # seeded
 
 

@@ -77,10 +77,10 @@ class DemoContext:
         )
 
     def fine_tune(self, model, steps: int, batch_size: int, learning_rate: float, head_lr_scale: float = 5.0,
-                  desc: str = "fine-tune") -> list[float]:
+                  desc: str = "fine-tune", group_by_length: bool = False) -> list[float]:
         """The demo's recipe on ``self.data["train"]``: AdamW, 6 % linear warm-up, grad-clip 1, and the exit heads
-        (poolers, classifiers: untrained, only MiniLM's top pooler exists) at ``head_lr_scale`` times the step size.
-        Returns the loss of every step."""
+        (poolers, classifiers: untrained, only MiniLM's top pooler exists) at ``head_lr_scale`` times the step size;
+        batches from :meth:`training_batches`. Returns the loss of every step."""
         from ..training import OptimizerSettings, param_groups, train_steps
 
         groups = param_groups(model, learning_rate, head_lr_scale,
@@ -92,7 +92,8 @@ class DemoContext:
                 bar.set_postfix(loss=f"{loss:.3f}")
 
         settings = OptimizerSettings(steps=steps, learning_rate=learning_rate, warmup=max(1, int(0.06 * steps)))
-        return train_steps(model, self.training_batches(self.data["train"], batch_size), settings, groups=groups,
+        batches = self.training_batches(self.data["train"], batch_size, group_by_length)
+        return train_steps(model, batches, settings, groups=groups,
                            progress=lambda _: bar, on_step=show)
 
     def features(self, dataset) -> list[dict]:
@@ -115,7 +116,7 @@ class DemoContext:
         chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         return order, [self._pad([features[i] for i in chunk]) for chunk in chunks]
 
-    def training_batches(self, dataset, batch_size: int, group_by_length: bool = True) -> Iterator[dict]:
+    def training_batches(self, dataset, batch_size: int, group_by_length: bool = False) -> Iterator[dict]:
         """Endless labelled batches of ``dataset`` (a ``sentence``/``label`` slice), tokenised once.
 
         With ``group_by_length`` each epoch is a seeded permutation from transformers'

@@ -85,8 +85,7 @@ def _train(model, ctx: DemoContext, train, steps: int, batch_size: int, learning
     settings = OptimizerSettings(steps=steps, learning_rate=learning_rate, weight_decay=0.1,
                                  warmup=max(1, round(0.06 * steps)))
     start = time.perf_counter()
-    batches = ctx.training_batches(train, batch_size, group_by_length=False)  # the documented LPT figures
-    train_steps(model, batches, settings,
+    train_steps(model, ctx.training_batches(train, batch_size), settings,
                 progress=lambda r: ctx.progress(r, desc=desc, unit="step", leave=False))
     return time.perf_counter() - start
 
