@@ -345,7 +345,7 @@ def test_load_from_a_hub_repo_id_offline(tmp_path, monkeypatch):
 
 def test_load_rejects_plain_checkpoints(tmp_path):
     bert().save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="no `hashee` block"):
+    with pytest.raises(ValueError, match="is not a saved HashEE model: model_type .bert."):
         load_hashee_model(tmp_path)
 
 

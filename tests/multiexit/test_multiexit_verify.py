@@ -44,7 +44,7 @@ def test_dynamic_points_of_a_multi_exit_model_are_verified(family, tmp_path):
     shape = flops_shape(model)
     files = {}
     for point in points:
-        prediction = to_prediction_file(point, "sst-2", shape, point_params(model, point), 64)
+        prediction = to_prediction_file(point, task, shape, point_params(model, point), 64)
         prediction.settings = _setting_of(point)
         files[point.label] = prediction
     folder = write_submission(tmp_path / "sub", family, "multi-exit verification", count_parameters(model), files,

@@ -222,7 +222,7 @@ def test_an_adapter_on_an_unknown_architecture_is_refused(server, tmp_path):
     saved = json.loads((odd / "adapter_config.json").read_text())
     (odd / "adapter_config.json").write_text(json.dumps({**saved, "base_model_name_or_path": "me/distil"}))
     with pytest.raises(VerifyError, match="the adapter's base model me/distil: architecture 'distilbert' cannot be "
-                                          "re-run; known: elasticbert, bert, roberta"):
+                                          "re-run; known: elasticbert, multiexit, bert, roberta"):
         run(server, lpt_submission(server, tmp_path, "distil", model_id="me/lpt-on-distil"))
     (odd / "adapter_config.json").write_text(json.dumps({**saved, "base_model_name_or_path": "me/lpt"}))
     with pytest.raises(VerifyError, match="base model me/lpt: me--lpt holds no config.json"):  # an adapter as base

@@ -6,6 +6,7 @@ against the demo's own held-out labels (``ctx.data["test"]["label"]``) and says 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from ..elue.tasks import get_task
 from ..leaderboard.ranking import competition_ranks, unranked_reason
 from ..leaderboard.seed import seed_store
 from ..leaderboard.store import SQLiteStore
-from ..leaderboard.submit import submit_file
+from ..leaderboard.submit import DEFAULT_UPLOAD_LIMITS, submit_file
 from .context import DemoContext
 
 __all__ = ["run", "find_submission_zip", "task_ranking_table"]
@@ -60,7 +61,9 @@ def run(ctx: DemoContext) -> None:
     store = SQLiteStore(Path(ctx.out_dir) / "leaderboard" / "leaderboard.db")
     seed_store(store)
     gold = {"sst-2": np.asarray(ctx.data["test"]["label"])}
-    outcome = submit_file(store, zipped, gold, submitter="make demo")
+    # the operator's own board: the demo's one-pass sweep gives more points per task than a public upload may carry
+    limits = dataclasses.replace(DEFAULT_UPLOAD_LIMITS, max_points_per_task=0)
+    outcome = submit_file(store, zipped, gold, submitter="make demo", limits=limits)
     entry = outcome.entry
     print(f"\nLeaderboard ({store.describe()}), submission {zipped.name}:")
     print(outcome.summary())
