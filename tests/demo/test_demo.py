@@ -21,6 +21,10 @@ def test_demo_quick_runs_end_to_end(tmp_path, capsys):
     assert {"ElasticBERT static", "ElasticBERT entropy", "ElasticBERT patience"} <= methods
     assert [p["mean_exit_layer"] for p in points if p["method"] == "ElasticBERT static"] == [1, 2, 3, 4, 5, 6]
     assert all(0 <= p["accuracy"] <= 100 for p in points)
+    final_table = out.split("All operating points")[1].split("Pareto plot:")[0].strip().splitlines()
+    assert final_table[0].split()[-1] == "inst/s"  # measured throughput of the timed points
+    assert final_table[-1].startswith("ONNX Runtime int8 exit")  # the demo ends with the exported int8 exit model
+    assert "ONNX Runtime int8 exit" in methods
     timing = out.split("Wall time per section (this run)")[1].splitlines()
     sections = [line.split()[0] for line in timing[2:] if line.strip()]
     assert sections[:2] == ["setup", "multi-exit"] and "total" in sections  # one row per section, then the total
