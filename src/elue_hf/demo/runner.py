@@ -1,9 +1,10 @@
 """``elue-hf demo`` (``make demo``): the main job end to end on the embedded real assets, offline, on CPU.
 
 1. convert the real all-MiniLM-L6-v2 BERT into a 6-exit ElasticBERT;
-2. fine-tune every exit (gradient equilibrium) on a training slice of the Rotten Tomatoes snippets;
+2. fine-tune every exit (gradient equilibrium, length-grouped batches) on a training slice of the RT snippets;
 3. evaluate on a held-out slice: accuracy per static depth 1..6, entropy and patience sweeps (batched early exit);
-4. run the other areas' sections (ELUE FLOPs + submission + score, HashEE, LPT) when they are installed;
+4. run the other areas' sections (ELUE FLOPs + submission + score, leaderboard, HashEE, LPT, and the int8 ONNX
+   export exiting in ONNX Runtime) when they are installed;
 5. print the tables and save a Pareto plot PNG and a JSON of every operating point.
 """
 
