@@ -548,6 +548,12 @@ class ElasticBertForSequenceClassification(ElasticBertPreTrainedModel):
         self._build_exit_heads(config, dropout)
         self.post_init()
 
+    @staticmethod
+    def exit_layers_from_logits(all_logits: torch.Tensor, exit_layers, criterion, **policy_kwargs) -> torch.Tensor:
+        """The exit this model's early exit picks for each row, from every exit's logits of one full pass
+        (:func:`exit_layers_from_logits`): how callers that hold the model but not this module get its rule."""
+        return exit_layers_from_logits(all_logits, exit_layers, criterion, **policy_kwargs)
+
     def _build_exit_heads(self, config, dropout: float) -> None:
         """One shared dropout and a classifier per exit (``classifiers``), or one ``classifier`` (static)."""
         self.dropout = nn.Dropout(dropout)

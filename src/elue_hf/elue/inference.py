@@ -112,17 +112,18 @@ def check_settings(settings: Sequence[ExitSetting], dims, elastic: bool, regress
                              f"{len(exits)} exits), got {s.value:g}")
 
 
-def derive_exits(all_logits, exit_layers: Sequence[int], setting: ExitSetting, regression_threshold: float = 0.0):
+def derive_exits(all_logits, exit_layers: Sequence[int], setting: ExitSetting, regression_threshold: float = 0.0,
+                 decide: Callable | None = None):
     """Exit layer (1-based) and logits of each row for ``setting``, from every exit's logits of one full pass.
 
     ``all_logits`` is (rows, exits, labels). Entropy and patience take the decision of the model's batched early
     exit (``ElasticBertForSequenceClassification(..., exit_criterion=...)``): the first exit whose entropy is below
     the threshold / whose prediction agreed with the previous ``patience`` exits (for regression: differed by less
-    than ``regression_threshold``); patience 0 means no early exit. Returns ``(layers, logits)`` tensors.
+    than ``regression_threshold``); patience 0 means no early exit. ``decide`` is that rule, taken from the model
+    (``model.exit_layers_from_logits``, so ELUE needs no import of the model code); static depths do without it.
+    Returns ``(layers, logits)`` tensors.
     """
     import torch
-
-    from ..elasticbert.modeling_elasticbert import exit_layers_from_logits
 
     exit_layers = [int(k) for k in exit_layers]
     rows = all_logits.shape[0]
@@ -133,7 +134,10 @@ def derive_exits(all_logits, exit_layers: Sequence[int], setting: ExitSetting, r
     else:
         kwargs = ({"entropy_threshold": float(setting.value)} if setting.exit == "entropy"
                   else {"patience": int(setting.value), "regression_threshold": float(regression_threshold)})
-        layers = exit_layers_from_logits(all_logits, exit_layers, setting.exit, **kwargs)
+        if decide is None:
+            raise ValueError(f"--{setting.exit} needs the model's early-exit rule: pass "
+                             "decide=model.exit_layers_from_logits (a multi-exit model)")
+        layers = decide(all_logits, exit_layers, setting.exit, **kwargs)
     index = torch.as_tensor([exit_layers.index(int(k)) for k in layers.tolist()], dtype=torch.long)
     return layers, all_logits[torch.arange(rows), index]
 
@@ -195,9 +199,10 @@ def run_operating_points(
         raise ValueError(f"the model returned {all_logits.shape[1]} exits' logits, its config declares "
                          f"{len(dims.exit_layers)}")
     threshold = float(getattr(model.config, "regression_threshold", 0.0) or 0.0)
+    decide = getattr(model, "exit_layers_from_logits", None)  # the model's own early-exit rule (multi-exit models)
     points = []
     for s in settings:
-        layers, logits = derive_exits(all_logits, dims.exit_layers, s, threshold)
+        layers, logits = derive_exits(all_logits, dims.exit_layers, s, threshold, decide)
         extra = {"layers": int(s.value)} if s.exit == "static" else {"exit": s.exit, "value": s.value}
         points.append(PointOutputs(s.label, s.mode, _decode(task, logits), layers.tolist(), list(lengths), extra))
     return points

@@ -11,8 +11,9 @@ Their ELUE FLOPs (token-level rule) are counted by :mod:`elue_hf.elue.methods.ha
 registers the HashEE model types with the Auto classes (:func:`register_hashee`).
 """
 
-from .auto import HashEEModelConfig, base_model_type, hashee_config_class, is_hashee_config, register_hashee
+from .auto import register_hashee
 from .config import HASH_FUNCTIONS, HashEEConfig
+from .configuration_hashee import HashEEModelConfig, base_model_type, hashee_config_class, is_hashee_config
 from .hashing import (
     HashTable,
     build_hash_table,
