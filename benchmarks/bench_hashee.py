@@ -32,7 +32,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from elue_hf.assets import load_rotten_tomatoes, minilm_path  # noqa: E402
-from elue_hf.elue.methods.hashee_flops import classifier_flops, last_active_counts  # noqa: E402
 from elue_hf.hashee import (  # noqa: E402
     apply_hashee,
     frequency_table,
@@ -40,6 +39,7 @@ from elue_hf.hashee import (  # noqa: E402
     remove_hashee,
     tokenize_texts,
 )
+from elue_hf.methods.hashee_flops import classifier_flops, last_active_counts  # noqa: E402
 
 
 def sst_like(tokenizer, sentences, count, rng):

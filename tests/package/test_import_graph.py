@@ -10,10 +10,10 @@ Between top-level parts (``elue_hf.<part>``: a subpackage such as ``elasticbert`
 rule is: no two parts import each other, ever, and a longer loop is allowed only while it is listed in
 ``KNOWN_PACKAGE_CYCLES``. docs/development.md, "Import direction", gives the layers: shared helpers
 (``multi_exit``, ``tokenizer_io``, ``outputs``, ...) <- model packages (``elasticbert`` <- ``multiexit``, ``hashee``,
-``lpt``) <- ``elue`` <- applications (``finetune``, ``verify``, ``leaderboard``, ``hub``, ``deploy``, ``demo``,
-``spaces``, ``commands``, ``cli``); ElasticBERT's Trainer metrics and pipeline read ELUE's metric and FLOPs rules, so
-``elasticbert`` -> ``elue`` is allowed and ``elue`` never imports ``elasticbert`` (it takes a model's early-exit rule
-from the model object).
+``lpt``) <- ``elue`` <- ``methods`` (ELUE's HashEE/LPT adapters) <- applications (``finetune``, ``verify``,
+``leaderboard``, ``hub``, ``deploy``, ``demo``, ``spaces``, ``commands``, ``cli``); ElasticBERT's Trainer metrics
+and pipeline read ELUE's metric and FLOPs rules, so ``elasticbert`` -> ``elue`` is allowed and ``elue`` never imports
+``elasticbert`` (it takes a model's early-exit rule from the model object).
 """
 
 from __future__ import annotations
@@ -31,12 +31,7 @@ PACKAGE = SRC / "elue_hf"
 
 #: loops between top-level parts still present (no two parts import each other; see the module docstring), each to be
 #: broken; the test fails when one disappears (remove it here) or a new one appears (break it).
-KNOWN_PACKAGE_CYCLES = {
-    # elasticbert -> elue (Trainer metrics: elue.score.metrics; pipeline MFLOPs: elue.flops) -> hashee (ELUE's
-    # HashEE adapters, elue.methods) -> elasticbert (HashEE registers and loads its ElasticBERT model type). Moving
-    # the per-method adapters out of elue (beside the methods, or into an evaluation layer above elue) breaks it.
-    frozenset({"elasticbert", "elue", "hashee"}),
-}
+KNOWN_PACKAGE_CYCLES: set[frozenset[str]] = set()
 
 
 def modules() -> dict[str, tuple[Path, bool]]:

@@ -281,12 +281,12 @@ def _prediction_files(model, tokenizer, dataset, task, args, max_length: int):
     from ..elue.flops.architectures import flops_shape
     from ..elue.flops.params import count_parameters
     from ..elue.inference import point_params, run_operating_points, submission_spec, to_prediction_file
-    from ..elue.methods.lpt_points import is_lpt_model, lpt_params, lpt_prediction_file
     from ..hashee.auto import is_hashee_config
+    from ..methods.lpt_points import is_lpt_model, lpt_params, lpt_prediction_file
 
     progress = _progress(args.no_progress)
     if is_hashee_config(model.config):
-        from ..elue.methods.hashee_points import HASHEE_LABEL, hashee_prediction_file, hashee_spec, run_hashee
+        from ..methods.hashee_points import HASHEE_LABEL, hashee_prediction_file, hashee_spec, run_hashee
 
         if parse_settings(args):
             raise ValueError("a HashEE model exits token by token as its table says: --static/--entropy/--patience "

@@ -100,7 +100,7 @@ def load_named_model(folder: Path, num_labels: int, model_roots=(), allow_hub: b
 
 def model_kind(model) -> str:
     """``lpt`` (an LPT adapter on its base), ``hashee`` (token-level exits) or ``plain``."""
-    from ..elue.methods.lpt_points import is_lpt_model
+    from ..methods.lpt_points import is_lpt_model
 
     return "lpt" if is_lpt_model(model) else "hashee" if is_hashee_config(model.config) else "plain"
 
@@ -195,12 +195,12 @@ def _rerun_group(model, kind: str, tokenizer, dataset, task, max_length: int, wa
     from ..elue.inference import ExitSetting, point_params, run_operating_points
 
     if kind == "hashee":
-        from ..elue.methods.hashee_points import hashee_mean_mflops, run_hashee
+        from ..methods.hashee_points import hashee_mean_mflops, run_hashee
 
         out = run_hashee(model, tokenizer, dataset, task, max_length)
         row = (out.predictions, hashee_mean_mflops(model.config, out), count_parameters(model))
         return {path: row for path in wanted}
-    from ..elue.methods.lpt_points import lpt_mean_mflops, lpt_params
+    from ..methods.lpt_points import lpt_mean_mflops, lpt_params
 
     settings = [ExitSetting(s["exit"], s["layers"] if s["exit"] == "static" else s["value"]) for s in wanted.values()]
     points = run_operating_points(model, tokenizer, dataset, task, max_length=max_length, settings=settings)
@@ -223,7 +223,7 @@ def rerun_figures(task, label: str, labels, predictions, params: int) -> dict:
 
 
 def _model_params(model, kind: str) -> int:
-    from ..elue.methods.lpt_points import lpt_params
+    from ..methods.lpt_points import lpt_params
 
     return int(lpt_params(model) if kind == "lpt" else count_parameters(model))
 
