@@ -100,6 +100,13 @@ class _MultiExitCommonTests(ModelTesterMixin):
         self.skipTest("the backbone is built from a nested config but is not a separate sub-model with its own "
                       "attention setting; test_sdpa_can_dispatch_non_composite_models covers SDPA")
 
+    def test_sliding_window_mask(self):
+        if self.family != "modernbert":
+            return super().test_sliding_window_mask()
+        self.skipTest("the test checks the causal `use_sliding_window` switch of decoder configs; ModernBERT's window "
+                      "is a bidirectional `local_attention` of backbone_config (tested by test_multiexit_lpt on a "
+                      "sliding-window layer), and ModernBERT's own config has no such switch either")
+
     # RoPE checks (transformers skips them saying the tester has no `base_model_class`: a registered model is not in
     # its MODEL_MAPPING). Only ModernBERT has a rotary embedding, its backbone's own `rotary_emb`, configured in
     # `backbone_config.rope_parameters`: transformers' ModernBERT tests cover it, the multi-exit adapter calls it.
