@@ -179,6 +179,8 @@ def main() -> None:
     parser.add_argument("--target-layer", type=float, default=None, help="default: 5/12 of the layers")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--export-dir", default=None,
+                        help="keep the ONNX exports here and reuse them on the next run of the same model and shape")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     providers = check_device(args.device)
@@ -197,15 +199,16 @@ def main() -> None:
     ids, mask = ids.numpy(), mask.numpy()
     rows = ids[: args.latency_rows]
 
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(args.export_dir or scratch)
         start = time.perf_counter()
         int8 = args.device == "cpu"  # ONNX Runtime's dynamic int8 and torchao's are CPU paths
-        export_full_depth(model, tmp / "full.onnx")
-        export_elasticbert(model, tmp / "exit")
+        exports = [("full.onnx", export_full_depth, None), ("exit", export_elasticbert, None)]
         if int8:
-            export_full_depth(model, tmp / "full_int8.onnx", quantize="int8")
-            export_elasticbert(model, tmp / "exit_int8", quantize="int8")
+            exports += [("full_int8.onnx", export_full_depth, "int8"), ("exit_int8", export_elasticbert, "int8")]
+        for name, export, quantize in exports:
+            if not (tmp / name).exists():  # --export-dir: exports of an earlier run of the same model are reused
+                export(model, tmp / name, quantize=quantize)
         export_seconds = time.perf_counter() - start
         on_device = model.to(args.device)
         runners = {

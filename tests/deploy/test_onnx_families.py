@@ -20,7 +20,10 @@ def exported(request, tmp_path_factory):
     from elue_hf.deploy import OnnxMultiExitForSequenceClassification, export_multi_exit
     from elue_hf.multiexit import convert_to_multi_exit
 
-    model = convert_to_multi_exit(tiny_classifier(request.param, num_labels=3)).eval()
+    # ModernBERT with mean pooling: with [CLS] pooling its tiny random model exited every row at layer 1 under the
+    # median-entropy threshold (tied exit-1 entropies); mean pooling separates rows and runs the token-mask path
+    pooling = "mean" if request.param == "modernbert" else None
+    model = convert_to_multi_exit(tiny_classifier(request.param, num_labels=3), pooling=pooling).eval()
     with torch.no_grad():  # spread the exits' confidences so that a threshold separates rows
         for head in model.classifiers:
             head.weight.normal_(0, 2.0)
