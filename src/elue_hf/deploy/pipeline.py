@@ -93,6 +93,7 @@ class OnnxTextClassificationPipeline(ElasticBertTextClassificationPipeline):
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(model.runtime.directory)
+        kwargs.setdefault("device", "cpu")  # transformers would pick cuda:0 where torch sees a GPU; ORT runs the model
         super().__init__(model=model, tokenizer=tokenizer, **kwargs)
 
     def check_model_type(self, supported_models):
