@@ -44,8 +44,10 @@ class UploadLimits:
     per day (so stored scores are never a cheap label oracle; the bound is in docs/elue.md)."""
 
     max_upload_bytes: int = 32 * 2**20
+    # 256 MiB unpacked: twice a full honest upload (12 points on each of the six tasks with a 12-exit BERT-base
+    # spec, about 115 MB) and what keeps the widest valid upload under 500 MB in the web process (docs/benchmarks.md)
     reading: SubmissionLimits = SubmissionLimits(
-        max_archive_bytes=32 * 2**20, max_file_bytes=128 * 2**20, max_total_bytes=512 * 2**20,
+        max_archive_bytes=32 * 2**20, max_file_bytes=128 * 2**20, max_total_bytes=256 * 2**20,
         max_entries=256, max_files=128,
     )
     max_submissions_per_day: int = 3  # new entries per identity in any 24 hours; 0 disables the limit
