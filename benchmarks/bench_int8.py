@@ -7,7 +7,8 @@ median over rounds of each variant is compared): fp32 eager, fp32 under ``torch.
 reference (not offered by the package). ``torch.compile`` wraps each layer with ``dynamic=True``: the batched exit
 changes the rows and the sequence length from layer to layer. Workloads: full depth at batch 32 / seq 128, the entropy
 exit at batch 32 / seq 128 (threshold calibrated to a mean exit layer of 5/12 of the depth on the fp32 model), and the
-exit at batch 1 / seq 32 (p50 latency). Also the largest logit difference from fp32.
+exit at batch 1 / seq 32 (ms per call: the median over rounds of each round's mean). Also the largest logit
+difference from fp32.
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_int8.py [--layers 6 --hidden 384] [--rounds 3] [--no-compile]
 """
@@ -118,6 +119,7 @@ def main() -> None:
             out = built[name](input_ids=big, attention_mask=mask, exit_criterion="none").all_logits
             error[name] = float((out - reference).abs().max())
             mean_exit[name] = float(workloads["exit bs32"](built[name]).exit_layer.float().mean())
+            print(f"built {name} (set-up and warm-up {setup[name]:.0f} s)", flush=True)
         times = {name: {w: [] for w in workloads} for name in built}
         for _ in range(args.rounds):
             for name, m in built.items():
@@ -131,7 +133,7 @@ def main() -> None:
           f"torch {torch.__version__}, torchao {__import__('torchao').__version__}; {args.rounds} interleaved rounds")
     print(f"CPU: {cpu_summary()}")
     print(f"entropy threshold {threshold:.5f} (fp32 mean exit layer {mean_exit['fp32 eager']:.2f} of {args.layers})")
-    print(f"{'variant':<34} {'full bs32':>10} {'exit bs32':>10} {'exit bs1 p50':>13} {'x fp32 full/exit/bs1':>22} "
+    print(f"{'variant':<34} {'full bs32':>10} {'exit bs32':>10} {'bs1 ms/call':>13} {'x fp32 full/exit/bs1':>22} "
           f"{'mean exit':>9} {'max|dlogit|':>11} {'setup s':>8}")
     base = med["fp32 eager"]
     for name, m in med.items():
