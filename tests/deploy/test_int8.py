@@ -80,7 +80,7 @@ def test_quantized_exits_work_and_batched_equals_one_row_at_a_time(tmp_path):
         for criterion, option in (("entropy", {"entropy_threshold": 0.3}), ("patience", {"patience": 1})):
             batched = int8(input_ids=ids, attention_mask=mask, exit_criterion=criterion, **option)
             assert int(batched.exit_layer.min()) < 4  # rows really leave before the last layer
-            for i in range(ids.shape[0]):  # per-token activation scales: rows do not interact (unlike per-tensor)
+            for i in range(ids.shape[0]):  # nothing is shared between rows (unlike per-tensor scales)
                 n = int(mask[i].sum())
                 row = int8(input_ids=ids[i : i + 1, :n], attention_mask=mask[i : i + 1, :n],
                            exit_criterion=criterion, **option)
@@ -104,7 +104,7 @@ def test_transformers_load_argument_gives_the_same_model(tmp_path):
         a = loaded(input_ids=ids, attention_mask=mask, exit_criterion="none").all_logits
         b = quantize_int8(model)(input_ids=ids, attention_mask=mask, exit_criterion="none").all_logits
     assert torch.allclose(a, b, atol=1e-6)
-    assert type(int8_config()).__name__ == "Int8DynamicActivationInt8WeightConfig"
+    assert type(int8_config()).__name__ == "Int8WeightOnlyConfig"
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def test_evaluate_quantize_int8_reports_every_point_next_to_fp32_and_verifies(wo
                  "--patience", "1", "--quantize", "int8"])
     text = capsys.readouterr().out
     assert code == 0, text
-    assert "int8 (torchao dynamic int8) vs fp32 on SST-2" in text and "one pass each for fp32 and int8" in text
+    assert "int8 (torchao int8 weights) vs fp32 on SST-2" in text and "one pass each for fp32 and int8" in text
     rows = json.loads((out / "int8_vs_fp32.json").read_text())["points"]
     labels = ["static k=1", "static k=2", "static k=3", "entropy 0.30", "patience 1"]
     assert [r["label"] for r in rows] == labels

@@ -76,7 +76,7 @@ def register(subparsers) -> None:
     ev.add_argument("--patience", type=_numbers("--patience", int), default=None, metavar="P,P",
                     help="patience early exit with these counts (ElasticBERT; 0 = no early exit)")
     ev.add_argument("--quantize", choices=("int8",), default=None,
-                    help="int8: also evaluate the model quantized to int8 in PyTorch (torchao dynamic int8; pip "
+                    help="int8: also evaluate the model quantized to int8 in PyTorch (torchao int8 weights; pip "
                     "install \"elue-hf[int8]\"), print its accuracy cost next to fp32 at every operating point and "
                     "write the int8 model's submission (an exported bundle is quantized at export instead)")
     ev.add_argument("--max-length", type=int, default=None, help="truncation (default: 128; 512 for IMDb)")

@@ -41,7 +41,7 @@ def format_int8_comparison(task: ElueTask, rows: Sequence[dict]) -> str:
     metric = task.metric
     head = (f"{'point':<16}" + (f" {metric + ' fp32':>14} {'int8':>7} {'change':>7}" if scored else "")
             + f" {'agree':>7} {'same exit':>9} {'mean exit fp32/int8':>20} {'MFLOPs fp32/int8':>18}")
-    lines = [f"int8 (torchao dynamic int8) vs fp32 on {task.name}, same data and settings:", head]
+    lines = [f"int8 (torchao int8 weights) vs fp32 on {task.name}, same data and settings:", head]
     for r in rows:
         score = (f" {r['score_fp32']:14.2f} {r['score_int8']:7.2f} {r['score_change']:+7.2f}" if scored else "")
         lines.append(f"{r['label']:<16}{score} {100 * r['agreement']:6.1f}% {100 * r['exit_agreement']:8.1f}% "
