@@ -115,3 +115,11 @@ def test_a_bundle_without_config_is_refused_in_one_sentence(server, tmp_path):
     (broken / "config.json").unlink()
     with pytest.raises(ValueError, match="has no config.json .*re-export it"):
         load_bundle(broken)
+
+
+def test_quantize_on_a_bundle_is_refused_in_one_sentence(server, capsys):
+    folder = server["models"] / f"{BUNDLE_ID}-sst-2".replace("/", "--")
+    code = main(["evaluate", "--model", str(folder), "--task", "sst-2", "--data-dir", str(server["data"]), "--output",
+                 str(server["root"] / "bundle-int8"), "--quantize", "int8"])
+    err = capsys.readouterr().err
+    assert code == 2 and "elue-hf export MODEL DIR --quantize int8" in err and "Traceback" not in err
