@@ -16,9 +16,14 @@ export HF_EVALUATE_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-fast lint bench space-wheel clean
+.PHONY: setup setup-int8 demo test test-fast lint bench space-wheel clean
 
 setup: $(VENV)/.assets-ok $(VENV)/.browser-ok $(TRANSFORMERS_TESTS)/.ok
+
+# Optional: torchao for int8 in PyTorch (`elue-hf evaluate --quantize int8`, tests/deploy/test_int8.py). Not in `setup`:
+# once installed, transformers imports it on every model import and it logs warnings (docs/deploy.md, "int8 in PyTorch").
+setup-int8: $(VENV)/.deps-ok
+	$(PIP) install -q -c constraints.txt -e ".[int8]"
 
 $(VENV)/.torch-ok:
 	$(PYTHON) -m venv $(VENV)

@@ -251,6 +251,18 @@ def to_prediction_file(point: PointOutputs, task: ElueTask, dims: ModelDims, par
     return PredictionFile(modules=modules, **common)
 
 
+def point_mean_mflops(model, point: PointOutputs) -> float:
+    """ELUE's mean MFLOPs of a point of ``model`` (or its config): each row's modules up to the exit it took, read
+    with the model's module spec (exactly as a submission's ``modules`` column is scored)."""
+    from .flops.module_spec import modules_macs_column
+    from .submission.format import _mean_from_macs
+
+    config = getattr(model, "config", model)
+    dims = flops_shape(config)  # ModelDims (BERT layers) or the family's EncoderShape (multi-exit models)
+    modules = [encoder_modules(dims, int(n), int(k), point.mode) for n, k in zip(point.lengths, point.exit_layers)]
+    return _mean_from_macs(modules_macs_column(modules, module_spec_from_config(config)))
+
+
 def submission_spec(model) -> dict | None:
     """The declarative module spec (None on the generic route: its FLOPs are self-reported)."""
     shape = flops_shape(model)
@@ -259,4 +271,4 @@ def submission_spec(model) -> dict | None:
     return with_embedding_sizes(module_spec_from_config(shape), model.config)
 
 
-__all__ += ["submission_spec", "operating_point_params"]
+__all__ += ["submission_spec", "operating_point_params", "point_mean_mflops"]
