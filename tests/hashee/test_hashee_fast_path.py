@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from elue_hf.elue.flops import ElueFlopsCounter
-from elue_hf.elue.methods.hashee_flops import classifier_flops, last_active_counts
 from elue_hf.hashee import apply_hashee, get_hashee, set_hashee_mode
 from elue_hf.hashee.layer import TRANSPOSED_PRODUCT_ROWS, packed_linear
+from elue_hf.methods.hashee_flops import classifier_flops, last_active_counts
 
 from .test_hashee_model import V, bert, elasticbert, logits_both_modes, roberta, scaled, table_for
 from .test_hashee_seq2seq import gen, setup
