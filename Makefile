@@ -16,9 +16,14 @@ export HF_EVALUATE_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-fast lint bench space-wheel clean
+.PHONY: setup setup-int8 demo test test-fast lint bench space-wheel clean
 
 setup: $(VENV)/.assets-ok $(VENV)/.browser-ok $(TRANSFORMERS_TESTS)/.ok
+
+# Optional: torchao for int8 in PyTorch (`elue-hf evaluate --quantize int8`, tests/deploy/test_int8.py). Not in `setup`:
+# once installed, transformers imports it on every model import and it logs warnings (docs/deploy.md, "int8 in PyTorch").
+setup-int8: $(VENV)/.deps-ok
+	$(PIP) install -q -c constraints.txt -e ".[int8]"
 
 $(VENV)/.torch-ok:
 	$(PYTHON) -m venv $(VENV)
@@ -52,8 +57,14 @@ demo: setup
 	$(VENV)/bin/elue-hf demo
 
 # The whole suite (what CI runs): lint, then every test.
-test: setup lint
+test: setup lint $(VENV)/int8-site/.ok
 	$(PY) -m pytest -q
+	ELUE_HF_REQUIRE_TORCHAO=1 PYTHONPATH=$(VENV)/int8-site $(PY) -m pytest -q tests/deploy/test_int8.py
+
+# torchao for the int8 tests only, in a folder of its own (not in the environment `make demo` uses: see setup-int8).
+$(VENV)/int8-site/.ok: $(VENV)/.deps-ok constraints.txt
+	$(PIP) install -q --no-deps --target $(VENV)/int8-site -c constraints.txt torchao
+	touch $@
 
 # The fast tests only (under a minute on two cores), for the edit-test loop.
 test-fast: setup

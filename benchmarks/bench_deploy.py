@@ -9,7 +9,14 @@ classifier (on the RT held-out split; random weights have no accuracy). The entr
 batch so that PyTorch's mean exit layer lands near ``--target-layer`` (see bench_dynamic_exit.py); every runtime
 uses that one threshold. The CPU model and its int8 instruction features are printed with the table.
 
+Every ONNX Runtime session (the one-graph baselines and the bundles' graphs) gets the same options
+(``elue_hf.deploy.session_options``: ``threads`` intra-op threads, worker threads not spinning). The batch-1 target
+(exit p50 <= 1.2 x mean exit layer / L x full-depth p50 of the same runtime) uses the mean exit layer of the batch-1
+rows at that sequence length. ``--device cuda`` runs PyTorch on the GPU and ONNX Runtime with its
+CUDAExecutionProvider (fp32 rows only: dynamic int8 is a CPU path), and says so when either is unavailable.
+
     .venv/bin/python benchmarks/bench_deploy.py [--layers 12 --hidden 768] [--model FOLDER] [--threads 2]
+                                                [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -26,7 +33,12 @@ import torch
 from bench_dynamic_exit import calibrate_threshold, timed
 
 from elue_hf import ElasticBertConfig, ElasticBertForSequenceClassification
-from elue_hf.deploy import OnnxElasticBertForSequenceClassification, export_elasticbert, export_full_depth
+from elue_hf.deploy import (
+    OnnxElasticBertForSequenceClassification,
+    export_elasticbert,
+    export_full_depth,
+    session_options,
+)
 
 INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 
@@ -60,36 +72,50 @@ def build_model(args) -> ElasticBertForSequenceClassification:
 
 
 def torch_int8(model):
-    """torchao's int8 dynamic-activation int8-weight quantization of every nn.Linear, or None without torchao."""
+    """(int8 copy, None) through the package's PyTorch int8 (``elue_hf.deploy.int8``, torchao), or (None, why not)."""
     try:
-        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+        from elue_hf.deploy.int8 import quantize_int8
     except ImportError:
-        return None
-    import copy
+        return None, "elue_hf.deploy.int8 is not in this version of elue-hf"
+    try:
+        return quantize_int8(model), None
+    except ImportError as err:  # Int8BackendMissing: torchao is not installed
+        return None, str(err)
 
-    quantized = copy.deepcopy(model)
-    quantize_(quantized, Int8DynamicActivationInt8WeightConfig())
-    return quantized
+
+def check_device(device: str) -> list[str]:
+    """ONNX Runtime providers for ``device``; exits with one sentence when the device is unavailable."""
+    import onnxruntime as ort
+
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    problems = []
+    if not torch.cuda.is_available():
+        problems.append(f"torch {torch.__version__} sees no CUDA device")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        problems.append(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (install onnxruntime-gpu)")
+    if problems:
+        raise SystemExit(f"--device cuda is unavailable here: {'; '.join(problems)}; run with --device cpu")
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 class TorchRunner:
-    def __init__(self, model, exit_kwargs):
-        self.model, self.exit_kwargs = model, exit_kwargs
+    def __init__(self, model, exit_kwargs, device="cpu"):
+        self.model, self.exit_kwargs, self.device = model, exit_kwargs, device
 
     def __call__(self, ids, mask):
         with torch.no_grad():
-            out = self.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
-                             **self.exit_kwargs)
-        return out.logits.numpy(), out.exit_layer.numpy()
+            out = self.model(input_ids=torch.from_numpy(ids).to(self.device),
+                             attention_mask=torch.from_numpy(mask).to(self.device), **self.exit_kwargs)
+        return out.logits.float().cpu().numpy(), out.exit_layer.cpu().numpy()
 
 
 class OrtFullRunner:
-    def __init__(self, path, threads, num_layers):
+    def __init__(self, path, threads, num_layers, providers):
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        self.session, self.num_layers = ort.InferenceSession(str(path), options), num_layers
+        self.session = ort.InferenceSession(str(path), session_options(threads), providers=providers)
+        self.num_layers = num_layers
 
     def __call__(self, ids, mask):
         logits = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
@@ -98,8 +124,9 @@ class OrtFullRunner:
 
 
 class OrtExitRunner:
-    def __init__(self, bundle, threads, exit_kwargs):
-        self.model = OnnxElasticBertForSequenceClassification.from_pretrained(bundle, threads=threads)
+    def __init__(self, bundle, threads, exit_kwargs, providers):
+        self.model = OnnxElasticBertForSequenceClassification.from_pretrained(bundle, threads=threads,
+                                                                             providers=providers)
         self.exit_kwargs = exit_kwargs
 
     def __call__(self, ids, mask):
@@ -107,16 +134,20 @@ class OrtExitRunner:
         return out.logits, out.exit_layer
 
 
-def latencies(run, rows: np.ndarray, seq: int) -> tuple[float, float]:
+def latencies(run, rows: np.ndarray, seq: int, sync) -> tuple[float, float, float]:
+    """p50 and p95 ms of one row at a time (``rows`` cut to ``seq``), and the mean exit layer of those rows."""
     run(rows[:1, :seq], np.ones_like(rows[:1, :seq]))  # warm-up
-    times = []
+    times, layers = [], []
     for r in range(rows.shape[0]):
         ids = rows[r : r + 1, :seq]
+        sync()
         start = time.perf_counter()
-        run(ids, np.ones_like(ids))
+        layers.append(float(run(ids, np.ones_like(ids))[1][0]))
+        sync()
         times.append(time.perf_counter() - start)
     times.sort()
-    return 1000 * statistics.median(times), 1000 * times[min(len(times) - 1, int(0.95 * len(times)))]
+    p95 = times[min(len(times) - 1, int(0.95 * len(times)))]
+    return 1000 * statistics.median(times), 1000 * p95, float(np.mean(layers))
 
 
 def accuracy(run, args) -> str:
@@ -147,8 +178,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--target-layer", type=float, default=None, help="default: 5/12 of the layers")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--export-dir", default=None,
+                        help="keep the ONNX exports here and reuse them on the next run of the same model and shape")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    providers = check_device(args.device)
 
     model = build_model(args)
     layers = model.config.num_hidden_layers
@@ -164,60 +199,75 @@ def main() -> None:
     ids, mask = ids.numpy(), mask.numpy()
     rows = ids[: args.latency_rows]
 
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(args.export_dir or scratch)
         start = time.perf_counter()
-        export_full_depth(model, tmp / "full.onnx")
-        export_full_depth(model, tmp / "full_int8.onnx", quantize="int8")
-        export_elasticbert(model, tmp / "exit")
-        export_elasticbert(model, tmp / "exit_int8", quantize="int8")
+        int8 = args.device == "cpu"  # ONNX Runtime's dynamic int8 and torchao's are CPU paths
+        exports = [("full.onnx", export_full_depth, None), ("exit", export_elasticbert, None)]
+        if int8:
+            exports += [("full_int8.onnx", export_full_depth, "int8"), ("exit_int8", export_elasticbert, "int8")]
+        for name, export, quantize in exports:
+            if not (tmp / name).exists():  # --export-dir: exports of an earlier run of the same model are reused
+                export(model, tmp / name, quantize=quantize)
         export_seconds = time.perf_counter() - start
+        on_device = model.to(args.device)
         runners = {
-            "PyTorch full depth": TorchRunner(model, {"exit_criterion": "none"}),
-            "ORT fp32 full depth": OrtFullRunner(tmp / "full.onnx", args.threads, layers),
-            "ORT int8 full depth": OrtFullRunner(tmp / "full_int8.onnx", args.threads, layers),
-            "PyTorch exit fp32": TorchRunner(model, exit_kwargs),
-            "ORT exit fp32": OrtExitRunner(tmp / "exit", args.threads, exit_kwargs),
-            "ORT exit int8": OrtExitRunner(tmp / "exit_int8", args.threads, exit_kwargs),
+            "PyTorch full depth": TorchRunner(on_device, {"exit_criterion": "none"}, args.device),
+            "ORT fp32 full depth": OrtFullRunner(tmp / "full.onnx", args.threads, layers, providers),
+            "PyTorch exit fp32": TorchRunner(on_device, exit_kwargs, args.device),
+            "ORT exit fp32": OrtExitRunner(tmp / "exit", args.threads, exit_kwargs, providers),
         }
-        quantized = torch_int8(model)
-        if quantized is not None:
-            runners["PyTorch exit int8 (torchao)"] = TorchRunner(quantized, exit_kwargs)
+        why_no_torch_int8 = "CPU only (--device cuda)"
+        if int8:
+            runners["ORT int8 full depth"] = OrtFullRunner(tmp / "full_int8.onnx", args.threads, layers, providers)
+            runners["ORT exit int8"] = OrtExitRunner(tmp / "exit_int8", args.threads, exit_kwargs, providers)
+            quantized, why_no_torch_int8 = torch_int8(model)
+            if quantized is not None:
+                runners["PyTorch exit int8 (torchao)"] = TorchRunner(quantized, exit_kwargs)
         results = {}
+        sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
         for name, run in runners.items():
-            seconds = timed(lambda: run(ids, mask), args.repeats, "cpu")
+            seconds = timed(lambda: run(ids, mask), args.repeats, args.device)
             mean_layer = float(run(ids, mask)[1].mean())
-            lat = [latencies(run, rows, seq) for seq in (32, 128)]
+            lat = [latencies(run, rows, seq, sync) for seq in (32, 128)]
             results[name] = (args.batch_size / seconds, lat, mean_layer, accuracy(run, args))
 
     shape = f"{layers} layers, hidden {model.config.hidden_size}"
     print(f"ElasticBERT ({args.model or 'random weights'}; {shape}), {args.threads} CPU threads, "
-          f"torch {torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}")
+          f"torch {torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}, device {args.device} "
+          f"(ONNX Runtime providers {providers[0]})")
     print(f"CPU: {cpu_summary()}")
+    if args.device == "cuda":
+        print(f"GPU: {torch.cuda.get_device_name(0)}")
     print(f"entropy threshold {threshold:.6f} (target mean exit layer {target:.1f}); "
           f"exports took {export_seconds:.0f} s")
-    header = (f"{'runtime':<28} {'inst/s bs' + str(args.batch_size):>11} {'x ORT int8':>10} {'p50/p95 ms s32':>15} "
-              f"{'p50/p95 ms s128':>16} {'mean exit':>9} {'acc':>5}")
+    base_name = "ORT int8 full depth" if "ORT int8 full depth" in results else "ORT fp32 full depth"
+    header = (f"{'runtime':<28} {'inst/s bs' + str(args.batch_size):>11} {'x ' + base_name[:8]:>10} "
+              f"{'p50/p95 ms s32':>15} {'p50/p95 ms s128':>16} {'mean exit':>9} {'acc':>5}")
     print(header)
-    base = results["ORT int8 full depth"][0]
+    base = results[base_name][0]
     for name, (throughput, lat, mean_layer, acc) in results.items():
-        (p50a, p95a), (p50b, p95b) = lat
+        (p50a, p95a, _), (p50b, p95b, _) = lat
         print(f"{name:<28} {throughput:11.1f} {throughput / base:10.2f} {p50a:7.1f}/{p95a:<7.1f} "
               f"{p50b:8.1f}/{p95b:<7.1f} {mean_layer:9.2f} {acc:>5}")
-    if quantized is None:
-        print("PyTorch exit int8: not measured (torchao is not installed; pip install torchao==0.18.0)")
+    if "PyTorch exit int8 (torchao)" not in results:
+        print(f"PyTorch exit int8: not measured ({why_no_torch_int8})")
     for runtime, full, exit_ in (("PyTorch", "PyTorch full depth", "PyTorch exit fp32"),
                                  ("ORT fp32", "ORT fp32 full depth", "ORT exit fp32"),
                                  ("ORT int8", "ORT int8 full depth", "ORT exit int8")):
+        if exit_ not in results:
+            continue
         for k, seq in enumerate((32, 128)):
-            ratio = results[exit_][1][k][0] / results[full][1][k][0]
-            bound = 1.2 * results[exit_][2] / layers
-            print(f"batch 1, seq {seq}, {runtime}: exit p50 / full p50 = {ratio:.2f} (target <= 1.2 x mean/L = "
-                  f"{bound:.2f}; batch-1 mean exit differs from the batch's) -> {'PASS' if ratio <= bound else 'MISS'}")
-    ideal = 0.85 * layers / results["ORT exit int8"][2]
-    got = results["ORT exit int8"][0] / base
-    print(f"ORT exit int8 / ORT int8 full depth at batch {args.batch_size}: {got:.2f}x (target >= 0.85 x L/mean = "
-          f"{ideal:.2f}x) -> {'PASS' if got >= ideal else 'MISS'}")
+            p50_exit, _, batch1_mean = results[exit_][1][k]
+            ratio = p50_exit / results[full][1][k][0]
+            bound = 1.2 * batch1_mean / layers
+            print(f"batch 1, seq {seq}, {runtime}: exit p50 / full p50 = {ratio:.2f} (target <= 1.2 x {batch1_mean:.2f}"
+                  f"/{layers} = {bound:.2f}, mean exit of the batch-1 rows) -> {'PASS' if ratio <= bound else 'MISS'}")
+    if "ORT exit int8" in results:
+        ideal = 0.85 * layers / results["ORT exit int8"][2]
+        got = results["ORT exit int8"][0] / base
+        print(f"ORT exit int8 / ORT int8 full depth at batch {args.batch_size}: {got:.2f}x (target >= 0.85 x L/mean "
+              f"= {ideal:.2f}x) -> {'PASS' if got >= ideal else 'MISS'}")
 
 
 if __name__ == "__main__":

@@ -6,11 +6,17 @@ the depth (``bench_dynamic_exit.calibrate_threshold``); the ratio is compared wi
 CamemBERT run RoBERTa's modules (only the vocabulary differs), so RoBERTa stands for the three.
 
     .venv/bin/python benchmarks/bench_families.py [--families roberta,modernbert] [--repeats 2] [--threads 2]
+
+The "1-row layer" column is the time of one layer on a single row over its time on the whole batch: 1 / batch when a
+layer's cost is proportional to the rows, higher when part of it is fixed per layer (what batched exit cannot save).
+``--relative-per-layer`` adds a DeBERTa-v3 row whose relative positions and embeddings are rebuilt at every layer (the
+multi-exit path before they were computed once per forward), timed in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 import torch
 from bench_dynamic_exit import calibrate_threshold, timed
@@ -18,6 +24,7 @@ from transformers import DebertaV2Config, DistilBertConfig, ElectraConfig, Moder
 
 import elue_hf  # noqa: F401
 from elue_hf.multiexit import MultiExitConfig, MultiExitForSequenceClassification
+from elue_hf.multiexit.adapters.deberta_v2 import DebertaV2Adapter
 
 _VOCAB = dict(vocab_size=1000)
 BASE_SHAPES = {
@@ -43,6 +50,37 @@ def build(family: str) -> MultiExitForSequenceClassification:
     return model
 
 
+class _PerLayer:
+    """DeBERTa's relative positions and embeddings rebuilt at every layer (the comparison row)."""
+
+    def rel_pos(self, encoder, hidden):
+        return encoder.get_rel_pos(hidden)
+
+    def rel_embedding(self, encoder):
+        return encoder.get_rel_embedding()
+
+
+@contextlib.contextmanager
+def relative_per_layer():
+    cache, DebertaV2Adapter.relative = DebertaV2Adapter.relative, _PerLayer()
+    try:
+        yield
+    finally:
+        DebertaV2Adapter.relative = cache
+
+
+def fixed_share(model, ids, mask, repeats: int) -> float:
+    """Time of the middle layer on one row / on the whole batch."""
+    multiexit = model.multiexit
+    i = multiexit.encoder.num_layers // 2
+    with torch.no_grad():
+        hidden, layer_mask = multiexit.embed(ids, mask)
+        whole = timed(lambda: multiexit.encoder.run_layer(i, hidden, layer_mask), repeats, "cpu")
+        row_mask = None if layer_mask is None else layer_mask[:1]  # None: no padding (SDPA)
+        one = timed(lambda: multiexit.encoder.run_layer(i, hidden[:1], row_mask), repeats, "cpu")
+    return one / whole
+
+
 def measure(family: str, batch: int, seq: int, repeats: int) -> dict:
     model = build(family)
     depth = model.config.num_hidden_layers
@@ -65,7 +103,8 @@ def measure(family: str, batch: int, seq: int, repeats: int) -> dict:
     mean_layer = float(batched().exit_layer.float().mean())
     t_full, t_batched = timed(full, repeats, "cpu"), timed(batched, repeats, "cpu")
     return {"family": family, "depth": depth, "mean_layer": mean_layer, "full": batch / t_full,
-            "batched": batch / t_batched, "ratio": t_full / t_batched, "ideal": depth / mean_layer}
+            "batched": batch / t_batched, "ratio": t_full / t_batched, "ideal": depth / mean_layer,
+            "fixed": fixed_share(model, ids, mask, repeats)}
 
 
 def main() -> None:
@@ -75,15 +114,22 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--relative-per-layer", action="store_true",
+                        help="also time DeBERTa-v3 with its relative positions / embeddings rebuilt per layer")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"random weights, base shapes, batch {args.batch_size}, seq {args.seq_len}, {args.threads} CPU threads")
-    print(f"{'family':<12} {'layers':>6} {'mean exit':>9} {'full inst/s':>11} {'batched inst/s':>14} "
-          f"{'speed-up':>8} {'ideal':>6}")
-    for family in args.families.split(","):
-        r = measure(family, args.batch_size, args.seq_len, args.repeats)
-        print(f"{r['family']:<12} {r['depth']:>6} {r['mean_layer']:>9.2f} {r['full']:>11.1f} {r['batched']:>14.1f} "
-              f"{r['ratio']:>7.2f}x {r['ideal']:>5.2f}x")
+    print(f"{'family':<22} {'layers':>6} {'mean exit':>9} {'full inst/s':>11} {'batched inst/s':>14} "
+          f"{'speed-up':>8} {'ideal':>6} {'1-row layer':>11}")
+    runs = [(family, contextlib.nullcontext) for family in args.families.split(",")]
+    if args.relative_per_layer:
+        runs.append(("deberta-v3", relative_per_layer))
+    for family, setting in runs:
+        with setting():
+            r = measure(family, args.batch_size, args.seq_len, args.repeats)
+        label = family + (" (per layer)" if setting is relative_per_layer else "")
+        print(f"{label:<22} {r['depth']:>6} {r['mean_layer']:>9.2f} {r['full']:>11.1f} {r['batched']:>14.1f} "
+              f"{r['ratio']:>7.2f}x {r['ideal']:>5.2f}x {r['fixed']:>10.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,14 @@ dynamically padded after sorting by length; the plain model and its HashEE versi
 alternately and the best of 3 repeats is kept (IMDb-like: 2, and 1 at batch 32). FLOPs follow ELUE's rules per
 instance at the unpadded length (docs/hashee.md, "FLOPs"). Wall-clock figures depend on the machine and its load:
 compare ratios within one run. One torch thread by default (on shared cores extra threads spin-wait); ``--threads N``.
+Each pass is also timed in thread CPU time (``time.thread_time``; with one torch thread all work runs in this
+thread): on a shared machine it leaves out the time other processes hold the core, so its ratio is the steadier one
+(memory-bandwidth contention still counts). ``--runs N`` repeats the whole measurement and prints the median of each
+ratio; ``--batch-sizes`` and ``--data`` pick the settings.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_hashee.py            # full run (~5 min on 2 CPU cores)
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_hashee.py --quick    # a smoke run (~1 min)
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_hashee.py --batch-sizes 1 --data sst2 snli --runs 3
 """
 
 from __future__ import annotations
@@ -32,7 +37,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from elue_hf.assets import load_rotten_tomatoes, minilm_path  # noqa: E402
-from elue_hf.elue.methods.hashee_flops import classifier_flops, last_active_counts  # noqa: E402
 from elue_hf.hashee import (  # noqa: E402
     apply_hashee,
     frequency_table,
@@ -40,6 +44,7 @@ from elue_hf.hashee import (  # noqa: E402
     remove_hashee,
     tokenize_texts,
 )
+from elue_hf.methods.hashee_flops import classifier_flops, last_active_counts  # noqa: E402
 
 
 def sst_like(tokenizer, sentences, count, rng):
@@ -86,14 +91,16 @@ def batches(sequences, batch_size, pad_id):
 
 
 def time_pass(model, data):
-    start = time.perf_counter()
+    """(wall seconds, thread CPU seconds) of one pass over ``data``."""
+    start, cpu = time.perf_counter(), time.thread_time()
     for ids, mask in data:
         model(input_ids=ids, attention_mask=mask)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.thread_time() - cpu
 
 
 def measure(model, table, sequences, batch_size, pad_id, repeats):
-    """(plain seconds, HashEE seconds, FLOPs ratio) for one setting; plain and HashEE passes alternate."""
+    """(plain (wall, cpu) seconds, HashEE (wall, cpu) seconds, FLOPs ratio) for one setting, best of ``repeats``
+    for each clock; plain and HashEE passes alternate."""
     data = list(batches(sequences, batch_size, pad_id))
     plain, hashee = [], []
     lengths, counts = [], []
@@ -113,7 +120,11 @@ def measure(model, table, sequences, batch_size, pad_id, repeats):
     lengths, counts = np.concatenate(lengths), np.concatenate(counts)
     full, hashee_flops = classifier_flops(model.config, lengths), classifier_flops(model.config, lengths, counts)
     flops_ratio = full.mean() / hashee_flops.mean()
-    return min(plain), min(hashee), float(flops_ratio)
+    best = lambda passes: tuple(min(p[clock] for p in passes) for clock in (0, 1))  # noqa: E731
+    return best(plain), best(hashee), float(flops_ratio)
+
+
+DATA = {"sst2": ("SST-2-like", sst_like), "snli": ("SNLI-like", snli_like), "imdb": ("IMDb-like", imdb_like)}
 
 
 def build_models(quick: bool):
@@ -141,6 +152,11 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (default 1: on shared cores, more threads spin-wait)"
     )
+    parser.add_argument("--runs", type=int, default=1, help="repeat every setting N times; print medians")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", help="batch sizes (default 1 8 32; --quick: 1 8)")
+    parser.add_argument(
+        "--data", nargs="+", choices=DATA, default=list(DATA), help="input lengths to time (default: all three)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from transformers import AutoTokenizer
@@ -154,19 +170,20 @@ def main(argv=None) -> int:
     train_ids = tokenize_texts(tokenizer, list(data["train"]["sentence"]))
     dev_ids = tokenize_texts(tokenizer, list(data["validation"]["sentence"]))
     count = 8 if args.quick else 32
-    settings = [  # (name, sequences, instances timed below batch 32)
-        ("SST-2-like", sst_like(tokenizer, test, count, rng), count),
-        ("SNLI-like", snli_like(tokenizer, test, count, rng), count),
-        ("IMDb-like", imdb_like(tokenizer, test, count, rng), 8),
-    ]
-    batch_sizes = (1, 8) if args.quick else (1, 8, 32)
+    settings = []  # (name, sequences, instances timed below batch 32)
+    for key, (name, make) in DATA.items():
+        sequences = make(tokenizer, test, count, rng)  # drawn for every setting: the same inputs whatever --data says
+        if key in args.data:
+            settings.append((name, sequences, 8 if key == "imdb" else count))
+    batch_sizes = args.batch_sizes or ((1, 8) if args.quick else (1, 8, 32))
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), CPU; instances timed: {count} "
-        "(IMDb-like: 8 at batch 1 and 8, 32 at batch 32)"
+        f"(IMDb-like: 8 at batch 1 and 8, 32 at batch 32); {args.runs} run(s) per setting"
+        + (", medians" if args.runs > 1 else "")
     )
     header = (
         f"{'model':<31} {'data':<11} {'len':>5} {'batch':>5} {'FLOPs x':>8} {'plain/s':>9} {'HashEE/s':>9} "
-        f"{'wall x':>7} {'wall/FLOPs':>10}"
+        f"{'wall x':>7} {'wall/FLOPs':>10} {'CPU x':>6} {'CPU/FLOPs':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -178,12 +195,18 @@ def main(argv=None) -> int:
                 timed = sequences[: max(small, batch_size)]
                 long_input = data_name == "IMDb-like"
                 repeats = 1 if args.quick or (long_input and batch_size == 32) else 2 if long_input else 3
-                plain_s, hashee_s, flops_x = measure(model, table, timed, batch_size, tokenizer.pad_token_id, repeats)
-                wall_x = plain_s / hashee_s
+                runs = [
+                    measure(model, table, timed, batch_size, tokenizer.pad_token_id, repeats)
+                    for _ in range(args.runs)
+                ]
+                median = lambda values: float(np.median(values))  # noqa: E731
+                plain_s, hashee_s = median([r[0][0] for r in runs]), median([r[1][0] for r in runs])
+                wall_x, cpu_x = median([r[0][0] / r[1][0] for r in runs]), median([r[0][1] / r[1][1] for r in runs])
+                flops_x = median([r[2] for r in runs])
                 print(
                     f"{model_name:<31} {data_name:<11} {np.mean([len(s) for s in timed]):5.0f} {batch_size:5d} "
                     f"{flops_x:8.2f} {len(timed) / plain_s:9.1f} {len(timed) / hashee_s:9.1f} {wall_x:7.2f} "
-                    f"{wall_x / flops_x:10.2f}",
+                    f"{wall_x / flops_x:10.2f} {cpu_x:6.2f} {cpu_x / flops_x:9.2f}",
                     flush=True,
                 )
     return 0

@@ -11,14 +11,15 @@ case's own; the baseline after importing elue_hf, which loads torch and transfor
 - bomb: one member of 120 MiB of zeros;
 - many: 128 files of the maximum size.
 
-Then the token-length cross-check, the one check whose cost grows with the test texts: a valid submission of 8 IMDb
-files (25,000 rows each, every declared length true) naming a tokenizer on the server's allow-list, against an IMDb
-test set of 25,000 synthetic reviews of 230 words, validated three times in a row in one process (cold, then served
-by the in-memory cache) and once more in a fresh process (served by the cache on disk next to the store). CPU
-seconds are the process's own (user + system).
+Then the largest honest upload, the one whose token-length cross-check grows with the test texts: 12 IMDb files
+(the per-task cap; 25,000 rows each, every declared length true) naming a tokenizer on the server's allow-list, against
+an IMDb test set of 25,000 synthetic reviews of 230 words, as the web app handles it (its cache never counts):
+validated in a process whose cache is cold (refused: "try again in a minute"); then ``elue-hf leaderboard-prepare``
+counts the lengths in its own process; then a new web process validates it twice (lengths from disk, then from
+memory) and submits it (scored and stored). CPU seconds are each process's own (user + system).
 
-Run: ``.venv/bin/python benchmarks/bench_hostile_uploads.py`` (a few minutes on 2 CPU cores, most of it building the
-zips).
+Run: ``PYTHONPATH=src:. OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_hostile_uploads.py`` (about 15 minutes on
+2 shared CPU cores, most of it building the zips and counting the token lengths).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from pathlib import Path
 import numpy as np
 
 LIMIT = 32 * 2**20
+#: IMDb files in the widest valid upload: 7 x 25,000 rows x 1.41 kB = 247 MB, the most under the 256 MiB unpacked
+#: limit (``UploadLimits``); ``ELUE_BENCH_WIDEST`` sets another count.
+WIDEST_FILES = int(os.environ.get("ELUE_BENCH_WIDEST", "7"))
 SPEC_NOTE = "BERT-base module spec, 12 exits"
 
 
@@ -125,42 +129,54 @@ print(json.dumps({"seconds": seconds, "base_mb": base, "peak_mb": hwm(), "outcom
 """
 
 
-_TOKENS_CHILD = """
+_WEB_CHILD = """
 import json, resource, sys, time
+from elue_hf.leaderboard.lengths_job import web_lengths
 from elue_hf.leaderboard.store import SQLiteStore
-from elue_hf.leaderboard.submit import SubmitError, submit_file
+from elue_hf.leaderboard.submit import SubmitError, UploadLimits, submit_file
 args = json.loads(sys.argv[1])
 store = SQLiteStore(args["db"])
+lengths, job = web_lengths(store, args["gold"], [args["tokenizers"]], start=False)  # the web app's: never counts
+limits = UploadLimits(max_checks_per_day=0, max_submissions_per_day=0)
 def hwm():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
-def cpu():
-    r = resource.getrusage(resource.RUSAGE_SELF)
+def cpu(who=resource.RUSAGE_SELF):
+    r = resource.getrusage(who)
     return r.ru_utime + r.ru_stime
 rows = []
-for i, path in enumerate(args["zips"]):
+for path, store_result in args["uploads"]:
     base, start, wall = hwm(), cpu(), time.perf_counter()
     try:
-        submit_file(store, path, args["gold"], tokenizer_roots=[args["tokenizers"]], store_result=False)
-        outcome = "accepted"
+        outcome = submit_file(store, path, args["gold"], tokenizer_roots=[args["tokenizers"]], limits=limits,
+                              store_result=store_result, lengths=lengths)
+        outcome = "stored" if outcome.stored else "valid"
     except SubmitError as err:
         outcome = str(err)
     rows.append({"cpu": cpu() - start, "wall": time.perf_counter() - wall, "base_mb": base, "peak_mb": hwm(),
-                 "outcome": outcome})
+                 "outcome": outcome, "tokenizers_loaded": len(lengths.tokenizers._loaded)})
+if job.process is not None:  # the cold upload started elue-hf leaderboard-prepare: its own costs, once it is done
+    wall = time.perf_counter()
+    code = job.wait()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    rows.append({"cpu": children.ru_utime + children.ru_stime, "wall": time.perf_counter() - wall, "base_mb": 0,
+                 "peak_mb": children.ru_maxrss / 1024, "outcome": f"exit code {code}", "tokenizers_loaded": 1})
 print(json.dumps(rows))
 """
 
 
 def build_tokens(folder: Path) -> dict:
-    """An IMDb test set of synthetic reviews, a tokenizer folder on the allow-list, and a valid 8-file submission."""
+    """An IMDb test set of synthetic reviews, a tokenizer folder on the allow-list, and the largest honest IMDb
+    submission the limits allow: 12 operating points (the per-task cap), static exits after layers 1..12 of a
+    BERT-base module spec, every declared length true."""
     import shutil
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from elue_hf.assets import minilm_path
     from elue_hf.elue.data import load_test_labels, token_lengths
     from elue_hf.elue.submission.checks import load_tokenizer
-    from elue_hf.leaderboard.submit import server_texts
+    from elue_hf.leaderboard.submit import DEFAULT_UPLOAD_LIMITS, server_texts
     from tests.helpers.leaderboard import make_submission
 
     tokenizers = folder / "tokenizers"
@@ -179,27 +195,77 @@ def build_tokens(folder: Path) -> dict:
     tokenizer = load_tokenizer("bench/minilm", [tokenizers], allow_hub=False)
     lengths = {"imdb": token_lengths(tokenizer, "imdb", server_texts(data)("imdb"), 512)}
     gold = {"imdb": load_test_labels(data, "imdb")}
-    zipped = make_submission(folder, gold, name="tokens", depths=(1, 2, 3, 4, 5, 6, 7, 8), lengths=lengths,
-                             tokenizer="bench/minilm")
-    return {"gold": str(data), "tokenizers": str(tokenizers), "zips": [str(zipped)] * 4}  # "validate only": nothing
-    # is stored, so the same upload is checked four times
+    depths = tuple(range(1, DEFAULT_UPLOAD_LIMITS.max_points_per_task + 1))
+    zipped = make_submission(folder, gold, name="tokens", depths=depths, lengths=lengths, tokenizer="bench/minilm")
+    return {"gold": str(data), "tokenizers": str(tokenizers), "zip": str(zipped)}
+
+
+def build_widest(folder: Path, case: dict, files: int) -> str:
+    """The largest upload the byte limits allow that still passes every check: ``files`` IMDb files whose 25,000 rows
+    are each just under the 1,536-byte row limit (true token lengths, a valid BERT-base row: embedding, 12 layers,
+    the last exit, then spaces after the separators, placed so that no two rows in the upload are alike and no parse
+    is shared), with their exact mean FLOPs claimed."""
+    from elue_hf.elue.flops.module_spec import modules_macs_column
+    from elue_hf.elue.submission.checks import spec_params
+    from elue_hf.elue.submission.format import _mean_from_macs
+    from elue_hf.elue.submission.lengths import ServerTexts, shared_cache
+    from elue_hf.elue.tasks import get_task
+
+    spec = _spec()
+    imdb = get_task("imdb")
+    lengths = shared_cache([case["tokenizers"]]).lengths("bench/minilm", imdb, ServerTexts(case["gold"]), 512)
+    rng = np.random.default_rng(2)
+    entries, members = [], {}
+    for f in range(files):
+        rows = []
+        for i, n in enumerate(lengths.tolist()):
+            parts = [f"({n}),emb", *(f"({n},768),layer_{j}" for j in range(1, 13)), "(768),exit_12"]
+            pad = 1_400 - sum(map(len, parts))
+            cut = (i * 7 + f * 131) % pad  # where the spaces go: distinct for every row of every file
+            row = "; ".join(parts[:5]) + ";" + " " * (cut + 1) + "; ".join(parts[5:9]) + ";" + " " * (pad - cut)
+            rows.append(row + "; ".join(parts[9:]))
+        macs = modules_macs_column(rows, spec, {})
+        path = f"imdb/wide-{f}.tsv"
+        members[path] = "index\tpred\tmodules\n" + "".join(f"{i}\t{rng.integers(2)}\t{r}\n" for i, r in enumerate(rows))
+        entries.append({"path": path, "task": "imdb", "mean_flops": _mean_from_macs(macs), "label": f"wide {f}",
+                        "params": spec_params(spec), "max_seq_length": 512})
+    zipped = folder / f"widest-{files}.zip"
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+        zf.writestr("submission.json", _manifest(entries, tokenizer="bench/minilm", model_name="widest",
+                                                  params=spec_params(spec)))
+        for path, text in members.items():
+            zf.writestr(path, text)
+    return str(zipped)
+
+
+def _child(code: str, args) -> list[dict]:
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _tokens(tmp: str) -> None:
     case = build_tokens(Path(tmp) / "tokens")
     db = os.path.join(tmp, "tokens.db")
-    runs = []
-    for zips in (case["zips"][:3], case["zips"][3:]):  # one process, three uploads; then a fresh process
-        done = subprocess.run([sys.executable, "-c", _TOKENS_CHILD, json.dumps({**case, "zips": zips, "db": db})],
-                              capture_output=True, text=True, check=True)
-        runs += json.loads(done.stdout.strip().splitlines()[-1])
-    size = Path(case["zips"][0]).stat().st_size / 2**20
-    print(f"\ntoken-length check, 8 IMDb files of 25,000 rows ({size:.1f} MiB zip), tokenizer on the allow-list:")
-    print(f"{'upload':<28} {'CPU':>7} {'wall':>7} {'peak RSS':>9} {'(before)':>9}  outcome")
-    for label, r in zip(("1st (cold)", "2nd (memory cache)", "3rd (memory cache)", "4th, new process (disk cache)"),
-                        runs):
-        print(f"{label:<28} {r['cpu']:>5.2f} s {r['wall']:>5.2f} s {r['peak_mb']:>6.0f} MB {r['base_mb']:>6.0f} MB  "
-              f"{r['outcome'][:60]}")
+    web = {"gold": case["gold"], "tokenizers": case["tokenizers"], "db": db}
+    runs = _child(_WEB_CHILD, {**web, "uploads": [(case["zip"], False)]})  # cold: refused, and the job started
+    runs += _child(_WEB_CHILD, {**web, "uploads": [(case["zip"], False), (case["zip"], False), (case["zip"], True)]})
+    widest = build_widest(Path(tmp) / "tokens", case, WIDEST_FILES)
+    runs += _child(_WEB_CHILD, {**web, "uploads": [(widest, False)]})
+    with zipfile.ZipFile(case["zip"]) as zf:
+        unpacked = sum(info.file_size for info in zf.infolist()) / 2**20
+    size = Path(case["zip"]).stat().st_size / 2**20
+    print(f"\ntoken-length check, 12 IMDb files of 25,000 rows ({size:.1f} MiB zip, {unpacked:.0f} MiB unpacked), "
+          "tokenizer on the allow-list:")
+    wide = Path(widest).stat().st_size / 2**20
+    print(f"(widest upload: {wide:.1f} MiB zip)")
+    print(f"{'step':<52} {'CPU':>7} {'wall':>7} {'peak RSS':>9} {'(before)':>9}  outcome")
+    labels = ("web process, cold cache: validate", "elue-hf leaderboard-prepare it started (wait from refusal)",
+              "web process (new), lengths from disk: validate", "web process, lengths from memory: validate",
+              "web process, lengths from memory: submit (stored)",
+              f"new web process: widest valid upload ({WIDEST_FILES} files)")
+    for label, r in zip(labels, runs):
+        print(f"{label:<52} {r['cpu']:>5.2f} s {r['wall']:>5.2f} s {r['peak_mb']:>6.0f} MB {r['base_mb']:>6.0f} MB  "
+              f"{r['outcome'][:70]} (tokenizers loaded: {r['tokenizers_loaded']})")
 
 
 def main() -> None:

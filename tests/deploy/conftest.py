@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 
-def tiny_model(pooling="cls", num_labels=2, num_output_layers=4, seed=0):
+def tiny_model(pooling="cls", num_labels=2, num_output_layers=4, seed=0, vocab_size=120):
     import torch
 
     from elue_hf import ElasticBertConfig, ElasticBertForSequenceClassification
 
     torch.manual_seed(seed)
-    config = ElasticBertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+    config = ElasticBertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
                                intermediate_size=64, max_output_layers=4, num_output_layers=num_output_layers,
                                num_labels=num_labels, pooling=pooling, max_position_embeddings=64)
     model = ElasticBertForSequenceClassification(config).eval()

@@ -9,7 +9,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Eval
 
 from elue_hf.cli import main
 from elue_hf.elasticbert import compute_metrics, make_compute_metrics, preprocess_logits_for_metrics
-from elue_hf.elasticbert.finetune import load_classification_data, parse_data_files
+from elue_hf.finetune import load_classification_data, parse_data_files
 from tests.helpers.elue_fixtures import write_synthetic_task
 from tests.helpers.tiny_models import save_tiny_bert
 

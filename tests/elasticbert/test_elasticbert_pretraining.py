@@ -88,3 +88,12 @@ def test_entry_point_runs_under_accelerate_launch(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "step 0 exits [1, 3, 5, 6]" in done.stdout
     assert (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_module_entry_point_is_the_pretrain_command(tmp_path):
+    """`python -m elue_hf.elasticbert.pretraining` parses and checks its options as `elue-hf pretrain` does."""
+    missing = tmp_path / "nope.txt"
+    done = subprocess.run([sys.executable, "-m", "elue_hf.elasticbert.pretraining", "--text-file", str(missing)],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"elue-hf pretrain: error: --text-file {missing}: no such file"

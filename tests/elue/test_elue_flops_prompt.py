@@ -1,4 +1,4 @@
-"""LPT FLOPs (elue_hf.elue.methods.lpt_flops) against numbers worked out by hand."""
+"""LPT FLOPs (elue_hf.methods.lpt_flops) against numbers worked out by hand."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from elue_hf.elue.flops import ModelDims
-from elue_hf.elue.methods.lpt_flops import PromptShape, late_prompt_flops, late_prompt_macs, prompt_shape
+from elue_hf.methods.lpt_flops import PromptShape, late_prompt_flops, late_prompt_macs, prompt_shape
 
 # d = 4, d_ff = 8, 2 heads, 3 layers, 2 labels; one instance of n = 5 tokens, prompt of l = 2 after k = 1 layer, m = 3
 DIMS = ModelDims(hidden=4, intermediate=8, heads=2, num_layers=3, num_labels=2, exit_layers=(3,))
@@ -56,8 +56,8 @@ def test_the_hooked_counter_agrees_on_a_running_lpt_model(generator):
     from transformers import BertForSequenceClassification
 
     from elue_hf.elue.flops import ElueFlopsCounter, dims_from_config
-    from elue_hf.elue.methods.lpt_points import lpt_prompt_shape
     from elue_hf.lpt import LPTConfig
+    from elue_hf.methods.lpt_points import lpt_prompt_shape
     from tests.helpers.lpt import bert_config
 
     torch.manual_seed(0)

@@ -76,7 +76,7 @@ def test_entropy_and_patience_sweeps_match_the_models_early_exit(batch_size):
     settings = [ExitSetting("entropy", t) for t in thresholds] + [ExitSetting("patience", p) for p in range(6)]
     seen_layers = set()
     for s in settings:
-        layers, logits = derive_exits(all_logits, exits, s)
+        layers, logits = derive_exits(all_logits, exits, s, decide=model.exit_layers_from_logits)
         kwargs = ({"entropy_threshold": s.value} if s.exit == "entropy" else {"patience": int(s.value)})
         want_layers, want_logits = _model_run(model, tok, data, "sst-2", batch_size, exit_criterion=s.exit, **kwargs)
         assert layers.tolist() == want_layers.tolist(), s.label
@@ -94,7 +94,8 @@ def test_regression_patience_matches_the_models_early_exit():
     for threshold in _midpoints(diffs, 3):
         model.config.regression_threshold = threshold
         for p in (1, 2, 3):
-            layers, logits = derive_exits(all_logits, range(1, 7), ExitSetting("patience", p), threshold)
+            layers, logits = derive_exits(all_logits, range(1, 7), ExitSetting("patience", p), threshold,
+                                          model.exit_layers_from_logits)
             want_layers, want_logits = _model_run(model, tok, data, "sts-b", 8, exit_criterion="patience", patience=p)
             assert layers.tolist() == want_layers.tolist()
             torch.testing.assert_close(logits, want_logits.float(), atol=1e-4, rtol=1e-4)
@@ -124,3 +125,14 @@ def test_labels_are_readable():
     assert ExitSetting("entropy", 0.125).label == "entropy 0.125"
     assert ExitSetting("patience", 1).label == "patience 1"
     assert ExitSetting("static", 3.0).label == "static k=3"
+
+
+def test_dynamic_exits_need_the_models_rule_static_ones_do_not():
+    all_logits = torch.randn(5, 3, 2)
+    layers, logits = derive_exits(all_logits, [2, 4, 6], ExitSetting("static", 4))
+    assert layers.tolist() == [4] * 5 and torch.equal(logits, all_logits[:, 1])
+    with pytest.raises(ValueError, match="decide=model.exit_layers_from_logits"):
+        derive_exits(all_logits, [2, 4, 6], ExitSetting("entropy", 0.5))
+    model = _model(num_labels=2, num_output_layers=3)
+    layers, _ = derive_exits(all_logits, [4, 5, 6], ExitSetting("entropy", 10.0), decide=model.exit_layers_from_logits)
+    assert layers.tolist() == [4] * 5  # every entropy is below 10: all rows leave at the first exit

@@ -12,7 +12,8 @@ from elue_hf.elue.data import load_test_labels, token_lengths
 from elue_hf.elue.submission import read_submission
 from elue_hf.elue.submission.checks import cross_check
 from elue_hf.elue.submission.format import SubmissionError
-from elue_hf.elue.submission.tokenizers import TokenizerAllowList, TokenLengthCache
+from elue_hf.elue.submission.lengths import TokenLengthCache
+from elue_hf.elue.submission.tokenizers import TokenizerAllowList
 from elue_hf.elue.tasks import get_task
 from elue_hf.leaderboard.submit import server_texts
 from tests.helpers.elue_fixtures import write_synthetic_elue
@@ -63,14 +64,14 @@ def test_lengths_are_counted_once_and_equal_truncated_tokenisation(server, tmp_p
     texts = server_texts(data)
     cache = TokenLengthCache(TokenizerAllowList([root]), tmp_path / "lengths")
     tokenizer = TokenizerAllowList([root]).load(TOKENIZER_ID)
-    for task in ("sst-2", "mrpc"):  # a single-sentence and a pair task
+    for task in (get_task("sst-2"), get_task("mrpc")):  # a single-sentence and a pair task
         for max_length in (4, 9, 512):
             expected = token_lengths(tokenizer, task, texts(task), max_length)
             assert np.array_equal(cache.lengths(TOKENIZER_ID, task, texts, max_length), expected)
     assert cache.computed == 2  # one tokenisation per task, whatever the max lengths
     assert len(list((tmp_path / "lengths").glob("*.npy"))) == 2
     again = TokenLengthCache(TokenizerAllowList([root]), tmp_path / "lengths")  # a restarted server
-    again.lengths(TOKENIZER_ID, "sst-2", texts, 128)
+    again.lengths(TOKENIZER_ID, get_task("sst-2"), texts, 128)
     assert again.computed == 0  # read from disk
 
 
@@ -82,4 +83,16 @@ def test_many_files_tokenise_the_test_set_once(server, tmp_path):
     cache = TokenLengthCache(TokenizerAllowList([root]))
     report = cross_check(read_submission(honest), server_texts(data), [root], lengths=cache)
     assert len(report["token_lengths"]) == 3 and cache.computed == 1
-    assert get_task("sst-2").key == "sst-2"
+
+
+def test_a_load_error_never_shows_the_server_folder(tmp_path, monkeypatch):
+    (tmp_path / "owner--x").mkdir()
+
+    def fails(path, **kwargs):
+        raise OSError(f"Can't load tokenizer for '{path}'. Make sure that '{path}' is a correct folder")
+
+    monkeypatch.setattr("transformers.AutoTokenizer.from_pretrained", fails)
+    with pytest.raises(SubmissionError, match=r"cannot be loaded \(OSError: Can't load tokenizer for "
+                                              r"'<tokenizers>/owner--x'") as caught:
+        TokenizerAllowList([tmp_path]).load("owner/x")
+    assert str(tmp_path) not in str(caught.value)

@@ -12,20 +12,20 @@ from transformers import (
 
 from elue_hf.elue.flops import ElueFlopsCounter
 from elue_hf.elue.flops.module_spec import modules_macs
-from elue_hf.elue.methods.hashee_flops import (
-    active_token_counts,
-    classifier_flops,
-    last_active_counts,
-    module_spec,
-    modules_column,
-    unpadded_lengths,
-)
 from elue_hf.elue.submission import PredictionFile, read_submission, write_submission
 from elue_hf.hashee import (
     apply_hashee,
     hashee_config_for,
     random_cons_table,
     set_hashee_mode,
+)
+from elue_hf.methods.hashee_flops import (
+    active_token_counts,
+    classifier_flops,
+    last_active_counts,
+    module_spec,
+    modules_column,
+    unpadded_lengths,
 )
 
 V, SPECIAL = 80, [0, 1, 2]

@@ -13,7 +13,6 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-from elue_hf.elue.methods.hashee_flops import last_active_counts, seq2seq_flops
 from elue_hf.hashee import (
     HashTable,
     apply_hashee,
@@ -25,6 +24,7 @@ from elue_hf.hashee import (
     remove_hashee,
     set_hashee_mode,
 )
+from elue_hf.methods.hashee_flops import last_active_counts, seq2seq_flops
 
 pytestmark = pytest.mark.slow  # seconds per test: `make test-fast` skips this module
 

@@ -25,22 +25,26 @@ FAMILIES = ("roberta", "xlm-roberta", "camembert", "electra", "distilbert", "deb
 
 def tiny_config(family: str, num_labels: int = 3, attn: str = "eager", **overrides):
     """A 3-layer, hidden-32 config of ``family`` (DeBERTa-v3-style relative attention; ModernBERT with a local
-    layer whose window is smaller than the test sequences)."""
+    layer whose window is smaller than the test sequences); ``num_hidden_layers`` is passed to the constructor
+    (ModernBERT derives its ``layer_types`` from it), the other ``overrides`` are set afterwards."""
+    layers = overrides.pop("num_hidden_layers", 3)
     if family in ("roberta", "xlm-roberta", "camembert"):
         klass = {"roberta": RobertaConfig, "xlm-roberta": XLMRobertaConfig, "camembert": CamembertConfig}[family]
-        config = klass(**_BERT_LIKE, pad_token_id=1)
+        config = klass(**{**_BERT_LIKE, "num_hidden_layers": layers}, pad_token_id=1)
     elif family == "electra":
-        config = ElectraConfig(**_BERT_LIKE, embedding_size=16)
+        config = ElectraConfig(**{**_BERT_LIKE, "num_hidden_layers": layers}, embedding_size=16)
     elif family == "distilbert":
-        config = DistilBertConfig(vocab_size=VOCAB, dim=32, n_layers=3, n_heads=4, hidden_dim=37,
+        config = DistilBertConfig(vocab_size=VOCAB, dim=32, n_layers=layers, n_heads=4, hidden_dim=37,
                                   max_position_embeddings=64)
     elif family == "deberta-v2":
-        config = DebertaV2Config(**_BERT_LIKE, relative_attention=True, position_buckets=8, max_relative_positions=16,
+        config = DebertaV2Config(**{**_BERT_LIKE, "num_hidden_layers": layers}, relative_attention=True,
+                                 position_buckets=8, max_relative_positions=16,
                                  pos_att_type=["p2c", "c2p"], norm_rel_ebd="layer_norm", share_att_key=True,
                                  type_vocab_size=0, conv_kernel_size=3, pooler_hidden_size=32)
     elif family == "modernbert":
-        config = ModernBertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                                  intermediate_size=37, max_position_embeddings=64, global_attn_every_n_layers=2,
+        config = ModernBertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=layers,
+                                  num_attention_heads=4, intermediate_size=37, max_position_embeddings=64,
+                                  global_attn_every_n_layers=2,
                                   local_attention=4, pad_token_id=0, bos_token_id=2, eos_token_id=3,
                                   cls_token_id=2, sep_token_id=3)
     else:

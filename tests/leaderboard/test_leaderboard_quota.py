@@ -4,6 +4,7 @@ processes, shared by "Validate only" and submit; points per task capped; identit
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 import socket
 import threading
 from datetime import datetime, timedelta, timezone
@@ -166,3 +167,57 @@ def test_cli_refuses_malformed_submit_tokens(tmp_path, monkeypatch, capsys):
     assert main(["leaderboard", "--db", str(tmp_path / "lb.db"), "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert "ELUE_SUBMIT_TOKENS: each item must be name:token" in err and "Traceback" not in err
+
+
+def _endpoint(app, name: str):
+    return next(block.fn for block in app.fns.values() if block.api_name == name)
+
+
+def _call_as_gradio_does(app, name: str, inputs: list, session: dict):
+    """Call an endpoint's function with the arguments gradio injects by annotation (``gr.Request`` and
+    ``gr.OAuthProfile | None``) built from a request whose session is ``session`` (what the Hub's OAuth login leaves
+    there after "Sign in"; the real Hub cannot be reached from the tests)."""
+    from gradio.helpers import special_args
+
+    fn = _endpoint(app, name)
+    upload = inputs[0].with_name(f"upload-{len(list(inputs[0].parent.iterdir()))}.zip")
+    shutil.copy(inputs[0], upload)  # the app deletes each upload, as gradio's temporary copy
+    args, *_ = special_args(fn, [str(upload), *inputs[1:]], SimpleNamespace(headers={}, session=session))
+    return fn(*args)
+
+
+def _as_in_a_space(monkeypatch) -> None:
+    """What a Space with ``hf_oauth: true`` sets (gradio reads the OAuth settings when imported), so gradio adds its
+    real login routes; the Hub itself is never contacted while the app is built."""
+    import gradio.block_function
+    import gradio.oauth
+
+    monkeypatch.setattr(gradio.block_function, "spaces", None)  # the ZeroGPU package (here: this repo's spaces/)
+    monkeypatch.setenv("SYSTEM", "spaces")
+    monkeypatch.setenv("SPACE_ID", "elue/leaderboard")
+    for name, value in (("OAUTH_CLIENT_ID", "client"), ("OAUTH_CLIENT_SECRET", "secret"),
+                        ("OAUTH_SCOPES", "openid profile"), ("OPENID_PROVIDER_URL", "https://huggingface.co")):
+        monkeypatch.setattr(gradio.oauth, name, value)
+
+
+def test_the_space_counts_uploads_against_the_hub_login(tmp_path, gold, monkeypatch):
+    from elue_hf.spaces.leaderboard.app import build_app
+    from elue_hf.spaces.leaderboard.identity import SIGN_IN_NEEDED
+    from elue_hf.spaces.leaderboard.texts import escape_markdown
+
+    _as_in_a_space(monkeypatch)
+    store = SQLiteStore(tmp_path / "lb.db")
+    good = make_submission(tmp_path, gold, name="oauth-model")
+    signed_in = {"oauth_info": {"userinfo": {"name": "Alice A.", "preferred_username": "alice",
+                                             "profile": "https://huggingface.co/alice", "picture": ""}}}
+    app = build_app(store, gold=gold, identities=Identities.from_env({"SPACE_ID": "elue/leaderboard"}))
+    status, _ = _call_as_gradio_does(app, "validate", [good, "shown name", ""], signed_in)
+    assert "valid submission" in status
+    quota = SubmitQuota.for_store(store)
+    assert quota.used("hf:alice", "check", datetime.now(timezone.utc)) == 1  # the login, never the typed name
+    assert quota.used("local:shown name", "check", datetime.now(timezone.utc)) == 0
+    status, _ = _call_as_gradio_does(app, "validate", [good, "alice", ""], {})  # not signed in
+    assert status == "**Submission refused:** " + escape_markdown(SIGN_IN_NEEDED)
+    open_app = build_app(store, gold=gold, seed=False, identities=Identities(oauth=True, allow_anonymous=True))
+    status, _ = _call_as_gradio_does(open_app, "validate", [good, "", ""], {})
+    assert "valid submission" in status and quota.used("anonymous", "check", datetime.now(timezone.utc)) == 1

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from elue_hf.elue.score.reference import load_reference
-from elue_hf.elue.tasks import TASK_KEYS
+from elue_hf.elue.tasks import TASK_KEYS, TASKS
 from elue_hf.leaderboard.ranking import (
     Filters,
     competition_ranks,
@@ -30,6 +30,8 @@ from elue_hf.spaces.leaderboard.views import (
     track_frame,
     unranked_frame,
 )
+
+SST2 = TASKS["sst-2"]
 
 
 @pytest.fixture(scope="module")
@@ -213,15 +215,15 @@ def test_view_frames(seeds):
     assert len(only_subs) == 0 and list(only_subs.columns) == list(elue.columns)
     t40 = track_frame(seeds, "40M")
     assert t40["Model"].tolist() == ["ALBERT-base", "MobileBERT"] and t40.iloc[0]["MParams"] == 12.0
-    sst = task_frame(seeds, "sst-2", "mflops")
+    sst = task_frame(seeds, SST2, "mflops")
     assert "Accuracy" in sst.columns and sst.iloc[0]["Accuracy"] == 89.8  # ElasticBERT-large
     assert set(sst["Pareto"]) <= {"*", ""}
-    assert "(Pearson+Spearman)/2" in task_frame(seeds, "sts-b").columns
+    assert "(Pearson+Spearman)/2" in task_frame(seeds, TASKS["sts-b"]).columns
 
 
 def test_pareto_frames_draw_reference_and_frontier(seeds):
     curves = load_reference()
-    points, lines, hidden = pareto_frames(seeds, "sst-2", "mflops", curves)
+    points, lines, hidden = pareto_frames(seeds, SST2, "mflops", curves)
     assert hidden == 10  # the ten Tab. 3 rows have no per-task FLOPs
     assert set(points["series"]) == {"ElasticBERT-base reference", "Pareto frontier", "dominated"}
     ref = lines[lines["line"].str.startswith("ElasticBERT-base reference")]
@@ -233,7 +235,7 @@ def test_pareto_frames_draw_reference_and_frontier(seeds):
     on_front = points[points["series"] == "Pareto frontier"]
     assert set(on_front["x"]) <= set(frontier["x"])
 
-    ppoints, plines, phidden = pareto_frames(seeds, "sst-2", "params", curves)
+    ppoints, plines, phidden = pareto_frames(seeds, SST2, "params", curves)
     assert phidden == len(points) + hidden - len(ppoints)
     assert "MobileBERT" in set(ppoints["model"])
     assert sorted(plines[plines["line"] == "ElasticBERT-base reference"]["x"].round(2)) == [45.69, 52.78, 66.96, 109.48]
@@ -242,7 +244,7 @@ def test_pareto_frames_draw_reference_and_frontier(seeds):
 def test_submitted_points_have_their_own_series(seeds):
     mine = submission("mine", [{"task": "sst-2", "label": "static k=3", "performance": 99.0, "mflops": 500.0},
                                {"task": "sst-2", "label": "static k=1", "performance": 10.0, "mflops": 400.0}])
-    points, _, _ = pareto_frames([*seeds, mine], "sst-2", "mflops", load_reference())
+    points, _, _ = pareto_frames([*seeds, mine], SST2, "mflops", load_reference())
     ours = points[points["model"] == "mine"]
     assert set(ours["series"]) == {"submitted here"}  # on the frontier (99.0) or not (10.0): one colour
     assert "submitted here" not in set(points[points["model"] != "mine"]["series"])
@@ -310,10 +312,10 @@ def test_unranked_points_never_join_the_pareto_frontier(seeds):
     assert not rows["sub-cheat"]["pareto"] and not rows["sub-cheat"]["ranked"]
     assert not rows["sub-other"]["pareto"] and rows["sub-other"]["other_data"]
     assert any(r["pareto"] for r in rows.values())  # the frontier is made of the ranked rows
-    points, _, _ = pareto_frames([*seeds, cheat, other], "sst-2", "mflops", load_reference())
+    points, _, _ = pareto_frames([*seeds, cheat, other], SST2, "mflops", load_reference())
     series = dict(zip(points["model"], points["series"]))
     assert series["sub-cheat"] == "not ranked: not verified"
     assert series["sub-other"] == "not ranked: not the ELUE test set"
-    notes = dict(zip(task_frame([*seeds, cheat, other], "sst-2")["Model"],
-                     task_frame([*seeds, cheat, other], "sst-2")["Notes"]))
+    notes = dict(zip(task_frame([*seeds, cheat, other], SST2)["Model"],
+                     task_frame([*seeds, cheat, other], SST2)["Notes"]))
     assert notes["sub-other"].startswith("not ranked: scored on RT snippets")

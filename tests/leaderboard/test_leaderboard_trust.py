@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from elue_hf.elue.score.reference import load_reference
-from elue_hf.elue.tasks import TASK_KEYS, get_task
+from elue_hf.elue.tasks import TASK_KEYS, TASKS, get_task
 from elue_hf.leaderboard.ranking import elue_rows, rank_of, task_points, track_rows
 from elue_hf.leaderboard.records import EntryRecord, PointRecord, with_verification, without_verification
 from elue_hf.leaderboard.seed import seed_store
@@ -87,7 +87,7 @@ def test_the_seven_lies_never_rank_above_an_honest_verified_entry(tmp_path, gold
     sst = task_points(entries, "sst-2")
     assert not any(r["pareto"] for r in sst if r["entry_id"] in lies)
     assert not set(elue_frame(entries)["Entry"]) & lies and set(unranked_frame(entries)["Entry"]) == lies
-    table = task_frame(entries, "sst-2")
+    table = task_frame(entries, TASKS["sst-2"])
     assert set(table[table["Model"].isin(["one-layer-rows", "self-reported"])]["Pareto"]) == {""}
 
 

@@ -6,7 +6,7 @@ from transformers import BertConfig, BertModel
 
 from elue_hf.cli import main
 from elue_hf.elasticbert import convert_bert_to_elasticbert
-from elue_hf.elasticbert.finetune import FinetuneSettings, finetune
+from elue_hf.finetune import FinetuneSettings, finetune
 from elue_hf.outputs import refuse_existing
 
 

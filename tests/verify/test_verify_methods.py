@@ -19,13 +19,13 @@ from elue_hf import ElasticBertForSequenceClassification
 from elue_hf.cli import main
 from elue_hf.elue.flops.params import count_parameters
 from elue_hf.elue.inference import ExitSetting, run_operating_points
-from elue_hf.elue.methods.hashee_points import hashee_prediction_file, hashee_spec, run_hashee
-from elue_hf.elue.methods.lpt_points import lpt_params, lpt_prediction_file
 from elue_hf.elue.submission import read_submission, write_submission, zip_submission
 from elue_hf.elue.submission.checks import check_params, check_structure, load_tokenizer
 from elue_hf.elue.tasks import TASKS, get_task
 from elue_hf.hashee import apply_hashee, hashee_config_for, random_cons_table
 from elue_hf.lpt import LPTConfig
+from elue_hf.methods.hashee_points import hashee_prediction_file, hashee_spec, run_hashee
+from elue_hf.methods.lpt_points import lpt_params, lpt_prediction_file
 from elue_hf.verify import VerifyError, verify_request
 from elue_hf.verify.rerun import _dataset, rerun
 from elue_hf.verify.sandbox import SandboxLimits, run_sandboxed

@@ -19,7 +19,7 @@ from .task_arg import task_arg
 __all__ = ["register", "cmd_evaluate", "cmd_score", "cmd_recompute_imdb", "parse_settings", "prepare_output",
            "clear_earlier_run"]
 
-_OUTPUTS = ("submission", "submission.zip", "operating_points.json")  # + pareto_<task>.png
+_OUTPUTS = ("submission", "submission.zip", "operating_points.json", "int8_vs_fp32.json")  # + pareto_<task>.png
 
 
 def _numbers(kind: str, cast):
@@ -75,6 +75,10 @@ def register(subparsers) -> None:
                     help="entropy early exit at these thresholds (ElasticBERT)")
     ev.add_argument("--patience", type=_numbers("--patience", int), default=None, metavar="P,P",
                     help="patience early exit with these counts (ElasticBERT; 0 = no early exit)")
+    ev.add_argument("--quantize", choices=("int8",), default=None,
+                    help="int8: also evaluate the model quantized to int8 in PyTorch (torchao int8 weights; pip "
+                    "install \"elue-hf[int8]\"), print its accuracy cost next to fp32 at every operating point and "
+                    "write the int8 model's submission (an exported bundle is quantized at export instead)")
     ev.add_argument("--max-length", type=int, default=None, help="truncation (default: 128; 512 for IMDb)")
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--limit", type=int, default=None, help="only the first N test rows (smoke runs; not scorable)")
@@ -127,6 +131,11 @@ def _load_model(name: str, base_model: str | None = None, num_labels: int | None
     from transformers import AutoModelForSequenceClassification
 
     import elue_hf  # noqa: F401  (registers ElasticBERT, HashEE and LPT with the Auto classes and PEFT)
+
+    from ..elue.bundles import is_bundle, load_bundle
+
+    if is_bundle(name):  # an `elue-hf export` folder: run by ONNX Runtime with its exits
+        return load_bundle(name)
 
     def load(source):
         if not (isinstance(source, Path) and (source / "adapter_config.json").is_file()):
@@ -226,8 +235,6 @@ def _progress(disabled: bool):
 
 
 def cmd_evaluate(args) -> int:
-    import numpy as np
-
     from ..elue.plots import pareto_plot
     from ..elue.score import score_submission
     from ..elue.submission import write_submission, zip_submission
@@ -237,32 +244,36 @@ def cmd_evaluate(args) -> int:
     out = prepare_output(args.output, args.model, task.key, args.overwrite)
     max_length = args.max_length or (512 if task.key == "imdb" else 128)
     model = _load_model(args.model, args.base_model, task.num_labels)
+    _check_quantize(args, model)
     if model.config.num_labels != task.num_labels:
         raise ValueError(f"the model has {model.config.num_labels} labels but {task.name} needs {task.num_labels}")
     tokenizer = _load_tokenizer(*_tokenizer_source(args))
     dataset = _test_dataset(args, task)
     start = time.perf_counter()
-    files, spec, params, route = _prediction_files(model, tokenizer, dataset, task, args, max_length)
-    print(f"{len(files)} operating point{'s' if len(files) != 1 else ''} from one pass over {len(dataset)} rows "
+    files, spec, params, route, int8_rows = _prediction_files(model, tokenizer, dataset, task, args, max_length)
+    passes = "one pass each for fp32 and int8" if int8_rows is not None else "one pass"
+    print(f"{len(files)} operating point{'s' if len(files) != 1 else ''} from {passes} over {len(dataset)} rows "
           f"({time.perf_counter() - start:.1f} s)")
     print(f"FLOPs: {route} route for model_type {model.config.model_type!r}"
           + (" (FlopCounterMode + ELUE terms; self-reported)" if route == "generic" else "")
           + (" (self-reported; `elue-hf verify` re-runs it)" if route == "lpt" else ""))
     clear_earlier_run(out)
-    name = args.model_name or Path(str(args.model)).name
+    if int8_rows is not None:
+        _report_int8(out, task, int8_rows)
+    name = args.model_name or Path(str(args.model)).name + (f" ({args.quantize})" if args.quantize else "")
     data = args.data_name or f"the ELUE {task.name} test set"
-    modes = ", ".join(files)
+    modes = ", ".join(files) + (f" ({args.quantize}, torchao)" if args.quantize else "")
     extra = {**({"data_name": args.data_name} if args.data_name else {}),
-             **({"flops_route": route} if route in ("generic", "lpt") else {})}
+             **({"flops_route": route} if route in ("generic", "lpt") else {}),
+             **({"quantize": args.quantize} if args.quantize else {})}
     model_id, revision = _published_as(args.model_id or args.model)
     sub = write_submission(out / "submission", name, f"elue-hf evaluate on {data} ({task.name} format): {modes}",
                            params, files, module_spec=spec, extra=extra or None,
                            tokenizer=model_id, model={"id": model_id, **({"revision": revision} if revision else {})})
     zipped = zip_submission(sub)
     print(f"submission: {sub} ({zipped})")
-    labels = np.asarray(dataset["label"], dtype=np.float64)
-    scorable = not args.limit and np.all(np.isfinite(labels)) and np.all(labels >= 0)
-    if not scorable:
+    labels = _gold_labels(dataset, args)
+    if labels is None:
         print("no gold test labels (or --limit given): the submission was written but not scored")
         return 0
     result = score_submission(zipped, {task.key: labels}, args.reference)
@@ -277,16 +288,26 @@ def cmd_evaluate(args) -> int:
 
 
 def _prediction_files(model, tokenizer, dataset, task, args, max_length: int):
-    """``(files by label, module spec, params, FLOPs route)`` of a plain, HashEE or LPT classifier."""
+    """``(files by label, module spec, params, FLOPs route, int8 comparison rows or None)`` of a plain, HashEE or LPT
+    classifier or an exported bundle; with ``--quantize int8`` the files are the int8 model's."""
+    from ..elue.bundles import ExportedBundle
     from ..elue.flops.architectures import flops_shape
     from ..elue.flops.params import count_parameters
-    from ..elue.inference import point_params, run_operating_points, submission_spec, to_prediction_file
-    from ..elue.methods.lpt_points import is_lpt_model, lpt_params, lpt_prediction_file
+    from ..elue.inference import (
+        point_mean_mflops,
+        point_params,
+        run_operating_points,
+        submission_spec,
+        to_prediction_file,
+    )
     from ..hashee.auto import is_hashee_config
+    from ..methods.lpt_points import is_lpt_model, lpt_params, lpt_prediction_file
 
     progress = _progress(args.no_progress)
+    if isinstance(model, ExportedBundle):
+        return _bundle_prediction_files(model, tokenizer, dataset, task, args, max_length, progress)
     if is_hashee_config(model.config):
-        from ..elue.methods.hashee_points import HASHEE_LABEL, hashee_prediction_file, hashee_spec, run_hashee
+        from ..methods.hashee_points import HASHEE_LABEL, hashee_prediction_file, hashee_spec, run_hashee
 
         if parse_settings(args):
             raise ValueError("a HashEE model exits token by token as its table says: --static/--entropy/--patience "
@@ -294,7 +315,7 @@ def _prediction_files(model, tokenizer, dataset, task, args, max_length: int):
         out = run_hashee(model, tokenizer, dataset, task, max_length, args.batch_size, progress)
         params = count_parameters(model)
         return ({HASHEE_LABEL: hashee_prediction_file(out, task, model.config, params, max_length)},
-                hashee_spec(model), params, "token-level (HashEE)")
+                hashee_spec(model), params, "token-level (HashEE)", None)
     lpt = is_lpt_model(model)
     dims = flops_shape(model)
     settings = parse_settings(args, dims.exit_layers)
@@ -304,9 +325,76 @@ def _prediction_files(model, tokenizer, dataset, task, args, max_length: int):
                                   batch_size=args.batch_size, progress=progress, settings=settings)
     if lpt:
         files = [lpt_prediction_file(model, p, task, max_length) for p in points]
-        return {f.label: f for f in files}, None, lpt_params(model), "lpt"
+        return {f.label: f for f in files}, None, lpt_params(model), "lpt", None
     files = {p.label: to_prediction_file(p, task, dims, point_params(model, p), max_length) for p in points}
-    return files, submission_spec(model), count_parameters(model), getattr(dims, "route", "analytic")
+    int8_rows = None
+    if args.quantize:  # the same points of the int8 model; FLOPs, spec and parameters stay the fp32 model's
+        from ..deploy.int8 import quantize_model
+        from ..methods.int8_points import int8_comparison
+
+        int8_points = run_operating_points(quantize_model(model, args.quantize), tokenizer, dataset, task,
+                                           max_length=max_length, batch_size=args.batch_size, progress=progress,
+                                           settings=settings)
+        mean = ((lambda p: sum(dims.mflops(p.lengths)) / len(p.lengths)) if getattr(dims, "route", None) == "generic"
+                else (lambda p: point_mean_mflops(model, p)))  # the generic route has one exit: FLOPs by length
+        mflops = [(mean(a), mean(b)) for a, b in zip(points, int8_points)]
+        int8_rows = int8_comparison(task, points, int8_points, mflops, _gold_labels(dataset, args))
+        files = {p.label: to_prediction_file(p, task, dims, point_params(model, p), max_length) for p in int8_points}
+    return files, submission_spec(model), count_parameters(model), getattr(dims, "route", "analytic"), int8_rows
+
+
+def _bundle_prediction_files(bundle, tokenizer, dataset, task, args, max_length: int, progress):
+    """The files of an exported bundle's operating points, each run by ONNX Runtime's exit loop; FLOPs, module spec
+    and parameters are the source model's (its config.json): ELUE counts operations, not bits."""
+    from ..elue.bundles import run_bundle_points
+    from ..elue.flops.architectures import flops_shape
+    from ..elue.flops.params import count_parameters
+    from ..elue.inference import point_params, submission_spec, to_prediction_file
+
+    dims = flops_shape(bundle.config)
+    points = run_bundle_points(bundle, tokenizer, dataset, task, parse_settings(args, dims.exit_layers), max_length,
+                               args.batch_size, progress)
+    files = {p.label: to_prediction_file(p, task, dims, point_params(bundle.skeleton, p), max_length)
+             for p in points}
+    return (files, submission_spec(bundle.skeleton), count_parameters(bundle.skeleton), "analytic (ONNX bundle)",
+            None)
+
+
+def _gold_labels(dataset, args):
+    """The test rows' gold labels, or None when they are hidden (ELUE's public test.tsv) or --limit cut the set."""
+    import numpy as np
+
+    labels = np.asarray(dataset["label"], dtype=np.float64)
+    scorable = not args.limit and np.all(np.isfinite(labels)) and np.all(labels >= 0)
+    return labels if scorable else None
+
+
+def _check_quantize(args, model) -> None:
+    """--quantize applies to a PyTorch classifier (plain or multi-exit): one sentence for anything else."""
+    from ..elue.bundles import ExportedBundle
+    from ..hashee.auto import is_hashee_config
+    from ..methods.lpt_points import is_lpt_model
+
+    if not args.quantize:
+        return
+    if isinstance(model, ExportedBundle):
+        raise ValueError("--quantize applies to PyTorch models; an exported bundle is quantized when exported "
+                         "(elue-hf export MODEL DIR --quantize int8): evaluate that bundle without --quantize")
+    if is_hashee_config(model.config) or is_lpt_model(model):
+        raise ValueError("--quantize int8 is offered for plain and multi-exit classifiers (not HashEE or LPT models)")
+    from ..deploy.int8 import int8_config
+
+    int8_config()  # a missing torchao: one sentence now, before the fp32 pass
+
+
+def _report_int8(out: Path, task, rows) -> None:
+    from ..methods.int8_points import format_int8_comparison
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "int8_vs_fp32.json").write_text(json.dumps({"task": task.key, "points": rows}, indent=1) + "\n",
+                                           encoding="utf-8")
+    print(format_int8_comparison(task, rows))
+    print(f"int8 vs fp32 per point: {out / 'int8_vs_fp32.json'}; the submission below is the int8 model's")
 
 
 def _published_as(name: str) -> tuple[str, str | None]:

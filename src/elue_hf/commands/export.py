@@ -1,4 +1,5 @@
-"""``elue-hf export``: an ElasticBERT classifier as an ONNX bundle that keeps its exits (docs/deploy.md)."""
+"""``elue-hf export``: a multi-exit classifier (ElasticBERT or a converted family) as an ONNX bundle that keeps its
+exits (docs/deploy.md)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ __all__ = ["register", "cmd_export"]
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "export", help="export an ElasticBERT classifier to ONNX with its exits (optionally int8)",
+        "export", help="export a multi-exit classifier to ONNX with its exits (optionally int8)",
         description="Write an ONNX bundle (embeddings + one graph per layer with its exit, elue_deploy.json, the "
         "tokenizer) that OnnxElasticBertForSequenceClassification runs on ONNX Runtime with early exit, without "
-        "torch. int8 = ONNX Runtime dynamic quantization of every graph.",
+        "torch. MODEL is an ElasticBERT or a multi-exit RoBERTa, XLM-R, CamemBERT, ELECTRA, DistilBERT, DeBERTa-v2/v3 "
+        "or ModernBERT (`elue-hf convert`). int8 = ONNX Runtime dynamic quantization of every graph.",
     )
-    parser.add_argument("model", help="folder of a saved ElasticBERT classifier (e.g. from `elue-hf train`)")
+    parser.add_argument("model", help="folder of a saved multi-exit classifier (`elue-hf convert` or `elue-hf train`)")
     parser.add_argument("output_dir", help="new or empty folder for the bundle")
     parser.add_argument("--quantize", choices=("int8",), default=None, help="int8 dynamic quantization")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18, the minimum)")
@@ -25,10 +27,10 @@ def cmd_export(args) -> int:
 
     check_source(args.model, "MODEL", hint="; pass a folder saved by `elue-hf convert` or `elue-hf train`")
     try:
-        from ..deploy.export import DEFAULT_OPSET, export_elasticbert
+        from ..deploy.export import DEFAULT_OPSET, export_multi_exit
     except ModuleNotFoundError as err:
         raise ValueError(f"exporting needs {err.name}: pip install \"elue-hf[export]\"") from err
-    out = export_elasticbert(args.model, args.output_dir, quantize=args.quantize,
+    out = export_multi_exit(args.model, args.output_dir, quantize=args.quantize,
                              opset=args.opset or DEFAULT_OPSET, overwrite=args.overwrite)
     from ..deploy.bundle import load_bundle_config
 

@@ -1,4 +1,5 @@
-"""``elue-hf leaderboard`` (launch the app locally) and ``elue-hf leaderboard-submit`` (registered by elue_hf.cli)."""
+"""``elue-hf leaderboard`` (launch the app locally), ``elue-hf leaderboard-submit`` and ``elue-hf leaderboard-prepare``
+(registered by elue_hf.cli)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import os
 import shlex
 
-__all__ = ["register", "cmd_leaderboard", "cmd_submit", "open_command", "check_port"]
+__all__ = ["register", "cmd_leaderboard", "cmd_submit", "cmd_prepare", "open_command", "check_port"]
 
 _STORE_HELP = "SQLite database (default $ELUE_LEADERBOARD_DB or elue_hf_outputs/leaderboard/leaderboard.db)"
 _REPO_HELP = "Hub dataset repo holding the results instead of SQLite (default $ELUE_RESULTS_REPO; --db is its cache)"
@@ -56,6 +57,19 @@ def register(subparsers) -> None:
     sub.add_argument("--validate-only", action="store_true",
                      help="check format and FLOPs consistency only (no score: scores exist only for stored entries)")
     sub.set_defaults(func=cmd_submit)
+
+    prep = subparsers.add_parser(
+        "leaderboard-prepare", help="count the token lengths the leaderboard's length check needs (before serving)",
+        description="Tokenise every test set in --data-dir with every tokenizer in --tokenizer-dir once and keep the "
+        "token lengths next to the store (token-lengths/, keyed by a hash of the tokenizer's files and of the test "
+        "set), so the web app only reads them. The app runs this in a separate process at start-up; running it "
+        "before is the same. What is already counted is kept. Exit code 0: all counted, 1: a tokenizer was refused.")
+    prep.add_argument("--db", default=None, help=_STORE_HELP + "; the lengths go next to it")
+    prep.add_argument("--lengths-dir", default=None, help="where the lengths go (default: token-lengths/ next to --db)")
+    prep.add_argument("--data-dir", default=None, help=_GOLD_HELP)
+    prep.add_argument("--tokenizer-dir", action="append", default=None,
+                      help="folder of tokenizers by Hub id (owner--name), repeatable (default $ELUE_TOKENIZER_DIR)")
+    prep.set_defaults(func=cmd_prepare)
 
 
 def _open(args):
@@ -154,3 +168,22 @@ def cmd_submit(args) -> int:
         again = open_command(store, data_dir=gold, tokenizer_dir=args.tokenizer_dir, verify_dir=args.verify_dir)
         print(f"open it with: {again}")
     return 0
+
+
+def cmd_prepare(args) -> int:
+    from ..elue.submission.lengths import prepare
+    from ..leaderboard.lengths_job import folder_for_db
+    from ..leaderboard.store import default_db_path
+
+    data = _gold(args)
+    if data is None or not os.path.isdir(data):
+        raise ValueError("give --data-dir (or set ELUE_DATA_DIR) with the ELUE data (<Task>/test_full.tsv)")
+    roots = args.tokenizer_dir or ([os.environ["ELUE_TOKENIZER_DIR"]] if os.environ.get("ELUE_TOKENIZER_DIR") else [])
+    if not roots:
+        raise ValueError("give --tokenizer-dir (or set ELUE_TOKENIZER_DIR): the folder of the allowed tokenizers")
+    folder = args.lengths_dir or folder_for_db(args.db or default_db_path())
+    rows = prepare(roots, data, folder, log=lambda line: print(line, flush=True))
+    done = {status: sum(r["status"] == status for r in rows) for status in ("counted", "cached", "refused")}
+    print(f"token lengths in {folder}: {done['counted']} counted, {done['cached']} already there, "
+          f"{done['refused']} tokenizer(s) refused")
+    return 1 if done["refused"] else 0

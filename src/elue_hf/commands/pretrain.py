@@ -1,5 +1,6 @@
 """``elue-hf pretrain``: continued multi-exit pre-training (registered by ``elue_hf.cli``; the work is in
-:mod:`elue_hf.elasticbert.pretraining`, which also runs under ``accelerate launch -m``). Import stays light."""
+:mod:`elue_hf.elasticbert.pretraining`). ``accelerate launch -m elue_hf.elasticbert.pretraining`` runs this command
+too (that package's ``__main__``), so the options live here only. Import stays light."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@
     elue-hf train --model PATH --dataset csv --data-files train=a.csv,validation=b.csv --text-columns text
     accelerate launch -m elue_hf.commands.train --model PATH --dataset glue --dataset-config sst2 ...
 
-The logic is in :mod:`elue_hf.elasticbert.finetune`; heavy imports happen inside the command.
+The logic is in :mod:`elue_hf.finetune`; heavy imports happen inside the command.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def cmd_train(args) -> int:
     check_source(args.model, "--model")
     if args.tokenizer:
         check_source(args.tokenizer, "--tokenizer", TOKENIZER_FILES, "tokenizer")
-    from ..elasticbert.finetune import (
+    from ..finetune import (
         FinetuneSettings,
         finetune,
         load_classification_data,

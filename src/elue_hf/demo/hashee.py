@@ -22,9 +22,9 @@ from contextlib import contextmanager
 import numpy as np
 
 from ..elue.flops.params import count_parameters
-from ..elue.methods.hashee_flops import classifier_flops, last_active_counts, module_spec
 from ..hashee.hashing import frequency_table, tokenize_texts
 from ..hashee.model import apply_hashee, hashee_config_for, remove_hashee
+from ..methods.hashee_flops import classifier_flops, last_active_counts, module_spec
 from .context import DemoContext, OperatingPoint, in_row_order
 
 __all__ = ["run", "fine_tune", "evaluate"]
@@ -93,9 +93,9 @@ def evaluate(model, table, ctx: DemoContext, batch_size: int = 64) -> dict:
 
 def _write_submission(out_dir, model, result, ctx: DemoContext, label: str):
     """The ELUE submission of the run; its file carries the settings ``{"exit": "hashee"}`` that re-run it."""
-    from elue_hf.elue.methods.hashee_points import TokenExitOutputs, hashee_prediction_file
     from elue_hf.elue.submission import read_submission, write_submission
     from elue_hf.elue.tasks import TASKS
+    from elue_hf.methods.hashee_points import TokenExitOutputs, hashee_prediction_file
 
     outputs = TokenExitOutputs(result["predictions"].tolist(), result["lengths"], result["counts"])
     path = write_submission(

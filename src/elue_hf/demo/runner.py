@@ -111,7 +111,7 @@ def evaluate_exits(ctx: DemoContext, batch_size: int = 64) -> list[OperatingPoin
     settings += [(ExitSetting("patience", p), "patience", f"p={p}") for p in PATIENCE_SWEEP if p < len(exit_layers)]
     points = []
     for setting, name, label in settings:
-        layers, logits = derive_exits(all_logits, exit_layers, setting)
+        layers, logits = derive_exits(all_logits, exit_layers, setting, decide=model.exit_layers_from_logits)
         points.append(_point(f"ElasticBERT {name}", label, logits.argmax(-1), labels, layers.tolist(), lengths,
                              setting.mode))
     return points

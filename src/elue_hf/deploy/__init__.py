@@ -13,9 +13,12 @@ import importlib
 
 _EXPORTS = {
     "OnnxElasticBertForSequenceClassification": "runtime",
+    "OnnxMultiExitForSequenceClassification": "runtime",
     "OnnxExitOutput": "runtime",
+    "session_options": "runtime",
     "load_bundle_config": "bundle",
     "export_elasticbert": "export",
+    "export_multi_exit": "export",
     "export_full_depth": "export",
     "quantize_int8": "int8",
 }

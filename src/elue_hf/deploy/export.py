@@ -22,7 +22,7 @@ from torch import nn
 from ..elasticbert.modeling_elasticbert import ElasticBertForSequenceClassification
 from .bundle import layer_file, write_bundle_config
 
-__all__ = ["export_elasticbert", "export_full_depth", "quantize_onnx_int8", "DEFAULT_OPSET"]
+__all__ = ["export_multi_exit", "export_elasticbert", "export_full_depth", "quantize_onnx_int8", "DEFAULT_OPSET"]
 
 logger = logging.getLogger(__name__)
 DEFAULT_OPSET = 18
@@ -34,50 +34,76 @@ def _additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Te
     return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
 
+def _padding_form(model, ids, mask, types) -> bool:
+    """Whether the family's layers take the boolean (batch, 1, 1, seq) padding mask (DeBERTa, ModernBERT: they
+    build their own masks from it) rather than a BERT-style attention mask: read from what ``embed`` returns."""
+    with torch.no_grad():
+        layer_mask = model.elasticbert.embed(ids, mask, types if _uses_token_types(model) else None)[1]
+    return (isinstance(layer_mask, torch.Tensor) and layer_mask.dtype == torch.bool
+            and tuple(layer_mask.shape) == (ids.shape[0], 1, 1, ids.shape[1])
+            and bool((layer_mask[:, 0, 0, :] == mask.bool()).all()))
+
+
+def _uses_token_types(model) -> bool:
+    """ElasticBERT and the families with token-type embeddings take ``token_type_ids``; DistilBERT, ModernBERT and
+    DeBERTa without type embeddings refuse non-zero ones (a data-dependent check the exporter cannot trace)."""
+    config = getattr(model.config, "backbone_config", model.config)
+    return int(getattr(config, "type_vocab_size", 0) or 0) > 0
+
+
 class EmbeddingsPiece(nn.Module):
+    """What every instance runs before layer 1 (the family's ``embed``: lookups, positions, projections)."""
+
     def __init__(self, model: ElasticBertForSequenceClassification):
         super().__init__()
-        self.embeddings = model.elasticbert.embeddings
+        self.model = model
+        self.types = _uses_token_types(model)
 
-    def forward(self, input_ids, token_type_ids):
-        return self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        return self.model.elasticbert.embed(input_ids, attention_mask, token_type_ids if self.types else None)[0]
 
 
 class LayerPiece(nn.Module):
-    """Layer ``i`` and, when it has one, its exit: returns the new states (and the exit's logits)."""
+    """Layer ``i`` and, when it has one (and ``with_exit``), its exit: returns the new states (and the exit's
+    logits). Runs through the model's multi-exit interface (``run_layer``, ``exit_states``, ``pool``,
+    ``exit_head``), so the layers, masks and heads are the family's own."""
 
-    def __init__(self, model: ElasticBertForSequenceClassification, i: int):
+    def __init__(self, model: ElasticBertForSequenceClassification, i: int, padding_form: bool = False,
+                 with_exit: bool = True):
         super().__init__()
-        encoder = model.elasticbert.encoder
-        self.layer = encoder.layer[i]
-        exits = list(encoder.exit_layer_indices)
-        self.has_exit = i in exits
-        if self.has_exit:
-            j = exits.index(i)
-            self.pooler = encoder.pooler[i]
-            self.head = model.classifier if model.is_static else model.classifiers[j]
-            self.mean = model.config.pooling == "mean"
+        self.model, self.i, self.padding_form = model, i, padding_form
+        exits = list(model.elasticbert.encoder.exit_layer_indices)
+        self.has_exit = with_exit and i in exits
+        self.j = exits.index(i) if self.has_exit else None
+        self.mean = model.config.pooling == "mean"
 
     def forward(self, hidden_states, attention_mask):
-        hidden_states = self.layer(hidden_states, _additive_mask(attention_mask, hidden_states.dtype))
+        encoder = self.model.elasticbert.encoder
+        if self.padding_form:
+            layer_mask = attention_mask.bool()[:, None, None, :]
+        else:
+            layer_mask = _additive_mask(attention_mask, hidden_states.dtype)
+        hidden_states = encoder.run_layer(self.i, hidden_states, layer_mask)
         if not self.has_exit:
             return hidden_states
-        pooled = self.pooler(hidden_states, attention_mask if self.mean else None)
-        return hidden_states, self.head(pooled)
+        states = encoder.exit_states(self.i, hidden_states)
+        pooled = encoder.pool(self.i, states, attention_mask if self.mean else None)
+        return hidden_states, self.model.exit_head(self.j, pooled)
 
 
 class FullDepthPiece(nn.Module):
     """The whole model read at its top exit, as one graph: what a user exports without exits (the baseline)."""
 
-    def __init__(self, model: ElasticBertForSequenceClassification):
+    def __init__(self, model: ElasticBertForSequenceClassification, padding_form: bool = False):
         super().__init__()
+        layers = model.config.num_hidden_layers
         self.embeddings = EmbeddingsPiece(model)
-        self.layers = nn.ModuleList([LayerPiece(model, i) for i in range(model.config.num_hidden_layers)])
-        for piece in self.layers[:-1]:
-            piece.has_exit = False  # the lower exits are not read: the graph computes only the top one
+        # the lower exits are not read: the graph computes only the top one
+        self.layers = nn.ModuleList([LayerPiece(model, i, padding_form, with_exit=i == layers - 1)
+                                     for i in range(layers)])
 
     def forward(self, input_ids, attention_mask, token_type_ids):
-        hidden = self.embeddings(input_ids, token_type_ids)
+        hidden = self.embeddings(input_ids, attention_mask, token_type_ids)
         for piece in self.layers[:-1]:
             hidden = piece(hidden, attention_mask)
         return self.layers[-1](hidden, attention_mask)[1]
@@ -93,9 +119,14 @@ def _export(module: nn.Module, args: tuple, names: list[str], outputs: list[str]
     program.save(str(path), external_data=False)
 
 
+def _backbone_config(config):
+    """The config holding the encoder's own fields (the backbone's for a multi-exit family, else the model's)."""
+    return getattr(config, "backbone_config", config)
+
+
 def _sample_inputs(config):
     g = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, config.vocab_size, _SAMPLE_SHAPE, generator=g)
+    ids = torch.randint(4, _backbone_config(config).vocab_size, _SAMPLE_SHAPE, generator=g)
     mask = torch.ones(_SAMPLE_SHAPE, dtype=torch.long)
     mask[1, -2:] = 0
     return ids, mask, torch.zeros_like(ids)
@@ -113,22 +144,28 @@ def quantize_onnx_int8(source: Path, target: Path) -> None:
     quantize_dynamic(str(source), str(target), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
 
 
+_MULTI_EXIT_TYPES = ("elasticbert", "multiexit")
+
+
 def _load(model_or_path) -> tuple[ElasticBertForSequenceClassification, object]:
     from ..tokenizer_io import load_tokenizer
 
-    if isinstance(model_or_path, ElasticBertForSequenceClassification):
+    if isinstance(model_or_path, ElasticBertForSequenceClassification):  # MultiExitForSequenceClassification too
         return model_or_path, None
     if isinstance(model_or_path, nn.Module):
-        raise ValueError(f"export_elasticbert exports an ElasticBertForSequenceClassification, got "
+        raise ValueError(f"export exports a multi-exit classifier (ElasticBERT or elue_hf.multiexit), got "
                          f"{type(model_or_path).__name__}; convert it first (`elue-hf convert`)")
     path = Path(model_or_path)
     if not (path / "config.json").is_file():
-        raise ValueError(f"{path} is not a model folder (no config.json); pass a saved ElasticBERT classifier")
+        raise ValueError(f"{path} is not a model folder (no config.json); pass a saved multi-exit classifier")
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    if config.get("model_type") != "elasticbert":
-        raise ValueError(f"{path} holds a {config.get('model_type')!r} model; only ElasticBERT classifiers export "
-                         "with their exits (convert a BERT with `elue-hf convert`)")
-    model = ElasticBertForSequenceClassification.from_pretrained(path)
+    if config.get("model_type") not in _MULTI_EXIT_TYPES:
+        raise ValueError(f"{path} holds a {config.get('model_type')!r} model; only multi-exit classifiers (ElasticBERT "
+                         "or a converted RoBERTa, XLM-R, CamemBERT, ELECTRA, DistilBERT, DeBERTa-v2/v3, ModernBERT) "
+                         "export with their exits: convert it first with `elue-hf convert`")
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(path)
     return model, load_tokenizer(None, path)
 
 
@@ -143,12 +180,23 @@ def _prepare_dir(output_dir, overwrite: bool) -> Path:
     return out
 
 
-def export_elasticbert(model_or_path, output_dir, quantize: str | None = None, opset: int = DEFAULT_OPSET,
-                       tokenizer=None, overwrite: bool = False) -> Path:
-    """Write an ONNX bundle of an ElasticBERT classifier that keeps every exit.
+def _exportable(model) -> ElasticBertForSequenceClassification:
+    """The model in eval mode with an attention implementation the exporter traces (eager or SDPA)."""
+    model = model.eval()
+    config = _backbone_config(model.config)
+    if getattr(config, "_attn_implementation", None) not in (None, "eager", "sdpa"):
+        raise ValueError(f"the ONNX export traces eager or SDPA attention, the model uses "
+                         f"{config._attn_implementation!r}; load it with attn_implementation='sdpa'")
+    return model
+
+
+def export_multi_exit(model_or_path, output_dir, quantize: str | None = None, opset: int = DEFAULT_OPSET,
+                      tokenizer=None, overwrite: bool = False) -> Path:
+    """Write an ONNX bundle of a multi-exit classifier that keeps every exit.
 
     Args:
-        model_or_path: an ``ElasticBertForSequenceClassification`` or a folder saved by elue-hf.
+        model_or_path: an ``ElasticBertForSequenceClassification`` or ``MultiExitForSequenceClassification``
+            (RoBERTa, XLM-R, CamemBERT, ELECTRA, DistilBERT, DeBERTa-v2/v3, ModernBERT), or a folder saved by elue-hf.
         output_dir: a new (or empty) folder; an existing non-empty one needs ``overwrite=True``.
         quantize: ``None`` (fp32) or ``"int8"`` (ONNX Runtime dynamic quantization of every piece).
         opset: ONNX opset of the pieces (>= 18, what the torch.export-based exporter emits).
@@ -163,19 +211,21 @@ def export_elasticbert(model_or_path, output_dir, quantize: str | None = None, o
     from ..tokenizer_io import load_tokenizer, save_tokenizer
 
     tokenizer = load_tokenizer(tokenizer) if tokenizer is not None else found_tokenizer
+    model = _exportable(model)
     out = _prepare_dir(output_dir, overwrite)
-    model = model.eval()
     config = model.config
     fp32_dir = out / "fp32" if quantize else out
     fp32_dir.mkdir(exist_ok=True)
     ids, mask, types = _sample_inputs(config)
-    _export(EmbeddingsPiece(model), (ids, types), ["input_ids", "token_type_ids"], ["hidden_states"],
+    padding_form = _padding_form(model, ids, mask, types)
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if _uses_token_types(model) else [])
+    _export(EmbeddingsPiece(model), (ids, mask, types)[: len(names)], names, ["hidden_states"],
             fp32_dir / "embeddings.onnx", opset)
     with torch.no_grad():
-        hidden = model.elasticbert.embeddings(input_ids=ids, token_type_ids=types)
+        hidden = EmbeddingsPiece(model)(ids, mask, types)
     layers = []
     for i in range(config.num_hidden_layers):
-        piece = LayerPiece(model, i)
+        piece = LayerPiece(model, i, padding_form)
         outputs = ["layer_output", "logits"] if piece.has_exit else ["layer_output"]
         _export(piece, (hidden, mask), ["hidden_states", "attention_mask"], outputs, fp32_dir / layer_file(i), opset)
         layers.append(layer_file(i))
@@ -186,30 +236,49 @@ def export_elasticbert(model_or_path, output_dir, quantize: str | None = None, o
     config.save_pretrained(out)
     if tokenizer is None or not save_tokenizer(tokenizer, out):
         logger.warning("bundle %s has no tokenizer: predict(texts) will not work, forward(input_ids) will", out)
+    write_bundle_config(out, _bundle_fields(model, tokenizer, quantize, opset, layers))
+    return out
+
+
+#: the name of the first release (ElasticBERT only); it exports every multi-exit family now
+export_elasticbert = export_multi_exit
+
+
+def _bundle_fields(model, tokenizer, quantize, opset, layers) -> dict:
+    config = model.config
     label_names = [config.id2label[i] for i in range(config.num_labels)] if config.num_labels > 1 else ["score"]
-    write_bundle_config(out, {
+    fields = {
+        "model_type": config.model_type,
         "num_layers": config.num_hidden_layers,
         "exit_layers": [i + 1 for i in config.exit_layer_indices],
         "pooling": config.pooling,
         "num_labels": config.num_labels,
         "head": "regression" if config.num_labels == 1 else "classification",
         "id2label": label_names,
-        "dims": {"hidden_size": config.hidden_size, "intermediate_size": config.intermediate_size,
-                 "num_attention_heads": config.num_attention_heads},
         "max_length": _max_length(config, tokenizer),
+        "pad_token": getattr(tokenizer, "pad_token", None) or "[PAD]",
         "quantize": quantize,
         "opset": opset,
         "embeddings": "embeddings.onnx",
         "layers": layers,
         "defaults": {"exit_criterion": config.exit_criterion, "entropy_threshold": config.entropy_threshold,
                      "patience": config.patience, "regression_threshold": config.regression_threshold},
-    })
-    return out
+    }
+    if config.model_type == "elasticbert":
+        fields["dims"] = {"hidden_size": config.hidden_size, "intermediate_size": config.intermediate_size,
+                          "num_attention_heads": config.num_attention_heads}
+    else:  # the family's own ELUE rule, written out so that the torch-free runtime counts without transformers
+        from dataclasses import asdict
+
+        from ..elue.flops.architectures import encoder_shape
+
+        fields["flops_shape"] = asdict(encoder_shape(config))
+    return fields
 
 
 def _max_length(config, tokenizer) -> int:
     """Truncation length for the runtime's tokenizer: the tokenizer's own limit, at most the position table."""
-    limit = int(config.max_position_embeddings)
+    limit = int(getattr(_backbone_config(config), "max_position_embeddings", 512))
     own = getattr(tokenizer, "model_max_length", None)
     return min(limit, int(own)) if isinstance(own, int) and own > 0 else limit
 
@@ -218,10 +287,11 @@ def export_full_depth(model: ElasticBertForSequenceClassification, path, opset: 
                       quantize: str | None = None) -> Path:
     """One ONNX graph of the whole model read at its top exit: the no-exit baseline a user would deploy."""
     path = Path(path)
+    model = _exportable(model)
     ids, mask, types = _sample_inputs(model.config)
     target = path.with_suffix(".fp32.onnx") if quantize else path
-    _export(FullDepthPiece(model), (ids, mask, types), ["input_ids", "attention_mask", "token_type_ids"], ["logits"],
-            target, opset)
+    _export(FullDepthPiece(model, _padding_form(model, ids, mask, types)), (ids, mask, types),
+            ["input_ids", "attention_mask", "token_type_ids"], ["logits"], target, opset)
     if quantize:
         quantize_onnx_int8(target, path)
         target.unlink()

@@ -20,7 +20,8 @@ import numpy as np
 from .bundle import load_bundle_config
 from .policy import NumpyExitPolicy, resolve_exit_options, trim_padding
 
-__all__ = ["OnnxElasticBertForSequenceClassification", "OnnxExitOutput"]
+__all__ = ["OnnxElasticBertForSequenceClassification", "OnnxMultiExitForSequenceClassification", "OnnxExitOutput",
+           "session_options"]
 
 
 @dataclass
@@ -31,7 +32,13 @@ class OnnxExitOutput:
     exit_layer: np.ndarray
 
 
-def _session_options(threads: int | None):
+def session_options(threads: int | None = None, spinning: bool = False):
+    """The ONNX Runtime ``SessionOptions`` of every graph of a bundle (and of the benchmark's one-graph baseline).
+
+    ``spinning=False`` sets ``session.intra_op.allow_spinning=0`` (and inter-op): ONNX Runtime's worker threads
+    otherwise busy-wait after each run, and a bundle has one session (one thread pool) per graph, so the pool of the
+    graph that just ran spins on the cores the next graph needs. Measured on a 2-core machine at batch 1, seq 32, a
+    6-layer/384 bundle: one layer 26 ms with spinning, 1.6 ms without (docs/deploy.md, "Speed")."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -39,6 +46,9 @@ def _session_options(threads: int | None):
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return options
 
 
@@ -54,15 +64,18 @@ class OnnxElasticBertForSequenceClassification:
         self.tokenizer = tokenizer
         self.exit_layers = list(config["exit_layers"])
         self.num_layers = int(config["num_layers"])
+        self._embedding_inputs = [i.name for i in self.embeddings.get_inputs()]
 
     @classmethod
-    def from_pretrained(cls, directory, threads: int | None = None, providers=None):
-        """Load a bundle written by ``elue-hf export`` (``threads``: ONNX Runtime intra-op threads)."""
+    def from_pretrained(cls, directory, threads: int | None = None, providers=None, spinning: bool = False):
+        """Load a bundle written by ``elue-hf export`` (``threads``: ONNX Runtime intra-op threads; ``providers``:
+        ONNX Runtime execution providers, default CPU; ``spinning``: let idle worker threads busy-wait, see
+        :func:`session_options`)."""
         import onnxruntime as ort
 
         directory = Path(directory)
         config = load_bundle_config(directory)
-        options = _session_options(threads)
+        options = session_options(threads, spinning)
         providers = providers or ["CPUExecutionProvider"]
 
         def session(name):
@@ -86,7 +99,8 @@ class OnnxElasticBertForSequenceClassification:
         num_labels = int(self.config["num_labels"])
         policy = NumpyExitPolicy(criterion, entropy_threshold, patience, regression_threshold, num_labels == 1)
         last = static_layer if criterion == "static" else self.num_layers
-        hidden = self.embeddings.run(None, {"input_ids": input_ids, "token_type_ids": types})[0]
+        inputs = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": types}
+        hidden = self.embeddings.run(None, {name: inputs[name] for name in self._embedding_inputs})[0]
         batch = input_ids.shape[0]
         rows = np.arange(batch)
         logits_out = np.zeros((batch, num_labels), dtype=np.float32)
@@ -139,11 +153,11 @@ class OnnxElasticBertForSequenceClassification:
         return ids, mask, types
 
     def _results(self, out: OnnxExitOutput, lengths, exit_options) -> list[dict]:
-        from ..elue.flops.analytic import elasticbert_flops
+        from ..elue.flops.analytic import model_flops
 
         criterion = resolve_exit_options(self.config, **exit_options)[0]
         mode = "dynamic" if criterion in ("entropy", "patience") else "static"
-        mflops = elasticbert_flops(self.flops_config(), lengths, out.exit_layer, mode)
+        mflops = model_flops(self.flops_config(), lengths, out.exit_layer, mode)
         labels = self.config["id2label"]
         results = []
         for logits, layer, flops in zip(out.logits, out.exit_layer, np.atleast_1d(mflops)):
@@ -157,13 +171,20 @@ class OnnxElasticBertForSequenceClassification:
         return results
 
     def flops_config(self):
-        """The dimensions ELUE's FLOPs rule reads (an exported model counts as the same exits: ELUE counts ops)."""
+        """What ELUE's FLOPs rule reads (an exported model counts as the same exits: ELUE counts ops): the
+        ElasticBERT dimensions, or the family's ``EncoderShape`` written by the exporter."""
         from types import SimpleNamespace
 
+        if "flops_shape" in self.config:
+            return _encoder_shape(self.config["flops_shape"])
         dims = self.config["dims"]
         return SimpleNamespace(model_type="elasticbert", num_hidden_layers=self.num_layers,
                                num_output_layers=len(self.exit_layers), num_labels=int(self.config["num_labels"]),
                                max_output_layers=self.num_layers, **dims)
+
+
+#: the same runtime under a family-neutral name: a bundle of any multi-exit family (ElasticBERT, RoBERTa, ...)
+OnnxMultiExitForSequenceClassification = OnnxElasticBertForSequenceClassification
 
 
 def _load_tokenizer(directory: Path, config: dict):
@@ -174,5 +195,16 @@ def _load_tokenizer(directory: Path, config: dict):
 
     tokenizer = Tokenizer.from_file(str(path))
     tokenizer.enable_truncation(int(config.get("max_length", 512)))
-    tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]") or 0, pad_token="[PAD]")
+    pad = config.get("pad_token") or "[PAD]"
+    tokenizer.enable_padding(pad_id=tokenizer.token_to_id(pad) or 0, pad_token=pad)
     return tokenizer
+
+
+def _encoder_shape(fields: dict):
+    """The ``EncoderShape`` a bundle's ``flops_shape`` describes (JSON lists back to the dataclasses' tuples)."""
+    from ..elue.flops.architectures.shape import EncoderShape, ExitShape, LayerShape
+
+    tuples = {key: tuple(fields[key]) if fields.get(key) is not None else None
+              for key in ("exit_layers", "embedding_proj", "conv")}
+    return EncoderShape(**{**fields, **tuples, "layers": tuple(LayerShape(**layer) for layer in fields["layers"]),
+                           "exit": ExitShape(**fields["exit"])})

@@ -367,21 +367,28 @@ class ElasticBertPreTrainedModel(PreTrainedModel):
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """``PreTrainedModel.from_pretrained``; a checkpoint whose tensor shapes do not fit raises a ``ValueError``
         that names every mismatched key with both shapes (unless ``ignore_mismatched_sizes=True``)."""
-        if kwargs.get("ignore_mismatched_sizes"):
-            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        want_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(
-            pretrained_model_name_or_path, *args, **kwargs, ignore_mismatched_sizes=True, output_loading_info=True
+        return load_checking_shapes(super().from_pretrained, cls.__name__, pretrained_model_name_or_path, *args,
+                                    **kwargs)
+
+
+def load_checking_shapes(load, class_name: str, pretrained_model_name_or_path, *args, **kwargs):
+    """``load(path, ...)`` (a ``from_pretrained``) raising a ``ValueError`` that names every key whose shape does not
+    fit ``class_name`` with both shapes, unless ``ignore_mismatched_sizes=True`` is passed."""
+    if kwargs.get("ignore_mismatched_sizes"):
+        return load(pretrained_model_name_or_path, *args, **kwargs)
+    want_info = kwargs.pop("output_loading_info", False)
+    model, info = load(
+        pretrained_model_name_or_path, *args, **kwargs, ignore_mismatched_sizes=True, output_loading_info=True
+    )
+    if info["mismatched_keys"]:
+        details = "; ".join(
+            f"{key}: checkpoint {tuple(ckpt)} vs model {tuple(ours)}" for key, ckpt, ours in info["mismatched_keys"]
         )
-        if info["mismatched_keys"]:
-            details = "; ".join(
-                f"{key}: checkpoint {tuple(ckpt)} vs model {tuple(ours)}" for key, ckpt, ours in info["mismatched_keys"]
-            )
-            raise ValueError(
-                f"Checkpoint {pretrained_model_name_or_path} does not fit {cls.__name__} with this config. "
-                f"Mismatched shapes: {details}"
-            )
-        return (model, info) if want_info else model
+        raise ValueError(
+            f"Checkpoint {pretrained_model_name_or_path} does not fit {class_name} with this config. "
+            f"Mismatched shapes: {details}"
+        )
+    return (model, info) if want_info else model
 
 
 class ElasticBertModel(ElasticBertPreTrainedModel):
@@ -547,6 +554,12 @@ class ElasticBertForSequenceClassification(ElasticBertPreTrainedModel):
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self._build_exit_heads(config, dropout)
         self.post_init()
+
+    @staticmethod
+    def exit_layers_from_logits(all_logits: torch.Tensor, exit_layers, criterion, **policy_kwargs) -> torch.Tensor:
+        """The exit this model's early exit picks for each row, from every exit's logits of one full pass
+        (:func:`exit_layers_from_logits`): how callers that hold the model but not this module get its rule."""
+        return exit_layers_from_logits(all_logits, exit_layers, criterion, **policy_kwargs)
 
     def _build_exit_heads(self, config, dropout: float) -> None:
         """One shared dropout and a classifier per exit (``classifiers``), or one ``classifier`` (static)."""

@@ -334,7 +334,7 @@ def make_tokenize_fn(tokenizer, task: ElueTask, max_length: int = 128):
 def token_lengths(tokenizer, task: str | ElueTask, dataset_or_batch, max_length: int = 128) -> np.ndarray:
     """Tokenize ELUE examples and count their tokens (with [CLS]/[SEP], after truncation at ``max_length``): the
     lengths ELUE FLOPs are counted at. (For the rows of an already padded batch, see
-    :func:`elue_hf.elue.methods.hashee_flops.unpadded_lengths`.)"""
+    :func:`elue_hf.methods.hashee_flops.unpadded_lengths`.)"""
     task = get_task(task)
     batch = dataset_or_batch if isinstance(dataset_or_batch, dict) else dataset_or_batch.to_dict()
     enc = tokenize_examples(tokenizer, task, batch, max_length)

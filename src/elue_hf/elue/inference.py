@@ -112,17 +112,18 @@ def check_settings(settings: Sequence[ExitSetting], dims, elastic: bool, regress
                              f"{len(exits)} exits), got {s.value:g}")
 
 
-def derive_exits(all_logits, exit_layers: Sequence[int], setting: ExitSetting, regression_threshold: float = 0.0):
+def derive_exits(all_logits, exit_layers: Sequence[int], setting: ExitSetting, regression_threshold: float = 0.0,
+                 decide: Callable | None = None):
     """Exit layer (1-based) and logits of each row for ``setting``, from every exit's logits of one full pass.
 
     ``all_logits`` is (rows, exits, labels). Entropy and patience take the decision of the model's batched early
     exit (``ElasticBertForSequenceClassification(..., exit_criterion=...)``): the first exit whose entropy is below
     the threshold / whose prediction agreed with the previous ``patience`` exits (for regression: differed by less
-    than ``regression_threshold``); patience 0 means no early exit. Returns ``(layers, logits)`` tensors.
+    than ``regression_threshold``); patience 0 means no early exit. ``decide`` is that rule, taken from the model
+    (``model.exit_layers_from_logits``, so ELUE needs no import of the model code); static depths do without it.
+    Returns ``(layers, logits)`` tensors.
     """
     import torch
-
-    from ..elasticbert.modeling_elasticbert import exit_layers_from_logits
 
     exit_layers = [int(k) for k in exit_layers]
     rows = all_logits.shape[0]
@@ -133,7 +134,10 @@ def derive_exits(all_logits, exit_layers: Sequence[int], setting: ExitSetting, r
     else:
         kwargs = ({"entropy_threshold": float(setting.value)} if setting.exit == "entropy"
                   else {"patience": int(setting.value), "regression_threshold": float(regression_threshold)})
-        layers = exit_layers_from_logits(all_logits, exit_layers, setting.exit, **kwargs)
+        if decide is None:
+            raise ValueError(f"--{setting.exit} needs the model's early-exit rule: pass "
+                             "decide=model.exit_layers_from_logits (a multi-exit model)")
+        layers = decide(all_logits, exit_layers, setting.exit, **kwargs)
     index = torch.as_tensor([exit_layers.index(int(k)) for k in layers.tolist()], dtype=torch.long)
     return layers, all_logits[torch.arange(rows), index]
 
@@ -195,9 +199,10 @@ def run_operating_points(
         raise ValueError(f"the model returned {all_logits.shape[1]} exits' logits, its config declares "
                          f"{len(dims.exit_layers)}")
     threshold = float(getattr(model.config, "regression_threshold", 0.0) or 0.0)
+    decide = getattr(model, "exit_layers_from_logits", None)  # the model's own early-exit rule (multi-exit models)
     points = []
     for s in settings:
-        layers, logits = derive_exits(all_logits, dims.exit_layers, s, threshold)
+        layers, logits = derive_exits(all_logits, dims.exit_layers, s, threshold, decide)
         extra = {"layers": int(s.value)} if s.exit == "static" else {"exit": s.exit, "value": s.value}
         points.append(PointOutputs(s.label, s.mode, _decode(task, logits), layers.tolist(), list(lengths), extra))
     return points
@@ -246,6 +251,18 @@ def to_prediction_file(point: PointOutputs, task: ElueTask, dims: ModelDims, par
     return PredictionFile(modules=modules, **common)
 
 
+def point_mean_mflops(model, point: PointOutputs) -> float:
+    """ELUE's mean MFLOPs of a point of ``model`` (or its config): each row's modules up to the exit it took, read
+    with the model's module spec (exactly as a submission's ``modules`` column is scored)."""
+    from .flops.module_spec import modules_macs_column
+    from .submission.format import _mean_from_macs
+
+    config = getattr(model, "config", model)
+    dims = flops_shape(config)  # ModelDims (BERT layers) or the family's EncoderShape (multi-exit models)
+    modules = [encoder_modules(dims, int(n), int(k), point.mode) for n, k in zip(point.lengths, point.exit_layers)]
+    return _mean_from_macs(modules_macs_column(modules, module_spec_from_config(config)))
+
+
 def submission_spec(model) -> dict | None:
     """The declarative module spec (None on the generic route: its FLOPs are self-reported)."""
     shape = flops_shape(model)
@@ -254,4 +271,4 @@ def submission_spec(model) -> dict | None:
     return with_embedding_sizes(module_spec_from_config(shape), model.config)
 
 
-__all__ += ["submission_spec", "operating_point_params"]
+__all__ += ["submission_spec", "operating_point_params", "point_mean_mflops"]

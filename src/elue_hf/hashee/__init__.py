@@ -7,12 +7,13 @@
 >>> save_hashee_model(model, out_dir, tokenizer)              # config.json model_type "hashee_<base type>"
 >>> model = load_hashee_model(out_dir)                           # or, with elue_hf imported, AutoModel*.from_pretrained
 
-Their ELUE FLOPs (token-level rule) are counted by :mod:`elue_hf.elue.methods.hashee_flops`. Importing this package
+Their ELUE FLOPs (token-level rule) are counted by :mod:`elue_hf.methods.hashee_flops`. Importing this package
 registers the HashEE model types with the Auto classes (:func:`register_hashee`).
 """
 
-from .auto import HashEEModelConfig, base_model_type, hashee_config_class, is_hashee_config, register_hashee
+from .auto import register_hashee
 from .config import HASH_FUNCTIONS, HashEEConfig
+from .configuration_hashee import HashEEModelConfig, base_model_type, hashee_config_class, is_hashee_config
 from .hashing import (
     HashTable,
     build_hash_table,

@@ -11,29 +11,17 @@ a subclass, it is everything the base model code reads; only the saved ``config.
   with the saved exit table applied, as :func:`~elue_hf.hashee.load_hashee_model` does;
 - plain transformers refuses such a folder (unknown model type ``hashee_bert``) instead of silently dropping HashEE.
 
-The HashEE config keeps the table settings (:class:`~elue_hf.hashee.HashEEConfig`) in its ``hashee`` block.
+The HashEE config keeps the table settings (:class:`~elue_hf.hashee.HashEEConfig`) in its ``hashee`` block. The
+config classes themselves live in :mod:`.configuration_hashee` (re-exported here); this module adds the loaders.
 """
 
 from __future__ import annotations
 
-import sys
-from typing import Any
+from . import configuration_hashee as _configuration
+from .configuration_hashee import *  # noqa: F401,F403  (the config types, re-exported)
+from .configuration_hashee import expose, hashee_config_class, is_hashee_config, on_new_config_class
 
-from transformers import AutoConfig, PreTrainedConfig
-
-__all__ = [
-    "HASHEE_MODEL_TYPE_PREFIX",
-    "HashEEModelConfig",
-    "hashee_config_class",
-    "is_hashee_config",
-    "base_model_type",
-    "to_hashee_config",
-    "to_base_config",
-    "ensure_hashee_model_type",
-    "register_hashee",
-]
-
-HASHEE_MODEL_TYPE_PREFIX = "hashee_"
+__all__ = [*_configuration.__all__, "register_hashee"]
 
 #: ``AutoModel*`` classes that learn the HashEE model types, with the public transformers mapping each one reads.
 AUTO_CLASSES = {
@@ -50,103 +38,7 @@ AUTO_CLASSES = {
 }
 
 
-class HashEEModelConfig:
-    """Mixed into ``HashEE<BaseConfig>`` (first base): the config of a HashEE model.
-
-    ``base_config_class`` is the config class of the model underneath; the ``hashee`` attribute holds the
-    :class:`~elue_hf.hashee.HashEEConfig` as a dict. A HashEE checkpoint never points transformers at code to run: its
-    ``config.json`` has no ``auto_map`` (a base such as ElasticBERT may set one in memory; it is not saved), so only
-    the registered HashEE model types load it.
-    """
-
-    base_config_class: type[PreTrainedConfig]
-
-    def to_dict(self) -> dict[str, Any]:
-        output = super().to_dict()
-        output.pop("auto_map", None)
-        return output
-
-
-_CONFIG_CLASSES: dict[type, type] = {}
 _LOADERS: dict[str, type] = {}
-
-
-def _declare(cls: type) -> type:
-    """Make ``cls`` reachable as an attribute of this module (so configs pickle by reference)."""
-    module = sys.modules[__name__]
-    if getattr(module, cls.__name__, cls) is cls:
-        setattr(module, cls.__name__, cls)
-    return cls
-
-
-def hashee_config_class(config_cls: type) -> type:
-    """``HashEE<Base>``: the config class of a HashEE model built on ``config_cls`` (one class per base class, made on
-    first use and registered with ``AutoConfig`` / ``AutoModel*``). A HashEE config class maps to itself."""
-    if isinstance(config_cls, type) and issubclass(config_cls, HashEEModelConfig):
-        return config_cls
-    if not (isinstance(config_cls, type) and issubclass(config_cls, PreTrainedConfig)) or not config_cls.model_type:
-        raise TypeError(f"HashEE needs a transformers config class with a model_type, got {config_cls!r}")
-    if config_cls not in _CONFIG_CLASSES:
-        name = f"HashEE{config_cls.__name__}"
-        model_type = HASHEE_MODEL_TYPE_PREFIX + config_cls.model_type
-        namespace = {
-            "model_type": model_type,
-            "base_config_class": config_cls,
-            "_auto_class": None,  # never saved as remote code (the base class may be registered for auto_map)
-            "__module__": __name__,
-            "__qualname__": name,
-            "__doc__": f"Config of a HashEE {config_cls.__name__} model (model_type {model_type!r}, docs/hashee.md).",
-        }
-        cls = _declare(type(name, (HashEEModelConfig, config_cls), namespace))
-        _CONFIG_CLASSES[config_cls] = cls
-        _register(cls)
-    return _CONFIG_CLASSES[config_cls]
-
-
-def is_hashee_config(config: Any) -> bool:
-    return isinstance(config, HashEEModelConfig)
-
-
-def base_model_type(config: Any) -> str | None:
-    """The ``model_type`` of the architecture underneath: ``"bert"`` for both a BERT and a HashEE-BERT config."""
-    if is_hashee_config(config):
-        return type(config).base_config_class.model_type
-    return getattr(config, "model_type", None)
-
-
-def _with_class(config: PreTrainedConfig, cls: type) -> PreTrainedConfig:
-    """A new config of class ``cls`` holding the same settings (sub-configs are shared, not copied)."""
-    new = cls.__new__(cls)
-    new.__dict__.update(config.__dict__)
-    return new
-
-
-def to_hashee_config(config: PreTrainedConfig, hashee: dict[str, Any]) -> PreTrainedConfig:
-    """The HashEE version of a model config, with the ``hashee`` block ``hashee`` (``HashEEConfig.to_dict()``)."""
-    new = _with_class(config, hashee_config_class(type(config)))
-    new.hashee = dict(hashee)
-    return new
-
-
-def to_base_config(config: PreTrainedConfig) -> PreTrainedConfig:
-    """The plain base config of a HashEE config, without its ``hashee`` block."""
-    if not is_hashee_config(config):
-        raise ValueError(f"{type(config).__name__} is not the config of a HashEE model")
-    new = _with_class(config, type(config).base_config_class)
-    new.__dict__.pop("hashee", None)
-    return new
-
-
-def ensure_hashee_model_type(model_type: str | None) -> bool:
-    """Register ``"hashee_<base>"`` if its base type is known to ``AutoConfig`` (True when it is a HashEE type)."""
-    if not model_type or not model_type.startswith(HASHEE_MODEL_TYPE_PREFIX):
-        return False
-    from transformers import CONFIG_MAPPING
-
-    base = model_type[len(HASHEE_MODEL_TYPE_PREFIX) :]
-    if model_type not in CONFIG_MAPPING and base in CONFIG_MAPPING:
-        hashee_config_class(CONFIG_MAPPING[base])
-    return True
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -215,17 +107,19 @@ def _loader(auto_class_name: str) -> type:
             "__module__": __name__,
             "__qualname__": name,
         }
-        _LOADERS[auto_class_name] = _declare(type(name, (_HashEEAutoLoader,), namespace))
+        _LOADERS[auto_class_name] = expose(type(name, (_HashEEAutoLoader,), namespace))
     return _LOADERS[auto_class_name]
 
 
-def _register(config_cls: type) -> None:
+def _register_loaders(config_cls: type) -> None:
     import transformers
 
-    AutoConfig.register(config_cls.model_type, config_cls, exist_ok=True)
     for auto_name, mapping_name in AUTO_CLASSES.items():
         if config_cls.base_config_class in getattr(transformers, mapping_name):
             getattr(transformers, auto_name).register(config_cls, _loader(auto_name), exist_ok=True)
+
+
+on_new_config_class(_register_loaders)
 
 
 def register_hashee() -> None:

@@ -30,6 +30,8 @@ __all__ = [
     "LayerStep",
     "AttentionParts",
     "ActiveTokenAttention",
+    "TRANSPOSED_PRODUCT_ROWS",
+    "packed_linear",
     "LAYER_KINDS",
     "detect_layer_kind",
     "HashEEState",
@@ -47,15 +49,15 @@ __all__ = [
 @dataclass
 class LayerStep:
     """Index sets of one layer: ``flat_index`` (T,) = row of each active token in the (batch*n, d) view, in
-    (example, rank) order; ``slot_index`` (T,) = its row in the (batch*m_max) query block; ``counts`` (batch,) active
-    tokens per example."""
+    (example, rank) order; ``slot_index`` (T,) = its row in the (batch*m_max) query block, or None at batch 1, where
+    the packed rows are the query block (T = m_max); ``counts`` (batch,) active tokens per example."""
 
     layer: int
     m_max: int
     total: int
     counts: torch.Tensor
     flat_index: torch.Tensor
-    slot_index: torch.Tensor
+    slot_index: torch.Tensor | None
     positions: torch.Tensor  # (batch, m_max) original position of each query slot (padded slots: exited positions)
 
 
@@ -108,6 +110,10 @@ class TokenPlan:
             batch, n = self.shape
             m_max = self.m_max[layer - 1]
             counts = self.counts[layer - 1]
+            if batch == 1:  # the active tokens are the first m of the order: slices, no index building
+                positions = self.order[:, :m_max]
+                self._steps[layer] = LayerStep(layer, m_max, m_max, counts, positions[0], None, positions)
+                return self._steps[layer]
             device = self.exits.device
             ranks = torch.arange(m_max, device=device)[None, :]
             valid = ranks < counts[:, None]
@@ -157,15 +163,58 @@ class AttentionParts(NamedTuple):
     scaling: float
     dropout: float
     implementation: str
+    function: Callable  # the transformers attention function for ``implementation``
 
 
-def _interface(parts: AttentionParts) -> Callable:
-    eager = sys.modules[type(parts.module).__module__].eager_attention_forward
-    if parts.implementation == "eager":
+def _interface(module: nn.Module, implementation: str) -> Callable:
+    eager = sys.modules[type(module).__module__].eager_attention_forward
+    if implementation == "eager":
         return eager
-    if parts.implementation != "sdpa":  # flash / flex kernels take no (m, n) key-padding masks here
+    if implementation != "sdpa":  # flash / flex kernels take no (m, n) key-padding masks here
         return ALL_ATTENTION_FUNCTIONS["sdpa"]
     return ALL_ATTENTION_FUNCTIONS.get_interface("sdpa", eager)
+
+
+def _parts(module, query, key, value, heads, head_dim, scaling, dropout) -> AttentionParts:
+    implementation = _implementation(module.config)
+    return AttentionParts(
+        module, query, key, value, heads, head_dim, scaling, dropout, implementation,
+        _interface(module, implementation),
+    )  # fmt: skip
+
+
+#: Packed row counts for which :func:`packed_linear` computes ``(W @ x^T)^T`` instead of ``x @ W^T`` on CPU. With
+#: 7-15 rows MKL's ``x @ W^T`` (what ``nn.Linear`` runs) took 1.2-2x as long as the transposed product, and as long as
+#: or longer than with 16 rows, on the machine of docs/hashee.md ("Batch 1"); at 5, 6 and 16 rows the two tied, below
+#: 5 rows ``x @ W^T`` was faster. ``range(0)`` always runs the module itself.
+TRANSPOSED_PRODUCT_ROWS = range(7, 16)
+
+
+def packed_linear(linear: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``linear(x)`` for a few packed active rows, through the faster of the two CPU products (same values).
+
+    Anything but a plain ``nn.Linear`` without hooks (a PEFT/LoRA or quantised layer, a module the FLOPs counter
+    hooks), off CPU or outside :data:`TRANSPOSED_PRODUCT_ROWS`, runs the module itself."""
+    rows = x.numel() // x.shape[-1]
+    if (
+        rows not in TRANSPOSED_PRODUCT_ROWS
+        or x.device.type != "cpu"
+        or type(linear) is not nn.Linear
+        or linear._forward_hooks
+        or linear._forward_pre_hooks
+        or _GLOBAL_HOOKS[0]
+        or _GLOBAL_HOOKS[1]
+    ):
+        return linear(x)
+    columns = x.reshape(rows, x.shape[-1]).t()
+    if linear.bias is None:
+        out = torch.mm(linear.weight, columns)
+    else:
+        out = torch.addmm(linear.bias[:, None], linear.weight, columns)
+    return out.t().reshape(*x.shape[:-1], out.shape[0])
+
+
+_GLOBAL_HOOKS = (nn.modules.module._global_forward_hooks, nn.modules.module._global_forward_pre_hooks)
 
 
 class ActiveTokenAttention(nn.Module):
@@ -188,9 +237,10 @@ class ActiveTokenAttention(nn.Module):
         batch, n, _ = states.shape
         m_max, heads, head_dim = step.m_max, parts.heads, parts.head_dim
         inner = heads * head_dim
-        q = parts.query(queries).reshape(-1, inner)
-        q_block = q.new_zeros(batch * m_max, inner).index_copy(0, step.slot_index, q)
-        q_block = q_block.view(batch, m_max, heads, head_dim).transpose(1, 2)
+        q = packed_linear(parts.query, queries).reshape(-1, inner)
+        if step.slot_index is not None:
+            q = q.new_zeros(batch * m_max, inner).index_copy(0, step.slot_index, q)
+        q_block = q.view(batch, m_max, heads, head_dim).transpose(1, 2)
         k = parts.key(states).view(batch, n, heads, head_dim).transpose(1, 2)
         v = parts.value(states).view(batch, n, heads, head_dim).transpose(1, 2)
         extra = {}
@@ -198,7 +248,7 @@ class ActiveTokenAttention(nn.Module):
             bias = position_bias.expand(batch, heads, n, n)
             index = step.positions[:, None, :, None].expand(batch, heads, m_max, n)
             extra["position_bias"] = bias.gather(2, index)
-        out, _ = _interface(parts)(
+        out, _ = parts.function(
             parts.module,
             q_block,
             k,
@@ -209,6 +259,8 @@ class ActiveTokenAttention(nn.Module):
             is_causal=False,
             **extra,
         )
+        if step.slot_index is None:
+            return out.reshape(1, m_max, inner)
         return out.reshape(batch * m_max, inner).index_select(0, step.slot_index)[None]
 
 
@@ -223,24 +275,36 @@ def _implementation(config) -> str:
 
 def _bert_parts(layer) -> AttentionParts:
     sa = layer.attention.self
-    return AttentionParts(
-        sa, sa.query, sa.key, sa.value, sa.num_attention_heads, sa.attention_head_size, sa.scaling,
-        sa.dropout.p, _implementation(sa.config),
-    )  # fmt: skip
+    return _parts(
+        sa, sa.query, sa.key, sa.value, sa.num_attention_heads, sa.attention_head_size, sa.scaling, sa.dropout.p
+    )
+
+
+#: Output / intermediate blocks whose forward is BERT's ``LayerNorm(dropout(dense(x)) + residual)`` and
+#: ``act(dense(x))``; :func:`_bert_active` runs them with :func:`packed_linear` (others: their own forward).
+_BERT_BLOCKS = frozenset(
+    f"{prefix}{suffix}" for prefix in ("Bert", "Roberta") for suffix in ("SelfOutput", "Intermediate", "Output")
+)
+
+
+def _residual_block(block, x, residual) -> torch.Tensor:
+    return block.LayerNorm(block.dropout(packed_linear(block.dense, x)) + residual)
 
 
 def _bert_active(layer, leaf, hidden, rows, step, plan, extra) -> torch.Tensor:
     attention = leaf(_bert_parts(layer), rows, hidden, step, plan)
-    attention = layer.attention.output(attention, rows)
-    return layer.output(layer.intermediate(attention), attention)
+    blocks = (layer.attention.output, layer.intermediate, layer.output)
+    if not all(type(block).__name__ in _BERT_BLOCKS for block in blocks):
+        attention = layer.attention.output(attention, rows)
+        return layer.output(layer.intermediate(attention), attention)
+    attention = _residual_block(blocks[0], attention, rows)
+    intermediate = blocks[1].intermediate_act_fn(packed_linear(blocks[1].dense, attention))
+    return _residual_block(blocks[2], intermediate, attention)
 
 
 def _bart_parts(layer) -> AttentionParts:
     sa = layer.self_attn
-    return AttentionParts(
-        sa, sa.q_proj, sa.k_proj, sa.v_proj, sa.num_heads, sa.head_dim, sa.scaling, sa.dropout,
-        _implementation(sa.config),
-    )  # fmt: skip
+    return _parts(sa, sa.q_proj, sa.k_proj, sa.v_proj, sa.num_heads, sa.head_dim, sa.scaling, sa.dropout)
 
 
 def _clamp_fp16(x: torch.Tensor) -> torch.Tensor:
@@ -252,18 +316,16 @@ def _clamp_fp16(x: torch.Tensor) -> torch.Tensor:
 
 def _bart_active(layer, leaf, hidden, rows, step, plan, extra) -> torch.Tensor:
     drop = nn.functional.dropout
-    attention = layer.self_attn.out_proj(leaf(_bart_parts(layer), rows, hidden, step, plan))
+    attention = packed_linear(layer.self_attn.out_proj, leaf(_bart_parts(layer), rows, hidden, step, plan))
     x = layer.self_attn_layer_norm(rows + drop(attention, p=layer.dropout, training=layer.training))
-    y = drop(layer.activation_fn(layer.fc1(x)), p=layer.activation_dropout, training=layer.training)
-    y = drop(layer.fc2(y), p=layer.dropout, training=layer.training)
+    y = drop(layer.activation_fn(packed_linear(layer.fc1, x)), p=layer.activation_dropout, training=layer.training)
+    y = drop(packed_linear(layer.fc2, y), p=layer.dropout, training=layer.training)
     return _clamp_fp16(layer.final_layer_norm(x + y))
 
 
 def _t5_parts(layer) -> AttentionParts:
     sa = layer.layer[0].SelfAttention
-    return AttentionParts(
-        sa, sa.q, sa.k, sa.v, sa.n_heads, sa.key_value_proj_dim, 1.0, sa.dropout, _implementation(sa.config)
-    )
+    return _parts(sa, sa.q, sa.k, sa.v, sa.n_heads, sa.key_value_proj_dim, 1.0, sa.dropout)
 
 
 def _t5_position_bias(layer, n: int, position_bias, device) -> torch.Tensor:

@@ -4,7 +4,7 @@
 encoder of BART, T5 and ``EncoderDecoderModel`` (bert2bert) for ``generate()``, in training and inference alike:
 
 - the exit table becomes a persistent buffer ``hashee_exit_table`` of the model (saved with the weights);
-- the model gets a new config object of class ``HashEE<BaseConfig>`` (:mod:`elue_hf.hashee.auto`: same settings,
+- the model gets a new config object of class ``HashEE<BaseConfig>`` (:mod:`.configuration_hashee`: same settings,
   ``model_type = "hashee_<base type>"``, the :class:`HashEEConfig` as its ``hashee`` block), bound wherever the old
   one was, so ``save_pretrained`` writes a checkpoint that transformers' Auto classes load as a HashEE model (with
   elue_hf imported) or refuse (without);
@@ -33,8 +33,8 @@ import torch
 from torch import nn
 
 from ..multi_exit import multi_exit_backbone, num_exits
-from .auto import HASHEE_MODEL_TYPE_PREFIX, ensure_hashee_model_type, to_base_config, to_hashee_config
 from .config import MODES, HashEEConfig
+from .configuration_hashee import HASHEE_MODEL_TYPE_PREFIX, ensure_hashee_model_type, to_base_config, to_hashee_config
 from .hashing import HashTable, lookup_exits
 from .layer import HashEEState, LayerKind, TokenPlan, detect_layer_kind, hashee_layer
 

@@ -19,7 +19,7 @@ from ..citations import bibtex
 from ..elue.flops import encoder_classifier_macs, macs_to_mflops
 from ..elue.flops.params import encoder_classifier_params
 from ..elue.submission.format import flops_tier_of
-from ..elue.tasks import get_task
+from ..elue.tasks import TASKS, ElueTask, get_task
 
 __all__ = [
     "TEMPLATES_ENV",
@@ -90,14 +90,13 @@ _METRICS = {"acc": ("accuracy", "Accuracy"), "acc_and_f1": ("acc_and_f1", "(Acc+
 
 
 def metric_name(task) -> tuple[str, str]:
-    """(metric_type, display name) of a task's main ELUE metric."""
+    """(metric_type, display name) of a task's main ELUE metric (``task``: a name or an :class:`ElueTask`)."""
     return _METRICS[get_task(task).metric]
 
 
-def _result(task, metric_type: str, value: float, name: str, source: str, url: str | None):
+def _result(t: ElueTask, metric_type: str, value: float, name: str, source: str, url: str | None):
     from huggingface_hub import EvalResult
 
-    t = get_task(task)
     return EvalResult(
         task_type="text-classification", task_name="Text Classification", dataset_type="elue",
         dataset_name=f"ELUE {t.name}", dataset_config=t.key, dataset_split="test", metric_type=metric_type,
@@ -110,8 +109,9 @@ def eval_results_from_score(score, source: str = _ELUE_SOURCE, url: str | None =
     """``EvalResult`` rows from an ELUE core ``SubmissionScore``: per operating point the metric (x100) and its
     mean MFLOPs per instance; per task the ELUE task score; and the ELUE score when all six tasks are there."""
     rows = []
-    for task, ts in score.tasks.items():
-        mtype, mname = metric_name(task)
+    for key, ts in score.tasks.items():
+        task = TASKS[key]  # the score's tasks are ELUE keys
+        mtype, mname = _METRICS[task.metric]
         for fs in ts.files:
             rows.append(_result(task, mtype, fs.performance, f"{mname} ({fs.label})", source, url))
             tier = flops_tier_of([fs.flops_source])
@@ -139,8 +139,9 @@ def eval_results_from_published(row_ids: Sequence[str]) -> list:
         row = rows[row_id]
         paper = doc["papers"][row["paper"]]
         block = row["static"]
-        for task, perf in block["tasks"].items():
-            mtype, mname = metric_name(task)
+        for key, perf in block["tasks"].items():
+            task = TASKS[key]  # published.json uses ELUE keys
+            mtype, mname = _METRICS[task.metric]
             out.append(_result(task, mtype, perf, f"{mname} ({row['model']}, static)",
                                f"{paper['short']}, {block['table']}", paper["url"]))
     return out

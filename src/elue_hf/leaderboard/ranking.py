@@ -23,7 +23,7 @@ import numpy as np
 
 from ..elue.plots import pareto_front
 from ..elue.score import TRACKS
-from ..elue.tasks import TASK_KEYS, get_task
+from ..elue.tasks import TASK_KEYS, TASKS, get_task
 from .records import SOURCES, EntryRecord, PointRecord
 
 __all__ = [
@@ -293,7 +293,7 @@ class RankInfo:
             parts.append(f"ELUE rank {self.elue[0]} of {self.elue[1]} among {RANKED_TABLE}")
         else:
             parts.append("no ELUE rank (not all six tasks)")
-        parts += [f"{get_task(t).name} rank {r} of {n}" for t, (r, n) in self.tasks.items()]
+        parts += [f"{TASKS[t].name} rank {r} of {n}" for t, (r, n) in self.tasks.items()]
         parts += [f"{track} track rank {r} of {n} ({label})" for track, (r, n, label) in self.tracks.items()]
         return "; ".join(parts)
 

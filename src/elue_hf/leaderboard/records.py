@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..elue.submission.format import FLOPS_TIERS
-from ..elue.tasks import TASK_KEYS, get_task
+from ..elue.tasks import TASK_KEYS, TASKS, get_task
 from ..validators import finite_number, load_json, positive_int, require
 
 __all__ = [
@@ -369,7 +369,7 @@ def with_verification(entry: EntryRecord, report: Mapping, curves=None) -> Entry
             performance = shown_metric(row["metrics"]["score"])
             reference = float(curves[p.task](row["mflops"]))
             points[i] = replace(p, performance=performance, mflops=row["mflops"], params=row["params"] or p.params,
-                                metrics={get_task(p.task).metric: performance},
+                                metrics={TASKS[p.task].metric: performance},
                                 reference_performance=reference, residual=performance - reference)
         tasks, elue, partial = _scores(points)
         changes = {"task_scores": tasks, "elue_score": elue, "partial_elue_score": partial}
@@ -413,7 +413,7 @@ def _shown_point(fs, max_seq_length) -> PointRecord:
     """A scored file as the leaderboard keeps it: its main metric rounded (:func:`shown_metric`), the residual and
     so the task and ELUE scores computed from that rounded value, no other metric."""
     performance = shown_metric(fs.performance)
-    metric = get_task(fs.task).metric
+    metric = TASKS[fs.task].metric
     return PointRecord(
         task=fs.task, label=fs.label, performance=performance, mflops=fs.mean_mflops, params=fs.params,
         residual=performance - fs.reference_performance, reference_performance=fs.reference_performance,

@@ -24,16 +24,17 @@ from typing import Mapping
 from ..elue.score import SubmissionScore, score_submission
 from ..elue.submission import Submission, SubmissionError, SubmissionLimits, flops_tier_of, read_submission
 from ..elue.submission.checks import cross_check
-from ..elue.submission.tokenizers import shared_cache
-from ..elue.tasks import TASK_KEYS, get_task
+from ..elue.submission.lengths import LengthsNotReady, ServerTexts, TokenLengthCache, shared_cache
+from ..elue.tasks import TASK_KEYS, TASKS, get_task
 from ..verify.request import verify_request
+from .lengths_job import lengths_folder
 from .quota import QuotaExceeded, SubmitQuota
 from .ranking import RankInfo, rank_of
 from .records import EntryRecord, RecordError, entry_from_score, submission_digest
 from .store import DuplicateEntryError, StoreError
 
-__all__ = ["UploadLimits", "SubmitError", "SubmitOutcome", "submit_file", "expected_rows", "DEFAULT_UPLOAD_LIMITS",
-           "TIER_MEANING"]
+__all__ = ["UploadLimits", "SubmitError", "TryAgainLater", "SubmitOutcome", "submit_file", "expected_rows",
+           "DEFAULT_UPLOAD_LIMITS", "TIER_MEANING", "server_texts"]
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,10 @@ class UploadLimits:
     per day (so stored scores are never a cheap label oracle; the bound is in docs/elue.md)."""
 
     max_upload_bytes: int = 32 * 2**20
+    # 256 MiB unpacked: twice a full honest upload (12 points on each of the six tasks with a 12-exit BERT-base
+    # spec, about 115 MB) and what keeps the widest valid upload under 500 MB in the web process (docs/benchmarks.md)
     reading: SubmissionLimits = SubmissionLimits(
-        max_archive_bytes=32 * 2**20, max_file_bytes=128 * 2**20, max_total_bytes=512 * 2**20,
+        max_archive_bytes=32 * 2**20, max_file_bytes=128 * 2**20, max_total_bytes=256 * 2**20,
         max_entries=256, max_files=128,
     )
     max_submissions_per_day: int = 3  # new entries per identity in any 24 hours; 0 disables the limit
@@ -61,6 +64,11 @@ ANONYMOUS = "anonymous"
 
 class SubmitError(ValueError):
     """The upload was refused; the message says why in plain words. Nothing was stored."""
+
+
+class TryAgainLater(SubmitError):
+    """The upload could not be checked yet (the server is still counting the token lengths it needs); it took no
+    daily slot."""
 
 
 @dataclass
@@ -153,33 +161,18 @@ def other_data(submission: Submission, rows: Mapping[str, int]) -> str:
     if name:
         return f"scored on {name[:200]}, not the ELUE test set"
     tasks = {f.task for f in submission.files}
-    for task in (t for t in TASK_KEYS if t in tasks):
-        size = get_task(task).test_size
-        if rows.get(task) != size:
-            return (f"scored on this server's {get_task(task).name} data ({rows.get(task, 0):,} rows), not the ELUE "
-                    f"test set ({size:,} rows)")
+    for task in (TASKS[t] for t in TASK_KEYS if t in tasks):
+        if rows.get(task.key) != task.test_size:
+            return (f"scored on this server's {task.name} data ({rows.get(task.key, 0):,} rows), not the ELUE "
+                    f"test set ({task.test_size:,} rows)")
     return ""
 
 
-def server_texts(gold):
+def server_texts(gold) -> ServerTexts | None:
     """``task -> text columns`` of the server's test sets when ``gold`` is an ELUE data directory, else None."""
     if gold is None or isinstance(gold, Mapping):
         return None
-    from ..elue.data import SPLIT_FILES, read_elue_tsv, task_dir
-
-    def texts(task) -> dict:
-        task = get_task(task)
-        columns = read_elue_tsv(task_dir(gold, task) / SPLIT_FILES["test_full"], task, "test_full")
-        return {name: columns[name] for name in task.text_fields}
-
-    return texts
-
-
-def _lengths_folder(store) -> Path | None:
-    """Where the token lengths of the server's test sets are cached: next to the store's database (or the Hub
-    store's cache); None (memory only) for a store without a file."""
-    database = getattr(store, "path", None) or getattr(getattr(store, "cache", None), "path", None)
-    return Path(database).parent / "token-lengths" if database else None
+    return ServerTexts(gold)
 
 
 def _read(path: Path, gold, rows: Mapping[str, int], limits: UploadLimits, tokenizer_roots=(),
@@ -193,6 +186,8 @@ def _read(path: Path, gold, rows: Mapping[str, int], limits: UploadLimits, token
         if submission.manifest.get("model") is not None:
             verify_request(submission)  # a malformed re-run request is refused now, not after storing
         return submission
+    except LengthsNotReady as err:
+        raise TryAgainLater(str(err)) from None
     except SubmissionError as err:
         raise SubmitError(str(err)) from None
     except zipfile.BadZipFile as err:
@@ -208,7 +203,7 @@ def _check_points_per_task(submission: Submission, limits: UploadLimits) -> None
         counts[f.task] = counts.get(f.task, 0) + 1
     over = [t for t in TASK_KEYS if counts.get(t, 0) > cap] if cap else []
     if over:
-        raise SubmitError(f"{get_task(over[0]).name} has {counts[over[0]]} operating points; this leaderboard takes "
+        raise SubmitError(f"{TASKS[over[0]].name} has {counts[over[0]]} operating points; this leaderboard takes "
                           f"at most {cap} per task in one submission (drop some files)")
 
 
@@ -224,7 +219,7 @@ def _take(quota: SubmitQuota | None, identity: str, action: str, limit: int, now
 def submit_file(store, path, gold, *, reference=None, limits: UploadLimits = DEFAULT_UPLOAD_LIMITS,
                 submitter: str = "", store_result: bool = True, now: datetime | None = None,
                 tokenizer_roots=(), verify_dir=None, identity: str | None = None,
-                quota: SubmitQuota | None = None) -> SubmitOutcome:
+                quota: SubmitQuota | None = None, lengths: TokenLengthCache | None = None) -> SubmitOutcome:
     """Validate, then (unless ``store_result=False``) score and store the submission at ``path`` (a zip, or a
     directory).
 
@@ -235,7 +230,9 @@ def submit_file(store, path, gold, *, reference=None, limits: UploadLimits = DEF
     submission that names its model is kept for the verification queue (None: no re-runs on this server).
     ``identity``: who uploads, for the daily limits (the web app passes the signed-in user, a trusted header or a
     token; None: a local caller, counted as ``local:<submitter>``); ``quota``: where the limits are counted (default:
-    :meth:`SubmitQuota.for_store`). Both validating and submitting take a ``check`` slot.
+    :meth:`SubmitQuota.for_store`). Both validating and submitting take a ``check`` slot. ``lengths``: where the test
+    sets' token lengths come from (default: counted in this process when missing and kept next to the store; the web
+    app passes a cache that never counts, and a cold one refuses with :class:`TryAgainLater`, giving the slot back).
     Raises :class:`SubmitError` with a plain message for anything wrong.
     """
     if gold is None:
@@ -248,10 +245,15 @@ def submit_file(store, path, gold, *, reference=None, limits: UploadLimits = DEF
     now = now or datetime.now(timezone.utc)
     if quota is None and (limits.max_checks_per_day or limits.max_submissions_per_day):
         quota = SubmitQuota.for_store(store)
-    _take(quota, identity, "check", limits.max_checks_per_day, now)
+    check = _take(quota, identity, "check", limits.max_checks_per_day, now)
     rows = expected_rows(gold)
-    submission = _read(path, gold, rows, limits, tokenizer_roots,
-                       shared_cache(tokenizer_roots, _lengths_folder(store)))
+    try:
+        submission = _read(path, gold, rows, limits, tokenizer_roots,
+                           lengths or shared_cache(tokenizer_roots, lengths_folder(store)))
+    except TryAgainLater:
+        if quota is not None:
+            quota.release(check)  # nothing was checked: the upload does not count
+        raise
     _check_points_per_task(submission, limits)
     if not store_result:
         return SubmitOutcome(None, None, None, stored=False, submission=submission)

@@ -204,6 +204,8 @@ class LPTLayer(nn.Module, BaseTunerLayer):
         check_prompt_layer(k, self.num_layers)
         if self.backbone is not None:
             self.backbone.check(self.get_base_layer(), k)
+        if hasattr(self.get_base_layer(), "check_prompt_layer"):  # elue_hf.multiexit: the family's own limits
+            self.get_base_layer().check_prompt_layer(k)
         dropout = config.prompt_dropout if config.prompt_dropout is not None else 0.0
         generator = build_prompt_generator(
             config.generator, config.token_dim, config.bottleneck_size, config.num_prompt_tokens, dropout
@@ -365,6 +367,8 @@ class LPTLayer(nn.Module, BaseTunerLayer):
             hidden_states, attention_mask = self.insert_prompt(adapter, hidden_states, attention_mask)
         elif attention_mask is not None and attention_mask.shape[-1] == hidden_states.shape[1] - l:
             attention_mask = extend_attention_mask(attention_mask, l)
+        if hasattr(base, "check_prompt_layer"):  # elue_hf.multiexit: the adapter keeps the prompt global (ModernBERT's
+            kwargs = {**kwargs, "prompt_tokens": l}  # sliding-window layers would otherwise hide it from far tokens)
         return base.run_layer(i, hidden_states, attention_mask, **kwargs)
 
     def exit_states(self, i: int, hidden_states: torch.Tensor) -> torch.Tensor:

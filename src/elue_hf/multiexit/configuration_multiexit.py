@@ -95,7 +95,12 @@ class MultiExitConfig(PretrainedConfig):
         """Truncate the backbone to ``value`` layers (``from_pretrained(path, num_hidden_layers=k)``); the exits above
         are dropped and layer k gets one."""
         value = int(value)
-        self.backbone_config.num_hidden_layers = value
+        backbone = self.backbone_config
+        if isinstance(getattr(backbone, "layer_types", None), list) and len(backbone.layer_types) != value:
+            if len(backbone.layer_types) < value:
+                raise ValueError(f"cannot grow the backbone from {len(backbone.layer_types)} to {value} layers")
+            backbone.layer_types = backbone.layer_types[:value]  # ModernBERT: the kept layers keep their type
+        backbone.num_hidden_layers = value
         if hasattr(self, "exit_layers"):
             self.exit_layers = sorted({k for k in self.exit_layers if k <= value} | {value})
 
@@ -104,9 +109,24 @@ class MultiExitConfig(PretrainedConfig):
         return self.backbone_config.hidden_size
 
     @property
+    def vocab_size(self) -> int:
+        return self.backbone_config.vocab_size
+
+    @vocab_size.setter
+    def vocab_size(self, value: int) -> None:
+        """The backbone's vocabulary size (``resize_token_embeddings`` sets it)."""
+        self.backbone_config.vocab_size = int(value)
+
+    @property
     def layer_norm_eps(self) -> float:
         config = self.backbone_config
         return float(getattr(config, "layer_norm_eps", None) or getattr(config, "norm_eps", None) or 1e-12)
+
+    @layer_norm_eps.setter
+    def layer_norm_eps(self, value: float) -> None:
+        """The epsilon of the backbone's norms (``layer_norm_eps``, ModernBERT's ``norm_eps``) and the exits'."""
+        config = self.backbone_config
+        setattr(config, "norm_eps" if hasattr(config, "norm_eps") else "layer_norm_eps", float(value))
 
     @property
     def num_output_layers(self) -> int:

@@ -16,10 +16,12 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
+from transformers.utils.output_capturing import selected_hidden_states
 
 from ..elasticbert.modeling_elasticbert import (
     ElasticBertForSequenceClassification,
     ElasticBertModelOutput,
+    load_checking_shapes,
     masked_mean,
     pooling_token_mask,
     run_exits,
@@ -80,8 +82,22 @@ class MultiExitEncoder(nn.Module):
     def num_layers(self) -> int:
         return len(self.layer)
 
-    def run_layer(self, i: int, hidden_states: torch.Tensor, attention_mask=None, **kwargs) -> torch.Tensor:
+    def run_layer(self, i: int, hidden_states: torch.Tensor, attention_mask=None, prompt_tokens: int = 0,
+                  **kwargs) -> torch.Tensor:
+        """Layer ``i`` of the backbone. ``prompt_tokens``: that many leading rows are a late prompt (LPT), which every
+        token may attend to and which attends to every token, also in a sliding-window layer (ModernBERT)."""
+        kwargs = _prompt(prompt_tokens, kwargs)
         return self.adapter.run_layer(self.backbone, i, hidden_states, attention_mask, **kwargs)
+
+    def run_layer_with_attentions(self, i: int, hidden_states: torch.Tensor, attention_mask=None,
+                                  prompt_tokens: int = 0, **kwargs):
+        """``run_layer`` plus layer ``i``'s attention weights (None unless the backbone runs eager attention)."""
+        return self.adapter.run_layer_with_attentions(self.backbone, i, hidden_states, attention_mask,
+                                                      **_prompt(prompt_tokens, kwargs))
+
+    def check_prompt_layer(self, prompt_layer: int) -> None:
+        """Raise ``ValueError`` when a late prompt cannot go in before layer ``prompt_layer`` of this backbone."""
+        self.adapter.check_prompt_layer(self.backbone, prompt_layer)
 
     def exit_states(self, i: int, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.adapter.exit_states(self.backbone, i, hidden_states)
@@ -96,21 +112,40 @@ class MultiExitEncoder(nn.Module):
         return [*self.layer[: i + 1], *extra, *norm, self.pooler[i]]
 
 
-class _Recorder:
-    """A multi-exit encoder that also keeps every layer's output (``output_hidden_states=True``)."""
+def _prompt(prompt_tokens: int, kwargs: dict) -> dict:
+    """``kwargs`` for the adapter, with ``prompt_tokens`` only when there is a prompt (default calls unchanged)."""
+    return {**kwargs, "prompt_tokens": int(prompt_tokens)} if prompt_tokens else kwargs
 
-    def __init__(self, encoder: MultiExitEncoder, states: list):
-        self.encoder, self.states = encoder, states
+
+class _Recorder:
+    """A multi-exit encoder that also keeps every layer's output (``states``, for ``output_hidden_states=True``)
+    and / or attention weights (``attentions``, for ``output_attentions=True``); a None list is not recorded."""
+
+    def __init__(self, encoder: MultiExitEncoder, states: list | None, attentions: list | None):
+        self.encoder, self.states, self.attentions = encoder, states, attentions
         self.num_layers, self.exit_layer_indices, self.training = (encoder.num_layers, encoder.exit_layer_indices,
                                                                    encoder.training)
 
     def run_layer(self, i, hidden_states, attention_mask=None, **kwargs):
-        hidden_states = self.encoder.run_layer(i, hidden_states, attention_mask, **kwargs)
-        self.states.append(hidden_states)
+        if self.attentions is None:
+            hidden_states = self.encoder.run_layer(i, hidden_states, attention_mask, **kwargs)
+        else:
+            hidden_states, weights = self.encoder.run_layer_with_attentions(i, hidden_states, attention_mask, **kwargs)
+            self.attentions.append(weights)
+        if self.states is not None:
+            self.states.append(hidden_states)
         return hidden_states
 
     def __getattr__(self, name):
         return getattr(self.encoder, name)
+
+
+def _select(states: list, selection: list[int] | None) -> list:
+    """``output_hidden_states`` given as indices (transformers' convention): the states not selected become None."""
+    if selection is None:
+        return states
+    kept = {i % len(states) for i in selection if -len(states) <= i < len(states)}
+    return [state if i in kept else None for i, state in enumerate(states)]
 
 
 def _share_attention(config: MultiExitConfig) -> None:
@@ -131,17 +166,25 @@ class MultiExitPreTrainedModel(PreTrainedModel):
     config: MultiExitConfig
     base_model_prefix = "multiexit"
     _auto_class = None  # never saved with remote code (ElasticBERT's classification class, a base here, sets one)
-    supports_gradient_checkpointing = False
+    supports_gradient_checkpointing = True  # the backbone's own layers are transformers' GradientCheckpointingLayers
     _supports_sdpa = True
     _supports_attention_backend = True
+
+    @classmethod
+    def is_custom_code(cls) -> bool:
+        """False although the class lives outside transformers: its weights are set through transformers'
+        ``initialization`` functions (the backbone's own ``_init_weights`` and PreTrainedModel's), so transformers'
+        guard for remote code that writes weights in place must not apply. That guard skips every module without
+        parameters of its own, e.g. ``ModernBertEmbeddings``, whose ``_init_weights`` sets its children: missing
+        weights of a loaded ModernBERT backbone would keep the leaf default instead of ModernBERT's truncated normal."""
+        return False
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """``PreTrainedModel.from_pretrained``; shape mismatches raise a ``ValueError`` naming every key (as for
         ElasticBERT)."""
-        from ..elasticbert.modeling_elasticbert import ElasticBertPreTrainedModel
-
-        return ElasticBertPreTrainedModel.from_pretrained.__func__(cls, pretrained_model_name_or_path, *args, **kwargs)
+        load = PreTrainedModel.from_pretrained.__func__.__get__(cls)  # PreTrainedModel's, bound to this class
+        return load_checking_shapes(load, cls.__name__, pretrained_model_name_or_path, *args, **kwargs)
 
 
 class MultiExitModel(MultiExitPreTrainedModel):
@@ -182,21 +225,25 @@ class MultiExitModel(MultiExitPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, output_hidden_states=None, output_attentions=None, return_dict=None,
                 **kwargs) -> ElasticBertModelOutput:
-        if output_attentions:
-            raise ValueError("output_attentions is not supported by the multi-exit model; run the backbone itself")
         unknown = sorted(k for k in kwargs if k not in ("num_items_in_batch",))
         if unknown:
             raise TypeError(f"{type(self).__name__}.forward() got unexpected keyword argument(s) {unknown}")
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
         hidden, mask = self.embed(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
         states = [hidden] if output_hidden_states else None
-        encoder = self.encoder if states is None else _Recorder(self.encoder, states)
+        attentions = [] if output_attentions else None
+        recording = output_hidden_states or output_attentions
+        encoder = _Recorder(self.encoder, states, attentions) if recording else self.encoder
         token_mask = pooling_token_mask(self.config, attention_mask)
         out = run_exits(encoder, self.config, hidden, mask, pool=self.add_pooling_layer, token_mask=token_mask)
         if states is not None:  # as transformers does: the last entry is what the top exit reads (ModernBERT: normed)
             states[-1] = out.last_hidden_state
+            states = _select(states, selected_hidden_states(output_hidden_states))
         out.hidden_states = tuple(states) if states is not None else None
+        out.attentions = tuple(attentions) if attentions is not None else None
         return out if return_dict is not False else out.to_tuple()
 
 

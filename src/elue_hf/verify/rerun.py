@@ -14,11 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..elue.flops.architectures import flops_shape
-from ..elue.flops.module_spec import encoder_modules, module_spec_from_config, modules_macs_column
+from ..elue.bundles import ExportedBundle, bundle_throughput, is_bundle, run_bundle_points
 from ..elue.flops.params import count_parameters
 from ..elue.submission import read_submission
-from ..elue.submission.format import SubmissionError, _mean_from_macs, params_disagreement
+from ..elue.submission.format import SubmissionError, params_disagreement
 from ..elue.tasks import TASKS, ElueTask
 from ..hashee.auto import base_model_type, is_hashee_config
 from ..validators import require
@@ -29,6 +28,7 @@ __all__ = ["resolve_model", "resolve_named", "load_model", "load_named_model", "
            "measure_throughput"]
 
 _WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]  # never *.bin / *.pt / *.pkl
+_BUNDLE_PATTERNS = [*_WEIGHT_PATTERNS, "*.onnx", "*.onnx.data"]  # an `elue-hf export` bundle's graphs
 
 
 def resolve_model(request: VerifyRequest, model_roots=(), allow_hub: bool = True) -> Path:
@@ -50,7 +50,10 @@ def resolve_named(model_id: str, revision: str | None, model_roots=(), allow_hub
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(model_id, revision=revision, allow_patterns=_WEIGHT_PATTERNS))
+        folder = Path(snapshot_download(model_id, revision=revision, allow_patterns=_WEIGHT_PATTERNS))
+        if is_bundle(folder):  # an exported bundle: its ONNX graphs too (data for ONNX Runtime, not code)
+            folder = Path(snapshot_download(model_id, revision=revision, allow_patterns=_BUNDLE_PATTERNS))
+        return folder
     except Exception as err:  # the Hub's many error types: one sentence for the report, no local paths
         raise VerifyError(f"model {model_id!r} is not in {where}, and the Hub download failed "
                           f"({type(err).__name__})") from None
@@ -91,17 +94,51 @@ def _load_base(folder: Path, num_labels: int):
 
 
 def load_named_model(folder: Path, num_labels: int, model_roots=(), allow_hub: bool = True):
-    """The model in ``folder``: an LPT adapter on its (resolved) base model, or a plain / HashEE classifier."""
+    """The model in ``folder``: an exported ONNX bundle (run by ONNX Runtime), an LPT adapter on its (resolved) base
+    model, or a plain / HashEE classifier."""
+    if is_bundle(folder):
+        return _load_bundle(folder)
     if is_adapter_folder(folder):
         return load_lpt_classifier(folder, lambda i, r: resolve_named(i, r, model_roots, allow_hub), _load_base,
                                    num_labels)
     return load_model(folder)
 
 
-def model_kind(model) -> str:
-    """``lpt`` (an LPT adapter on its base), ``hashee`` (token-level exits) or ``plain``."""
-    from ..elue.methods.lpt_points import is_lpt_model
+def _load_bundle(folder: Path):
+    """An ``elue-hf export`` bundle of a known architecture: ONNX graphs (data run by ONNX Runtime, no code) and the
+    source model's config, which gives ELUE's FLOPs and parameters."""
+    from ..elue.bundles import load_bundle
 
+    require((folder / "config.json").is_file(), f"bundle {folder.name} holds no config.json", VerifyError)
+    from transformers import PretrainedConfig
+
+    model_type = PretrainedConfig.get_config_dict(folder)[0].get("model_type")
+    require(model_type == "elasticbert", f"bundle {folder.name}: only ElasticBERT bundles can be re-run, got "
+            f"model_type {model_type!r}", VerifyError)
+    return load_bundle(folder)
+
+
+def _quantized(model, kind: str, quantize) -> object:
+    """The model as ``elue-hf evaluate --quantize`` ran it (``extra.quantize`` of the submission)."""
+    from ..deploy.int8 import QUANTIZE_CHOICES, Int8BackendMissing, quantize_model
+
+    require(quantize in QUANTIZE_CHOICES, f"extra.quantize must be one of {QUANTIZE_CHOICES}, got "
+            f"{str(quantize)[:20]!r}", VerifyError)
+    require(kind == "plain", f"extra.quantize: a {kind} model is not re-run quantized (plain and multi-exit "
+            "classifiers only; a bundle is quantized at export)", VerifyError)
+    try:
+        return quantize_model(model, quantize)
+    except Int8BackendMissing as err:
+        raise VerifyError(f"this server cannot re-run int8 submissions: {err}") from None
+
+
+def model_kind(model) -> str:
+    """``bundle`` (an exported ONNX bundle), ``lpt`` (an LPT adapter on its base), ``hashee`` (token-level exits) or
+    ``plain``."""
+    from ..methods.lpt_points import is_lpt_model
+
+    if isinstance(model, ExportedBundle):
+        return "bundle"
     return "lpt" if is_lpt_model(model) else "hashee" if is_hashee_config(model.config) else "plain"
 
 
@@ -158,13 +195,6 @@ def compare_point(task: ElueTask, submitted, claimed_mflops: float, predictions,
             "ok": not why, "why": "; ".join(why)}
 
 
-def _point_mflops(model, point) -> float:
-    dims = flops_shape(model.config)  # ModelDims (BERT layers) or the family's EncoderShape (multi-exit models)
-    spec = module_spec_from_config(model.config)
-    modules = [encoder_modules(dims, int(n), int(k), point.mode) for n, k in zip(point.lengths, point.exit_layers)]
-    return _mean_from_macs(modules_macs_column(modules, spec))
-
-
 def _setting_of(point) -> dict:
     if point.mode == "static":
         return {"exit": "static", "layers": int(point.setting["layers"])}
@@ -190,26 +220,31 @@ def measure_throughput(model, tokenizer, dataset, task, max_length: int, sizes=(
     return out
 
 
-def _rerun_group(model, kind: str, tokenizer, dataset, task, max_length: int, wanted: dict) -> dict:
-    """``{path: (predictions, mean MFLOPs, params)}`` of one task and max length: one pass gives every setting."""
-    from ..elue.inference import ExitSetting, point_params, run_operating_points
+def _rerun_group(model, kind: str, tokenizer, dataset, task, max_length: int, wanted: dict, counted=None) -> dict:
+    """``{path: (predictions, mean MFLOPs, params)}`` of one task and max length: one pass gives every setting.
+    ``counted``: the model whose FLOPs and parameters count (a bundle's skeleton, an int8 model's fp32 original)."""
+    from ..elue.inference import ExitSetting, point_mean_mflops, point_params, run_operating_points
 
     if kind == "hashee":
-        from ..elue.methods.hashee_points import hashee_mean_mflops, run_hashee
+        from ..methods.hashee_points import hashee_mean_mflops, run_hashee
 
         out = run_hashee(model, tokenizer, dataset, task, max_length)
         row = (out.predictions, hashee_mean_mflops(model.config, out), count_parameters(model))
         return {path: row for path in wanted}
-    from ..elue.methods.lpt_points import lpt_mean_mflops, lpt_params
+    from ..methods.lpt_points import lpt_mean_mflops, lpt_params
 
     settings = [ExitSetting(s["exit"], s["layers"] if s["exit"] == "static" else s["value"]) for s in wanted.values()]
-    points = run_operating_points(model, tokenizer, dataset, task, max_length=max_length, settings=settings)
+    if kind == "bundle":
+        points = run_bundle_points(model, tokenizer, dataset, task, settings, max_length)
+    else:
+        points = run_operating_points(model, tokenizer, dataset, task, max_length=max_length, settings=settings)
+    model = model if counted is None else counted
     by_setting = {json.dumps(_setting_of(p), sort_keys=True): p for p in points}
     rows = {}
     for path, setting in wanted.items():
         point = by_setting[json.dumps(setting, sort_keys=True)]
         rows[path] = ((point.predictions, lpt_mean_mflops(model, point), lpt_params(model)) if kind == "lpt" else
-                      (point.predictions, _point_mflops(model, point), point_params(model, point)))
+                      (point.predictions, point_mean_mflops(model, point), point_params(model, point)))
     return rows
 
 
@@ -223,13 +258,14 @@ def rerun_figures(task, label: str, labels, predictions, params: int) -> dict:
 
 
 def _model_params(model, kind: str) -> int:
-    from ..elue.methods.lpt_points import lpt_params
+    from ..methods.lpt_points import lpt_params
 
     return int(lpt_params(model) if kind == "lpt" else count_parameters(model))
 
 
 def _architecture(model, kind: str) -> str:
-    return f"{model.config.model_type}+lpt" if kind == "lpt" else model.config.model_type
+    suffix = {"lpt": "+lpt", "bundle": " (ONNX bundle)"}.get(kind, "")
+    return f"{model.config.model_type}{suffix}"
 
 
 def rerun(submission_path, data_dir, model_roots=(), tokenizer_roots=(), allow_hub: bool = True) -> dict:
@@ -242,9 +278,14 @@ def rerun(submission_path, data_dir, model_roots=(), tokenizer_roots=(), allow_h
     model = load_named_model(folder, TASKS[submission.files[0].task].num_labels, model_roots, allow_hub)
     kind = model_kind(model)
     _check_fit(kind, request.settings)
+    counted = model.skeleton if kind == "bundle" else model  # FLOPs and parameters: the fp32 source's exits
+    quantize = (submission.manifest.get("extra") or {}).get("quantize")
+    if quantize is not None:
+        model = _quantized(model, kind, quantize)
     tokenizer = _tokenizer(submission, folder, tokenizer_roots, allow_hub)
-    report: dict = {"model": {"id": request.model_id, "revision": request.revision,
-                              "architecture": _architecture(model, kind)}, "files": {}}
+    architecture = _architecture(model, kind) + (f" ({quantize})" if quantize else "")
+    report: dict = {"model": {"id": request.model_id, "revision": request.revision, "architecture": architecture},
+                    "files": {}}
     from ..elue.data import load_test_labels
 
     datasets_by_task: dict = {}
@@ -255,7 +296,8 @@ def rerun(submission_path, data_dir, model_roots=(), tokenizer_roots=(), allow_h
     for (task_key, max_length), paths in groups.items():
         task = TASKS[task_key]  # keys of a checked submission
         dataset = datasets_by_task.setdefault(task.key, _dataset(data_dir, task))
-        rows = _rerun_group(model, kind, tokenizer, dataset, task, max_length, {p: request.settings[p] for p in paths})
+        rows = _rerun_group(model, kind, tokenizer, dataset, task, max_length, {p: request.settings[p] for p in paths},
+                            counted)
         for path in paths:
             f = files[path]
             predictions, mflops, params = rows[path]
@@ -266,13 +308,14 @@ def rerun(submission_path, data_dir, model_roots=(), tokenizer_roots=(), allow_h
                                                                  f"operating point holds {params:,}"]))
             labels = labels_by_task.setdefault(task.key, load_test_labels(data_dir, task.key))
             report["files"][path] = {**row, **rerun_figures(task, f.label, labels, predictions, params)}
-    report["model"]["params"] = _model_params(model, kind)
+    report["model"]["params"] = _model_params(counted, kind)
     params_why = params_disagreement(submission.params, report["model"]["params"], "the re-run model")
     if params_why:
         report["why"] = params_why
     first = next(iter(datasets_by_task))
-    report["throughput"] = measure_throughput(model, tokenizer, datasets_by_task[first], TASKS[first],
-                                              next(iter(request.max_length.values())))
+    throughput = bundle_throughput if kind == "bundle" else measure_throughput
+    report["throughput"] = throughput(model, tokenizer, datasets_by_task[first], TASKS[first],
+                                      next(iter(request.max_length.values())))
     report["verified"] = not params_why and all(r["ok"] for r in report["files"].values())
     report["seconds"] = time.perf_counter() - started
     return report

@@ -1,7 +1,8 @@
 """ELUE FLOPs and parameter counts (docs/elue.md, "FLOPs rules" and "Parameter counting").
 
+- :mod:`.primitives`: the MACs maths every route shares (Linear, LayerNorm, attention, a BERT layer, an exit);
 - :mod:`.analytic`: closed-form MACs/FLOPs of encoder classifiers, vectorised over instances;
-- :mod:`.hooks`: the same numbers from forward hooks on a running model;
+- :mod:`.hooks`: the same numbers from forward hooks on a running model (rules see a :class:`.hook_call.HookCall`);
 - :mod:`.module_spec`: the ``modules`` column of a submission and the declarative module spec;
 - :mod:`.params`: parameter counts;
 - :mod:`.architectures`: other encoder families (DistilBERT, ALBERT, ELECTRA, DeBERTa-v2, ModernBERT) keyed by
@@ -13,23 +14,8 @@ the reference curve's token statistics, and data flows flops -> score, never bac
 
 from __future__ import annotations
 
-from .analytic import (
-    MFLOPS,
-    ModelDims,
-    attention_macs,
-    bert_classifier_flops,
-    dims_from_config,
-    elasticbert_flops,
-    embedding_macs,
-    encoder_classifier_macs,
-    exit_macs,
-    layer_macs,
-    layer_norm_macs,
-    linear_macs,
-    macs_to_mflops,
-    model_flops,
-    shape_flops,
-)
+from . import primitives as _primitives
+from .analytic import ModelDims, bert_classifier_flops, dims_from_config, elasticbert_flops, model_flops, shape_flops
 from .architectures import EncoderShape, UnsupportedArchitecture, encoder_shape, flops_shape
 from .hooks import (
     ElueFlopsCounter,
@@ -52,17 +38,10 @@ from .module_spec import (
     validate_module_spec,
 )
 from .params import count_parameters, encoder_classifier_params
+from .primitives import *  # noqa: F401,F403  (the MACs maths)
 
 __all__ = [
-    "MFLOPS",
-    "macs_to_mflops",
-    "linear_macs",
-    "layer_norm_macs",
-    "embedding_macs",
-    "attention_macs",
-    "layer_macs",
-    "exit_macs",
-    "encoder_classifier_macs",
+    *_primitives.__all__,
     "ModelDims",
     "dims_from_config",
     "elasticbert_flops",

@@ -28,8 +28,10 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..flops.module_spec import ModulesError, parse_modules
+from ..tasks import TASKS
 from .format import Submission, SubmissionError, SubmissionFile, params_disagreement
-from .tokenizers import TokenizerAllowList, TokenLengthCache
+from .lengths import TokenLengthCache
+from .tokenizers import TokenizerAllowList
 
 __all__ = ["spec_params", "check_params", "check_model_params", "check_structure", "declared_lengths",
            "check_token_lengths", "load_tokenizer", "cross_check"]
@@ -211,7 +213,8 @@ def cross_check(submission: Submission, texts: Callable[[str], Mapping] | None =
     ``texts(task)``: the test set's text columns (the server's copy), or None to skip the token-length check (then
     reported under ``"skipped"``). The tokenizer the submission names must be one of the server's
     (``tokenizer_roots``; any Hub id only with ``allow_hub``); ``lengths``: a :class:`TokenLengthCache` that counts each
-    test set once (default: one for this call). Returns what was checked."""
+    test set once (default: one for this call; the web app passes one that never counts and refuses with
+    :class:`~.lengths.LengthsNotReady` while its background job counts). Returns what was checked."""
     report = {"params": [], "structure": [], "token_lengths": [], "skipped": []}
     declared = [f for f in submission.files if f.modules is not None]
     for f in declared:
@@ -234,6 +237,6 @@ def cross_check(submission: Submission, texts: Callable[[str], Mapping] | None =
         raise SubmissionError("submission.json must name its 'tokenizer' (a Hub id) so declared lengths can be checked")
     lengths = lengths or TokenLengthCache(TokenizerAllowList(tokenizer_roots, allow_hub))
     for f in declared:
-        check_token_lengths(f, lengths.lengths(name, f.task, texts, f.max_seq_length or 512))
+        check_token_lengths(f, lengths.lengths(name, TASKS[f.task], texts, f.max_seq_length or 512))
         report["token_lengths"].append(f.path)
     return report

@@ -175,8 +175,9 @@ def _optional(entry: Mapping, key: str, kind: type | tuple, what: str, default=N
 _KIND_NAMES = {str: "a string", dict: "a JSON object", int: "an integer"}
 
 
-def _parse_manifest(raw: bytes, limits: SubmissionLimits) -> dict:
-    """Parse and type-check ``submission.json`` (every field the reader uses; a UTF-8 BOM is accepted)."""
+def _parse_manifest(raw: bytes, limits: SubmissionLimits) -> tuple[dict, list[ElueTask]]:
+    """Parse and type-check ``submission.json`` (every field the reader uses; a UTF-8 BOM is accepted); returns it
+    with each file's task, resolved from the name the manifest gives (once, here)."""
     manifest = load_json(raw, MANIFEST, SubmissionError)
     _require(isinstance(manifest, dict), f"{MANIFEST} must hold a JSON object")
     _require(manifest.get("format") == FORMAT,
@@ -198,7 +199,7 @@ def _parse_manifest(raw: bytes, limits: SubmissionLimits) -> dict:
     files = manifest.get("files")
     _require(isinstance(files, list) and files, f"{MANIFEST}: 'files' must be a non-empty list")
     _require(len(files) <= limits.max_files, f"{MANIFEST}: {len(files)} files; the limit is {limits.max_files}")
-    seen = set()
+    seen, tasks = set(), []
     for i, entry in enumerate(files):
         where = f"{MANIFEST} files[{i}]"
         _require(isinstance(entry, dict), f"{where} must be an object")
@@ -210,7 +211,7 @@ def _parse_manifest(raw: bytes, limits: SubmissionLimits) -> dict:
         seen.add(path)
         _require(isinstance(entry.get("task"), str), f"{where} ({path}): 'task' must be a string")
         try:
-            get_task(entry["task"])
+            tasks.append(get_task(entry["task"]))
         except ValueError as err:
             raise SubmissionError(f"{where}: {err}") from None
         finite_positive(entry.get("mean_flops"), f"{where} ({path}): 'mean_flops'", SubmissionError)
@@ -222,7 +223,7 @@ def _parse_manifest(raw: bytes, limits: SubmissionLimits) -> dict:
         _optional(entry, "module_spec", dict, where)
         _optional(entry, "flops_source", str, where)
         _optional(entry, "settings", dict, where)
-    return manifest
+    return manifest, tasks
 
 
 class _Rows:
@@ -402,14 +403,14 @@ def read_submission(path, limits: SubmissionLimits | None = None, tolerance: flo
     limits = limits or SubmissionLimits()
     source = _Source(path, limits)
     try:
-        manifest = _parse_manifest(source.read(MANIFEST, limits.max_manifest_bytes), limits)
+        manifest, tasks = _parse_manifest(source.read(MANIFEST, limits.max_manifest_bytes), limits)
         spec = _spec_or_none(manifest.get("module_spec"), MANIFEST)
         listed = {MANIFEST} | {e["path"] for e in manifest["files"]}
         extra = source.unlisted(listed)
         _require(not extra, f"the zip holds files not listed in {MANIFEST}: {extra[:5]}")
         files, caches = [], {}
-        for entry in manifest["files"]:
-            rel, task = entry["path"], get_task(entry["task"])
+        for entry, task in zip(manifest["files"], tasks):
+            rel = entry["path"]
             file_spec = _spec_or_none(entry.get("module_spec"), f"{MANIFEST} ({rel})") or spec
             cache = caches.setdefault(json.dumps(file_spec, sort_keys=True), {})
             cap = _row_cap(task, expected_rows, limits)

@@ -1,5 +1,5 @@
-"""The server's tokenizers for the token-length cross-check: an allow-list, each tokenizer loaded once, and the
-token lengths of each (tokenizer, task) computed once.
+"""The server's tokenizers for the token-length cross-check: an allow-list, each tokenizer loaded once, a
+fingerprint of each tokenizer's files, and the counting itself (:mod:`.lengths` caches what is counted).
 
 A submission names its tokenizer by Hub id. On a server the id is looked up only in the folders the server configures
 (``tokenizer_roots``, one folder per tokenizer named ``owner--name``): that list is the allow-list, and anything else is
@@ -8,11 +8,8 @@ refused with a sentence naming what is allowed. Nothing is downloaded into the w
 :class:`SubmissionError`, never a raw library error, and a degenerate tokenizer (a whole sentence as one or two tokens,
 which would make every declared length 3) is refused.
 
-The lengths are counted once per (tokenizer, task) without truncation, then cut at each file's ``max_seq_length``
-(``min(length, max_seq_length)`` is what truncation gives, pairs included): so a submission of many files, or many
-``max_seq_length`` values, tokenises a test set once. They are kept in memory and, when a folder is given (next to the
-leaderboard's database), on disk as ``.npy`` files keyed by a hash of the tokenizer's own serialisation, the task and
-the number of test rows.
+A test set's lengths are counted without truncation (:func:`count_lengths`) and cut at each file's
+``max_seq_length`` later (``min(length, max_seq_length)`` is what truncation gives, pairs included).
 """
 
 from __future__ import annotations
@@ -21,15 +18,15 @@ import hashlib
 import re
 import threading
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 
-from ..tasks import get_task
+from ..tasks import ElueTask
 from .format import SubmissionError
 
-__all__ = ["TokenizerAllowList", "TokenLengthCache", "shared_cache", "PROBE_TEXT", "MIN_PROBE_TOKENS",
-           "NO_TRUNCATION", "CHUNK_ROWS"]
+__all__ = ["TokenizerAllowList", "files_fingerprint", "count_lengths", "PROBE_TEXT", "MIN_PROBE_TOKENS",
+           "NO_TRUNCATION", "CHUNK_ROWS", "serialisation_fingerprint"]
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95})?")
 #: A sentence any real tokenizer splits into several tokens; fewer than MIN_PROBE_TOKENS (specials excluded) is refused.
@@ -76,24 +73,30 @@ class TokenizerAllowList:
         """The ids the server's folders hold (for the refusal)."""
         return sorted({p.name.replace("--", "/") for r in self.roots if r.is_dir() for p in r.iterdir() if p.is_dir()})
 
-    def load(self, name) -> object:
+    def resolve(self, name) -> Path | None:
+        """The server folder holding tokenizer ``name`` (None: a Hub id, only when ``allow_hub``); raises
+        :class:`SubmissionError` for a malformed id or one the server does not hold. Loads nothing."""
         if not isinstance(name, str) or not _HUB_ID.fullmatch(name):
             raise SubmissionError(f"'tokenizer' must be a Hub id like 'bert-base-uncased' or 'owner/name', got "
                                   f"{str(name)[:60]!r}")
-        with self._lock:
-            if name not in self._loaded:
-                self._loaded[name] = self._load(name)
-            return self._loaded[name]
-
-    def _load(self, name: str):
-        from transformers import AutoTokenizer
-
         folder = self.folder(name)
         if folder is None and not self.allow_hub:
             known = self.known()
             raise SubmissionError(f"tokenizer {name!r} is not among this server's tokenizers ("
                                   + (", ".join(known[:8]) + (", ..." if len(known) > 8 else "") if known else "none")
                                   + "); name one of them, or ask the maintainers to add it")
+        return folder
+
+    def load(self, name) -> object:
+        folder = self.resolve(name)
+        with self._lock:
+            if name not in self._loaded:
+                self._loaded[name] = self._load(name, folder)
+            return self._loaded[name]
+
+    def _load(self, name: str, folder: Path | None):
+        from transformers import AutoTokenizer
+
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(folder) if folder else name, use_fast=True,
                                                       trust_remote_code=False)
@@ -102,11 +105,30 @@ class TokenizerAllowList:
         except SubmissionError:
             raise
         except Exception as err:  # a malformed tokenizer file: many library error types, one sentence
+            text = str(err).replace(str(folder), f"<tokenizers>/{folder.name}") if folder else str(err)
             raise SubmissionError(f"tokenizer {name!r} cannot be loaded ({type(err).__name__}: "
-                                  f"{str(err).splitlines()[0][:120] if str(err) else 'malformed files'})") from None
+                                  f"{text.splitlines()[0][:120] if text else 'malformed files'})") from None
 
 
-def _count(tokenizer, task, columns: Mapping, rows: int) -> np.ndarray:
+def files_fingerprint(folder: Path) -> str:
+    """A hash of every file under ``folder`` (relative names and bytes, in name order): editing, adding or removing a
+    tokenizer file changes it."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(2**20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def serialisation_fingerprint(tokenizer) -> str:
+    """A hash of a loaded fast tokenizer's own serialisation (for a Hub tokenizer, which has no server folder)."""
+    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode("utf-8")).hexdigest()[:16]
+
+
+def count_lengths(tokenizer, task: ElueTask, columns: Mapping) -> np.ndarray:
     """Each row's token count, specials included, without truncation: the Rust tokenizer itself (a copy with
     truncation and padding off), a chunk of :data:`CHUNK_ROWS` rows at a time (bounded memory, no Python lists of
     ids); equal to :func:`~elue_hf.elue.data.token_lengths` without truncation (tested)."""
@@ -116,83 +138,10 @@ def _count(tokenizer, task, columns: Mapping, rows: int) -> np.ndarray:
     backend.no_truncation()
     backend.no_padding()
     fields = [list(columns[name]) for name in task.text_fields]
+    rows = len(fields[0])
     full = np.zeros(rows, dtype=np.int64)
     for start in range(0, rows, CHUNK_ROWS):
         chunk = [f[start:start + CHUNK_ROWS] for f in fields]
         inputs = chunk[0] if len(chunk) == 1 else list(zip(*chunk))
         full[start:start + len(chunk[0])] = [len(e) for e in backend.encode_batch(inputs)]
     return full
-
-
-class TokenLengthCache:
-    """Token lengths of each test set per tokenizer, counted once (see the module docstring). ``folder``: where they
-    are kept on disk (None: memory only)."""
-
-    def __init__(self, tokenizers: TokenizerAllowList, folder=None):
-        self.tokenizers = tokenizers
-        self.folder = Path(folder) if folder is not None else None
-        self._memory: dict[tuple, np.ndarray] = {}
-        self._lock = threading.Lock()
-        self.computed = 0  # how many (tokenizer, task) tokenisations ran (the rest came from the cache)
-
-    def lengths(self, name: str, task, texts: Callable[[str], Mapping], max_length: int) -> np.ndarray:
-        """Each test instance's token count under tokenizer ``name``, truncated at ``max_length``."""
-        tokenizer = self.tokenizers.load(name)
-        task = get_task(task)
-        with self._lock:  # one tokenisation at a time: a second request for the same set waits and reuses it
-            full = self._full(name, tokenizer, task, texts)
-        return np.minimum(full, max_length)
-
-    def _full(self, name: str, tokenizer, task, texts) -> np.ndarray:
-        key = (name, task.key)
-        if key in self._memory:
-            return self._memory[key]
-        columns = dict(texts(task.key))
-        rows = len(next(iter(columns.values()))) if columns else 0
-        fingerprint = hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode("utf-8")).hexdigest()[:16]
-        path = (self.folder / f"{name.replace('/', '--')}.{fingerprint}.{task.key}.{rows}.npy" if self.folder
-                else None)
-        full = self._read(path, rows)
-        if full is None:
-            full = _count(tokenizer, task, columns, rows)
-            self.computed += 1
-            self._write(path, full)
-        self._memory[key] = full
-        return full
-
-    @staticmethod
-    def _read(path: Path | None, rows: int) -> np.ndarray | None:
-        if path is None or not path.is_file():
-            return None
-        try:
-            full = np.load(path, allow_pickle=False)
-        except (OSError, ValueError):
-            return None
-        return full if full.shape == (rows,) and full.dtype.kind == "i" else None
-
-    @staticmethod
-    def _write(path: Path | None, full: np.ndarray) -> None:
-        if path is None:
-            return
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(path.name + f".{threading.get_ident()}.partial")
-            with open(partial, "wb") as handle:
-                np.save(handle, full, allow_pickle=False)
-            partial.replace(path)
-        except OSError:  # a read-only folder: the memory cache still holds it
-            pass
-
-
-_SHARED: dict[tuple, TokenLengthCache] = {}
-_SHARED_LOCK = threading.Lock()
-
-
-def shared_cache(roots=(), folder=None, allow_hub: bool = False) -> TokenLengthCache:
-    """One :class:`TokenLengthCache` per (server folders, cache folder) for the life of the process: what the web
-    process and the CLI use, so a tokenizer is loaded and a test set tokenised once, not once per upload."""
-    key = (tuple(str(r) for r in roots), str(folder) if folder is not None else None, bool(allow_hub))
-    with _SHARED_LOCK:
-        if key not in _SHARED:
-            _SHARED[key] = TokenLengthCache(TokenizerAllowList(roots, allow_hub), folder)
-        return _SHARED[key]

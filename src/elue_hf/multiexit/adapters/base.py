@@ -86,9 +86,42 @@ class BackboneAdapter:
         mask = create_bidirectional_mask(config=backbone.config, inputs_embeds=hidden, attention_mask=attention_mask)
         return hidden, mask
 
-    def run_layer(self, backbone, i: int, hidden: torch.Tensor, mask=None, **kwargs) -> torch.Tensor:
+    def run_layer(self, backbone, i: int, hidden: torch.Tensor, mask=None, prompt_tokens: int = 0,
+                  **kwargs) -> torch.Tensor:
+        """Layer ``i`` on ``hidden`` (b, n, d). ``prompt_tokens`` leading rows are a late prompt (LPT); layers that
+        attend globally need nothing for it (the mask already lets every real token see it)."""
         return self.layers(backbone)[i](hidden, mask, **kwargs)
+
+    def check_prompt_layer(self, backbone, prompt_layer: int) -> None:
+        """Raise ``ValueError`` when a late prompt cannot go in before layer ``prompt_layer`` (default: anywhere)."""
 
     def exit_states(self, backbone, i: int, hidden: torch.Tensor) -> torch.Tensor:
         """What exit ``i`` reads from layer ``i``'s output (post-LN families: the output itself)."""
         return hidden
+
+    def run_layer_with_attentions(self, backbone, i: int, hidden: torch.Tensor, mask=None, **kwargs):
+        """``run_layer`` that also returns layer ``i``'s attention weights (``output_attentions=True``; None unless the
+        backbone runs eager attention).
+
+        The weights are read the way transformers' own ``output_attentions`` reads them: a forward hook on the
+        attention module the backbone declares in ``_can_record_outputs["attentions"]`` (its output ``(states,
+        weights)``)."""
+        weights = []
+        hooks = [module.register_forward_hook(lambda _m, _a, out: weights.append(out[1]))
+                 for module in self.layers(backbone)[i].modules() if isinstance(module, attention_class(backbone))]
+        try:
+            hidden = self.run_layer(backbone, i, hidden, mask, **kwargs)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return hidden, (weights[0] if weights else None)
+
+
+def attention_class(backbone: nn.Module) -> type:
+    """The attention module class whose output transformers records as ``attentions`` for ``backbone``."""
+    spec = type(backbone)._can_record_outputs.get("attentions")
+    spec = spec[0] if isinstance(spec, list) else spec
+    spec = getattr(spec, "target_class", spec)
+    if not isinstance(spec, type):
+        raise ValueError(f"{type(backbone).__name__} declares no attention module to record attentions from")
+    return spec

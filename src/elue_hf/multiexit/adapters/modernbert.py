@@ -6,6 +6,11 @@ attention type (``create_bidirectional_mask`` or ``create_bidirectional_sliding_
 ``(cos, sin)`` of its type, both rebuilt from the (batch, 1, 1, n) padding mask and the current length, so rows and
 padding columns can leave between layers. An exit reads the layer's output through the backbone's ``final_norm``
 (what the family's head was trained on), then pools.
+
+A late prompt (LPT, ``prompt_tokens`` leading rows) takes rotary positions 0..l-1 and the text moves right by l;
+rotary attention depends on position differences only, so attention between real tokens is unchanged. In a
+sliding-window layer the prompt would be visible only to the first tokens: there its rows and columns are made
+global (``or_mask_function``), so every token reads the prompt and the prompt reads every token in every layer.
 """
 
 from __future__ import annotations
@@ -16,6 +21,16 @@ from transformers.masking_utils import create_bidirectional_mask, create_bidirec
 from .base import BackboneAdapter, drop_token_types, padding_mask
 
 __all__ = ["ModernBertAdapter"]
+
+
+def _global_rows(count: int):
+    """A mask function (transformers' ``or_mask_function``) letting the first ``count`` positions (a late prompt)
+    attend to and be attended by every position, outside the sliding window; padding still applies."""
+
+    def inner(batch_idx, head_idx, q_idx, kv_idx):
+        return (q_idx < count) | (kv_idx < count)
+
+    return inner
 
 
 class ModernBertAdapter(BackboneAdapter):
@@ -52,12 +67,16 @@ class ModernBertAdapter(BackboneAdapter):
         hidden = backbone.embeddings(input_ids=input_ids, inputs_embeds=inputs_embeds)
         return hidden, padding_mask(attention_mask, hidden)
 
-    def run_layer(self, backbone, i, hidden, mask=None, **kwargs):
+    def run_layer(self, backbone, i, hidden, mask=None, prompt_tokens=0, **kwargs):
         layer = backbone.layers[i]
         padding = None if mask is None else mask[:, 0, 0, :]
-        build = create_bidirectional_sliding_window_mask if layer.attention_type == "sliding_attention" else (
-            create_bidirectional_mask)
-        layer_mask = build(config=backbone.config, inputs_embeds=hidden, attention_mask=padding)
+        if layer.attention_type == "sliding_attention":
+            layer_mask = create_bidirectional_sliding_window_mask(
+                config=backbone.config, inputs_embeds=hidden, attention_mask=padding,
+                or_mask_function=_global_rows(prompt_tokens) if prompt_tokens else None,
+            )  # fmt: skip
+        else:
+            layer_mask = create_bidirectional_mask(config=backbone.config, inputs_embeds=hidden, attention_mask=padding)
         positions = torch.arange(hidden.shape[1], device=hidden.device)[None]
         rotary = backbone.rotary_emb(hidden, positions, layer.attention_type)
         return layer(hidden, attention_mask=layer_mask, position_embeddings=rotary, **kwargs)

@@ -14,15 +14,17 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from ...elue.score.reference import load_reference
-from ...elue.tasks import TASK_KEYS, get_task
+from ...elue.tasks import ElueTask
+from ...leaderboard.lengths_job import web_lengths
 from ...leaderboard.ranking import AXES, TRACK_NAMES, Filters
 from ...leaderboard.seed import seed_store
 from ...leaderboard.store import StoreError, open_store
-from ...leaderboard.submit import DEFAULT_UPLOAD_LIMITS, SubmitError, UploadLimits, submit_file
+from ...leaderboard.submit import DEFAULT_UPLOAD_LIMITS, SubmitError, TryAgainLater, UploadLimits, submit_file
 from .identity import SIGN_IN_NEEDED, Identities
 from .texts import SUBMIT_HELP, UNRANKED_HELP, about_markdown, escape_markdown
 from .views import (
     AXIS_TITLES,
+    ELUE_TASKS,
     SERIES_COLORS,
     elue_frame,
     entry_frame,
@@ -49,16 +51,22 @@ TASK_VIEWS = UNRANKED_VIEW + 1
 
 
 class Leaderboard:
-    """What the app does, without gradio: read the store, build every view, submit uploads."""
+    """What the app does, without gradio: read the store, build every view, submit uploads.
+
+    The token-length check never tokenises in this process (:mod:`elue_hf.leaderboard.lengths_job`): the lengths come
+    from the cache next to the store, filled by ``elue-hf leaderboard-prepare`` in a subprocess started here
+    (``prepare_lengths``) or by the operator; until then an upload that needs them is asked to try again."""
 
     def __init__(self, store, gold=None, reference=None, limits: UploadLimits = DEFAULT_UPLOAD_LIMITS,
-                 seed: bool = True, tokenizer_roots=(), verify_dir=None, identities: Identities | None = None):
+                 seed: bool = True, tokenizer_roots=(), verify_dir=None, identities: Identities | None = None,
+                 prepare_lengths: bool = True):
         self.store = store
         self.identities = identities or Identities()
         self.gold = gold
         self.curves = reference if isinstance(reference, Mapping) else load_reference(reference)
         self.limits = limits
         self.tokenizer_roots = list(tokenizer_roots)
+        self.lengths, self.lengths_job = web_lengths(store, gold, self.tokenizer_roots, start=prepare_lengths)
         self.verify_dir = verify_dir
         if seed:
             seed_store(store, self.curves)
@@ -91,12 +99,12 @@ class Leaderboard:
                 f"{len(entries)} entries ({subs} submission{'s' * (subs != 1)}, {len(entries) - subs} from the "
                 f"papers and the reference curve). Store: {store}. Submissions: {scoring}.{note}")
 
-    def task_view(self, entries, task: str, axis: str, filters: Filters):
+    def task_view(self, entries, task: ElueTask, axis: str, filters: Filters):
         points, lines, hidden = pareto_frames(entries, task, axis, self.curves, filters)
-        caption = f"{metric_title(task)} x100 vs {AXIS_TITLES[axis]} on {get_task(task).name}."
+        caption = f"{metric_title(task)} x100 vs {AXIS_TITLES[axis]} on {task.name}."
         if hidden:
             caption += f" {hidden} point(s) without a value on this axis are listed in the table only."
-        if axis == "mflops" and self.curves[get_task(task).key].provisional:
+        if axis == "mflops" and self.curves[task.key].provisional:
             caption += " IMDb reference FLOPs are provisional."
         return points, lines, task_frame(entries, task, axis, filters), caption
 
@@ -111,7 +119,7 @@ class Leaderboard:
         out = [self.header(entries), elue_frame(entries, filters)]
         out += [track_frame(entries, track, filters) for track in TRACK_NAMES]
         out.append(unranked_frame(entries, filters))
-        for task in TASK_KEYS:
+        for task in ELUE_TASKS:
             out += list(self.task_view(entries, task, axis, filters))
         return out
 
@@ -133,7 +141,10 @@ class Leaderboard:
                 raise SubmitError(SIGN_IN_NEEDED)
             outcome = submit_file(self.store, path, self.gold, reference=self.curves, limits=self.limits,
                                   submitter=submitter or "", store_result=store_result, identity=identity,
-                                  tokenizer_roots=self.tokenizer_roots, verify_dir=self.verify_dir)
+                                  tokenizer_roots=self.tokenizer_roots, verify_dir=self.verify_dir,
+                                  lengths=self.lengths)
+        except TryAgainLater as err:
+            return f"**Not checked yet:** {escape_markdown(err)}", entry_frame_empty()
         except SubmitError as err:
             return f"**Submission refused:** {escape_markdown(err)}", entry_frame_empty()
         except StoreError as err:
@@ -200,20 +211,20 @@ def build_app(store, gold=None, reference=None, limits: UploadLimits = DEFAULT_U
             with gr.Tab("Tasks", id="tasks"):
                 axis = gr.Radio(list(AXIS_CHOICES), value="FLOPs", label="Pareto x axis")
                 with gr.Tabs():
-                    for j, task in enumerate(TASK_KEYS):
-                        name = get_task(task).name
+                    for j, task in enumerate(ELUE_TASKS):
+                        name = task.name
                         points, lines, table, caption = views[TASK_VIEWS + 4 * j: TASK_VIEWS + 4 * j + 4]
-                        with gr.Tab(name, id=f"task-{task}"):
+                        with gr.Tab(name, id=f"task-{task.key}"):
                             outputs.append(gr.ScatterPlot(
                                 points, x="x", y="performance", color="series", color_map=SERIES_COLORS,
                                 tooltip=["model", "point", "source"], title=f"{name}: operating points",
                                 x_title=AXIS_TITLES["mflops"], y_title=metric_title(task), height=360,
-                                elem_id=f"points-{task}"))
+                                elem_id=f"points-{task.key}"))
                             outputs.append(gr.LinePlot(
                                 lines, x="x", y="performance", color="line", color_map=SERIES_COLORS,
                                 title=f"{name}: reference curve and Pareto frontier",
                                 x_title=AXIS_TITLES["mflops"], y_title=metric_title(task), height=300,
-                                elem_id=f"lines-{task}"))
+                                elem_id=f"lines-{task.key}"))
                             outputs.append(gr.Dataframe(table, interactive=False, show_search="filter",
                                                         label=f"{name} operating points"))
                             outputs.append(gr.Markdown(caption))
@@ -236,7 +247,7 @@ def build_app(store, gold=None, reference=None, limits: UploadLimits = DEFAULT_U
 
         filters = [search, sources, verified, axis]
 
-        plots = [outputs[TASK_VIEWS + 4 * k + j] for k in range(len(TASK_KEYS)) for j in (0, 1)]
+        plots = [outputs[TASK_VIEWS + 4 * k + j] for k in range(len(ELUE_TASKS)) for j in (0, 1)]
 
         def refresh(search_text, source_labels, verified_only, axis_label):
             return board.views(search_text, source_labels, verified_only, axis_label)

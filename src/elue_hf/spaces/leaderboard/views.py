@@ -10,7 +10,7 @@ import pandas as pd
 
 from ...elue.flops.params import encoder_classifier_params
 from ...elue.score.reference import ReferenceCurve
-from ...elue.tasks import TASK_KEYS, get_task
+from ...elue.tasks import TASK_KEYS, TASKS, ElueTask
 from ...leaderboard.ranking import (
     AXES,
     Filters,
@@ -23,6 +23,7 @@ from ...leaderboard.ranking import (
 from ...leaderboard.records import EntryRecord
 
 __all__ = [
+    "ELUE_TASKS",
     "TASK_COLUMNS",
     "AXIS_TITLES",
     "SERIES_COLORS",
@@ -37,7 +38,8 @@ __all__ = [
     "metric_title",
 ]
 
-TASK_COLUMNS = tuple(get_task(t).name for t in TASK_KEYS)
+ELUE_TASKS = tuple(TASKS[key] for key in TASK_KEYS)  # the six tasks, in ELUE order
+TASK_COLUMNS = tuple(t.name for t in ELUE_TASKS)
 AXIS_TITLES = {"mflops": "MFLOPs per instance", "params": "MParams"}
 REFERENCE_SERIES = "ElasticBERT-base reference"
 FRONTIER_SERIES = "Pareto frontier"
@@ -53,8 +55,8 @@ SERIES_COLORS = {REFERENCE_SERIES: "#7f7f7f", REFERENCE_LINE: "#7f7f7f", FRONTIE
 _METRIC_TITLES = {"acc": "Accuracy", "acc_and_f1": "(Acc+F1)/2", "corr": "(Pearson+Spearman)/2"}
 
 
-def metric_title(task) -> str:
-    return _METRIC_TITLES[get_task(task).metric]
+def metric_title(task: ElueTask) -> str:
+    return _METRIC_TITLES[task.metric]
 
 
 def _r(value, digits: int = 2):
@@ -130,7 +132,7 @@ def track_frame(entries: Iterable[EntryRecord], track: str, filters: Filters | N
     return _frame(rows, columns)
 
 
-def task_frame(entries: Iterable[EntryRecord], task: str, axis: str = "mflops",
+def task_frame(entries: Iterable[EntryRecord], task: ElueTask, axis: str = "mflops",
                filters: Filters | None = None) -> pd.DataFrame:
     """Every operating point of one task, best first; ``Pareto`` marks the frontier on ``axis``."""
     entries = filter_entries(entries, filters)
@@ -172,7 +174,7 @@ def _series(point: Mapping) -> str:
     return FRONTIER_SERIES if point["pareto"] else OTHER_SERIES
 
 
-def pareto_frames(entries: Iterable[EntryRecord], task: str, axis: str, curves: Mapping[str, ReferenceCurve],
+def pareto_frames(entries: Iterable[EntryRecord], task: ElueTask, axis: str, curves: Mapping[str, ReferenceCurve],
                   filters: Filters | None = None) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """(points, lines, hidden) for one task page.
 
@@ -192,7 +194,7 @@ def pareto_frames(entries: Iterable[EntryRecord], task: str, axis: str, curves: 
         "model": r["model"], "point": r["label"], "source": r["source"],
     } for r in shown], columns=["x", "performance", "series", "model", "point", "source"])
     xs = [r["x"] for r in shown]
-    lines = _reference_line(curves[get_task(task).key], axis, min(xs, default=None), max(xs, default=None))
+    lines = _reference_line(curves[task.key], axis, min(xs, default=None), max(xs, default=None))
     lines += frontier_steps([(r["x"], r["performance"]) for r in shown if r["pareto"]])
     return points, pd.DataFrame(lines, columns=["x", "performance", "line"]), len(rows) - len(shown)
 
@@ -212,7 +214,7 @@ def entry_frame(entry: EntryRecord) -> pd.DataFrame:
     """One entry's operating points (the Submit tab's result table)."""
     columns = ["Task", "Point", "Metric", "MFLOPs", "Reference", "vs reference", "MParams", "FLOPs"]
     rows = [{
-        "Task": get_task(p.task).name, "Point": p.label, "Metric": _r(p.performance), "MFLOPs": _r(p.mflops, 1),
+        "Task": TASKS[p.task].name, "Point": p.label, "Metric": _r(p.performance), "MFLOPs": _r(p.mflops, 1),
         "Reference": _r(p.reference_performance), "vs reference": _r(p.residual), "MParams": _mparams(p.params),
         "FLOPs": p.flops_tier or p.flops_source,
     } for p in entry.points]
@@ -224,7 +226,7 @@ def validation_frame(submission) -> pd.DataFrame:
     the gold labels)."""
     columns = ["Task", "Point", "Metric", "MFLOPs", "Reference", "vs reference", "MParams", "FLOPs"]
     rows = [{
-        "Task": get_task(f.task).name, "Point": f.label, "Metric": None, "MFLOPs": _r(f.mean_mflops, 1),
+        "Task": TASKS[f.task].name, "Point": f.label, "Metric": None, "MFLOPs": _r(f.mean_mflops, 1),
         "Reference": None, "vs reference": None, "MParams": _mparams(f.params), "FLOPs": f.flops_tier,
     } for f in submission.files]
     return _frame(rows, columns)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from ...elue.tasks import TASK_KEYS, get_task
+from ...elue.tasks import TASK_KEYS, TASKS, get_task
 
 __all__ = ["parse_numbers", "compute_from_text", "build_metric_app"]
 
@@ -67,7 +67,7 @@ def build_metric_app():
     with gr.Blocks(title="ELUE metric") as demo:
         gr.Markdown("# ELUE metric\nTask metric (x100), mean MFLOPs per instance and the residual against the "
                     "ElasticBERT-base reference curve. In Python: `evaluate.load(...)` with `elue-hf` installed.")
-        task = gr.Dropdown([get_task(t).name for t in TASK_KEYS], value="SST-2", label="Task")
+        task = gr.Dropdown([TASKS[t].name for t in TASK_KEYS], value="SST-2", label="Task")
         predictions = gr.Textbox(label="Predictions (label codes; floats for STS-B)", placeholder="0, 1, 1")
         references = gr.Textbox(label="References (gold labels)", placeholder="0, 1, 0")
         with gr.Row():

@@ -6,9 +6,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..analytic import layer_norm_macs, linear_macs
-from ..hooks import HookCall
-from . import UnsupportedArchitecture
+from ..hook_call import HookCall
+from ..primitives import layer_norm_macs, linear_macs
+from .registry import UnsupportedArchitecture
 from .shape import attention_core_macs, attention_pairs
 
 __all__ = ["config_int", "labels_of", "children_macs", "attention_leaf_rule", "import_class"]

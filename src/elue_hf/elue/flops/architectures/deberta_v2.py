@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..analytic import layer_norm_macs, linear_macs
-from ..hooks import HookCall
-from . import Architecture, UnsupportedArchitecture
+from ..hook_call import HookCall
+from ..primitives import layer_norm_macs, linear_macs
 from ._common import config_int, import_class, labels_of
+from .registry import Architecture, UnsupportedArchitecture
 from .shape import EncoderShape, ExitShape, LayerShape, attention_core_macs, attention_pairs, disentangled_extra_macs
 
 __all__ = ["ARCHITECTURE", "att_span"]

@@ -4,9 +4,9 @@ Same per-layer MACs as BERT; ``config.dim`` / ``hidden_dim`` / ``n_heads`` / ``n
 
 from __future__ import annotations
 
-from . import Architecture
 from ._common import attention_leaf_rule, config_int, import_class, labels_of
 from .bert import bert_like_shape
+from .registry import Architecture
 
 __all__ = ["ARCHITECTURE"]
 

@@ -4,8 +4,8 @@ classifier)."""
 
 from __future__ import annotations
 
-from . import Architecture
 from ._common import attention_leaf_rule, config_int, import_class, labels_of
+from .registry import Architecture
 from .shape import EncoderShape, ExitShape, LayerShape
 
 __all__ = ["ARCHITECTURE"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..analytic import MFLOPS
+from ..primitives import MFLOPS
 
 __all__ = ["GenericFlops", "GenericShape", "generic_flops_by_length", "elue_flop_mapping"]
 

@@ -9,8 +9,8 @@ rather than padding). Rotary embeddings, the GLU gate product and mean pooling a
 
 from __future__ import annotations
 
-from . import Architecture, UnsupportedArchitecture
 from ._common import attention_leaf_rule, config_int, import_class, labels_of
+from .registry import Architecture, UnsupportedArchitecture
 from .shape import EncoderShape, ExitShape, LayerShape
 
 __all__ = ["ARCHITECTURE"]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from . import Architecture, encoder_shape
 from ._common import labels_of
+from .registry import Architecture, encoder_shape
 from .shape import EncoderShape, ExitShape
 
 __all__ = ["ARCHITECTURE"]

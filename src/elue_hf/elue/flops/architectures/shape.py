@@ -10,7 +10,7 @@ LayerNorm and the exit head(s). Layer variants:
 - ``rel_positions`` > 0: DeBERTa-v2 disentangled attention with 2k relative-position rows and c2p / p2c terms.
 
 All ``*_macs`` functions take Python ints or NumPy arrays of token counts (vectorised over instances) and return MACs;
-FLOPs = 2 x MACs (:func:`..analytic.macs_to_mflops`). The rules are written out in docs/elue.md ("FLOPs of other
+FLOPs = 2 x MACs (:func:`..primitives.macs_to_mflops`). The rules are written out in docs/elue.md ("FLOPs of other
 encoder families").
 """
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..analytic import _num, _out, exit_macs, layer_norm_macs, linear_macs
+from ..primitives import _num, _out, exit_macs, layer_norm_macs, linear_macs
 
 __all__ = [
     "LayerShape",
@@ -162,7 +162,7 @@ def conv1d_macs(n, channels_in, channels_out, kernel, groups=1):
 
 def layer_shape_macs(n, layer: LayerShape):
     """MACs of one layer over ``n`` tokens: Q, K, V, output projections + attention core (+ DeBERTa terms) + FFN +
-    LayerNorms. A plain global layer equals :func:`..analytic.layer_macs`."""
+    LayerNorms. A plain global layer equals :func:`..primitives.layer_macs`."""
     n = _num(n)
     d = layer.d
     macs = (

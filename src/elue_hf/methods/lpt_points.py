@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..flops import dims_from_config
-from ..flops.params import count_parameters
-from ..submission import PredictionFile, exact_mean
-from ..tasks import ElueTask
+from ..elue.flops import dims_from_config
+from ..elue.flops.params import count_parameters
+from ..elue.submission import PredictionFile, exact_mean
+from ..elue.tasks import ElueTask
 from .lpt_flops import PromptShape, late_prompt_flops, prompt_shape
 
 __all__ = ["is_lpt_model", "lpt_prompt_shape", "lpt_params", "lpt_point_flops", "lpt_prediction_file"]
@@ -25,7 +25,7 @@ def is_lpt_model(model) -> bool:
     """True for a PEFT model whose active adapter is LPT."""
     if not getattr(model, "peft_config", None):
         return False
-    from ...lpt.config import LPTConfig
+    from ..lpt.config import LPTConfig
 
     return isinstance(_active_config(model), LPTConfig)
 
@@ -65,7 +65,7 @@ def lpt_mean_mflops(model, point) -> float:
 
 def lpt_prediction_file(model, point, task: ElueTask, max_seq_length: int | None = None) -> PredictionFile:
     """The submission file of one static point: self-reported per-instance FLOPs, params, re-run settings."""
-    from ..inference import rerun_settings
+    from ..elue.inference import rerun_settings
 
     return PredictionFile(task.key, point.predictions, flops=lpt_point_flops(model, point).tolist(),
                           label=f"LPT {point.label}", params=lpt_params(model), max_seq_length=max_seq_length,

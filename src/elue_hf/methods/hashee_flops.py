@@ -18,10 +18,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from ...hashee.auto import base_model_type
-from ...hashee.layer import ActiveTokenAttention
-from ...hashee.model import get_hashee
-from ..flops.analytic import (
+from ..elue.flops.analytic import (
     attention_macs,
     dims_from_config,
     layer_macs,
@@ -29,8 +26,11 @@ from ..flops.analytic import (
     macs_to_mflops,
     model_flops,
 )
-from ..flops.hooks import HookCall, default_rules, register_rule
-from ..flops.module_spec import encoder_modules, module_spec_from_config
+from ..elue.flops.hooks import HookCall, default_rules, register_rule
+from ..elue.flops.module_spec import encoder_modules, module_spec_from_config
+from ..hashee.auto import base_model_type
+from ..hashee.layer import ActiveTokenAttention
+from ..hashee.model import get_hashee
 
 __all__ = [
     "active_token_counts",

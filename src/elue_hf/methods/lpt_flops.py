@@ -22,7 +22,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..flops.analytic import ModelDims, embedding_macs, exit_macs, layer_macs, macs_to_mflops
+from ..elue.flops.analytic import ModelDims, embedding_macs, exit_macs, layer_macs, macs_to_mflops
 
 __all__ = ["PromptShape", "prompt_shape", "generator_macs", "late_prompt_macs", "late_prompt_flops"]
 

@@ -14,12 +14,12 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ...hashee.auto import is_hashee_config, to_base_config
-from ..flops import dims_from_config
-from ..flops.module_spec import modules_macs_column, with_embedding_sizes
-from ..submission import PredictionFile
-from ..submission.format import _mean_from_macs
-from ..tasks import ElueTask
+from ..elue.flops import dims_from_config
+from ..elue.flops.module_spec import modules_macs_column, with_embedding_sizes
+from ..elue.submission import PredictionFile
+from ..elue.submission.format import _mean_from_macs
+from ..elue.tasks import ElueTask
+from ..hashee.auto import is_hashee_config, to_base_config
 from .hashee_flops import last_active_counts, module_spec, modules_column
 
 __all__ = ["HASHEE_SETTINGS", "HASHEE_LABEL", "TokenExitOutputs", "run_hashee", "hashee_spec", "hashee_modules",
@@ -49,7 +49,7 @@ def _check_single_exit(config) -> None:
 def run_hashee(model, tokenizer, dataset, task: ElueTask, max_length: int = 128, batch_size: int = 32,
                progress: Callable[..., Iterable] | None = None) -> TokenExitOutputs:
     """Predictions, token lengths and per-layer active-token counts of a HashEE classifier on ``dataset``."""
-    from ..inference import _decode, full_pass
+    from ..elue.inference import _decode, full_pass
 
     _check_single_exit(model.config)
     counts: list[np.ndarray] = []

@@ -6,12 +6,13 @@ equilibrium in the encoder. Runs on one CPU, one GPU or many through accelerate:
     accelerate launch -m elue_hf.elasticbert.pretraining --model PATH --text-file corpus.txt --output-dir out
     elue-hf pretrain --model PATH --max-steps 3            # embedded Rotten Tomatoes text, quick check
 
-``--model`` may be an ElasticBERT checkpoint or any BERT checkpoint (converted first).
+``--model`` may be an ElasticBERT checkpoint or any BERT checkpoint (converted first). The options are those of
+``elue-hf pretrain`` (:mod:`elue_hf.commands.pretrain` owns them); ``python -m`` / ``accelerate launch -m`` runs this
+package's ``__main__``, which goes through that command, so this module never imports the command line.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import re
@@ -127,8 +128,8 @@ def load_pretraining_model(path: str):
     """ElasticBERT pre-training model from an ElasticBERT or a plain BERT checkpoint."""
     from transformers import AutoConfig
 
-    from .convert import convert_bert_to_elasticbert
-    from .modeling_elasticbert import ElasticBertForPreTraining
+    from ..convert import convert_bert_to_elasticbert
+    from ..modeling_elasticbert import ElasticBertForPreTraining
 
     config = AutoConfig.from_pretrained(path)
     if config.model_type == "bert":
@@ -142,25 +143,18 @@ def _texts(args) -> list[str]:
     if args.text_file:
         lines = Path(args.text_file).read_text(encoding="utf-8").splitlines()
         return [line for line in lines if line.strip()]
-    from ..assets import load_rotten_tomatoes
+    from ...assets import load_rotten_tomatoes
 
     return list(load_rotten_tomatoes()["train"]["sentence"])
-
-
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    from ..commands.pretrain import add_arguments
-
-    formatter = argparse.RawDescriptionHelpFormatter
-    return add_arguments(parser or argparse.ArgumentParser(description=__doc__, formatter_class=formatter))
 
 
 def run(args) -> dict:
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
-    from ..assets import minilm_path
-    from ..outputs import refuse_existing
-    from ..tokenizer_io import load_tokenizer, save_tokenizer
-    from ..training import OptimizerSettings, train_steps
+    from ...assets import minilm_path
+    from ...outputs import refuse_existing
+    from ...tokenizer_io import load_tokenizer, save_tokenizer
+    from ...training import OptimizerSettings, train_steps
 
     refuse_existing(args.output_dir, "--output-dir", getattr(args, "overwrite", False))
 
@@ -201,12 +195,3 @@ def run(args) -> dict:
         save_tokenizer(tokenizer, out)
         (out / "pretraining_log.json").write_text(json.dumps(history, indent=1))
     return {"steps": len(history), "losses": [h["loss"] for h in history]}
-
-
-def main(argv: list[str] | None = None) -> int:
-    run(build_parser().parse_args(argv))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

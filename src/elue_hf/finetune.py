@@ -1,12 +1,17 @@
-"""Fine-tune every exit of an ElasticBERT on a text-classification dataset with ``transformers.Trainer``.
+"""``elue-hf train``: fine-tune every exit of a multi-exit classifier on a text-classification dataset with
+``transformers.Trainer``.
 
-The model is an ElasticBERT folder / Hub id, or any BERT checkpoint (converted first, see :mod:`.convert`). The data
+The model is an ElasticBERT folder / Hub id, any BERT checkpoint (converted first, :mod:`elue_hf.elasticbert.convert`),
+a multi-exit model or another encoder :mod:`elue_hf.multiexit` converts. The data
 is an ELUE task folder (:mod:`elue_hf.elue.data`) or any ``datasets`` dataset with text and label columns: a Hub id,
 or local files through a packaged builder (``csv`` / ``json`` / ``parquet`` with ``data_files``). All exits train
 together (gradient equilibrium by default, ``config.multi_exit_training``); evaluation reports every exit's metric
 and their average; the output folder holds the model, its tokenizer and the metrics, ready for
 ``AutoModelForSequenceClassification`` / ``AutoTokenizer`` / ``pipeline`` / ``elue-hf evaluate``. Because the loop is
 the ``Trainer``'s, ``accelerate launch`` scales it to several devices.
+
+It sits above the model packages and ELUE's data (``elasticbert``, ``multiexit`` and ``elue`` never import it), so
+none of them imports another just to train.
 """
 
 from __future__ import annotations
@@ -169,7 +174,7 @@ def load_classification_data(
     Without an evaluation split (``eval_split``, else ``validation``), ``eval_fraction`` of the training rows are
     held out (seeded). Test splits are never used for training or model selection.
     """
-    from ..elue.tasks import get_task
+    from .elue.tasks import get_task
 
     if (data_dir is None) == (dataset is None):
         raise ValueError("give either an ELUE task folder (--data-dir with --task) or a dataset (--dataset)")
@@ -177,7 +182,7 @@ def load_classification_data(
     if data_dir is not None:
         if elue_task is None:
             raise ValueError("--data-dir needs --task (one of sst-2, imdb, mrpc, sts-b, snli, scitail)")
-        from ..elue.data import load_elue_task
+        from .elue.data import load_elue_task
 
         splits = load_elue_task(data_dir, elue_task)
         text_columns = elue_task.text_fields
@@ -237,9 +242,9 @@ def load_model_for_finetuning(model, num_labels: int, label_names=None, tokenize
     """
     from transformers import AutoConfig
 
-    from ..tokenizer_io import load_tokenizer
-    from .convert import convert_bert_to_elasticbert
-    from .modeling_elasticbert import ElasticBertForSequenceClassification
+    from .elasticbert.convert import convert_bert_to_elasticbert
+    from .elasticbert.modeling_elasticbert import ElasticBertForSequenceClassification
+    from .tokenizer_io import load_tokenizer
 
     path = str(model)
     config = AutoConfig.from_pretrained(path)
@@ -259,7 +264,7 @@ def load_model_for_finetuning(model, num_labels: int, label_names=None, tokenize
         built = ElasticBertForSequenceClassification.from_pretrained(path, num_labels=num_labels, **labels,
                                                                      **config_overrides)
     else:
-        from ..multiexit.finetune import load_multi_exit_for_finetuning
+        from .multiexit.finetune import load_multi_exit_for_finetuning
 
         built = load_multi_exit_for_finetuning(path, config, num_labels, labels, config_overrides)
     return built, load_tokenizer(tokenizer, path, required=True)
@@ -293,7 +298,7 @@ def _training_arguments(settings: FinetuneSettings, has_eval: bool):
 def _trainer(model, tokenizer, data: ClassificationData, train, evaluation, settings: FinetuneSettings):
     from transformers import DataCollatorWithPadding, Trainer
 
-    from .training import make_compute_metrics, preprocess_logits_for_metrics
+    from .elasticbert.training import make_compute_metrics, preprocess_logits_for_metrics
 
     layers = [i + 1 for i in model.config.exit_layer_indices]
     return Trainer(
@@ -314,9 +319,9 @@ def finetune(model, tokenizer, data: ClassificationData, settings: FinetuneSetti
     ``config.multi_exit_training == "two_stage"`` runs the DeeBERT schedule: the settings' budget once for stage 1
     (backbone + top exit) and once more for stage 2 (internal exits). Returns the final evaluation metrics.
     """
-    from ..outputs import refuse_existing
-    from ..tokenizer_io import save_tokenizer
-    from .training import set_training_stage
+    from .elasticbert.training import set_training_stage
+    from .outputs import refuse_existing
+    from .tokenizer_io import save_tokenizer
 
     settings = settings or FinetuneSettings()
     refuse_existing(settings.output_dir, "output_dir", settings.overwrite, fix="set overwrite=True")
