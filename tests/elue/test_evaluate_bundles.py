@@ -108,7 +108,7 @@ def test_a_bundle_submission_is_verified_by_rerunning_the_bundle(server, capsys)
 def test_a_bundle_without_config_is_refused_in_one_sentence(server, tmp_path):
     import shutil
 
-    from elue_hf.elue.bundles import load_bundle
+    from elue_hf.methods.bundles import load_bundle
 
     broken = tmp_path / "broken"
     shutil.copytree(server["models"] / f"{BUNDLE_ID}-sst-2".replace("/", "--"), broken)

@@ -132,7 +132,7 @@ def _load_model(name: str, base_model: str | None = None, num_labels: int | None
 
     import elue_hf  # noqa: F401  (registers ElasticBERT, HashEE and LPT with the Auto classes and PEFT)
 
-    from ..elue.bundles import is_bundle, load_bundle
+    from ..methods.bundles import is_bundle, load_bundle
 
     if is_bundle(name):  # an `elue-hf export` folder: run by ONNX Runtime with its exits
         return load_bundle(name)
@@ -290,7 +290,6 @@ def cmd_evaluate(args) -> int:
 def _prediction_files(model, tokenizer, dataset, task, args, max_length: int):
     """``(files by label, module spec, params, FLOPs route, int8 comparison rows or None)`` of a plain, HashEE or LPT
     classifier or an exported bundle; with ``--quantize int8`` the files are the int8 model's."""
-    from ..elue.bundles import ExportedBundle
     from ..elue.flops.architectures import flops_shape
     from ..elue.flops.params import count_parameters
     from ..elue.inference import (
@@ -301,6 +300,7 @@ def _prediction_files(model, tokenizer, dataset, task, args, max_length: int):
         to_prediction_file,
     )
     from ..hashee.auto import is_hashee_config
+    from ..methods.bundles import ExportedBundle
     from ..methods.lpt_points import is_lpt_model, lpt_params, lpt_prediction_file
 
     progress = _progress(args.no_progress)
@@ -346,10 +346,10 @@ def _prediction_files(model, tokenizer, dataset, task, args, max_length: int):
 def _bundle_prediction_files(bundle, tokenizer, dataset, task, args, max_length: int, progress):
     """The files of an exported bundle's operating points, each run by ONNX Runtime's exit loop; FLOPs, module spec
     and parameters are the source model's (its config.json): ELUE counts operations, not bits."""
-    from ..elue.bundles import run_bundle_points
     from ..elue.flops.architectures import flops_shape
     from ..elue.flops.params import count_parameters
     from ..elue.inference import point_params, submission_spec, to_prediction_file
+    from ..methods.bundles import run_bundle_points
 
     dims = flops_shape(bundle.config)
     points = run_bundle_points(bundle, tokenizer, dataset, task, parse_settings(args, dims.exit_layers), max_length,
@@ -371,8 +371,8 @@ def _gold_labels(dataset, args):
 
 def _check_quantize(args, model) -> None:
     """--quantize applies to a PyTorch classifier (plain or multi-exit): one sentence for anything else."""
-    from ..elue.bundles import ExportedBundle
     from ..hashee.auto import is_hashee_config
+    from ..methods.bundles import ExportedBundle
     from ..methods.lpt_points import is_lpt_model
 
     if not args.quantize:

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..elue.bundles import ExportedBundle, bundle_throughput, is_bundle, run_bundle_points
 from ..elue.flops.params import count_parameters
 from ..elue.submission import read_submission
 from ..elue.submission.format import SubmissionError, params_disagreement
 from ..elue.tasks import TASKS, ElueTask
 from ..hashee.auto import base_model_type, is_hashee_config
+from ..methods.bundles import ExportedBundle, bundle_throughput, is_bundle, run_bundle_points
 from ..validators import require
 from .adapter import is_adapter_folder, load_lpt_classifier
 from .request import AGREEMENT, ARCHITECTURES, FLOPS_TOLERANCE, VerifyError, VerifyRequest, verify_request
@@ -107,7 +107,7 @@ def load_named_model(folder: Path, num_labels: int, model_roots=(), allow_hub: b
 def _load_bundle(folder: Path):
     """An ``elue-hf export`` bundle of a known architecture: ONNX graphs (data run by ONNX Runtime, no code) and the
     source model's config, which gives ELUE's FLOPs and parameters."""
-    from ..elue.bundles import load_bundle
+    from ..methods.bundles import load_bundle
 
     require((folder / "config.json").is_file(), f"bundle {folder.name} holds no config.json", VerifyError)
     from transformers import PretrainedConfig

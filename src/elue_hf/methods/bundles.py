@@ -18,10 +18,10 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .data import tokenize_examples
-from .flops.architectures import flops_shape
-from .inference import ExitSetting, PointOutputs, _decode, check_settings
-from .tasks import ElueTask
+from ..elue.data import tokenize_examples
+from ..elue.flops.architectures import flops_shape
+from ..elue.inference import ExitSetting, PointOutputs, _decode, check_settings
+from ..elue.tasks import ElueTask
 
 __all__ = ["BUNDLE_FILE", "ExportedBundle", "is_bundle", "load_bundle", "bundle_exit_options", "run_bundle_points",
            "bundle_throughput"]
