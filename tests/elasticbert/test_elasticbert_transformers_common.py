@@ -47,6 +47,7 @@ from elue_hf import (  # noqa: E402
     ElasticBertForSequenceClassification,
     ElasticBertModel,
 )
+from tests.helpers.transformers_common import run_config_common_tests  # noqa: E402
 
 
 class ElasticBertModelTester:
@@ -107,18 +108,7 @@ class ElasticBertCommonModelTest(ModelTesterMixin, unittest.TestCase):
         self.config_tester = ConfigTester(self, config_class=ElasticBertConfig, hidden_size=48)
 
     def test_config(self):
-        # ConfigTester.run_common_tests minus check_config_arguments_init, whose `config_common_kwargs` live in
-        # tests/utils/test_configuration_utils.py, a file the transformers sdist does not ship
-        tester = self.config_tester
-        tester.create_and_test_config_common_properties()
-        tester.create_and_test_config_to_json_string()
-        tester.create_and_test_config_to_json_file()
-        tester.create_and_test_config_from_and_save_pretrained()
-        tester.create_and_test_config_from_and_save_pretrained_subfolder()
-        tester.create_and_test_config_from_and_save_pretrained_composite()
-        tester.create_and_test_config_with_num_labels()
-        tester.create_and_test_config_from_pretrained_custom_kwargs()
-        tester.check_config_can_be_init_without_params()
+        run_config_common_tests(self.config_tester)
 
     def _prepare_for_class(self, inputs_dict, model_class, return_labels=False):
         # transformers picks labels from its own Auto mappings, which do not list remote/custom classes

@@ -19,6 +19,7 @@ from tests.elasticbert.test_elasticbert_transformers_common import (  # skips th
     random_attention_mask,
 )
 from tests.helpers.tiny_families import VOCAB, tiny_config  # noqa: E402
+from tests.helpers.transformers_common import run_config_common_tests
 
 pytestmark = pytest.mark.slow  # seconds per test: `make test-fast` skips this module
 
@@ -63,18 +64,7 @@ class _MultiExitCommonTests(ModelTesterMixin):
                                           common_properties=["hidden_size", "num_hidden_layers"])
 
     def test_config(self):
-        # ConfigTester.run_common_tests minus check_config_arguments_init, whose `config_common_kwargs` live in
-        # tests/utils/test_configuration_utils.py, a file the transformers sdist does not ship
-        tester = self.config_tester
-        tester.create_and_test_config_common_properties()
-        tester.create_and_test_config_to_json_string()
-        tester.create_and_test_config_to_json_file()
-        tester.create_and_test_config_from_and_save_pretrained()
-        tester.create_and_test_config_from_and_save_pretrained_subfolder()
-        tester.create_and_test_config_from_and_save_pretrained_composite()
-        tester.create_and_test_config_with_num_labels()
-        tester.create_and_test_config_from_pretrained_custom_kwargs()
-        tester.check_config_can_be_init_without_params()
+        run_config_common_tests(self.config_tester)
 
     def _prepare_for_class(self, inputs_dict, model_class, return_labels=False):
         # transformers picks labels from its own Auto mappings, which do not list registered custom classes
