@@ -201,6 +201,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(args.export_dir or scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         int8 = args.device == "cpu"  # ONNX Runtime's dynamic int8 and torchao's are CPU paths
         exports = [("full.onnx", export_full_depth, None), ("exit", export_elasticbert, None)]
