@@ -1,5 +1,6 @@
 """``torchrun --nproc_per_node 2`` of ``elue-hf train`` on a multi-exit model, on CPU (gloo): two processes train one
-model through ``Trainer``'s DDP and save one multi-exit folder (docs/multi-exit.md, "Distributed training on CPU")."""
+model through ``Trainer``'s DDP and save one multi-exit folder (docs/multi-exit.md, "ELUE FLOPs, evaluation,
+serving, training")."""
 
 from __future__ import annotations
 
