@@ -7,8 +7,9 @@ a time, four passes alternate on the same weights, each timing every encoder lay
 
 - **plain**: the model's own layer on all n tokens (the model without HashEE);
 - **HashEE**: the HashEE layer (skip mode) of the same forward; layer 1 runs in full (every token is active);
-- **products**: only the layer's matrix products at the sizes HashEE runs them: Q, W_O and the FFN on the layer's m
-  active rows, K and V on all n rows (no attention, LayerNorm, GELU, indexing or Python of HashEE's);
+- **products**: only the layer's matrix products at the sizes and with the kernels HashEE runs them: Q, W_O and the FFN
+  on the layer's m active rows (``packed_linear``), K and V on all n rows (no attention, LayerNorm, GELU, indexing or
+  Python of HashEE's);
 - **floor**: the same products with Q, W_O and the FFN on ONE row (K and V still on all n rows): what reading the
   layer's weights costs at least, whatever happens to the active tokens.
 
@@ -49,6 +50,7 @@ from elue_hf.hashee import (  # noqa: E402
     remove_hashee,
     tokenize_texts,
 )
+from elue_hf.hashee.layer import packed_linear  # noqa: E402
 from elue_hf.hashee.model import find_encoder  # noqa: E402
 from elue_hf.methods.hashee_flops import classifier_flops  # noqa: E402
 
@@ -95,20 +97,20 @@ def _bert_linears(layer):
 
 
 def products_pass(layers, n, rows_per_layer):
-    """Per-layer seconds (L, 2) of only the matrix products: Q/W_O/FFN on ``rows_per_layer[l]`` rows, K/V on n."""
+    """Per-layer seconds (L, 2) of only the matrix products: Q/W_O/FFN on ``rows_per_layer[l]`` rows through the
+    product HashEE uses for them (:func:`~elue_hf.hashee.layer.packed_linear`), K/V on n rows (``F.linear``)."""
     seconds = np.zeros((len(layers), 2))
     d = layers[0].attention.self.query.in_features
     states = torch.randn(1, n, d)
     for index, (layer, rows) in enumerate(zip(layers, rows_per_layer)):
         q, k, v, o, ffn_in, ffn_out = _bert_linears(layer)
-        active = states[:, :rows]
+        active = states[:, :rows].contiguous()
         start = [c() for c in CLOCKS]
-        F.linear(active, q.weight, q.bias)
+        packed_linear(q, active)
         F.linear(states, k.weight, k.bias)
         F.linear(states, v.weight, v.bias)
-        F.linear(active, o.weight, o.bias)
-        hidden = F.linear(active, ffn_in.weight, ffn_in.bias)
-        F.linear(hidden, ffn_out.weight, ffn_out.bias)
+        packed_linear(o, active)
+        packed_linear(ffn_out, packed_linear(ffn_in, active))
         seconds[index] = [c() - s for c, s in zip(CLOCKS, start)]
     return seconds
 
