@@ -6,7 +6,7 @@ from torch import nn
 
 from elue_hf.elue.flops import ElueFlopsCounter
 from elue_hf.hashee import apply_hashee, get_hashee, set_hashee_mode
-from elue_hf.hashee.layer import TRANSPOSED_PRODUCT_ROWS, packed_linear
+from elue_hf.hashee.layer import TRANSPOSED_PRODUCT_ROWS, ActiveTokenAttention, packed_linear
 from elue_hf.methods.hashee_flops import classifier_flops, last_active_counts
 
 from .test_hashee_model import V, bert, elasticbert, logits_both_modes, roberta, scaled, table_for
@@ -46,6 +46,54 @@ def test_batch_one_equals_reference(make, pad, attn, length):
         steps = [plan.step(layer) for layer in range(2, plan.num_layers + 1)]
         assert all(step.slot_index is None for step in steps)  # the batch-1 path ran: no scatter into a block
         assert plan.m_max[-1] < int(mask.sum())  # and tokens were skipped
+
+
+def leaf_calls(monkeypatch):
+    """Counts the calls of the attention leaf (the general path; the lean batch-1 block does not call it)."""
+    calls = []
+    real = ActiveTokenAttention.forward
+
+    def spy(self, *args, **kwargs):
+        calls.append(args[2].shape[0])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ActiveTokenAttention, "forward", spy)
+    return calls
+
+
+@pytest.mark.parametrize("length", [None, 14])
+def test_batch_one_inference_runs_the_lean_block_and_equals_reference(monkeypatch, length):
+    torch.manual_seed(0)
+    model = scaled(bert()).eval()
+    apply_hashee(model, table_for(model))
+    calls = leaf_calls(monkeypatch)
+    ids, mask = one_row(2, length=length)
+    with torch.inference_mode():
+        skip, ref = logits_both_modes(model, ids, mask)
+    assert torch.allclose(skip, ref, atol=1e-5), (skip - ref).abs().max()
+    assert calls == []  # SDPA, eval, no hooks: direct torch calls, no attention leaf
+    model(input_ids=torch.cat([ids, ids]), attention_mask=torch.cat([mask, mask]))
+    assert calls and set(calls) == {2}  # batch 2 takes the general path
+
+
+@pytest.mark.parametrize("case", ["eager", "training", "hooked layer norm"])
+def test_the_lean_block_steps_aside(monkeypatch, case):
+    torch.manual_seed(0)
+    model = scaled(bert(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).eval()
+    if case == "eager":
+        model.set_attn_implementation("eager")
+    apply_hashee(model, table_for(model))
+    seen = []
+    if case == "training":
+        model.train()
+    elif case == "hooked layer norm":
+        for layer in model.bert.encoder.layer:
+            layer.output.LayerNorm.register_forward_hook(lambda module, args, output: seen.append(output.shape))
+    calls = leaf_calls(monkeypatch)
+    skip, ref = logits_both_modes(model, *one_row(3))
+    assert torch.allclose(skip, ref, atol=1e-5), (skip - ref).abs().max()
+    assert calls  # the general path ran
+    assert case != "hooked layer norm" or seen
 
 
 def test_batch_one_keeps_pads_out_of_the_queries():

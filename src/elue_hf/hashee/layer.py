@@ -291,10 +291,51 @@ def _residual_block(block, x, residual) -> torch.Tensor:
     return block.LayerNorm(block.dropout(packed_linear(block.dense, x)) + residual)
 
 
+def _no_hooks(*modules: nn.Module) -> bool:
+    return not (_GLOBAL_HOOKS[0] or _GLOBAL_HOOKS[1]) and not any(
+        module._forward_hooks or module._forward_pre_hooks for module in modules
+    )
+
+
+def _layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    return nn.functional.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+
+def _lean_batch_one(layer, blocks, hidden, rows, step, plan) -> torch.Tensor | None:
+    """The BERT block of batch 1 at inference as direct torch calls (no module calls for attention, LayerNorm and
+    dropout), or None where it does not apply: training, attention other than SDPA, a LayerNorm that is not
+    ``nn.LayerNorm``, or a hook on a module it would bypass (the ELUE FLOPs counter's, for example)."""
+    sa, (attention_out, intermediate, output) = layer.attention.self, blocks
+    norms = (attention_out.LayerNorm, output.LayerNorm)
+    if (
+        step.slot_index is not None
+        or layer.training
+        or _implementation(sa.config) != "sdpa"
+        or not all(type(norm) is nn.LayerNorm for norm in norms)
+        or not _no_hooks(layer.hashee_attention, *norms, sa.dropout, attention_out.dropout, output.dropout)
+    ):
+        return None
+    heads, size, m, n = sa.num_attention_heads, sa.attention_head_size, step.m_max, hidden.shape[1]
+    q = packed_linear(sa.query, rows).view(1, m, heads, size).transpose(1, 2)
+    k = sa.key(hidden).view(1, n, heads, size).transpose(1, 2)
+    v = sa.value(hidden).view(1, n, heads, size).transpose(1, 2)
+    mask = plan.attention_mask("sdpa", q.dtype)
+    context = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=sa.scaling)
+    context = context.transpose(1, 2).reshape(1, m, heads * size)
+    attention = _layer_norm(norms[0], packed_linear(attention_out.dense, context) + rows)
+    states = intermediate.intermediate_act_fn(packed_linear(intermediate.dense, attention))
+    return _layer_norm(norms[1], packed_linear(output.dense, states) + attention)
+
+
 def _bert_active(layer, leaf, hidden, rows, step, plan, extra) -> torch.Tensor:
-    attention = leaf(_bert_parts(layer), rows, hidden, step, plan)
     blocks = (layer.attention.output, layer.intermediate, layer.output)
-    if not all(type(block).__name__ in _BERT_BLOCKS for block in blocks):
+    bert_blocks = all(type(block).__name__ in _BERT_BLOCKS for block in blocks)
+    if bert_blocks:
+        lean = _lean_batch_one(layer, blocks, hidden, rows, step, plan)
+        if lean is not None:
+            return lean
+    attention = leaf(_bert_parts(layer), rows, hidden, step, plan)
+    if not bert_blocks:
         attention = layer.attention.output(attention, rows)
         return layer.output(layer.intermediate(attention), attention)
     attention = _residual_block(blocks[0], attention, rows)
