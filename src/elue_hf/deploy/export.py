@@ -109,14 +109,81 @@ class FullDepthPiece(nn.Module):
         return self.layers[-1](hidden, attention_mask)[1]
 
 
-def _export(module: nn.Module, args: tuple, names: list[str], outputs: list[str], path: Path, opset: int) -> None:
+def _trace(module: nn.Module, args: tuple, names: list[str], outputs: list[str], opset: int):
+    """``module`` traced by ``torch.onnx.export`` (dynamic batch and sequence axes): an ``onnx`` ModelProto."""
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")
     shapes = tuple({0: batch, 1: seq} for _ in args)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's deprecation chatter from transformers' internals
         program = torch.onnx.export(module.eval(), args, dynamo=True, input_names=names, output_names=outputs,
                                     dynamic_shapes=shapes, opset_version=opset, verbose=False)
-    program.save(str(path), external_data=False)
+    return program.model_proto
+
+
+def _save(graph, path: Path) -> None:
+    import onnx
+
+    onnx.save(graph, str(path))
+
+
+def _export(module: nn.Module, args: tuple, names: list[str], outputs: list[str], path: Path, opset: int) -> None:
+    _save(_trace(module, args, names, outputs, opset), path)
+
+
+#: families whose layers differ only in their weights (ModernBERT alternates global and sliding-window attention,
+#: which sample inputs shorter than the window cannot tell apart: each of its layers is traced)
+_DERIVABLE = ("elasticbert", "bert", "roberta", "xlm-roberta", "camembert", "electra", "distilbert", "deberta-v2")
+
+
+def _family(config) -> str:
+    return getattr(config, "backbone_type", None) or config.model_type
+
+
+def _layer_outputs(piece: LayerPiece) -> list[str]:
+    return ["layer_output", "logits"] if piece.has_exit else ["layer_output"]
+
+
+def _layer_graphs(model, hidden: torch.Tensor, mask: torch.Tensor, padding_form: bool, opset: int, fast: bool = True):
+    """Yield each layer's graph (an ``onnx`` ModelProto), tracing as few as it can (:mod:`.derive`): a layer whose
+    graph, derived from an already traced one by swapping in its weights, gives the PyTorch layer's outputs on the
+    sample inputs is not traced; any other is (on a copy with distinct weights, whose initializers then name their
+    parameters), and the model itself is traced when even that mapping fails."""
+    from .derive import counterpart, distinct_copy, graph_matches, initializer_sources, with_weights
+
+    fast = fast and _family(model.config) in _DERIVABLE
+    stand_in = distinct_copy(model) if fast else None
+    real = dict(model.named_parameters())
+    stand_in_params = dict(stand_in.named_parameters()) if fast else {}
+    feeds = {"hidden_states": hidden.numpy(), "attention_mask": mask.numpy()}
+    layers, exits = model.config.num_hidden_layers, len(model.elasticbert.encoder.exit_layer_indices)
+    templates = []  # (piece of the stand-in, its graph, its initializers' parameters)
+    for i in range(layers):
+        piece = LayerPiece(model, i, padding_form)
+        with torch.no_grad():
+            out = piece(hidden, mask)
+        expected = [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
+        args, names, outputs = (hidden, mask), ["hidden_states", "attention_mask"], _layer_outputs(piece)
+        graph = None
+        for source, traced, sources in templates:
+            if source.has_exit != piece.has_exit:
+                continue
+            swaps = {layers: {source.i: i}}
+            if piece.has_exit:
+                swaps.setdefault(exits, {})[source.j] = piece.j
+            derived = with_weights(traced, sources, real, lambda name, s=swaps: counterpart(model, name, s))
+            if graph_matches(derived, feeds, expected):
+                graph = derived
+                break
+        if graph is None and fast:
+            source = LayerPiece(stand_in, i, padding_form)
+            traced = _trace(source, args, names, outputs, opset)
+            sources = initializer_sources(traced, stand_in_params)
+            if sources is not None:
+                derived = with_weights(traced, sources, real, lambda name: name)
+                if graph_matches(derived, feeds, expected):
+                    templates.append((source, traced, sources))
+                    graph = derived
+        yield graph if graph is not None else _trace(piece, args, names, outputs, opset)
 
 
 def _backbone_config(config):
@@ -132,20 +199,29 @@ def _sample_inputs(config):
     return ids, mask, torch.zeros_like(ids)
 
 
-def quantize_onnx_int8(source: Path, target: Path) -> None:
-    """``onnxruntime.quantization.quantize_dynamic``: int8 weights, activations quantized per call (MatMul/Gemm;
-    the embedding tables stay fp32)."""
+#: what ``quantize="int8"`` does to each piece (chosen on the demo's validation split, docs/deploy.md "int8 accuracy")
+INT8_SETTINGS = {"per_channel": False, "reduce_range": False, "op_types": ("MatMul", "Gemm")}
+
+
+def quantize_onnx_int8(source: Path, target: Path, per_channel: bool | None = None, reduce_range: bool | None = None,
+                       op_types=None, exclude=()) -> None:
+    """``onnxruntime.quantization.quantize_dynamic``: int8 weights (QInt8), activations quantized per call, on the
+    ``op_types`` nodes with a constant weight (default :data:`INT8_SETTINGS`; the embedding tables stay fp32);
+    ``exclude``: node names kept fp32."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    settings = {**INT8_SETTINGS, **{k: v for k, v in (("per_channel", per_channel), ("reduce_range", reduce_range),
+                                                      ("op_types", op_types)) if v is not None}}
     graph = onnx.load(str(source))
     del graph.graph.value_info[:]  # the exporter's recorded shapes; the quantizer infers its own
     onnx.save(graph, str(source))
     hint = _DropPreprocessHint()
     logging.getLogger().addFilter(hint)  # the quantizer logs this hint on the root logger once per graph
     try:
-        quantize_dynamic(str(source), str(target), op_types_to_quantize=["MatMul", "Gemm"],
-                         weight_type=QuantType.QInt8)
+        quantize_dynamic(str(source), str(target), op_types_to_quantize=list(settings["op_types"]),
+                         per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
+                         weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude))
     finally:
         logging.getLogger().removeFilter(hint)
 
@@ -239,10 +315,8 @@ def export_multi_exit(model_or_path, output_dir, quantize: str | None = None, op
     with torch.no_grad():
         hidden = EmbeddingsPiece(model)(ids, mask, types)
     layers = []
-    for i in range(config.num_hidden_layers):
-        piece = LayerPiece(model, i, padding_form)
-        outputs = ["layer_output", "logits"] if piece.has_exit else ["layer_output"]
-        _export(piece, (hidden, mask), ["hidden_states", "attention_mask"], outputs, fp32_dir / layer_file(i), opset)
+    for i, graph in enumerate(_layer_graphs(model, hidden, mask, padding_form, opset)):
+        _save(graph, fp32_dir / layer_file(i))
         layers.append(layer_file(i))
     if quantize:
         for name in ["embeddings.onnx", *layers]:
