@@ -57,7 +57,7 @@ def test_one_layer_is_traced_and_every_layer_equals_pytorch(tmp_path, monkeypatc
     model = _trained_like(tiny_model(pooling="mean"))
     calls = _count_traces(monkeypatch)
     bundle = export_elasticbert(model, tmp_path / "b")
-    assert calls == ["EmbeddingsPiece", "LayerPiece[0]"]
+    assert calls == ["FirstPieces"]  # the embeddings and layer 0 in one trace
     _assert_every_exit_equals_pytorch(model, bundle)
 
 
@@ -70,7 +70,7 @@ def test_a_layer_built_differently_is_traced_itself(tmp_path, monkeypatch):
     model.elasticbert.encoder.layer[2].intermediate.intermediate_act_fn = torch.nn.ReLU()  # not GELU: other graph
     calls = _count_traces(monkeypatch)
     bundle = export_elasticbert(model, tmp_path / "b")
-    assert calls == ["EmbeddingsPiece", "LayerPiece[0]", "LayerPiece[2]"]  # layers 1 and 3 derived from layer 0
+    assert calls == ["FirstPieces", "LayerPiece[2]"]  # layers 1 and 3 derived from layer 0
     _assert_every_exit_equals_pytorch(model, bundle)
 
 
@@ -80,7 +80,7 @@ def test_layers_without_an_exit_get_their_own_template(tmp_path, monkeypatch):
     model = _trained_like(tiny_model(num_output_layers=2))  # exits on layers 3 and 4 only
     calls = _count_traces(monkeypatch)
     bundle = export_elasticbert(model, tmp_path / "b")
-    assert calls == ["EmbeddingsPiece", "LayerPiece[0]", "LayerPiece[2]"]
+    assert calls == ["FirstPieces", "LayerPiece[2]"]
     _assert_every_exit_equals_pytorch(model, bundle)
 
 

@@ -126,10 +126,6 @@ def _save(graph, path: Path) -> None:
     onnx.save(graph, str(path))
 
 
-def _export(module: nn.Module, args: tuple, names: list[str], outputs: list[str], path: Path, opset: int) -> None:
-    _save(_trace(module, args, names, outputs, opset), path)
-
-
 #: families whose layers differ only in their weights (ModernBERT alternates global and sliding-window attention,
 #: which sample inputs shorter than the window cannot tell apart: each of its layers is traced)
 _DERIVABLE = ("elasticbert", "bert", "roberta", "xlm-roberta", "camembert", "electra", "distilbert", "deberta-v2")
@@ -143,47 +139,96 @@ def _layer_outputs(piece: LayerPiece) -> list[str]:
     return ["layer_output", "logits"] if piece.has_exit else ["layer_output"]
 
 
-def _layer_graphs(model, hidden: torch.Tensor, mask: torch.Tensor, padding_form: bool, opset: int, fast: bool = True):
-    """Yield each layer's graph (an ``onnx`` ModelProto), tracing as few as it can (:mod:`.derive`): a layer whose
-    graph, derived from an already traced one by swapping in its weights, gives the PyTorch layer's outputs on the
-    sample inputs is not traced; any other is (on a copy with distinct weights, whose initializers then name their
-    parameters), and the model itself is traced when even that mapping fails."""
+class FirstPieces(nn.Module):
+    """The embeddings and the first layer in one module, traced once and cut into their two graphs: the exporter's
+    fixed cost per trace (start-up, its ATen-to-ONNX registry, decompositions) is paid once for both."""
+
+    def __init__(self, embeddings: EmbeddingsPiece, layer: LayerPiece):
+        super().__init__()
+        self.embeddings, self.layer = embeddings, layer
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        hidden = self.embeddings(input_ids, attention_mask, token_type_ids)
+        out = self.layer(hidden, attention_mask)
+        return (hidden, *out) if isinstance(out, tuple) else (hidden, out)
+
+
+def _cut(graph, inputs: list[str], outputs: list[str]):
+    """The part of ``graph`` from ``inputs`` to ``outputs``. In the layer's part, the exporter reads the (batch,
+    seq) dimensions with ``Shape`` from whichever input has them (``input_ids`` or ``token_type_ids`` too): those
+    read ``attention_mask``, an input of both parts with the same shape."""
+    import onnx.utils
+
+    part = onnx.utils.Extractor(graph).extract_model(inputs, outputs)
+    if "attention_mask" in inputs:
+        for node in part.graph.node:
+            if node.op_type == "Shape" and node.input[0] in ("input_ids", "token_type_ids"):
+                node.input[0] = "attention_mask"
+    return part
+
+
+def _pieces(model, sample: tuple, names: list[str], padding_form: bool, opset: int):
+    """``(embeddings graph, [layer graphs])`` (``onnx`` ModelProtos), tracing as few graphs as it can
+    (:mod:`.derive`). The embeddings and layer 0 are traced together on a copy with distinct weights, whose
+    initializers then name their parameters; every other layer's graph is derived from a traced one by swapping in
+    its weights when that gives the PyTorch layer's outputs on the sample inputs, else traced. Whatever cannot be
+    mapped is traced from the model itself, one graph per piece (the exporter before graphs were derived)."""
     from .derive import counterpart, distinct_copy, graph_matches, initializer_sources, with_weights
 
-    fast = fast and _family(model.config) in _DERIVABLE
-    stand_in = distinct_copy(model) if fast else None
-    real = dict(model.named_parameters())
-    stand_in_params = dict(stand_in.named_parameters()) if fast else {}
-    feeds = {"hidden_states": hidden.numpy(), "attention_mask": mask.numpy()}
+    ids, mask, _ = sample
+    embeddings = EmbeddingsPiece(model)
+    with torch.no_grad():
+        hidden = embeddings(*sample)
     layers, exits = model.config.num_hidden_layers, len(model.elasticbert.encoder.exit_layer_indices)
-    templates = []  # (piece of the stand-in, its graph, its initializers' parameters)
+    real = dict(model.named_parameters())
+    feeds = {"hidden_states": hidden.numpy(), "attention_mask": mask.numpy()}
+    layer_names = ["hidden_states", "attention_mask"]
+    emb_graph, templates = None, []  # templates: (piece of the stand-in, its graph, its initializers' parameters)
+    fast = _family(model.config) in _DERIVABLE
+    if fast:
+        stand_in = distinct_copy(model)
+        stand_in_params = dict(stand_in.named_parameters())
+        first = LayerPiece(stand_in, 0, padding_form)
+        traced = _trace(FirstPieces(EmbeddingsPiece(stand_in), first), sample[: len(names)], names,
+                        ["hidden_states", *_layer_outputs(first)], opset)
+        sources = initializer_sources(traced, stand_in_params)
+        if sources is not None:
+            emb_graph = _cut(with_weights(traced, sources, real, lambda name: name), names, ["hidden_states"])
+            if not graph_matches(emb_graph, {n: t.numpy() for n, t in zip(names, sample)}, [hidden.numpy()]):
+                emb_graph = None
+            else:
+                templates.append((first, _cut(traced, layer_names, _layer_outputs(first)), sources))
+    if emb_graph is None:
+        emb_graph = _trace(embeddings, sample[: len(names)], names, ["hidden_states"], opset)
+    graphs = []
     for i in range(layers):
         piece = LayerPiece(model, i, padding_form)
         with torch.no_grad():
             out = piece(hidden, mask)
         expected = [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
-        args, names, outputs = (hidden, mask), ["hidden_states", "attention_mask"], _layer_outputs(piece)
         graph = None
-        for source, traced, sources in templates:
+        for source, template, sources in templates:
             if source.has_exit != piece.has_exit:
                 continue
             swaps = {layers: {source.i: i}}
             if piece.has_exit:
                 swaps.setdefault(exits, {})[source.j] = piece.j
-            derived = with_weights(traced, sources, real, lambda name, s=swaps: counterpart(model, name, s))
+            derived = with_weights(template, sources, real, lambda name, s=swaps: counterpart(model, name, s))
             if graph_matches(derived, feeds, expected):
                 graph = derived
                 break
         if graph is None and fast:
             source = LayerPiece(stand_in, i, padding_form)
-            traced = _trace(source, args, names, outputs, opset)
-            sources = initializer_sources(traced, stand_in_params)
+            template = _trace(source, (hidden, mask), layer_names, _layer_outputs(piece), opset)
+            sources = initializer_sources(template, stand_in_params)
             if sources is not None:
-                derived = with_weights(traced, sources, real, lambda name: name)
+                derived = with_weights(template, sources, real, lambda name: name)
                 if graph_matches(derived, feeds, expected):
-                    templates.append((source, traced, sources))
+                    templates.append((source, template, sources))
                     graph = derived
-        yield graph if graph is not None else _trace(piece, args, names, outputs, opset)
+        graphs.append(graph if graph is not None else _trace(piece, (hidden, mask), layer_names,
+                                                              _layer_outputs(piece), opset))
+    return emb_graph, graphs
 
 
 def _backbone_config(config):
@@ -203,23 +248,23 @@ def _sample_inputs(config):
 INT8_SETTINGS = {"per_channel": False, "reduce_range": False, "op_types": ("MatMul", "Gemm")}
 
 
-def quantize_onnx_int8(source: Path, target: Path, per_channel: bool | None = None, reduce_range: bool | None = None,
+def quantize_onnx_int8(source, target: Path, per_channel: bool | None = None, reduce_range: bool | None = None,
                        op_types=None, exclude=()) -> None:
     """``onnxruntime.quantization.quantize_dynamic``: int8 weights (QInt8), activations quantized per call, on the
     ``op_types`` nodes with a constant weight (default :data:`INT8_SETTINGS`; the embedding tables stay fp32);
-    ``exclude``: node names kept fp32."""
+    ``exclude``: node names kept fp32. ``source``: a graph file or an ``onnx`` ModelProto (modified: its recorded
+    shapes are dropped)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     settings = {**INT8_SETTINGS, **{k: v for k, v in (("per_channel", per_channel), ("reduce_range", reduce_range),
                                                       ("op_types", op_types)) if v is not None}}
-    graph = onnx.load(str(source))
+    graph = source if isinstance(source, onnx.ModelProto) else onnx.load(str(source))
     del graph.graph.value_info[:]  # the exporter's recorded shapes; the quantizer infers its own
-    onnx.save(graph, str(source))
     hint = _DropPreprocessHint()
     logging.getLogger().addFilter(hint)  # the quantizer logs this hint on the root logger once per graph
     try:
-        quantize_dynamic(str(source), str(target), op_types_to_quantize=list(settings["op_types"]),
+        quantize_dynamic(graph, str(target), op_types_to_quantize=list(settings["op_types"]),
                          per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
                          weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude))
     finally:
@@ -305,23 +350,16 @@ def export_multi_exit(model_or_path, output_dir, quantize: str | None = None, op
     model = _exportable(model)
     out = _prepare_dir(output_dir, overwrite)
     config = model.config
-    fp32_dir = out / "fp32" if quantize else out
-    fp32_dir.mkdir(exist_ok=True)
     ids, mask, types = _sample_inputs(config)
     padding_form = _padding_form(model, ids, mask, types)
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if _uses_token_types(model) else [])
-    _export(EmbeddingsPiece(model), (ids, mask, types)[: len(names)], names, ["hidden_states"],
-            fp32_dir / "embeddings.onnx", opset)
-    with torch.no_grad():
-        hidden = EmbeddingsPiece(model)(ids, mask, types)
-    layers = []
-    for i, graph in enumerate(_layer_graphs(model, hidden, mask, padding_form, opset)):
-        _save(graph, fp32_dir / layer_file(i))
-        layers.append(layer_file(i))
-    if quantize:
-        for name in ["embeddings.onnx", *layers]:
-            quantize_onnx_int8(fp32_dir / name, out / name)
-        shutil.rmtree(fp32_dir)
+    emb_graph, layer_graphs = _pieces(model, (ids, mask, types), names, padding_form, opset)
+    layers = [layer_file(i) for i in range(len(layer_graphs))]
+    for name, graph in zip(["embeddings.onnx", *layers], [emb_graph, *layer_graphs]):
+        if quantize:
+            quantize_onnx_int8(graph, out / name)
+        else:
+            _save(graph, out / name)
     config.save_pretrained(out)
     if tokenizer is None or not save_tokenizer(tokenizer, out):
         logger.warning("bundle %s has no tokenizer: predict(texts) will not work, forward(input_ids) will", out)
@@ -378,10 +416,10 @@ def export_full_depth(model: ElasticBertForSequenceClassification, path, opset: 
     path = Path(path)
     model = _exportable(model)
     ids, mask, types = _sample_inputs(model.config)
-    target = path.with_suffix(".fp32.onnx") if quantize else path
-    _export(FullDepthPiece(model, _padding_form(model, ids, mask, types)), (ids, mask, types),
-            ["input_ids", "attention_mask", "token_type_ids"], ["logits"], target, opset)
+    graph = _trace(FullDepthPiece(model, _padding_form(model, ids, mask, types)), (ids, mask, types),
+                   ["input_ids", "attention_mask", "token_type_ids"], ["logits"], opset)
     if quantize:
-        quantize_onnx_int8(target, path)
-        target.unlink()
+        quantize_onnx_int8(graph, path)
+    else:
+        _save(graph, path)
     return path
