@@ -119,3 +119,25 @@ def test_a_value_folded_from_weights_makes_the_template_unusable():
     assert initializer_sources(graph(w), params) == {"val_0": ("w", False)}
     assert initializer_sources(graph(np.ascontiguousarray(w.T.T)), params) == {"val_0": ("w", False)}
     assert initializer_sources(graph(2 * w), params) is None  # folded: cannot be recomputed by swapping
+
+
+def test_int8_keeps_each_ffn_down_projection_fp32_and_refuses_unknown_settings(tmp_path):
+    import onnx
+
+    from elue_hf.deploy import export_elasticbert
+    from elue_hf.deploy.export import down_projections, quantize_onnx_int8
+
+    model = _trained_like(tiny_model())
+    fp32 = export_elasticbert(model, tmp_path / "fp32")
+    graph = onnx.load(str(fp32 / "layer_1.onnx"))
+    shapes = {i.name: tuple(i.dims) for i in graph.graph.initializer}
+    down = down_projections(graph, 32)
+    assert [shapes[n.input[1]] for n in graph.graph.node if n.name in down] == [(64, 32)]  # intermediate -> hidden
+    int8 = export_elasticbert(model, tmp_path / "int8", quantize="int8")
+    ops = [n.op_type for n in onnx.load(str(int8 / "layer_1.onnx")).graph.node]
+    assert ops.count("MatMulInteger") == 7  # Q, K, V, attention output, FFN in, pooler, classifier
+    every = export_elasticbert(model, tmp_path / "every", quantize="int8",
+                               int8_settings={"fp32_down_projection": False})
+    assert [n.op_type for n in onnx.load(str(every / "layer_1.onnx")).graph.node].count("MatMulInteger") == 8
+    with pytest.raises(ValueError, match="unknown int8 settings"):
+        quantize_onnx_int8(graph, tmp_path / "x.onnx", per_chanel=True)

@@ -22,7 +22,8 @@ from torch import nn
 from ..elasticbert.modeling_elasticbert import ElasticBertForSequenceClassification
 from .bundle import layer_file, write_bundle_config
 
-__all__ = ["export_multi_exit", "export_elasticbert", "export_full_depth", "quantize_onnx_int8", "DEFAULT_OPSET"]
+__all__ = ["export_multi_exit", "export_elasticbert", "export_full_depth", "quantize_onnx_int8", "down_projections",
+           "INT8_SETTINGS", "PLAIN_INT8", "DEFAULT_OPSET"]
 
 logger = logging.getLogger(__name__)
 DEFAULT_OPSET = 18
@@ -244,29 +245,49 @@ def _sample_inputs(config):
     return ids, mask, torch.zeros_like(ids)
 
 
-#: what ``quantize="int8"`` does to each piece (chosen on the demo's validation split, docs/deploy.md "int8 accuracy")
-INT8_SETTINGS = {"per_channel": False, "reduce_range": False, "op_types": ("MatMul", "Gemm")}
+#: what ``quantize="int8"`` does to each graph of a bundle, chosen on the demo's validation split (docs/deploy.md,
+#: "int8 accuracy"): one weight scale per output channel, 7-bit weights (``reduce_range``), and each layer's FFN
+#: down-projection kept fp32 (its input, the GELU output, is the activation whose per-tensor int8 scale costs most)
+INT8_SETTINGS = {"per_channel": True, "reduce_range": True, "op_types": ("MatMul", "Gemm"),
+                 "fp32_down_projection": True}
+#: ``quantize_dynamic``'s own defaults: the one-graph int8 baseline (:func:`export_full_depth`), what a user gets
+PLAIN_INT8 = {"per_channel": False, "reduce_range": False, "op_types": ("MatMul", "Gemm"),
+              "fp32_down_projection": False}
 
 
-def quantize_onnx_int8(source, target: Path, per_channel: bool | None = None, reduce_range: bool | None = None,
-                       op_types=None, exclude=()) -> None:
+def down_projections(graph, hidden_size: int) -> list[str]:
+    """Names of the ``MatMul`` nodes of ``graph`` whose constant weight maps a wider input to ``hidden_size``
+    (weight (k, hidden_size), k > hidden_size): the FFN down-projections."""
+    shapes = {init.name: tuple(init.dims) for init in graph.graph.initializer}
+    return [node.name for node in graph.graph.node
+            if node.op_type == "MatMul" and len(shapes.get(node.input[1], ())) == 2
+            and shapes[node.input[1]][1] == hidden_size and shapes[node.input[1]][0] > hidden_size]
+
+
+def quantize_onnx_int8(source, target: Path, hidden_size: int | None = None, exclude=(), **settings) -> None:
     """``onnxruntime.quantization.quantize_dynamic``: int8 weights (QInt8), activations quantized per call, on the
-    ``op_types`` nodes with a constant weight (default :data:`INT8_SETTINGS`; the embedding tables stay fp32);
-    ``exclude``: node names kept fp32. ``source``: a graph file or an ``onnx`` ModelProto (modified: its recorded
-    shapes are dropped)."""
+    ``op_types`` nodes with a constant weight; the embedding tables stay fp32. ``settings`` override
+    :data:`INT8_SETTINGS` (``per_channel``, ``reduce_range``, ``op_types``, ``fp32_down_projection``: needs
+    ``hidden_size``); ``exclude``: more node names kept fp32. ``source``: a graph file or an ``onnx`` ModelProto
+    (modified: its recorded shapes are dropped)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    settings = {**INT8_SETTINGS, **{k: v for k, v in (("per_channel", per_channel), ("reduce_range", reduce_range),
-                                                      ("op_types", op_types)) if v is not None}}
+    unknown = set(settings) - set(INT8_SETTINGS)
+    if unknown:
+        raise ValueError(f"unknown int8 settings {sorted(unknown)}; expected some of {sorted(INT8_SETTINGS)}")
+    settings = {**INT8_SETTINGS, **settings}
     graph = source if isinstance(source, onnx.ModelProto) else onnx.load(str(source))
     del graph.graph.value_info[:]  # the exporter's recorded shapes; the quantizer infers its own
+    exclude = list(exclude)
+    if settings["fp32_down_projection"] and hidden_size:
+        exclude += down_projections(graph, hidden_size)
     hint = _DropPreprocessHint()
     logging.getLogger().addFilter(hint)  # the quantizer logs this hint on the root logger once per graph
     try:
         quantize_dynamic(graph, str(target), op_types_to_quantize=list(settings["op_types"]),
                          per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
-                         weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude))
+                         weight_type=QuantType.QInt8, nodes_to_exclude=exclude)
     finally:
         logging.getLogger().removeFilter(hint)
 
@@ -327,16 +348,19 @@ def _exportable(model) -> ElasticBertForSequenceClassification:
 
 
 def export_multi_exit(model_or_path, output_dir, quantize: str | None = None, opset: int = DEFAULT_OPSET,
-                      tokenizer=None, overwrite: bool = False) -> Path:
+                      tokenizer=None, overwrite: bool = False, int8_settings: dict | None = None) -> Path:
     """Write an ONNX bundle of a multi-exit classifier that keeps every exit.
 
     Args:
         model_or_path: an ``ElasticBertForSequenceClassification`` or ``MultiExitForSequenceClassification``
             (RoBERTa, XLM-R, CamemBERT, ELECTRA, DistilBERT, DeBERTa-v2/v3, ModernBERT), or a folder saved by elue-hf.
         output_dir: a new (or empty) folder; an existing non-empty one needs ``overwrite=True``.
-        quantize: ``None`` (fp32) or ``"int8"`` (ONNX Runtime dynamic quantization of every piece).
+        quantize: ``None`` (fp32) or ``"int8"`` (ONNX Runtime dynamic quantization of every piece,
+            :data:`INT8_SETTINGS`).
         opset: ONNX opset of the pieces (>= 18, what the torch.export-based exporter emits).
         tokenizer: tokenizer object / folder to ship (default: the model folder's own).
+        int8_settings: overrides of :data:`INT8_SETTINGS` for ``quantize="int8"`` (e.g.
+            ``{"fp32_down_projection": False}``: every projection int8, faster, less accurate).
     Returns the bundle folder; load it with ``OnnxElasticBertForSequenceClassification.from_pretrained``.
     """
     if quantize not in (None, "int8"):
@@ -357,7 +381,8 @@ def export_multi_exit(model_or_path, output_dir, quantize: str | None = None, op
     layers = [layer_file(i) for i in range(len(layer_graphs))]
     for name, graph in zip(["embeddings.onnx", *layers], [emb_graph, *layer_graphs]):
         if quantize:
-            quantize_onnx_int8(graph, out / name)
+            quantize_onnx_int8(graph, out / name, hidden_size=_backbone_config(config).hidden_size,
+                               **(int8_settings or {}))
         else:
             _save(graph, out / name)
     config.save_pretrained(out)
@@ -412,14 +437,15 @@ def _max_length(config, tokenizer) -> int:
 
 def export_full_depth(model: ElasticBertForSequenceClassification, path, opset: int = DEFAULT_OPSET,
                       quantize: str | None = None) -> Path:
-    """One ONNX graph of the whole model read at its top exit: the no-exit baseline a user would deploy."""
+    """One ONNX graph of the whole model read at its top exit: the no-exit baseline a user would deploy (int8:
+    ``quantize_dynamic``'s own defaults, :data:`PLAIN_INT8`, what a user gets without elue-hf)."""
     path = Path(path)
     model = _exportable(model)
     ids, mask, types = _sample_inputs(model.config)
     graph = _trace(FullDepthPiece(model, _padding_form(model, ids, mask, types)), (ids, mask, types),
                    ["input_ids", "attention_mask", "token_type_ids"], ["logits"], opset)
     if quantize:
-        quantize_onnx_int8(graph, path)
+        quantize_onnx_int8(graph, path, **PLAIN_INT8)
     else:
         _save(graph, path)
     return path
