@@ -184,6 +184,7 @@ def study(fp32: Path, work: Path, batches, labels, points) -> None:
     for k, kind in enumerate(PROJECTIONS):
         if all(len(names) == len(PROJECTIONS) for names in per_layer):
             settings[f"{kind} fp32"] = {"exclude": [names[k] for names in per_layer]}
+    settings["FFN out fp32, found by shape"] = {"fp32_down_projection": True}
     settings["per-channel, FFN out fp32"] = {"per_channel": True, "fp32_down_projection": True}
     settings["per-channel + reduce-range, FFN out fp32 (the default)"] = dict(INT8_SETTINGS)
     print(f"{'setting':<56} {'mean |d|':>8} {'max |d|':>8} {'d @H<0.4':>8} {'agree %':>8}")
