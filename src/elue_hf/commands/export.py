@@ -16,7 +16,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument("model", help="folder of a saved multi-exit classifier (`elue-hf convert` or `elue-hf train`)")
     parser.add_argument("output_dir", help="new or empty folder for the bundle")
-    parser.add_argument("--quantize", choices=("int8",), default=None, help="int8 dynamic quantization")
+    parser.add_argument("--quantize", choices=("int8",), default=None,
+                        help="int8 dynamic quantization (ONNX Runtime; per-channel, FFN down-projections kept fp32)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18, the minimum)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     parser.set_defaults(func=cmd_export)

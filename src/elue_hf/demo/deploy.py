@@ -1,7 +1,8 @@
 """``make demo`` section: the demo's fine-tuned model exported with its exits, int8, run by ONNX Runtime.
 
 1. export ``ctx.model`` with the package's exporter (:func:`elue_hf.deploy.export_elasticbert`, ``quantize="int8"``:
-   ONNX Runtime dynamic quantization of every piece) into ``ctx.out_dir / "onnx_int8"``;
+   ONNX Runtime dynamic quantization of every piece with ``INT8_SETTINGS``; one trace, the other layers derived,
+   docs/deploy.md "Fast export") into ``ctx.out_dir / "onnx_int8"``;
 2. load the bundle as :class:`elue_hf.deploy.OnnxElasticBertForSequenceClassification` (ONNX Runtime, as many
    intra-op threads as the demo gives torch) and run it at the demo's entropy threshold on the held-out slice;
 3. time it next to the PyTorch model's own batched entropy exit on the same batches (length-sorted, 32 rows,

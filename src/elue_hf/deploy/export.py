@@ -22,7 +22,8 @@ from torch import nn
 from ..elasticbert.modeling_elasticbert import ElasticBertForSequenceClassification
 from .bundle import layer_file, write_bundle_config
 
-__all__ = ["export_multi_exit", "export_elasticbert", "export_full_depth", "quantize_onnx_int8", "DEFAULT_OPSET"]
+__all__ = ["export_multi_exit", "export_elasticbert", "export_full_depth", "quantize_onnx_int8", "down_projections",
+           "INT8_SETTINGS", "PLAIN_INT8", "DEFAULT_OPSET"]
 
 logger = logging.getLogger(__name__)
 DEFAULT_OPSET = 18
@@ -109,14 +110,126 @@ class FullDepthPiece(nn.Module):
         return self.layers[-1](hidden, attention_mask)[1]
 
 
-def _export(module: nn.Module, args: tuple, names: list[str], outputs: list[str], path: Path, opset: int) -> None:
+def _trace(module: nn.Module, args: tuple, names: list[str], outputs: list[str], opset: int):
+    """``module`` traced by ``torch.onnx.export`` (dynamic batch and sequence axes): an ``onnx`` ModelProto."""
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")
     shapes = tuple({0: batch, 1: seq} for _ in args)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's deprecation chatter from transformers' internals
         program = torch.onnx.export(module.eval(), args, dynamo=True, input_names=names, output_names=outputs,
                                     dynamic_shapes=shapes, opset_version=opset, verbose=False)
-    program.save(str(path), external_data=False)
+    return program.model_proto
+
+
+def _save(graph, path: Path) -> None:
+    import onnx
+
+    onnx.save(graph, str(path))
+
+
+#: families whose layers differ only in their weights (ModernBERT alternates global and sliding-window attention,
+#: which sample inputs shorter than the window cannot tell apart: each of its layers is traced)
+_DERIVABLE = ("elasticbert", "bert", "roberta", "xlm-roberta", "camembert", "electra", "distilbert", "deberta-v2")
+
+
+def _family(config) -> str:
+    return getattr(config, "backbone_type", None) or config.model_type
+
+
+def _layer_outputs(piece: LayerPiece) -> list[str]:
+    return ["layer_output", "logits"] if piece.has_exit else ["layer_output"]
+
+
+class FirstPieces(nn.Module):
+    """The embeddings and the first layer in one module, traced once and cut into their two graphs: the exporter's
+    fixed cost per trace (start-up, its ATen-to-ONNX registry, decompositions) is paid once for both."""
+
+    def __init__(self, embeddings: EmbeddingsPiece, layer: LayerPiece):
+        super().__init__()
+        self.embeddings, self.layer = embeddings, layer
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        hidden = self.embeddings(input_ids, attention_mask, token_type_ids)
+        out = self.layer(hidden, attention_mask)
+        return (hidden, *out) if isinstance(out, tuple) else (hidden, out)
+
+
+def _cut(graph, inputs: list[str], outputs: list[str]):
+    """The part of ``graph`` from ``inputs`` to ``outputs``. In the layer's part, the exporter reads the (batch,
+    seq) dimensions with ``Shape`` from whichever input has them (``input_ids`` or ``token_type_ids`` too): those
+    read ``attention_mask``, an input of both parts with the same shape."""
+    import onnx.utils
+
+    part = onnx.utils.Extractor(graph).extract_model(inputs, outputs)
+    if "attention_mask" in inputs:
+        for node in part.graph.node:
+            if node.op_type == "Shape" and node.input[0] in ("input_ids", "token_type_ids"):
+                node.input[0] = "attention_mask"
+    return part
+
+
+def _pieces(model, sample: tuple, names: list[str], padding_form: bool, opset: int):
+    """``(embeddings graph, [layer graphs])`` (``onnx`` ModelProtos), tracing as few graphs as it can
+    (:mod:`.derive`). The embeddings and layer 0 are traced together on a copy with distinct weights, whose
+    initializers then name their parameters; every other layer's graph is derived from a traced one by swapping in
+    its weights when that gives the PyTorch layer's outputs on the sample inputs, else traced. Whatever cannot be
+    mapped is traced from the model itself, one graph per piece (the exporter before graphs were derived)."""
+    from .derive import counterpart, distinct_copy, graph_matches, initializer_sources, with_weights
+
+    ids, mask, _ = sample
+    embeddings = EmbeddingsPiece(model)
+    with torch.no_grad():
+        hidden = embeddings(*sample)
+    layers, exits = model.config.num_hidden_layers, len(model.elasticbert.encoder.exit_layer_indices)
+    real = dict(model.named_parameters())
+    feeds = {"hidden_states": hidden.numpy(), "attention_mask": mask.numpy()}
+    layer_names = ["hidden_states", "attention_mask"]
+    emb_graph, templates = None, []  # templates: (piece of the stand-in, its graph, its initializers' parameters)
+    fast = _family(model.config) in _DERIVABLE
+    if fast:
+        stand_in = distinct_copy(model)
+        stand_in_params = dict(stand_in.named_parameters())
+        first = LayerPiece(stand_in, 0, padding_form)
+        traced = _trace(FirstPieces(EmbeddingsPiece(stand_in), first), sample[: len(names)], names,
+                        ["hidden_states", *_layer_outputs(first)], opset)
+        sources = initializer_sources(traced, stand_in_params)
+        if sources is not None:
+            emb_graph = _cut(with_weights(traced, sources, real, lambda name: name), names, ["hidden_states"])
+            if not graph_matches(emb_graph, {n: t.numpy() for n, t in zip(names, sample)}, [hidden.numpy()]):
+                emb_graph = None
+            else:
+                templates.append((first, _cut(traced, layer_names, _layer_outputs(first)), sources))
+    if emb_graph is None:
+        emb_graph = _trace(embeddings, sample[: len(names)], names, ["hidden_states"], opset)
+    graphs = []
+    for i in range(layers):
+        piece = LayerPiece(model, i, padding_form)
+        with torch.no_grad():
+            out = piece(hidden, mask)
+        expected = [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
+        graph = None
+        for source, template, sources in templates:
+            if source.has_exit != piece.has_exit:
+                continue
+            swaps = {layers: {source.i: i}}
+            if piece.has_exit:
+                swaps.setdefault(exits, {})[source.j] = piece.j
+            derived = with_weights(template, sources, real, lambda name, s=swaps: counterpart(model, name, s))
+            if graph_matches(derived, feeds, expected):
+                graph = derived
+                break
+        if graph is None and fast:
+            source = LayerPiece(stand_in, i, padding_form)
+            template = _trace(source, (hidden, mask), layer_names, _layer_outputs(piece), opset)
+            sources = initializer_sources(template, stand_in_params)
+            if sources is not None:
+                derived = with_weights(template, sources, real, lambda name: name)
+                if graph_matches(derived, feeds, expected):
+                    templates.append((source, template, sources))
+                    graph = derived
+        graphs.append(graph if graph is not None else _trace(piece, (hidden, mask), layer_names,
+                                                              _layer_outputs(piece), opset))
+    return emb_graph, graphs
 
 
 def _backbone_config(config):
@@ -132,20 +245,49 @@ def _sample_inputs(config):
     return ids, mask, torch.zeros_like(ids)
 
 
-def quantize_onnx_int8(source: Path, target: Path) -> None:
-    """``onnxruntime.quantization.quantize_dynamic``: int8 weights, activations quantized per call (MatMul/Gemm;
-    the embedding tables stay fp32)."""
+#: what ``quantize="int8"`` does to each graph of a bundle, chosen on the demo's validation split (docs/deploy.md,
+#: "int8 accuracy"): one weight scale per output channel, 7-bit weights (``reduce_range``), and each layer's FFN
+#: down-projection kept fp32 (its input, the GELU output, is the activation whose per-tensor int8 scale costs most)
+INT8_SETTINGS = {"per_channel": True, "reduce_range": True, "op_types": ("MatMul", "Gemm"),
+                 "fp32_down_projection": True}
+#: ``quantize_dynamic``'s own defaults: the one-graph int8 baseline (:func:`export_full_depth`), what a user gets
+PLAIN_INT8 = {"per_channel": False, "reduce_range": False, "op_types": ("MatMul", "Gemm"),
+              "fp32_down_projection": False}
+
+
+def down_projections(graph, hidden_size: int) -> list[str]:
+    """Names of the ``MatMul`` nodes of ``graph`` whose constant weight maps a wider input to ``hidden_size``
+    (weight (k, hidden_size), k > hidden_size): the FFN down-projections."""
+    shapes = {init.name: tuple(init.dims) for init in graph.graph.initializer}
+    return [node.name for node in graph.graph.node
+            if node.op_type == "MatMul" and len(shapes.get(node.input[1], ())) == 2
+            and shapes[node.input[1]][1] == hidden_size and shapes[node.input[1]][0] > hidden_size]
+
+
+def quantize_onnx_int8(source, target: Path, hidden_size: int | None = None, exclude=(), **settings) -> None:
+    """``onnxruntime.quantization.quantize_dynamic``: int8 weights (QInt8), activations quantized per call, on the
+    ``op_types`` nodes with a constant weight; the embedding tables stay fp32. ``settings`` override
+    :data:`INT8_SETTINGS` (``per_channel``, ``reduce_range``, ``op_types``, ``fp32_down_projection``: needs
+    ``hidden_size``); ``exclude``: more node names kept fp32. ``source``: a graph file or an ``onnx`` ModelProto
+    (modified: its recorded shapes are dropped)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    graph = onnx.load(str(source))
+    unknown = set(settings) - set(INT8_SETTINGS)
+    if unknown:
+        raise ValueError(f"unknown int8 settings {sorted(unknown)}; expected some of {sorted(INT8_SETTINGS)}")
+    settings = {**INT8_SETTINGS, **settings}
+    graph = source if isinstance(source, onnx.ModelProto) else onnx.load(str(source))
     del graph.graph.value_info[:]  # the exporter's recorded shapes; the quantizer infers its own
-    onnx.save(graph, str(source))
+    exclude = list(exclude)
+    if settings["fp32_down_projection"] and hidden_size:
+        exclude += down_projections(graph, hidden_size)
     hint = _DropPreprocessHint()
     logging.getLogger().addFilter(hint)  # the quantizer logs this hint on the root logger once per graph
     try:
-        quantize_dynamic(str(source), str(target), op_types_to_quantize=["MatMul", "Gemm"],
-                         weight_type=QuantType.QInt8)
+        quantize_dynamic(graph, str(target), op_types_to_quantize=list(settings["op_types"]),
+                         per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
+                         weight_type=QuantType.QInt8, nodes_to_exclude=exclude)
     finally:
         logging.getLogger().removeFilter(hint)
 
@@ -206,16 +348,19 @@ def _exportable(model) -> ElasticBertForSequenceClassification:
 
 
 def export_multi_exit(model_or_path, output_dir, quantize: str | None = None, opset: int = DEFAULT_OPSET,
-                      tokenizer=None, overwrite: bool = False) -> Path:
+                      tokenizer=None, overwrite: bool = False, int8_settings: dict | None = None) -> Path:
     """Write an ONNX bundle of a multi-exit classifier that keeps every exit.
 
     Args:
         model_or_path: an ``ElasticBertForSequenceClassification`` or ``MultiExitForSequenceClassification``
             (RoBERTa, XLM-R, CamemBERT, ELECTRA, DistilBERT, DeBERTa-v2/v3, ModernBERT), or a folder saved by elue-hf.
         output_dir: a new (or empty) folder; an existing non-empty one needs ``overwrite=True``.
-        quantize: ``None`` (fp32) or ``"int8"`` (ONNX Runtime dynamic quantization of every piece).
+        quantize: ``None`` (fp32) or ``"int8"`` (ONNX Runtime dynamic quantization of every piece,
+            :data:`INT8_SETTINGS`).
         opset: ONNX opset of the pieces (>= 18, what the torch.export-based exporter emits).
         tokenizer: tokenizer object / folder to ship (default: the model folder's own).
+        int8_settings: overrides of :data:`INT8_SETTINGS` for ``quantize="int8"`` (e.g.
+            ``{"fp32_down_projection": False}``: every projection int8, faster, less accurate).
     Returns the bundle folder; load it with ``OnnxElasticBertForSequenceClassification.from_pretrained``.
     """
     if quantize not in (None, "int8"):
@@ -229,25 +374,17 @@ def export_multi_exit(model_or_path, output_dir, quantize: str | None = None, op
     model = _exportable(model)
     out = _prepare_dir(output_dir, overwrite)
     config = model.config
-    fp32_dir = out / "fp32" if quantize else out
-    fp32_dir.mkdir(exist_ok=True)
     ids, mask, types = _sample_inputs(config)
     padding_form = _padding_form(model, ids, mask, types)
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if _uses_token_types(model) else [])
-    _export(EmbeddingsPiece(model), (ids, mask, types)[: len(names)], names, ["hidden_states"],
-            fp32_dir / "embeddings.onnx", opset)
-    with torch.no_grad():
-        hidden = EmbeddingsPiece(model)(ids, mask, types)
-    layers = []
-    for i in range(config.num_hidden_layers):
-        piece = LayerPiece(model, i, padding_form)
-        outputs = ["layer_output", "logits"] if piece.has_exit else ["layer_output"]
-        _export(piece, (hidden, mask), ["hidden_states", "attention_mask"], outputs, fp32_dir / layer_file(i), opset)
-        layers.append(layer_file(i))
-    if quantize:
-        for name in ["embeddings.onnx", *layers]:
-            quantize_onnx_int8(fp32_dir / name, out / name)
-        shutil.rmtree(fp32_dir)
+    emb_graph, layer_graphs = _pieces(model, (ids, mask, types), names, padding_form, opset)
+    layers = [layer_file(i) for i in range(len(layer_graphs))]
+    for name, graph in zip(["embeddings.onnx", *layers], [emb_graph, *layer_graphs]):
+        if quantize:
+            quantize_onnx_int8(graph, out / name, hidden_size=_backbone_config(config).hidden_size,
+                               **(int8_settings or {}))
+        else:
+            _save(graph, out / name)
     config.save_pretrained(out)
     if tokenizer is None or not save_tokenizer(tokenizer, out):
         logger.warning("bundle %s has no tokenizer: predict(texts) will not work, forward(input_ids) will", out)
@@ -300,14 +437,15 @@ def _max_length(config, tokenizer) -> int:
 
 def export_full_depth(model: ElasticBertForSequenceClassification, path, opset: int = DEFAULT_OPSET,
                       quantize: str | None = None) -> Path:
-    """One ONNX graph of the whole model read at its top exit: the no-exit baseline a user would deploy."""
+    """One ONNX graph of the whole model read at its top exit: the no-exit baseline a user would deploy (int8:
+    ``quantize_dynamic``'s own defaults, :data:`PLAIN_INT8`, what a user gets without elue-hf)."""
     path = Path(path)
     model = _exportable(model)
     ids, mask, types = _sample_inputs(model.config)
-    target = path.with_suffix(".fp32.onnx") if quantize else path
-    _export(FullDepthPiece(model, _padding_form(model, ids, mask, types)), (ids, mask, types),
-            ["input_ids", "attention_mask", "token_type_ids"], ["logits"], target, opset)
+    graph = _trace(FullDepthPiece(model, _padding_form(model, ids, mask, types)), (ids, mask, types),
+                   ["input_ids", "attention_mask", "token_type_ids"], ["logits"], opset)
     if quantize:
-        quantize_onnx_int8(target, path)
-        target.unlink()
+        quantize_onnx_int8(graph, path, **PLAIN_INT8)
+    else:
+        _save(graph, path)
     return path
