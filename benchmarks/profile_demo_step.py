@@ -1,9 +1,11 @@
 """Where one training step of ``make demo``'s fine-tunes spends its time: forward, backward, gradient clipping and the
 AdamW update (+ zero_grad), CPU seconds on one torch thread, mean over a few steps after one warm-up step.
 
-Rows: the main multi-exit step of 32 (length-grouped batches) with every parameter trained and with the word
-embeddings frozen (11.7M of the 23.5M parameters: no dense embedding gradient, no AdamW update for them), and one step
-of batch 8 of each LPT-section method (full fine-tuning, PEFT prompt tuning, LPT).
+Rows: the main multi-exit step of 32 (length-grouped batches) with torch's default AdamW (a loop over the parameters
+on CPU), with the fused AdamW kernel (``fused=True``, what ``elue_hf.training.train_steps`` uses), and with the word
+embeddings frozen (11.7M of the 23.5M parameters: no dense embedding gradient, no AdamW update for them); then one
+step of batch 8 of each LPT-section method (full fine-tuning, PEFT prompt tuning, LPT) in one seeded order with the
+default AdamW (the section before session 7) and length-grouped with the fused one (now).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/profile_demo_step.py    # about 1 min on 2 CPU cores
 """
@@ -20,12 +22,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 PHASES = ("forward", "backward", "clip", "optimizer")
 
 
-def profile(model, batches, steps: int) -> dict[str, float]:
+def profile(model, batches, steps: int, fused: bool) -> dict[str, float]:
     """Mean CPU seconds per phase over ``steps`` steps (the first of ``steps + 1`` is a warm-up)."""
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-5)
+    optimizer = torch.optim.AdamW(params, lr=1e-5, fused=fused)
     total = dict.fromkeys(PHASES, 0.0)
     model.train()
     for i, batch in enumerate(itertools.islice(batches, steps + 1)):
@@ -67,21 +69,23 @@ def main(steps: int = 6) -> None:
     ctx = DemoContext(out_dir=None, tokenizer=AutoTokenizer.from_pretrained(minilm_path()), data=None, model=None,
                       base_model_path=minilm_path(), max_length=64)
     print(f"| step | trainable | {' | '.join(PHASES)} | total CPU s |\n|---|---|" + "---|" * (len(PHASES) + 1))
-    for frozen in (False, True):
+    for frozen, fused in ((False, False), (False, True), (True, True)):
         torch.manual_seed(0)
         model = convert_bert_to_elasticbert(minilm_path(), num_labels=2, pooling="mean")
         model.elasticbert.embeddings.word_embeddings.weight.requires_grad_(not frozen)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        cost = profile(model, ctx.training_batches(train, 32, group_by_length=True), steps)
-        print(_row(f"main, 32 grouped{', word embeddings frozen' if frozen else ''}", cost, trainable), flush=True)
+        cost = profile(model, ctx.training_batches(train, 32, group_by_length=True), steps, fused)
+        name = f"main, 32 grouped, {'fused' if fused else 'default'} AdamW" + (", embeddings frozen" if frozen else "")
+        print(_row(name, cost, trainable), flush=True)
     few = few_shot_split(train, k=100, seed=0, dev_size=0)["train"]
     for method in lpt.demo_methods():
         torch.manual_seed(0)
         model = method.build(minilm_path())
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         for grouped in (False, True):
-            cost = profile(model, ctx.training_batches(few, 8, group_by_length=grouped), steps * 2)
-            print(_row(f"LPT section: {method.name}, 8{' grouped' if grouped else ''}", cost, trainable), flush=True)
+            cost = profile(model, ctx.training_batches(few, 8, group_by_length=grouped), steps * 2, fused=grouped)
+            name = f"LPT section: {method.name}, 8 {'grouped, fused' if grouped else 'seeded, default'} AdamW"
+            print(_row(name, cost, trainable), flush=True)
 
 
 if __name__ == "__main__":
