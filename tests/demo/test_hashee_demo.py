@@ -74,7 +74,7 @@ def test_demo_section_runs_and_reports(tiny_context, capsys, monkeypatch):
     assert tsv[0] == "index\tpred\tmodules" and len(tsv) == 11
     manifest = json.loads((out / "submission" / "submission.json").read_text())
     assert manifest["files"][0]["settings"] == {"exit": "hashee"}  # what a re-run of the saved model needs
-    assert "HashEE on the fine-tuned model above made static" in capsys.readouterr().out
+    assert "HashEE on the fine-tuned model above, made static at its exit 6" in capsys.readouterr().out
 
 
 def test_demo_section_uses_the_context_pooling(tiny_context):

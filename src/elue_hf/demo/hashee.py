@@ -194,8 +194,9 @@ def run(ctx: DemoContext) -> None:
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
 
-    print(f"HashEE on the fine-tuned model above made static (its exit 6; {ctx.pooling} pooling), {ctx.dataset_name}; "
-          f"{steps} more steps with hashing (loss {losses[0]:.3f} -> {losses[-1]:.3f}, {train_s:.0f} s)")  # fmt: skip
+    print(f"HashEE on the fine-tuned model above, made static at its exit 6 ({ctx.pooling} pooling), "
+          f"{ctx.dataset_name}; {steps} more steps with hashing "
+          f"(loss {losses[0]:.3f} -> {losses[-1]:.3f}, {train_s:.0f} s)")  # fmt: skip
     print(f"{'setting':<24} {'acc %':>7} {'MFLOPs':>8} {'x vs 6L':>8} {'x vs BERT-base':>15} {'wall x':>7} "
           f"{'tok layers':>11}")  # fmt: skip
     print(
