@@ -44,7 +44,7 @@ def test_static_copy_is_the_main_models_last_exit_and_leaves_it_untouched(tiny_c
         for p in main.parameters():
             p.add_(torch.randn_like(p) * 0.1)
     before = {k: v.clone() for k, v in main.state_dict().items()}
-    static = demo.static_copy(main, tiny_context.base_model_path, "cls").eval()
+    static = demo.static_copy(tiny_context).eval()
     assert static.config.num_output_layers == 1 and static.config.pooling == "cls"
     batch = tiny_context.encode(list(tiny_context.data["test"]["sentence"]))
     with torch.no_grad():

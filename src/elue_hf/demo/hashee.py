@@ -1,8 +1,9 @@
 """``make demo`` section: HashEE (frequency hash, B = L = 6) on the demo's fine-tuned model made static.
 
-1. copy the main section's fine-tuned multi-exit model (``ctx.model``: the task-tuned backbone and its exit-6 pooler
-   and classifier; ``ctx.model`` itself is left untouched) into a static 6-layer ElasticBERT (one head on layer 6,
-   with the main model's pooling: ``"mean"`` averages every token's final state, i.e. its state at its exit layer);
+1. load the main section's fine-tuned multi-exit model (``ctx.model``, as saved under ``<out-dir>/model``: the
+   task-tuned backbone and its exit-6 pooler and classifier; ``ctx.model`` itself is left untouched) as a static
+   6-layer ElasticBERT (one head on layer 6, with the main model's pooling: ``"mean"`` averages every token's final
+   state, i.e. its state at its exit layer);
 2. build the frequency table from the train + validation token ids (same tokenizer and truncation as the model): the
    50 most frequent types (and, under mean pooling, the special ids) leave after layer 1, every other token passes at
    least three layers (see :func:`hashee_settings`);
@@ -49,23 +50,14 @@ def hashee_settings(pooling: str) -> dict:
             "num_shallow_types": SHALLOW_TYPES}
 
 
-def static_copy(model, base_model_path, pooling: str):
-    """A static ElasticBERT (one exit, on the last layer) holding a copy of ``model``'s backbone and its last exit's
-    pooler and classifier; ``model`` (a multi-exit ElasticBERT) is not changed."""
-    from elue_hf.elasticbert.convert import convert_bert_to_elasticbert
+def static_copy(ctx: DemoContext):
+    """A static ElasticBERT (one exit, on the last layer) with the backbone and the last exit's pooler and classifier of
+    ``ctx.model`` (the demo's fine-tuned multi-exit model, left unchanged): loaded from the folder the demo saved
+    (:meth:`DemoContext.save_model`) with ``num_output_layers=1``, which gives the static model the last exit's own
+    head (docs/elasticbert.md)."""
+    from elue_hf.elasticbert import ElasticBertForSequenceClassification
 
-    static = convert_bert_to_elasticbert(base_model_path, num_labels=model.config.num_labels, num_output_layers=1,
-                                         pooling=pooling)
-    last = model.config.num_output_layers - 1
-    state = {}
-    for name, tensor in model.state_dict().items():
-        if name.startswith("classifiers."):
-            if name.startswith(f"classifiers.{last}."):
-                state["classifier." + name.split(".", 2)[2]] = tensor
-        elif ".pooler." not in name or f".pooler.{static.config.num_hidden_layers - 1}." in name:
-            state[name] = tensor
-    static.load_state_dict(state, strict=True)
-    return static
+    return ElasticBertForSequenceClassification.from_pretrained(ctx.save_model(), num_output_layers=1)
 
 
 def _token_ids(ctx: DemoContext, split: str) -> list[list[int]]:
@@ -157,7 +149,7 @@ def run(ctx: DemoContext) -> None:
     out_dir = ctx.out_dir / "hashee"
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(ctx.seed)
-    model = static_copy(ctx.model, ctx.base_model_path, ctx.pooling)
+    model = static_copy(ctx)
     config = hashee_config_for(model, ctx.tokenizer, **hashee_settings(ctx.pooling))  # L = B = 6
     table = frequency_table(config, _token_ids(ctx, "train"), _token_ids(ctx, "validation"))
     apply_hashee(model, table)

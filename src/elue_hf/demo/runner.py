@@ -88,16 +88,6 @@ def fine_tune_exits(
                          group_by_length=group_by_length)
 
 
-def save_model(ctx: DemoContext) -> Path:
-    """``ctx.model`` and its tokenizer under ``<out-dir>/model`` (``save_pretrained``: config + safetensors), loadable
-    with ``AutoModelForSequenceClassification`` after ``import elue_hf``; registered in ``ctx.artifacts["model"]``."""
-    path = ctx.out_dir / "model"
-    ctx.model.save_pretrained(path)
-    ctx.tokenizer.save_pretrained(path)
-    ctx.artifacts["model"] = path
-    return path
-
-
 def evaluate_exits(ctx: DemoContext, batch_size: int = 64) -> list[OperatingPoint]:
     """Static depths 1..L and the entropy / patience sweeps of ``ctx.model`` on ``ctx.data["test"]``.
 
@@ -238,7 +228,7 @@ def main(args) -> int:
         losses = fine_tune_exits(ctx.model, ctx, args.train_steps, args.batch_size, args.learning_rate)
     print(f"multi-exit loss (sum over exits): first {losses[0]:.3f}, last {losses[-1]:.3f}")
     with ctx.timed("save the fine-tuned model"):
-        print(f"fine-tuned model saved to {save_model(ctx)} (try `elue-hf evaluate` or `elue-hf export` on it)")
+        print(f"fine-tuned model saved to {ctx.save_model()} (try `elue-hf evaluate` or `elue-hf export` on it)")
     with ctx.timed("exit evaluation (static, entropy, patience)"):
         ctx.points.extend(evaluate_exits(ctx))
     print("\nElasticBERT on " + ctx.dataset_name)
