@@ -3,13 +3,16 @@ demo's fine-tunes needs before its result stops moving. Every run is the demo's 
 held-out slice replaced by 800 rows of the same seed's validation split (the test split is never read).
 
     # one JSON line per (section, steps, seed, order) appended to OUT; --table prints the markdown table of OUT
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/study_demo_steps.py main:120:grouped main:200:seeded --seeds 0 1 2 \
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/study_demo_steps.py main:150:grouped main:200:seeded --seeds 0 1 2 \
+        --hashee-after 60 100 --out /tmp/demo_study.jsonl
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/study_demo_steps.py lpt:100:seeded --seeds 0 1 \
         --out /tmp/demo_study.jsonl
     .venv/bin/python benchmarks/study_demo_steps.py --table --out /tmp/demo_study.jsonl
 
-Sections: ``main`` (the multi-exit fine-tune: static accuracies, best entropy point at <= 60 % of the full-depth
-FLOPs), ``hashee`` (the HashEE section: accuracy, FLOPs ratio), ``lpt`` (the three few-shot methods). Order:
-``seeded`` (one seeded shuffle) or ``grouped`` (length-grouped batches); ``lpt`` and ``hashee`` keep their own.
+Runs: ``main`` (the multi-exit fine-tune: static accuracies, best entropy point at <= 60 % of the full-depth FLOPs)
+and ``lpt`` (the three few-shot methods), each ``SECTION:STEPS[:ORDER]`` with ORDER ``seeded`` (one seeded shuffle,
+the default) or ``grouped`` (length-grouped batches). The HashEE section starts from the main model, so it runs after
+each ``main`` run, once per step count of ``--hashee-after`` (accuracy, its gap to full depth, FLOPs ratio).
 One torch thread per process: run several processes side by side.
 """
 
@@ -135,6 +138,8 @@ def main() -> None:
         return
     for spec in args.runs:
         section, steps, *order = spec.split(":")
+        if section not in ("main", "lpt"):
+            parser.error(f"unknown run {spec!r}: use main:STEPS[:ORDER] or lpt:STEPS[:ORDER] (HashEE: --hashee-after)")
         for seed in args.seeds:
             for row in run_one(section, int(steps), order[0] if order else "seeded", seed, args.hashee_after):
                 print(json.dumps(row), flush=True)
