@@ -1,7 +1,8 @@
 """``elue-hf demo`` (``make demo``): the main job end to end on the embedded real assets, offline, on CPU.
 
 1. convert the real all-MiniLM-L6-v2 BERT into a 6-exit ElasticBERT;
-2. fine-tune every exit (gradient equilibrium) on a training slice of the Rotten Tomatoes snippets;
+2. fine-tune every exit (gradient equilibrium) on a training slice of the Rotten Tomatoes snippets and save the model
+   and tokenizer under ``<out-dir>/model`` (for ``elue-hf evaluate`` / ``elue-hf export``);
 3. evaluate on a held-out slice: accuracy per static depth 1..6, entropy and patience sweeps (batched early exit);
 4. run the other areas' sections (ELUE FLOPs + submission + score, leaderboard, HashEE, LPT, and the int8 ONNX
    export exiting in ONNX Runtime) when they are installed;
