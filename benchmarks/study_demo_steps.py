@@ -3,13 +3,16 @@ demo's fine-tunes needs before its result stops moving. Every run is the demo's 
 held-out slice replaced by 800 rows of the same seed's validation split (the test split is never read).
 
     # one JSON line per (section, steps, seed, order) appended to OUT; --table prints the markdown table of OUT
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/study_demo_steps.py main:120:grouped main:200:seeded --seeds 0 1 2 \
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/study_demo_steps.py main:150:grouped main:200:seeded --seeds 0 1 2 \
+        --hashee-after 60 100 --out /tmp/demo_study.jsonl
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/study_demo_steps.py lpt:100:seeded --seeds 0 1 \
         --out /tmp/demo_study.jsonl
     .venv/bin/python benchmarks/study_demo_steps.py --table --out /tmp/demo_study.jsonl
 
-Sections: ``main`` (the multi-exit fine-tune: static accuracies, best entropy point at <= 60 % of the full-depth
-FLOPs), ``hashee`` (the HashEE section: accuracy, FLOPs ratio), ``lpt`` (the three few-shot methods). Order:
-``seeded`` (one seeded shuffle) or ``grouped`` (length-grouped batches); ``lpt`` and ``hashee`` keep their own.
+Runs: ``main`` (the multi-exit fine-tune: static accuracies, best entropy point at <= 60 % of the full-depth FLOPs)
+and ``lpt`` (the three few-shot methods), each ``SECTION:STEPS[:ORDER]`` with ORDER ``seeded`` (one seeded shuffle,
+the default) or ``grouped`` (length-grouped batches). The HashEE section starts from the main model, so it runs after
+each ``main`` run, once per step count of ``--hashee-after`` (accuracy, its gap to full depth, FLOPs ratio).
 One torch thread per process: run several processes side by side.
 """
 
@@ -56,6 +59,7 @@ def _main(ctx, steps: int, order: str) -> dict:
 
 
 def _hashee(ctx, steps: int) -> dict:
+    """The HashEE section (from ``ctx.model``: run ``main`` first in the same process, see ``--hashee-after``)."""
     from elue_hf.demo import hashee
 
     hashee.STEPS = steps
@@ -64,28 +68,34 @@ def _hashee(ctx, steps: int) -> dict:
     return {"accuracy": point.accuracy, "flops_x": point.extra["flops_speedup_vs_6L"]}
 
 
-def _lpt(ctx, steps: int) -> dict:
+def _lpt(ctx, steps: int, order: str) -> dict:
     from elue_hf.demo import lpt
 
+    lpt.GROUP_BY_LENGTH = order == "grouped"
     rows = lpt.run(ctx, steps=steps, eval_size=800)
     return {r["method"]: round(r["acc"], 2) for r in rows}
 
 
-def run_one(section: str, steps: int, order: str, seed: int) -> dict:
+def run_one(section: str, steps: int, order: str, seed: int, hashee_after: list[int]) -> list[dict]:
+    """One row for the run, and for ``main`` one ``hashee`` row per step count of ``hashee_after`` (each a fresh copy
+    of the main model, as in the demo)."""
     import torch
 
     torch.set_num_threads(1)
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         ctx = _context(seed, Path(tmp))
         start, cpu = time.perf_counter(), time.process_time()
-        if section == "main":
-            result = _main(ctx, steps, order)
-        elif section == "hashee":
-            result = _hashee(ctx, steps)
-        else:
-            result = _lpt(ctx, steps)
-    return {"section": section, "steps": steps, "order": order, "seed": seed, **result,
-            "wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu}
+        result = _main(ctx, steps, order) if section == "main" else _lpt(ctx, steps, order)
+        rows.append({"section": section, "steps": steps, "order": order, "seed": seed, **result,
+                     "wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu})
+        for hashee_steps in hashee_after if section == "main" else ():
+            start, cpu = time.perf_counter(), time.process_time()
+            result = _hashee(ctx, hashee_steps)
+            rows.append({"section": "hashee", "steps": hashee_steps, "order": f"from main:{steps}:{order}",
+                         "seed": seed, **result, "gap": result["accuracy"] - rows[0]["full"],
+                         "wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu})
+    return rows
 
 
 def table(rows: list[dict]) -> str:
@@ -96,14 +106,16 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         groups.setdefault((r["section"], r["order"], r["steps"]), []).append(r)
     keys = {"main": ["full", "entropy_best", "entropy_gap", "entropy_flops_share"],
-            "hashee": ["accuracy", "flops_x"], "lpt": ["Full fine-tuning", "PEFT prompt tuning", "LPT"]}
+            "hashee": ["accuracy", "gap", "flops_x"], "lpt": ["Full fine-tuning", "PEFT prompt tuning", "LPT"]}
     lines = []
     for (section, order, steps), rs in sorted(groups.items()):
         cells = []
         if section == "main":
             cells.append("min static " + "/".join(f"{min(r['static']):.2f}" for r in rs))
         for k in keys[section]:
-            values = [r[k] for r in rs]
+            values = [r[k] for r in rs if k in r]
+            if not values:
+                continue
             cells.append(f"{k} {statistics.mean(values):.2f} ({'/'.join(f'{v:.2f}' for v in values)})")
         cpu = statistics.mean(r["cpu_s"] for r in rs)
         lines.append(f"| {section} | {order} | {steps} | seeds {','.join(str(r['seed']) for r in rs)} | "
@@ -115,6 +127,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="*", help="SECTION:STEPS[:ORDER], e.g. main:150:grouped, hashee:120, lpt:60")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--hashee-after", type=int, nargs="*", default=[],
+                        help="after each main run, the HashEE section from its model with these step counts")
     parser.add_argument("--out", required=True, help="JSON lines file the results are appended to")
     parser.add_argument("--table", action="store_true", help="print the table of --out and exit")
     args = parser.parse_args()
@@ -124,11 +138,13 @@ def main() -> None:
         return
     for spec in args.runs:
         section, steps, *order = spec.split(":")
+        if section not in ("main", "lpt"):
+            parser.error(f"unknown run {spec!r}: use main:STEPS[:ORDER] or lpt:STEPS[:ORDER] (HashEE: --hashee-after)")
         for seed in args.seeds:
-            row = run_one(section, int(steps), order[0] if order else "own", seed)
-            print(json.dumps(row), flush=True)
-            with out.open("a") as fh:
-                fh.write(json.dumps(row) + "\n")
+            for row in run_one(section, int(steps), order[0] if order else "seeded", seed, args.hashee_after):
+                print(json.dumps(row), flush=True)
+                with out.open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ def train_steps(
     if not params:
         raise ValueError("nothing to train: the model has no trainable parameters")
     optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate, weight_decay=settings.weight_decay,
-                                  eps=settings.eps, betas=settings.betas)
+                                  eps=settings.eps, betas=settings.betas, fused=_fused_ok(params))
     schedule = get_linear_schedule_with_warmup(optimizer, settings.warmup_steps, settings.steps)
     if accelerator is not None:
         model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
@@ -104,6 +104,13 @@ def train_steps(
             on_step(step, losses[-1], batch)
     model.eval()
     return losses
+
+
+def _fused_ok(params) -> bool:
+    """Whether torch's fused AdamW kernel can update ``params``: floating-point tensors on CPU or CUDA. On CPU it is
+    4-5x faster than the default per-parameter loop (0.03 vs 0.14 s for MiniLM's 22.7M parameters, one thread;
+    ``benchmarks/profile_demo_step.py``); the update is the same AdamW."""
+    return all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
 
 
 def _cycle(batches: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:

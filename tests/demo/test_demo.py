@@ -28,8 +28,25 @@ def test_demo_quick_runs_end_to_end(tmp_path, capsys):
     timing = out.split("Wall time per section (this run)")[1].splitlines()
     sections = [line.split()[0] for line in timing[2:] if line.strip()]
     assert sections[:2] == ["setup", "multi-exit"] and "total" in sections  # one row per section, then the total
+    assert f"fine-tuned model saved to {tmp_path / 'model'}" in out
     png = (tmp_path / "pareto.png").read_bytes()
     assert png.startswith(b"\x89PNG")
+
+
+def test_demo_saves_a_model_that_loads_with_the_auto_classes(tmp_path, capsys):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    import elue_hf  # noqa: F401  (registers ElasticBERT with the Auto classes)
+
+    assert main(["demo", "--quick", "--sections", "none", "--out-dir", str(tmp_path)]) == 0
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model").eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "model")
+    assert type(model).__name__ == "ElasticBertForSequenceClassification"
+    assert model.config.num_output_layers == 6 and model.config.pooling == "mean"
+    with torch.no_grad():
+        logits = model(**tokenizer(["a fine film", "dull"], padding=True, return_tensors="pt")).all_logits
+    assert logits.shape == (2, 6, 2)
 
 
 def test_demo_rejects_unknown_sections(tmp_path, capsys):

@@ -9,6 +9,7 @@ from transformers import BertConfig, BertModel, BertTokenizer
 
 from elue_hf.demo import hashee as demo
 from elue_hf.demo.context import DemoContext
+from elue_hf.elasticbert.convert import convert_bert_to_elasticbert
 from elue_hf.hashee import HashTable
 
 pytestmark = pytest.mark.slow  # seconds per test: `make test-fast` skips this module
@@ -32,8 +33,24 @@ def tiny_context(tmp_path):
         return datasets.Dataset.from_dict({"sentence": sentences, "label": [len(s) % 2 for s in sentences]})
 
     data = datasets.DatasetDict(train=rows(24), validation=rows(8), test=rows(10))
-    return DemoContext(out_dir=tmp_path / "out", tokenizer=tokenizer, data=data, model=None,
+    main = convert_bert_to_elasticbert(tmp_path / "bert", num_labels=2, pooling="cls").eval()  # the main section's
+    return DemoContext(out_dir=tmp_path / "out", tokenizer=tokenizer, data=data, model=main,
                        base_model_path=tmp_path / "bert", max_length=16, quick=True)  # fmt: skip
+
+
+def test_static_copy_is_the_main_models_last_exit_and_leaves_it_untouched(tiny_context):
+    main = tiny_context.model
+    with torch.no_grad():  # give every head distinct weights, as a fine-tune would
+        for p in main.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    before = {k: v.clone() for k, v in main.state_dict().items()}
+    static = demo.static_copy(tiny_context).eval()
+    assert static.config.num_output_layers == 1 and static.config.pooling == "cls"
+    batch = tiny_context.encode(list(tiny_context.data["test"]["sentence"]))
+    with torch.no_grad():
+        torch.testing.assert_close(static(**batch).logits, main(**batch).all_logits[:, -1])
+        next(static.parameters()).add_(1.0)  # a copy: training the static model leaves the main one alone
+    assert all(torch.equal(before[k], v) for k, v in main.state_dict().items())
 
 
 def test_demo_section_runs_and_reports(tiny_context, capsys, monkeypatch):
@@ -57,11 +74,12 @@ def test_demo_section_runs_and_reports(tiny_context, capsys, monkeypatch):
     assert tsv[0] == "index\tpred\tmodules" and len(tsv) == 11
     manifest = json.loads((out / "submission" / "submission.json").read_text())
     assert manifest["files"][0]["settings"] == {"exit": "hashee"}  # what a re-run of the saved model needs
-    assert "HashEE on MiniLM-L6" in capsys.readouterr().out
+    assert "HashEE on the fine-tuned model above, made static at its exit 6" in capsys.readouterr().out
 
 
 def test_demo_section_uses_the_context_pooling(tiny_context):
     tiny_context.pooling = "mean"
+    tiny_context.model = convert_bert_to_elasticbert(tiny_context.base_model_path, num_labels=2, pooling="mean")
     demo.run(tiny_context)
     summary = json.loads((tiny_context.out_dir / "hashee" / "summary.json").read_text())
     assert summary["pooling"] == "mean" and 0 <= summary["accuracy"] <= 100

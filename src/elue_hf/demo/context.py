@@ -65,6 +65,17 @@ class DemoContext:
         lines += [f"{name:<{width}} {w:8.1f} {100 * w / (wall or 1.0):5.1f}% {c:8.1f}" for name, (w, c) in rows]
         return "\n".join(lines)
 
+    def save_model(self) -> Path:
+        """``self.model`` and the tokenizer under ``<out_dir>/model`` (``save_pretrained``: config + safetensors),
+        loadable with ``AutoModelForSequenceClassification`` after ``import elue_hf``; saved once per run (the path is
+        ``artifacts["model"]``)."""
+        if "model" not in self.artifacts:
+            path = self.out_dir / "model"
+            self.model.save_pretrained(path)
+            self.tokenizer.save_pretrained(path)
+            self.artifacts["model"] = path
+        return self.artifacts["model"]
+
     def encode(self, texts: list[str], text_pairs: list[str] | None = None) -> dict:
         """Tokenise a batch (dynamic padding, truncation at ``max_length``) into PyTorch tensors."""
         return self.tokenizer(

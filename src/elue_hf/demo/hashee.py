@@ -1,16 +1,22 @@
-"""``make demo`` section: HashEE (frequency hash, B = L = 6) on the embedded MiniLM converted to a static ElasticBERT.
+"""``make demo`` section: HashEE (frequency hash, B = L = 6) on the demo's fine-tuned model made static.
 
-1. convert ``ctx.base_model_path`` (all-MiniLM-L6-v2) into a static 6-layer ElasticBERT (head on the layer-6 pooler,
-   with the main model's pooling: ``"mean"`` averages every token's final state, i.e. its state at its exit layer);
+1. load the main section's fine-tuned multi-exit model (``ctx.model``, as saved under ``<out-dir>/model``: the
+   task-tuned backbone and its exit-6 pooler and classifier; ``ctx.model`` itself is left untouched) as a static
+   6-layer ElasticBERT (one head on layer 6, with the main model's pooling: ``"mean"`` averages every token's final
+   state, i.e. its state at its exit layer);
 2. build the frequency table from the train + validation token ids (same tokenizer and truncation as the model): the
    50 most frequent types (and, under mean pooling, the special ids) leave after layer 1, every other token passes at
    least three layers (see :func:`hashee_settings`);
-3. apply HashEE and fine-tune with the main model's recipe (``DemoContext.fine_tune``) on ``ctx.data["train"]``;
+3. apply HashEE and fine-tune briefly (``STEPS``) with the main model's recipe (``DemoContext.fine_tune``) on
+   ``ctx.data["train"]`` so that the backbone adapts to tokens leaving early;
 4. score ``ctx.data["test"]``: accuracy, mean FLOPs per instance (ELUE rules, active tokens per layer), FLOPs
    speed-up vs the same 6-layer model and vs BERT-base (the ELUE convention), and the measured wall-clock speed-up
    of the same weights with and without HashEE (these timed passes run on one torch thread, restored afterwards);
 5. write the table, a summary JSON and an ELUE submission whose ``modules`` column lists shrinking ``(m,n,d)`` layers
    (data: the RT snippets stand-in, not SST-2) under ``ctx.out_dir / "hashee"``; append a ``HashEE`` point.
+
+Until session 7 this section fine-tuned a fresh static model from MiniLM for 200 steps; starting from the main
+model's task-tuned weights needs far fewer steps (chosen on the validation split, docs/benchmarks.md, "make demo").
 """
 
 from __future__ import annotations
@@ -22,14 +28,14 @@ from contextlib import contextmanager
 import numpy as np
 
 from ..elue.flops.params import count_parameters
-from ..hashee.hashing import frequency_table, tokenize_texts
+from ..hashee.hashing import frequency_table
 from ..hashee.model import apply_hashee, hashee_config_for, remove_hashee
 from ..methods.hashee_flops import classifier_flops, last_active_counts, module_spec
 from .context import DemoContext, OperatingPoint, in_row_order
 
 __all__ = ["run", "fine_tune", "evaluate"]
 
-STEPS, BATCH_SIZE, LEARNING_RATE = 200, 32, 3e-4  # the main model's recipe (120 steps lost 1.4 validation points)
+STEPS, BATCH_SIZE, LEARNING_RATE = 100, 32, 3e-4  # the main recipe, from its fine-tuned weights (100: validation)
 # docs/hashee.md, "Exit floor and special tokens": chosen on the validation split among tables of about 2x fewer FLOPs
 MIN_EXIT_LAYER = 3  # every token passes at least three layers ...
 SHALLOW_TYPES = 50  # ... except the 50 most frequent types (punctuation, function words: 44 % of the tokens)
@@ -44,8 +50,20 @@ def hashee_settings(pooling: str) -> dict:
             "num_shallow_types": SHALLOW_TYPES}
 
 
+def static_copy(ctx: DemoContext):
+    """A static ElasticBERT (one exit, on the last layer) with the backbone and the last exit's pooler and classifier of
+    ``ctx.model`` (the demo's fine-tuned multi-exit model, left unchanged): loaded from the folder the demo saved
+    (:meth:`DemoContext.save_model`) with ``num_output_layers=1``, which gives the static model the last exit's own
+    head (docs/elasticbert.md)."""
+    from elue_hf.elasticbert import ElasticBertForSequenceClassification
+
+    return ElasticBertForSequenceClassification.from_pretrained(ctx.save_model(), num_output_layers=1)
+
+
 def _token_ids(ctx: DemoContext, split: str) -> list[list[int]]:
-    return tokenize_texts(ctx.tokenizer, list(ctx.data[split]["sentence"]), max_length=ctx.max_length)
+    """The split's token ids as the model sees them (``DemoContext.features``: the training slice is already
+    tokenised by the main fine-tune)."""
+    return [row["input_ids"] for row in ctx.features(ctx.data[split])]
 
 
 def fine_tune(model, ctx: DemoContext, steps: int, batch_size: int, learning_rate: float) -> list[float]:
@@ -127,13 +145,11 @@ def run(ctx: DemoContext) -> None:
     import torch
     from transformers import BertConfig
 
-    from elue_hf.elasticbert.convert import convert_bert_to_elasticbert
-
     steps, batch_size = (2, 8) if getattr(ctx, "quick", False) else (STEPS, BATCH_SIZE)
     out_dir = ctx.out_dir / "hashee"
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(ctx.seed)
-    model = convert_bert_to_elasticbert(ctx.base_model_path, num_labels=2, num_output_layers=1, pooling=ctx.pooling)
+    model = static_copy(ctx)
     config = hashee_config_for(model, ctx.tokenizer, **hashee_settings(ctx.pooling))  # L = B = 6
     table = frequency_table(config, _token_ids(ctx, "train"), _token_ids(ctx, "validation"))
     apply_hashee(model, table)
@@ -170,7 +186,8 @@ def run(ctx: DemoContext) -> None:
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
 
-    print(f"HashEE on MiniLM-L6 -> static ElasticBERT ({ctx.pooling} pooling), {ctx.dataset_name}; {steps} steps "
+    print(f"HashEE on the fine-tuned model above, made static at its exit 6 ({ctx.pooling} pooling), "
+          f"{ctx.dataset_name}; {steps} more steps with hashing "
           f"(loss {losses[0]:.3f} -> {losses[-1]:.3f}, {train_s:.0f} s)")  # fmt: skip
     print(f"{'setting':<24} {'acc %':>7} {'MFLOPs':>8} {'x vs 6L':>8} {'x vs BERT-base':>15} {'wall x':>7} "
           f"{'tok layers':>11}")  # fmt: skip

@@ -17,6 +17,8 @@ from .context import DemoContext, OperatingPoint, in_row_order
 
 __all__ = ["DemoMethod", "demo_methods", "run"]
 
+GROUP_BY_LENGTH = False  # one seeded order; length-grouped batches (cheaper) left LPT at prompt tuning (validation)
+
 
 @dataclass
 class DemoMethod:
@@ -85,7 +87,7 @@ def _train(model, ctx: DemoContext, train, steps: int, batch_size: int, learning
     settings = OptimizerSettings(steps=steps, learning_rate=learning_rate, weight_decay=0.1,
                                  warmup=max(1, round(0.06 * steps)))
     start = time.perf_counter()
-    train_steps(model, ctx.training_batches(train, batch_size), settings,
+    train_steps(model, ctx.training_batches(train, batch_size, GROUP_BY_LENGTH), settings,
                 progress=lambda r: ctx.progress(r, desc=desc, unit="step", leave=False))
     return time.perf_counter() - start
 
