@@ -64,8 +64,9 @@ def train_steps(
 ) -> list[float]:
     """Run ``settings.steps`` optimisation steps of ``model(**batch).loss`` and return the loss of each step.
 
-    ``batches`` yields keyword arguments for the model (labels included); a list or data loader is repeated as often
-    as needed, a one-shot iterator must yield at least ``settings.steps`` batches. ``groups``
+    ``batches`` yields keyword arguments for the model (labels included), or for one step a list of such
+    micro-batches (their losses weighted by their rows: the whole batch's gradient); a list or data loader is
+    repeated as often as needed, a one-shot iterator must yield at least ``settings.steps`` batches. ``groups``
     defaults to every trainable parameter at ``settings.learning_rate`` (see :func:`param_groups`). With an
     ``accelerator`` the model, optimizer and schedule are prepared by it and it does the backward pass and clipping;
     pass batches from a data loader it prepared. The model is left in eval mode.
@@ -88,22 +89,35 @@ def train_steps(
     steps = range(settings.steps) if progress is None else progress(range(settings.steps))
     for step in steps:
         batch = next(stream)
-        loss = model(**batch).loss
-        if accelerator is not None:
-            accelerator.backward(loss)
-        else:
-            loss.backward()
+        loss = _backward(model, batch, accelerator)
         if settings.max_grad_norm is not None:
             clip = accelerator.clip_grad_norm_ if accelerator is not None else torch.nn.utils.clip_grad_norm_
             clip(params, settings.max_grad_norm)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
+        losses.append(loss)
         if on_step is not None:
             on_step(step, losses[-1], batch)
     model.eval()
     return losses
+
+
+def _backward(model, batch, accelerator):
+    """Forward and backward of one step; returns the step's loss (detached). ``batch`` is one dict of model
+    arguments, or a list of micro-batches (dicts) that together form the step's batch: each micro-batch's mean loss
+    is weighted by its share of the rows, so the gradient is the one of the whole batch's mean loss."""
+    micro = batch if isinstance(batch, (list, tuple)) else [batch]
+    rows = [len(next(iter(m.values()))) for m in micro]
+    total = 0.0
+    for m, n in zip(micro, rows):
+        loss = model(**m).loss * (n / sum(rows))
+        if accelerator is not None:
+            accelerator.backward(loss)
+        else:
+            loss.backward()
+        total += float(loss.detach())
+    return total
 
 
 def _fused_ok(params) -> bool:

@@ -80,3 +80,20 @@ def test_the_accelerate_path_gives_the_same_steps_on_one_cpu_process():
     torch.manual_seed(1)
     accelerated = train_steps(Regressor(), _data(), settings, accelerator=Accelerator(cpu=True))
     assert plain == pytest.approx(accelerated, rel=1e-6)
+
+
+def test_a_batch_given_as_micro_batches_makes_the_same_update_as_the_whole_batch():
+    """A step's batch may come as a list of micro-batches (e.g. its rows split by length, less padding): each
+    micro-batch's mean loss is weighted by its rows, so the update equals the whole batch's (unequal sizes too)."""
+    whole = _data(n=48)
+    split = [[{k: v[:5] for k, v in b.items()}, {k: v[5:] for k, v in b.items()}] for b in whole]
+    models = []
+    for batches in (whole, split):
+        torch.manual_seed(0)
+        model = Regressor()
+        losses = train_steps(model, batches, OptimizerSettings(steps=3, learning_rate=1e-2))
+        models.append((model, losses))
+    (a, loss_a), (b, loss_b) = models
+    assert loss_a == pytest.approx(loss_b, rel=1e-5)
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)

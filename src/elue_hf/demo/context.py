@@ -88,7 +88,7 @@ class DemoContext:
         )
 
     def fine_tune(self, model, steps: int, batch_size: int, learning_rate: float, head_lr_scale: float = 5.0,
-                  desc: str = "fine-tune", group_by_length: bool = False) -> list[float]:
+                  desc: str = "fine-tune", group_by_length: bool = False, micro_batches: int = 1) -> list[float]:
         """The demo's recipe on ``self.data["train"]``: AdamW, 6 % linear warm-up, grad-clip 1, and the exit heads
         (poolers, classifiers: untrained, only MiniLM's top pooler exists) at ``head_lr_scale`` times the step size;
         batches from :meth:`training_batches`. Returns the loss of every step."""
@@ -103,7 +103,7 @@ class DemoContext:
                 bar.set_postfix(loss=f"{loss:.3f}")
 
         settings = OptimizerSettings(steps=steps, learning_rate=learning_rate, warmup=max(1, int(0.06 * steps)))
-        batches = self.training_batches(self.data["train"], batch_size, group_by_length)
+        batches = self.training_batches(self.data["train"], batch_size, group_by_length, micro_batches)
         return train_steps(model, batches, settings, groups=groups,
                            progress=lambda _: bar, on_step=show)
 
@@ -127,18 +127,30 @@ class DemoContext:
         chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         return order, [self._pad([features[i] for i in chunk]) for chunk in chunks]
 
-    def training_batches(self, dataset, batch_size: int, group_by_length: bool = False) -> Iterator[dict]:
+    def training_batches(self, dataset, batch_size: int, group_by_length: bool = False,
+                         micro_batches: int = 1) -> Iterator[dict | list[dict]]:
         """Endless labelled batches of ``dataset`` (a ``sentence``/``label`` slice), tokenised once.
 
         With ``group_by_length`` each epoch is a seeded permutation from transformers'
         ``get_length_grouped_indices`` (the ``Trainer``'s ``group_by_length``): rows of similar length share a batch
         (windows of 8 batches sorted by length), so padding costs little. Without it, batch i holds rows
-        ``order[(i * batch_size + j) % len(order)]`` of one seeded shuffled order."""
+        ``order[(i * batch_size + j) % len(order)]`` of one seeded shuffled order. With ``micro_batches > 1`` each
+        batch comes as a list of that many parts of its rows sorted by length, each padded to its own longest row
+        (:func:`elue_hf.training.train_steps` adds their row-weighted losses: the same update, less padding)."""
         import torch
 
         features, labels = self.features(dataset), list(dataset["label"])
+
+        def padded(rows):
+            return {**self._pad([features[i] for i in rows]), "labels": torch.tensor([labels[i] for i in rows])}
+
         for rows in _batch_rows(self._epoch_orders(features, batch_size, group_by_length), batch_size):
-            yield {**self._pad([features[i] for i in rows]), "labels": torch.tensor([labels[i] for i in rows])}
+            if micro_batches == 1:
+                yield padded(rows)
+            else:
+                rows = sorted(rows, key=lambda i: len(features[i]["input_ids"]))
+                size = -(-len(rows) // micro_batches)
+                yield [padded(rows[i : i + size]) for i in range(0, len(rows), size)]
 
     def _epoch_orders(self, features: list[dict], batch_size: int, group_by_length: bool) -> Iterator[list[int]]:
         import torch
