@@ -12,6 +12,7 @@ exporter can express "continue only with the rows that did not exit" (docs/deplo
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +93,8 @@ class OnnxElasticBertForSequenceClassification:
         self.num_layers = int(config["num_layers"])
         self._embedding_inputs = [i.name for i in self.embeddings.get_inputs()]
         self._num_labels = int(config["num_labels"])
+        self._layer_outputs = [[o.name for o in layer.get_outputs()] for layer in self.layers]
+        self._buffers = threading.local()  # per thread: two flat float32 buffers the layers write into in turn
 
     @classmethod
     def from_pretrained(cls, directory, threads: int | None = None, providers=None, spinning: bool = False,
@@ -136,7 +139,7 @@ class OnnxElasticBertForSequenceClassification:
         dynamic = criterion in ("entropy", "patience")
         trimmed = False  # trim_padding is a no-op again until rows leave (the mask only changes then)
         for i in range(last):
-            outputs = self.layers[i].run(None, {"hidden_states": hidden, "attention_mask": mask})
+            outputs = self._run_layer(i, hidden, mask, hidden.size)
             hidden = outputs[0]
             if len(outputs) == 1 or (not dynamic and i + 1 != last):  # no exit after this layer, or none asked
                 continue
@@ -159,6 +162,27 @@ class OnnxElasticBertForSequenceClassification:
             hidden, mask = trim_padding(hidden, mask)
             trimmed = True
         return OnnxExitOutput(logits=logits_out, exit_layer=exit_layer)
+
+    def _run_layer(self, i: int, hidden: np.ndarray, mask: np.ndarray, size: int) -> list[np.ndarray]:
+        """Layer ``i`` with its hidden-state output written into a reused buffer (I/O binding): a fresh ``run`` output
+        is a new array per layer, and its allocation and first touch cost more than a small layer at batch 1."""
+        buffers = getattr(self._buffers, "arrays", None)
+        if buffers is None or buffers[0].size < size:
+            buffers = self._buffers.arrays = (np.empty(size, np.float32), np.empty(size, np.float32))
+        hidden = np.ascontiguousarray(hidden)
+        out = buffers[i % 2][:size].reshape(hidden.shape)  # layer i-1 wrote the other one: never its own input
+        binding = self.layers[i].io_binding()
+        binding.bind_cpu_input("hidden_states", hidden)
+        binding.bind_cpu_input("attention_mask", np.ascontiguousarray(mask))
+        names = self._layer_outputs[i]
+        binding.bind_output(names[0], "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+        outputs = [out]
+        if len(names) > 1:
+            logits = np.empty((hidden.shape[0], self._num_labels), np.float32)
+            binding.bind_output(names[1], "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
+            outputs.append(logits)
+        self.layers[i].run_with_iobinding(binding)
+        return outputs
 
     # ------------------------------------------------------------------------------------------------ texts in
     def predict(self, texts, text_pairs=None, batch_size: int = 32, **exit_options) -> list[dict]:
