@@ -2,7 +2,8 @@
 
 Loads one exported bundle twice in one process, once with the runtime of ``--before`` (a git ref; default the commit
 before the batch-1 work) and once with this checkout's, next to the one-graph full-depth model of the same weights,
-and times them interleaved, one row at a time (batch 1), for ``--rounds`` rounds over ``--rows`` rows:
+and times them one row at a time (batch 1) in blocks of ``--rows`` rows per model (as bench_deploy.py times each
+runtime), the blocks interleaved for ``--rounds`` rounds:
 
 - each call's p50 and its ratio to the one-graph model's p50 (the issue's target: <= 1.2 x mean exit layer / L);
 - the same call split into ONNX Runtime ``session.run`` time (embeddings, layers) and everything between the runs
@@ -46,16 +47,22 @@ def runtime_at(ref: str):
 
 
 class TimedSession:
-    """An ``InferenceSession`` proxy adding each ``run``'s seconds to ``clock[0]``."""
+    """An ``InferenceSession`` proxy adding each ``run``'s (and ``run_with_iobinding``'s) seconds to ``clock[0]``."""
 
     def __init__(self, session, clock):
         self.session, self.clock = session, clock
 
-    def run(self, *args, **kwargs):
+    def _timed(self, method, *args, **kwargs):
         start = time.perf_counter()
-        out = self.session.run(*args, **kwargs)
+        out = method(*args, **kwargs)
         self.clock[0] += time.perf_counter() - start
         return out
+
+    def run(self, *args, **kwargs):
+        return self._timed(self.session.run, *args, **kwargs)
+
+    def run_with_iobinding(self, *args, **kwargs):
+        return self._timed(self.session.run_with_iobinding, *args, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self.session, name)
@@ -91,7 +98,7 @@ def main() -> None:
     before = runtime_at(args.before)
     options = {"exit_criterion": "entropy", "entropy_threshold": args.threshold}
     print(f"onnxruntime {ort.__version__}; bundle {args.bundle}; before = {args.before}, after = this checkout; "
-          f"{args.rows} rows x {args.rounds} rounds, interleaved")
+          f"{args.rows} rows x {args.rounds} rounds, blocks interleaved")
     for threads in args.threads:
         full = ort.InferenceSession(args.full, session_options(threads), providers=["CPUExecutionProvider"])
         models = {"before": timed_model(before.OnnxElasticBertForSequenceClassification.from_pretrained(
@@ -103,18 +110,19 @@ def main() -> None:
             times = {"full": [], **{k: [] for k in models}}
             runs = {k: [] for k in models}
             layers = {k: [] for k in models}
-            for r in range(-1, args.rounds):  # round -1 warms up
-                for row in ids:
-                    x = row[None]
-                    feed = {"input_ids": x, "attention_mask": np.ones_like(x), "token_type_ids": np.zeros_like(x)}
+            for r in range(-1, args.rounds):  # round -1 warms up; each round: one block of rows per model
+                feeds = [{"input_ids": row[None], "attention_mask": np.ones_like(row[None]),
+                          "token_type_ids": np.zeros_like(row[None])} for row in ids]
+                for feed in feeds:
                     start = time.perf_counter()
                     full.run(None, feed)
                     if r >= 0:
                         times["full"].append(time.perf_counter() - start)
-                    for name, (model, clock) in models.items():
+                for name, (model, clock) in models.items():
+                    for feed in feeds:
                         clock[0] = 0.0
                         start = time.perf_counter()
-                        out = model.forward(x, np.ones_like(x), **options)
+                        out = model.forward(feed["input_ids"], feed["attention_mask"], **options)
                         if r >= 0:
                             times[name].append(time.perf_counter() - start)
                             runs[name].append(clock[0])
