@@ -12,6 +12,7 @@ exporter can express "continue only with the rows that did not exit" (docs/deplo
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,13 +33,18 @@ class OnnxExitOutput:
     exit_layer: np.ndarray
 
 
-def session_options(threads: int | None = None, spinning: bool = False):
+def session_options(threads: int | None = None, spinning: bool = False, shared_arena: bool = False):
     """The ONNX Runtime ``SessionOptions`` of every graph of a bundle (and of the benchmark's one-graph baseline).
 
     ``spinning=False`` sets ``session.intra_op.allow_spinning=0`` (and inter-op): ONNX Runtime's worker threads
     otherwise busy-wait after each run, and a bundle has one session (one thread pool) per graph, so the pool of the
     graph that just ran spins on the cores the next graph needs. Measured on a 2-core machine at batch 1, seq 32, a
-    6-layer/384 bundle: one layer 26 ms with spinning, 1.6 ms without (docs/deploy.md, "Speed")."""
+    6-layer/384 bundle: one layer 26 ms with spinning, 1.6 ms without (docs/deploy.md, "Speed").
+
+    ``shared_arena=True`` sets ``session.use_env_allocators=1`` after registering one CPU arena allocator with ONNX
+    Runtime's environment (once per process, :func:`shared_cpu_arena`): the sessions of a bundle then take their
+    buffers from one arena instead of one arena each, so the layers reuse the same (cache-warm) memory as they do
+    inside a one-graph model (docs/deploy.md, "Batch 1")."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -49,7 +55,28 @@ def session_options(threads: int | None = None, spinning: bool = False):
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    if shared_arena and shared_cpu_arena():
+        options.add_session_config_entry("session.use_env_allocators", "1")
     return options
+
+
+_SHARED_ARENA: list[bool] = []  # [registered?] once per process
+
+
+def shared_cpu_arena() -> bool:
+    """Register one CPU arena allocator with ONNX Runtime's (process-wide) environment, once; True when one is
+    registered (by this call, an earlier one, or the application). Only sessions that opt in with
+    ``session.use_env_allocators=1`` use it; every other session keeps its own arena."""
+    import onnxruntime as ort
+
+    if not _SHARED_ARENA:
+        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        try:
+            ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, -1))
+            _SHARED_ARENA.append(True)
+        except Exception:  # noqa: BLE001 - ONNX Runtime raises its own error types; then each session keeps its own
+            _SHARED_ARENA.append(False)
+    return _SHARED_ARENA[0]
 
 
 class OnnxElasticBertForSequenceClassification:
@@ -65,17 +92,21 @@ class OnnxElasticBertForSequenceClassification:
         self.exit_layers = list(config["exit_layers"])
         self.num_layers = int(config["num_layers"])
         self._embedding_inputs = [i.name for i in self.embeddings.get_inputs()]
+        self._num_labels = int(config["num_labels"])
+        self._layer_outputs = [[o.name for o in layer.get_outputs()] for layer in self.layers]
+        self._buffers = threading.local()  # per thread: two flat float32 buffers the layers write into in turn
 
     @classmethod
-    def from_pretrained(cls, directory, threads: int | None = None, providers=None, spinning: bool = False):
+    def from_pretrained(cls, directory, threads: int | None = None, providers=None, spinning: bool = False,
+                        shared_arena: bool = True):
         """Load a bundle written by ``elue-hf export`` (``threads``: ONNX Runtime intra-op threads; ``providers``:
-        ONNX Runtime execution providers, default CPU; ``spinning``: let idle worker threads busy-wait, see
-        :func:`session_options`)."""
+        ONNX Runtime execution providers, default CPU; ``spinning``: let idle worker threads busy-wait;
+        ``shared_arena``: the bundle's sessions share one CPU memory arena; see :func:`session_options`)."""
         import onnxruntime as ort
 
         directory = Path(directory)
         config = load_bundle_config(directory)
-        options = session_options(threads, spinning)
+        options = session_options(threads, spinning, shared_arena)
         providers = providers or ["CPUExecutionProvider"]
 
         def session(name):
@@ -96,7 +127,7 @@ class OnnxElasticBertForSequenceClassification:
                              f"{input_ids.shape}")
         criterion, entropy_threshold, patience, regression_threshold, static_layer = resolve_exit_options(
             self.config, **exit_options)
-        num_labels = int(self.config["num_labels"])
+        num_labels = self._num_labels
         policy = NumpyExitPolicy(criterion, entropy_threshold, patience, regression_threshold, num_labels == 1)
         last = static_layer if criterion == "static" else self.num_layers
         inputs = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": types}
@@ -106,21 +137,52 @@ class OnnxElasticBertForSequenceClassification:
         logits_out = np.zeros((batch, num_labels), dtype=np.float32)
         exit_layer = np.full(batch, last, dtype=np.int64)
         dynamic = criterion in ("entropy", "patience")
+        trimmed = False  # trim_padding is a no-op again until rows leave (the mask only changes then)
         for i in range(last):
-            outputs = self.layers[i].run(None, {"hidden_states": hidden, "attention_mask": mask})
+            outputs = self._run_layer(i, hidden, mask, hidden.size)
             hidden = outputs[0]
-            if len(outputs) == 1 or (not dynamic and i + 1 != last):
+            if len(outputs) == 1 or (not dynamic and i + 1 != last):  # no exit after this layer, or none asked
                 continue
-            done = policy.step(outputs[1], last=i + 1 == last)
-            logits_out[rows[done]] = outputs[1][done]
+            logits = outputs[1]
+            done = policy.step(logits, last=i + 1 == last)
+            if done.all():  # every remaining row exits here (batch 1: the row exits)
+                logits_out[rows] = logits
+                exit_layer[rows] = i + 1
+                break
+            if not done.any():  # no row exits here: nothing to gather; padding trimmed at most once
+                if not trimmed:
+                    hidden, mask = trim_padding(hidden, mask)
+                    trimmed = True
+                continue
+            logits_out[rows[done]] = logits[done]
             exit_layer[rows[done]] = i + 1
             keep = ~done
-            if not keep.any():
-                break
             hidden, mask, rows = hidden[keep], mask[keep], rows[keep]
             policy.select(keep)
             hidden, mask = trim_padding(hidden, mask)
+            trimmed = True
         return OnnxExitOutput(logits=logits_out, exit_layer=exit_layer)
+
+    def _run_layer(self, i: int, hidden: np.ndarray, mask: np.ndarray, size: int) -> list[np.ndarray]:
+        """Layer ``i`` with its hidden-state output written into a reused buffer (I/O binding): a fresh ``run`` output
+        is a new array per layer, and its allocation and first touch cost more than a small layer at batch 1."""
+        buffers = getattr(self._buffers, "arrays", None)
+        if buffers is None or buffers[0].size < size:
+            buffers = self._buffers.arrays = (np.empty(size, np.float32), np.empty(size, np.float32))
+        hidden = np.ascontiguousarray(hidden)
+        out = buffers[i % 2][:size].reshape(hidden.shape)  # layer i-1 wrote the other one: never its own input
+        binding = self.layers[i].io_binding()
+        binding.bind_cpu_input("hidden_states", hidden)
+        binding.bind_cpu_input("attention_mask", np.ascontiguousarray(mask))
+        names = self._layer_outputs[i]
+        binding.bind_output(names[0], "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+        outputs = [out]
+        if len(names) > 1:
+            logits = np.empty((hidden.shape[0], self._num_labels), np.float32)
+            binding.bind_output(names[1], "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
+            outputs.append(logits)
+        self.layers[i].run_with_iobinding(binding)
+        return outputs
 
     # ------------------------------------------------------------------------------------------------ texts in
     def predict(self, texts, text_pairs=None, batch_size: int = 32, **exit_options) -> list[dict]:
