@@ -114,11 +114,22 @@ def _trace(module: nn.Module, args: tuple, names: list[str], outputs: list[str],
     """``module`` traced by ``torch.onnx.export`` (dynamic batch and sequence axes): an ``onnx`` ModelProto."""
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")
     shapes = tuple({0: batch, 1: seq} for _ in args)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the exporter's deprecation chatter from transformers' internals
-        program = torch.onnx.export(module.eval(), args, dynamo=True, input_names=names, output_names=outputs,
-                                    dynamic_shapes=shapes, opset_version=opset, verbose=False)
+    registration = logging.getLogger(_REGISTRATION_LOGGER)
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the exporter's deprecation chatter from transformers' internals
+            program = torch.onnx.export(module.eval(), args, dynamo=True, input_names=names, output_names=outputs,
+                                        dynamic_shapes=shapes, opset_version=opset, verbose=False)
+    finally:
+        registration.setLevel(level)
     return program.model_proto
+
+
+# torch's exporter warns here once per missing optional library ("torchvision is not installed. Skipping
+# torchvision::nms", four lines): text models never need those operators, so the export keeps it quiet.
+_REGISTRATION_LOGGER = "torch.onnx._internal.exporter._registration"
 
 
 def _save(graph, path: Path) -> None:
