@@ -64,7 +64,11 @@ when_imported("peft", lambda: _import("elue_hf.lpt"))
 
 
 def _register_pipeline() -> None:
-    """``pipeline("elasticbert-text-classification", model=<ElasticBERT>)``: exit options, exit layer and MFLOPs."""
+    """``pipeline("elasticbert-text-classification", model=<ElasticBERT>)``: exit options, exit layer and MFLOPs.
+    When ``elue_hf.elasticbert.pipeline`` is the module whose import brought transformers.pipelines in, it is only
+    half initialised here: it registers the task at the end of its own import instead."""
+    if _importing("elue_hf.elasticbert.pipeline"):
+        return
     from .elasticbert.pipeline import register_elasticbert_pipeline
 
     register_elasticbert_pipeline()

@@ -45,6 +45,8 @@ def test_registration_waits_for_its_library_and_survives_every_import_order(tmp_
         "import elue_hf.elasticbert",
         "import transformers, peft, elue_hf",
         "from transformers import pipeline\nimport elue_hf",
+        "import elue_hf.elasticbert.pipeline",  # transformers.pipelines first imported inside the pipeline module
+        "from elue_hf.deploy.pipeline import OnnxTextClassificationPipeline",  # the README's export -> pipeline
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
     for code in first:

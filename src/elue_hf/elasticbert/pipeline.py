@@ -111,3 +111,7 @@ def register_elasticbert_pipeline() -> None:
         return
     PIPELINE_REGISTRY.register_pipeline(ELASTICBERT_TASK, pipeline_class=ElasticBertTextClassificationPipeline,
                                         pt_model=AutoModelForSequenceClassification, type="text")
+
+
+# Idempotent; covers the import order in which this module is what pulls transformers.pipelines in.
+register_elasticbert_pipeline()
