@@ -103,21 +103,33 @@ def train_steps(
     return losses
 
 
-def _backward(model, batch, accelerator):
-    """Forward and backward of one step; returns the step's loss (detached). ``batch`` is one dict of model
-    arguments, or a list of micro-batches (dicts) that together form the step's batch: each micro-batch's mean loss
-    is weighted by its share of the rows, so the gradient is the one of the whole batch's mean loss."""
-    micro = batch if isinstance(batch, (list, tuple)) else [batch]
-    rows = [len(next(iter(m.values()))) for m in micro]
+def _backward(model, batch, accelerator) -> float:
+    """Forward and backward of one step; returns the step's loss. ``batch`` is one dict of model arguments, or a
+    list of micro-batches (dicts) that together form the step's batch: each micro-batch's mean loss is weighted by
+    its share of the rows (the leading size of its first tensor), so the gradient is the whole batch's mean loss's."""
+    if isinstance(batch, (list, tuple)):
+        rows = [_rows(m) for m in batch]
+        parts = [(m, n / sum(rows)) for m, n in zip(batch, rows)]
+    else:
+        parts = [(batch, None)]
     total = 0.0
-    for m, n in zip(micro, rows):
-        loss = model(**m).loss * (n / sum(rows))
+    for arguments, weight in parts:
+        loss = model(**arguments).loss
+        if weight is not None:
+            loss = loss * weight
         if accelerator is not None:
             accelerator.backward(loss)
         else:
             loss.backward()
         total += float(loss.detach())
     return total
+
+
+def _rows(arguments: dict[str, Any]) -> int:
+    for value in arguments.values():
+        if getattr(value, "ndim", 0):
+            return int(value.shape[0])
+    raise ValueError("a micro-batch needs at least one tensor argument (its rows weight its loss)")
 
 
 def _fused_ok(params) -> bool:

@@ -97,3 +97,12 @@ def test_a_batch_given_as_micro_batches_makes_the_same_update_as_the_whole_batch
     assert loss_a == pytest.approx(loss_b, rel=1e-5)
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_a_single_batch_needs_no_tensor_first_and_a_micro_batch_without_tensors_is_refused():
+    torch.manual_seed(0)
+    model = Regressor()
+    batches = [{"labels": b["labels"], "x": b["x"]} for b in _data()]  # any argument order, one dict per step
+    assert len(train_steps(model, batches, OptimizerSettings(steps=2, learning_rate=1e-2))) == 2
+    with pytest.raises(ValueError, match="at least one tensor"):
+        train_steps(model, [[{"x": 1.0, "labels": 2.0}]], OptimizerSettings(steps=1, learning_rate=1e-2))
