@@ -141,3 +141,8 @@ def test_int8_keeps_each_ffn_down_projection_fp32_and_refuses_unknown_settings(t
     assert [n.op_type for n in onnx.load(str(every / "layer_1.onnx")).graph.node].count("MatMulInteger") == 8
     with pytest.raises(ValueError, match="unknown int8 settings"):
         quantize_onnx_int8(graph, tmp_path / "x.onnx", per_chanel=True)
+    for bad, match in (({"per_chanel": True}, "unknown int8 settings"), (None, "int8_settings apply to")):
+        with pytest.raises(ValueError, match=match):  # refused before the folder is made
+            export_elasticbert(model, tmp_path / "refused", quantize="int8" if bad else None,
+                               int8_settings=bad or {"per_channel": False})
+        assert not (tmp_path / "refused").exists()

@@ -266,6 +266,15 @@ PLAIN_INT8 = {"per_channel": False, "reduce_range": False, "op_types": ("MatMul"
               "fp32_down_projection": False}
 
 
+def int8_settings_for(overrides: dict | None) -> dict:
+    """:data:`INT8_SETTINGS` with ``overrides``; an unknown name is a ``ValueError`` naming the known ones."""
+    overrides = dict(overrides or {})
+    unknown = set(overrides) - set(INT8_SETTINGS)
+    if unknown:
+        raise ValueError(f"unknown int8 settings {sorted(unknown)}; expected some of {sorted(INT8_SETTINGS)}")
+    return {**INT8_SETTINGS, **overrides}
+
+
 def down_projections(graph, hidden_size: int) -> list[str]:
     """Names of the ``MatMul`` nodes of ``graph`` whose constant weight maps a wider input to ``hidden_size``
     (weight (k, hidden_size), k > hidden_size): the FFN down-projections."""
@@ -284,10 +293,7 @@ def quantize_onnx_int8(source, target: Path, hidden_size: int | None = None, exc
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    unknown = set(settings) - set(INT8_SETTINGS)
-    if unknown:
-        raise ValueError(f"unknown int8 settings {sorted(unknown)}; expected some of {sorted(INT8_SETTINGS)}")
-    settings = {**INT8_SETTINGS, **settings}
+    settings = int8_settings_for(settings)
     graph = source if isinstance(source, onnx.ModelProto) else onnx.load(str(source))
     del graph.graph.value_info[:]  # the exporter's recorded shapes; the quantizer infers its own
     exclude = list(exclude)
@@ -378,6 +384,9 @@ def export_multi_exit(model_or_path, output_dir, quantize: str | None = None, op
         raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
     if not isinstance(opset, int) or opset < 18:
         raise ValueError(f"opset must be an integer >= 18 (the torch.export-based exporter's minimum), got {opset!r}")
+    if int8_settings is not None and quantize != "int8":
+        raise ValueError("int8_settings apply to quantize='int8' only; pass quantize='int8' or drop int8_settings")
+    settings = int8_settings_for(int8_settings) if quantize else None  # checked before anything is written
     model, found_tokenizer = _load(model_or_path)
     from ..tokenizer_io import load_tokenizer, save_tokenizer
 
@@ -392,8 +401,7 @@ def export_multi_exit(model_or_path, output_dir, quantize: str | None = None, op
     layers = [layer_file(i) for i in range(len(layer_graphs))]
     for name, graph in zip(["embeddings.onnx", *layers], [emb_graph, *layer_graphs]):
         if quantize:
-            quantize_onnx_int8(graph, out / name, hidden_size=_backbone_config(config).hidden_size,
-                               **(int8_settings or {}))
+            quantize_onnx_int8(graph, out / name, hidden_size=_backbone_config(config).hidden_size, **settings)
         else:
             _save(graph, out / name)
     config.save_pretrained(out)
