@@ -62,6 +62,8 @@ class OnnxPipelineModel:
         return self
 
     def eval(self) -> OnnxPipelineModel:
+        """``torch.nn.Module.eval``'s counterpart, which transformers' pipeline calls on its model: a bundle is
+        always in inference mode, so nothing changes (no code is evaluated)."""
         return self
 
     def can_generate(self) -> bool:
