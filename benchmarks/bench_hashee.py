@@ -146,6 +146,19 @@ def build_models(quick: bool):
     return [(base_name, base), ("MiniLM-L6 (real weights)", minilm)]
 
 
+def rt_inputs():
+    """``(tokenizer, test sentences, train token ids, validation token ids)`` of the embedded RT snippets with the
+    MiniLM tokenizer: the timed inputs are drawn from the test sentences, the hash tables count train + validation."""
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    data = load_rotten_tomatoes()
+    return (tokenizer, list(data["test"]["sentence"]), tokenize_texts(tokenizer, list(data["train"]["sentence"])),
+            tokenize_texts(tokenizer, list(data["validation"]["sentence"])))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
@@ -159,16 +172,8 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from transformers import AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    data = load_rotten_tomatoes()
+    tokenizer, test, train_ids, dev_ids = rt_inputs()
     rng = np.random.default_rng(0)
-    test = list(data["test"]["sentence"])
-    train_ids = tokenize_texts(tokenizer, list(data["train"]["sentence"]))
-    dev_ids = tokenize_texts(tokenizer, list(data["validation"]["sentence"]))
     count = 8 if args.quick else 32
     settings = []  # (name, sequences, instances timed below batch 32)
     for key, (name, make) in DATA.items():

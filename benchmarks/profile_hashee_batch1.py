@@ -30,29 +30,21 @@ best of ``--passes`` passes over the instances is kept per layer. The summary pr
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from bench_hashee import DATA, build_models  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
-
-from elue_hf.assets import load_rotten_tomatoes, minilm_path  # noqa: E402
-from elue_hf.hashee import (  # noqa: E402
-    apply_hashee,
-    frequency_table,
-    get_hashee,
-    hashee_config_for,
-    remove_hashee,
-    tokenize_texts,
+import numpy as np
+import torch
+from bench_hashee import (  # first: it sets the offline environment before transformers loads
+    DATA,
+    build_models,
+    rt_inputs,
 )
-from elue_hf.hashee.layer import packed_linear  # noqa: E402
-from elue_hf.hashee.model import find_encoder  # noqa: E402
-from elue_hf.methods.hashee_flops import classifier_flops  # noqa: E402
+from torch.nn import functional as F
+
+from elue_hf.hashee import apply_hashee, frequency_table, get_hashee, hashee_config_for, remove_hashee
+from elue_hf.hashee.layer import packed_linear
+from elue_hf.hashee.model import find_encoder
+from elue_hf.methods.hashee_flops import classifier_flops
 
 CLOCKS = (time.thread_time, time.perf_counter)  # index 0: thread CPU, 1: wall
 
@@ -174,16 +166,8 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", choices=("bert-base", "minilm"), default=["bert-base", "minilm"])
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from transformers import AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    data = load_rotten_tomatoes()
+    tokenizer, test, train_ids, dev_ids = rt_inputs()
     rng = np.random.default_rng(0)
-    test = list(data["test"]["sentence"])
-    train_ids = tokenize_texts(tokenizer, list(data["train"]["sentence"]))
-    dev_ids = tokenize_texts(tokenizer, list(data["validation"]["sentence"]))
     settings = []
     for key, (name, make) in DATA.items():  # drawn in bench_hashee.py's order: the same instances
         sequences = make(tokenizer, test, 32, rng) if key != "imdb" else None
