@@ -12,7 +12,7 @@ fp32 point (entropy at ``--check-threshold``) is re-run through the exit loop to
 in fp32, one projection kind kept fp32 in every layer: the per-node sensitivity), which is how ``quantize="int8"``'s
 default was chosen (docs/deploy.md, "int8 accuracy").
 
-    .venv/bin/python benchmarks/bench_int8_points.py --model /work/artifacts/demo_model [--split test] [--study]
+    .venv/bin/python benchmarks/bench_int8_points.py --model elue_hf_outputs/demo/model [--split test] [--study]
 """
 
 from __future__ import annotations
